@@ -1,0 +1,3 @@
+module github.com/vmstated/vmstated
+
+go 1.26.8
