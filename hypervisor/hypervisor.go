@@ -1,0 +1,184 @@
+// Package hypervisor defines what the supervisor needs from a hypervisor
+// driver: start a VM process, find it again after the daemon restarted,
+// learn why it exited, ask it to stop, and force it to.
+//
+// Drivers live in sub-packages (qemu, bhyve, exec). None of them imports the
+// supervisor or the config package: the supervisor converts a VM's config
+// into a Spec, whose Options field carries the driver's own settings struct.
+//
+// Extra abilities (pause, reset, NMI, screenshots, inspection) are optional
+// interfaces an Instance may implement; callers find them by type assertion.
+package hypervisor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"time"
+)
+
+// Sentinel errors shared by every driver.
+var (
+	// ErrGone means the process a Handle names no longer exists, or the pid
+	// now belongs to another process (its start time differs).
+	ErrGone = errors.New("hypervisor process is gone")
+	// ErrNotSupported means the driver or instance cannot do what was asked.
+	ErrNotSupported = errors.New("not supported by this hypervisor")
+	// ErrExited means the instance has already exited.
+	ErrExited = errors.New("hypervisor process has exited")
+)
+
+// ExitReason classifies why a VM process ended. The values go on the wire
+// and into logs.
+type ExitReason string
+
+const (
+	// ExitPoweroff: the guest powered itself off (or answered an ACPI
+	// shutdown request).
+	ExitPoweroff ExitReason = "poweroff"
+	// ExitReboot: the guest asked to reboot; the process ended so that the
+	// supervisor can relaunch it.
+	ExitReboot ExitReason = "reboot"
+	// ExitCrash: the process died on its own without a clean shutdown
+	// (signal, panic, triple fault, error exit, or unknown cause).
+	ExitCrash ExitReason = "crash"
+	// ExitKilled: the host ended it (a forced stop, a signal sent by
+	// someone on the host, QMP quit).
+	ExitKilled ExitReason = "killed"
+)
+
+// Exit describes how a VM process ended.
+type Exit struct {
+	Reason ExitReason `json:"reason"`
+	// Code is the exit status, or -1 when the process was killed by a
+	// signal or its status could not be observed (a re-adopted process
+	// is not the daemon's child).
+	Code int `json:"code"`
+	// Signal names the signal that ended the process ("SIGKILL"), if any.
+	Signal string `json:"signal,omitempty"`
+	// Detail says what the driver saw, for people: a QEMU SHUTDOWN reason
+	// such as "guest-shutdown", or "bhyve exit 3: triple fault".
+	Detail string    `json:"detail,omitempty"`
+	Time   time.Time `json:"time"`
+}
+
+func (e Exit) String() string {
+	s := string(e.Reason)
+	if e.Detail != "" {
+		s += " (" + e.Detail + ")"
+	}
+	return s
+}
+
+// HandleVersion is the current version of the Handle layout.
+const HandleVersion = 1
+
+// Handle is what the daemon persists to find a running instance again after
+// it restarted. It is JSON-serialisable and versioned.
+type Handle struct {
+	Version int    `json:"version"`
+	Driver  string `json:"driver"`
+	PID     int    `json:"pid"`
+	// StartTime is the process start time as the kernel reports it (Linux:
+	// clock ticks since boot, field 22 of /proc/PID/stat; FreeBSD: ki_start
+	// in microseconds). Together with PID it identifies the process across
+	// pid reuse.
+	StartTime uint64 `json:"start_time"`
+	// RunDir is the instance's runtime directory (sockets, pidfile,
+	// captured output).
+	RunDir string `json:"run_dir"`
+	// Sockets names the control sockets by role ("qmp", "serial", "vnc").
+	Sockets map[string]string `json:"sockets,omitempty"`
+	// Extra is driver-private state.
+	Extra json.RawMessage `json:"extra,omitempty"`
+}
+
+// Spec is what a driver needs to launch one VM.
+type Spec struct {
+	Name string
+	// RunDir is a directory private to this VM (created by the driver if
+	// missing) for sockets, pidfiles, the captured output and generated
+	// configuration.
+	RunDir string
+	// MemoryMB is the guest memory in MiB.
+	MemoryMB int64
+	// CPUs is the number of virtual CPUs; Sockets, Cores and Threads give
+	// the topology when non-zero.
+	CPUs, Sockets, Cores, Threads int
+	// BootROM is a firmware image (UEFI), empty for the default.
+	BootROM string
+	// ConfigFile is the user's own hypervisor config file (bhyve config,
+	// QEMU -readconfig), combined with generated settings into
+	// ConfigFile+".generated". Empty when there is none.
+	ConfigFile string
+	// Output receives the hypervisor's stdout and stderr, line by line. The
+	// process never writes to a pipe held by the daemon (the VM must
+	// survive the daemon), so drivers capture into a file under RunDir and
+	// follow it.
+	Output io.Writer
+	// Options holds the driver's own settings (*qemu.Options,
+	// *bhyve.Options, *exec.Options). Nil means the driver's defaults.
+	Options any
+}
+
+// Driver launches and re-adopts VM processes of one kind.
+type Driver interface {
+	// Name is the driver's name as written in configs ("qemu").
+	Name() string
+	// Start launches the VM and returns once it runs (QEMU: QMP connected
+	// and the status is running). Cancelling ctx aborts a start that is
+	// still in progress (the half-started process is killed); it never
+	// kills an instance Start has already returned.
+	Start(ctx context.Context, spec Spec) (Instance, error)
+	// Recover re-adopts a process started by an earlier daemon. It returns
+	// an error wrapping ErrGone when the process no longer exists or the
+	// pid was reused.
+	Recover(ctx context.Context, spec Spec, h Handle) (Instance, error)
+}
+
+// Instance is one running VM process.
+type Instance interface {
+	// Handle returns what to persist to Recover this instance later.
+	Handle() Handle
+	// Done is closed once the process has exited and Exit is final. Any
+	// number of goroutines may wait on it.
+	Done() <-chan struct{}
+	// Exit returns how the process ended; ok is false while it still runs.
+	Exit() (exit Exit, ok bool)
+	// Shutdown asks the guest to power off (ACPI power button, SIGTERM to
+	// bhyve). It returns once the request was delivered, not when the guest
+	// has stopped: wait on Done for that.
+	Shutdown(ctx context.Context) error
+	// Kill ends the process now. Killing an instance that has already
+	// exited is not an error.
+	Kill() error
+}
+
+// Pauser is an Instance whose guest can be frozen and thawed.
+type Pauser interface {
+	Pause(ctx context.Context) error
+	Resume(ctx context.Context) error
+}
+
+// Resetter is an Instance that can hard-reset its guest (the reset button).
+type Resetter interface {
+	Reset(ctx context.Context) error
+}
+
+// NMIer is an Instance that can inject a non-maskable interrupt.
+type NMIer interface {
+	NMI(ctx context.Context) error
+}
+
+// Screenshotter is an Instance that can capture its display. It writes the
+// image to w and returns its format ("png" or "ppm").
+type Screenshotter interface {
+	Screenshot(ctx context.Context, w io.Writer) (format string, err error)
+}
+
+// Inspector is an Instance that can describe itself in detail (block
+// devices, CPUs, PCI devices, versions). The result is JSON-ready.
+type Inspector interface {
+	Info(ctx context.Context) (map[string]any, error)
+}
