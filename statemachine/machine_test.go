@@ -10,7 +10,7 @@ import (
 // allowed is the lifecycle written out by hand, independently of Table:
 // every (state, event) pair not listed here must be refused.
 var allowed = map[State]map[Event]State{
-	Stopped:      {Start: StartNetwork},
+	Stopped:      {Start: StartNetwork, Fail: Failed},
 	StartNetwork: {Done: StartStorage, Fail: Failed, Abort: StopNetwork},
 	StartStorage: {Done: Running, Fail: StopNetwork, Abort: StopStorage},
 	Running: {Stop: Stopping, Exited: Stopping, Fail: Stopping, AutoRestart: Restarting,
@@ -123,6 +123,7 @@ func TestPaths(t *testing.T) {
 		{"stopping hook fails: teardown goes on", cat(start, []any{Stop, Stopping, Fail, StopStorage, Done, StopNetwork, Done, Failed}), true},
 		{"stop_storage hook fails: teardown goes on", cat(start, []any{Stop, Stopping, Done, StopStorage, Fail, StopNetwork, Done, Failed}), true},
 		{"stop_network hook fails", cat(start, []any{Stop, Stopping}, teardown, []any{Fail, Failed}), true},
+		{"dependency fails before start", []any{Fail, Failed}, true},
 		{"failreset", []any{Start, StartNetwork, Fail, Failed, FailReset, Stopped, Start, StartNetwork}, false},
 	}
 	for _, tt := range tests {

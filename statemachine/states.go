@@ -103,7 +103,8 @@ const (
 
 	// Done reports that the current state's work succeeded.
 	Done Event = "done"
-	// Fail reports that the current state's work failed. During start-up it
+	// Fail reports that the current state's work failed (in Stopped: a VM
+	// it depends on could not be started). During start-up it
 	// leads to the teardown of the steps that completed; during teardown
 	// the remaining steps still run. Either way the VM ends in Failed.
 	Fail Event = "fail"

@@ -27,7 +27,7 @@ var Table = []Edge{
 	{Done, []State{StopStorage}, StopNetwork},
 	{Done, []State{StopNetwork}, Stopped},
 
-	{Fail, []State{StartNetwork}, Failed},
+	{Fail, []State{Stopped, StartNetwork}, Failed},
 	{Fail, []State{StartStorage}, StopNetwork},
 	{Fail, []State{Running, Paused, Restarted}, Stopping},
 	{Fail, []State{Restarting}, StopStorage},
