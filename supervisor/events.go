@@ -1,0 +1,169 @@
+package supervisor
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/vmstated/vmstated/statemachine"
+)
+
+// Event kinds.
+const (
+	// KindTransition: a VM moved from one state to another.
+	KindTransition = "transition"
+	// KindConfig: a VM's config was added, changed, removed or found
+	// invalid.
+	KindConfig = "config"
+	// KindLost: the subscriber missed events (it asked to resume after a
+	// sequence number no longer kept, or it read too slowly).
+	KindLost = "lost"
+)
+
+// Event is one entry of the daemon's event stream.
+type Event struct {
+	Seq    uint64             `json:"seq"`
+	Time   time.Time          `json:"time"`
+	Kind   string             `json:"kind"`
+	VM     string             `json:"vm,omitempty"`
+	Event  statemachine.Event `json:"event,omitempty"`
+	From   statemachine.State `json:"from,omitempty"`
+	To     statemachine.State `json:"to,omitempty"`
+	Reason string             `json:"reason,omitempty"`
+	// Lost counts the events a KindLost entry stands for, when known.
+	Lost uint64 `json:"lost,omitempty"`
+}
+
+// busHistory is how many past events the bus keeps for subscribers that
+// resume after a sequence number.
+const busHistory = 4096
+
+// subscriberBuffer is how many events may wait for one subscriber before it
+// is considered too slow and cut off. A VM never waits for a subscriber.
+const subscriberBuffer = 1024
+
+// Bus numbers events and fans them out to subscribers. Publishing never
+// blocks: a subscriber whose buffer is full is cut off with a final
+// KindLost event, and may resubscribe after the last sequence it saw.
+type Bus struct {
+	mu     sync.Mutex
+	seq    uint64
+	ring   []Event // the last busHistory events, oldest first
+	subs   map[*Subscription]struct{}
+	closed bool
+}
+
+// NewBus returns an empty bus.
+func NewBus() *Bus {
+	return &Bus{subs: make(map[*Subscription]struct{})}
+}
+
+// Publish stamps e with the next sequence number (and the time, when unset)
+// and delivers it.
+func (b *Bus) Publish(e Event) Event {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.seq++
+	e.Seq = b.seq
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	if len(b.ring) == busHistory {
+		copy(b.ring, b.ring[1:])
+		b.ring = b.ring[:busHistory-1]
+	}
+	b.ring = append(b.ring, e)
+	for s := range b.subs {
+		// Only Publish sends, under b.mu, so the length can only shrink
+		// meanwhile: one slot always stays free for the KindLost notice.
+		if len(s.ch) < cap(s.ch)-1 {
+			s.ch <- e
+			continue
+		}
+		s.cutOff(e.Seq - 1)
+		delete(b.subs, s)
+	}
+	return e
+}
+
+// Seq returns the sequence number of the last event published.
+func (b *Bus) Seq() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.seq
+}
+
+// Subscription is one reader of the bus.
+type Subscription struct {
+	ch   chan Event
+	bus  *Bus
+	once sync.Once
+}
+
+// C delivers events in sequence order. It is closed when the subscription
+// ends: Close was called, the bus closed, or the reader was too slow (then
+// the last event is KindLost).
+func (s *Subscription) C() <-chan Event { return s.ch }
+
+// Close ends the subscription.
+func (s *Subscription) Close() {
+	s.bus.mu.Lock()
+	defer s.bus.mu.Unlock()
+	if _, ok := s.bus.subs[s]; ok {
+		delete(s.bus.subs, s)
+		s.once.Do(func() { close(s.ch) })
+	}
+}
+
+// cutOff ends a subscriber that fell behind; called with the bus locked.
+func (s *Subscription) cutOff(lastDelivered uint64) {
+	s.once.Do(func() {
+		// The reserved slot guarantees room for the notice.
+		s.ch <- Event{Seq: lastDelivered, Time: time.Now(), Kind: KindLost,
+			Reason: fmt.Sprintf("reader too slow: events after %d were dropped; resume after %d", lastDelivered, lastDelivered)}
+		close(s.ch)
+	})
+}
+
+// Subscribe starts a subscription. With after > 0 it first replays the kept
+// events whose sequence is greater than after; when some of those are no
+// longer kept, a KindLost event says how many were missed.
+func (b *Bus) Subscribe(after uint64) *Subscription {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var replay []Event
+	if after > 0 && after < b.seq {
+		oldest := b.seq + 1 - uint64(len(b.ring))
+		if after+1 < oldest {
+			missed := oldest - after - 1
+			replay = append(replay, Event{Seq: oldest - 1, Time: time.Now(), Kind: KindLost, Lost: missed,
+				Reason: fmt.Sprintf("%d events after %d are no longer kept", missed, after)})
+		}
+		for _, e := range b.ring {
+			if e.Seq > after {
+				replay = append(replay, e)
+			}
+		}
+	}
+	s := &Subscription{ch: make(chan Event, subscriberBuffer+len(replay)+1), bus: b}
+	for _, e := range replay {
+		s.ch <- e
+	}
+	if b.closed {
+		s.once.Do(func() { close(s.ch) })
+		return s
+	}
+	b.subs[s] = struct{}{}
+	return s
+}
+
+// Close ends every subscription.
+func (b *Bus) Close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	for s := range b.subs {
+		s.once.Do(func() { close(s.ch) })
+		delete(b.subs, s)
+	}
+}

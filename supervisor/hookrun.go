@@ -1,0 +1,74 @@
+package supervisor
+
+import (
+	"context"
+	"time"
+
+	"github.com/vmstated/vmstated/hooks"
+	"github.com/vmstated/vmstated/statemachine"
+)
+
+// hookCall is everything needed to run one hook, captured by the actor so
+// the work goroutine reads none of the actor's fields.
+type hookCall struct {
+	vm         string
+	state      statemachine.State
+	prev       statemachine.State
+	reason     string
+	scriptPath string
+	dir        string
+	timeout    time.Duration
+	pid        int
+	restarts   int
+	scalars    map[string]string
+}
+
+func (v *vm) hookCall(st statemachine.State, tr statemachine.Transition) hookCall {
+	c := hookCall{vm: v.name, state: st, prev: tr.From, reason: tr.Reason,
+		restarts: v.m.Budget().Count(v.sup.now())}
+	if cfg := v.cfg; cfg != nil {
+		c.scriptPath, c.dir, c.scalars = cfg.scriptPath, cfg.dir, cfg.scalars
+		c.timeout = cfg.hookTimeoutFor(st)
+	}
+	if v.inst != nil && !isDone(v.inst) {
+		c.pid = v.inst.Handle().PID
+	}
+	return c
+}
+
+// runHook runs the hook of c.state, if the VM has one, with its output in
+// the VM's log. It returns whether the hook succeeded (a missing hook
+// does) and, if not, why.
+func (s *Supervisor) runHook(ctx context.Context, c hookCall, log *vmLog) (bool, string) {
+	if c.scriptPath == "" {
+		return true, ""
+	}
+	res := hooks.Run(ctx, hooks.Request{
+		ScriptPath: c.scriptPath,
+		State:      string(c.state),
+		VM:         c.vm,
+		WorkDir:    c.dir,
+		Env: hooks.Env{
+			Name:          c.vm,
+			State:         string(c.state),
+			PreviousState: string(c.prev),
+			Reason:        c.reason,
+			ConfigDir:     c.dir,
+			PID:           c.pid,
+			Restarts:      c.restarts,
+			Config:        c.scalars,
+		},
+		Timeout: c.timeout,
+		Grace:   s.hookGrace,
+		Output:  log.Writer("hook " + string(c.state)),
+		Strict:  s.strictHooks,
+	})
+	if res.Skipped {
+		return true, ""
+	}
+	if res.OK() {
+		log.Printf("hook %s finished in %s", c.state, res.Duration.Round(time.Millisecond))
+		return true, ""
+	}
+	return false, res.Reason()
+}

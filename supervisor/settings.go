@@ -1,0 +1,90 @@
+package supervisor
+
+import (
+	"time"
+
+	"github.com/vmstated/vmstated/hypervisor"
+	"github.com/vmstated/vmstated/statemachine"
+)
+
+// Policy says what follows a hypervisor exit of one kind.
+type Policy string
+
+// Exit policies (config keys on_poweroff, on_reboot, on_crash).
+const (
+	PolicyStop    Policy = "stop"
+	PolicyRestart Policy = "restart"
+	PolicyFail    Policy = "fail"
+)
+
+// settings is what a VM's actor needs from its config, in the supervisor's
+// own terms: everything the actor reads is here, so only convert.go knows
+// the config package's field names.
+type settings struct {
+	name        string
+	dir         string // the VM's config directory
+	file        string // its config file
+	scriptPath  string
+	description string
+	owner       string
+	group       string
+	autostart   bool
+	depends     []string
+
+	driver string
+	spec   hypervisor.Spec // without RunDir and Output, which the supervisor fills
+
+	hookTimeout  time.Duration
+	hookTimeouts map[string]time.Duration
+	stopTimeout  time.Duration
+
+	maxRestart     int
+	maxRestartTime time.Duration
+	onPoweroff     Policy
+	onReboot       Policy
+	onCrash        Policy
+
+	logMaxSizeMB int
+	logMaxFiles  int
+
+	// scalars are the config's top-level scalar values, for the hooks'
+	// VMSTATED_CFG_<KEY> variables.
+	scalars map[string]string
+	// digest identifies the config's content; equal digests are no change.
+	digest string
+}
+
+// hookTimeoutFor returns the time limit of the hook for state.
+func (s *settings) hookTimeoutFor(state statemachine.State) time.Duration {
+	if d, ok := s.hookTimeouts[string(state)]; ok && d > 0 {
+		return d
+	}
+	if s.hookTimeout > 0 {
+		return s.hookTimeout
+	}
+	return 60 * time.Second
+}
+
+// policyFor returns what follows an exit.
+func (s *settings) policyFor(r hypervisor.ExitReason) Policy {
+	switch r {
+	case hypervisor.ExitPoweroff:
+		return orDefault(s.onPoweroff, PolicyStop)
+	case hypervisor.ExitReboot:
+		return orDefault(s.onReboot, PolicyRestart)
+	case hypervisor.ExitKilled:
+		// Someone on the host ended the process on purpose (a signal,
+		// QMP quit): honour that, as systemd does not restart a unit
+		// whose main process got SIGTERM.
+		return PolicyStop
+	default:
+		return orDefault(s.onCrash, PolicyRestart)
+	}
+}
+
+func orDefault(p, def Policy) Policy {
+	if p == "" {
+		return def
+	}
+	return p
+}

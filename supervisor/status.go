@@ -1,0 +1,62 @@
+package supervisor
+
+import (
+	"time"
+
+	"github.com/vmstated/vmstated/hypervisor"
+	"github.com/vmstated/vmstated/statemachine"
+)
+
+// Status is a snapshot of one VM, as status shows it.
+type Status struct {
+	Name    string             `json:"name"`
+	State   statemachine.State `json:"state"`
+	Desired statemachine.State `json:"desired"`
+	Since   time.Time          `json:"since"`
+	// PID is the hypervisor's process id while one runs.
+	PID        int    `json:"pid,omitempty"`
+	Hypervisor string `json:"hypervisor"`
+	CPUs       int    `json:"cpus"`
+	// MemoryMB is the guest memory in MiB.
+	MemoryMB    int64  `json:"memory"`
+	Owner       string `json:"owner,omitempty"`
+	Group       string `json:"group,omitempty"`
+	Description string `json:"description,omitempty"`
+	Dir         string `json:"dir,omitempty"`
+	Autostart   bool   `json:"autostart"`
+	// Depends lists the VMs that must run before this one.
+	Depends []string `json:"depends,omitempty"`
+	// Restarts counts the automatic restarts inside the current budget
+	// window; MaxRestart is the budget.
+	Restarts   int `json:"restarts"`
+	MaxRestart int `json:"maxrestart"`
+	// Reason says why the VM is in its state: the failure reason in
+	// failed, otherwise the reason given with the last transition.
+	Reason string `json:"reason,omitempty"`
+	// ConfigError holds the problems of a config file that did not load;
+	// the previous config stays in force.
+	ConfigError string `json:"config_error,omitempty"`
+	// Pending is true when a changed config waits for the VM's next start.
+	Pending bool `json:"pending"`
+	// Removed is true when the VM's directory is gone while it runs; it
+	// is dropped once stopped.
+	Removed bool `json:"removed,omitempty"`
+	// LastExit is how the hypervisor last ended.
+	LastExit *hypervisor.Exit `json:"last_exit,omitempty"`
+
+	restartTimes []time.Time
+	window       time.Duration
+	instance     hypervisor.Instance
+}
+
+// withRestarts fills Restarts as of now from the recorded restart times.
+func (s Status) withRestarts(now time.Time) Status {
+	n := 0
+	for _, t := range s.restartTimes {
+		if now.Sub(t) < s.window {
+			n++
+		}
+	}
+	s.Restarts = n
+	return s
+}

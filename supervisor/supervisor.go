@@ -1,0 +1,498 @@
+// Package supervisor runs VMs: one actor per VM owns its state machine,
+// runs its hooks, launches and stops its hypervisor through a driver,
+// applies the exit policies and the restart budget, and keeps its log. A
+// registry holds the actors, applies config changes, orders dependencies
+// and publishes every transition as an event.
+//
+// No VM ever waits for another, nor for a status query: a slow hook blocks
+// only the VM it belongs to, and status reads a snapshot each actor
+// publishes after every step.
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/vmstated/vmstated/hypervisor"
+	"github.com/vmstated/vmstated/statemachine"
+)
+
+// Sentinel errors.
+var (
+	// ErrUnknownVM: no VM of that name.
+	ErrUnknownVM = errors.New("no such VM")
+	// ErrInvalidConfig: the VM has no config that loaded.
+	ErrInvalidConfig = errors.New("invalid config")
+	// ErrShuttingDown: the daemon is exiting.
+	ErrShuttingDown = errors.New("the daemon is shutting down")
+)
+
+// StopOptions tune a stop.
+type StopOptions struct {
+	// Force kills the hypervisor without asking the guest first.
+	Force bool `json:"force,omitempty"`
+	// Timeout replaces the VM's stop_timeout for this stop.
+	Timeout time.Duration `json:"timeout,omitempty"`
+}
+
+// Options configure a Supervisor.
+type Options struct {
+	// RunDir holds a runtime directory per VM (sockets, pidfiles).
+	RunDir string
+	// LogDir holds one log file per VM, <name>.log.
+	LogDir string
+	// StateDir holds one state record per VM, <name>.json.
+	StateDir string
+	// Drivers by name ("qemu", "bhyve", "exec").
+	Drivers map[string]hypervisor.Driver
+	// StrictHooks refuses hooks that someone other than root could have
+	// changed; on by default when running as root.
+	StrictHooks bool
+	// HookGrace is how long a timed-out hook has between SIGTERM and
+	// SIGKILL; zero means the hook runner's default.
+	HookGrace time.Duration
+	// Logf receives the daemon's own messages (not per-VM ones). Nil
+	// discards them.
+	Logf func(format string, args ...any)
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Supervisor holds every VM's actor.
+type Supervisor struct {
+	runDir, logDir, stateDir string
+	drivers                  map[string]hypervisor.Driver
+	strictHooks              bool
+	hookGrace                time.Duration
+	logf                     func(string, ...any)
+	now                      func() time.Time
+	bus                      *Bus
+
+	ctx context.Context
+	wg  sync.WaitGroup
+
+	mu   sync.Mutex
+	vms  map[string]*vm
+	logs map[string]*vmLog // one per file for the daemon's lifetime
+}
+
+// New returns a supervisor whose actors live until ctx ends. Cancelling ctx
+// leaves every hypervisor running; only the actors stop.
+func New(ctx context.Context, opts Options) *Supervisor {
+	s := &Supervisor{
+		runDir:      opts.RunDir,
+		logDir:      opts.LogDir,
+		stateDir:    opts.StateDir,
+		drivers:     opts.Drivers,
+		strictHooks: opts.StrictHooks,
+		hookGrace:   opts.HookGrace,
+		logf:        opts.Logf,
+		now:         opts.Now,
+		bus:         NewBus(),
+		ctx:         ctx,
+		vms:         make(map[string]*vm),
+		logs:        make(map[string]*vmLog),
+	}
+	if s.logf == nil {
+		s.logf = func(string, ...any) {}
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s
+}
+
+// Bus returns the event bus.
+func (s *Supervisor) Bus() *Bus { return s.bus }
+
+// Wait blocks until every actor has ended (after the context ended), then
+// closes the logs.
+func (s *Supervisor) Wait() {
+	s.wg.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.logs {
+		_ = l.Close()
+	}
+	s.bus.Close()
+}
+
+// logFor returns the VM's log, creating it the first time.
+func (s *Supervisor) logFor(name string, cfg *settings) *vmLog {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l, ok := s.logs[name]; ok {
+		return l
+	}
+	size, files := 10, 5
+	if cfg != nil {
+		if cfg.logMaxSizeMB > 0 {
+			size = cfg.logMaxSizeMB
+		}
+		if cfg.logMaxFiles > 0 {
+			files = cfg.logMaxFiles
+		}
+	}
+	l := newVMLog(filepath.Join(s.logDir, name+".log"), size, files)
+	s.logs[name] = l
+	return l
+}
+
+// add creates and starts the actor of a VM.
+func (s *Supervisor) add(name string, cfg *settings, configErr string, initial statemachine.State) *vm {
+	v := newVM(s, name, cfg, s.logFor(name, cfg), initial)
+	v.configErr = configErr
+	v.publishStatus()
+	s.mu.Lock()
+	s.vms[name] = v
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		v.run(s.ctx)
+	}()
+	return v
+}
+
+// forget removes an actor from the registry (called by the actor itself as
+// it drops out).
+func (s *Supervisor) forget(v *vm) {
+	s.mu.Lock()
+	if s.vms[v.name] == v {
+		delete(s.vms, v.name)
+	}
+	s.mu.Unlock()
+	s.removeRecord(v.name)
+	s.bus.Publish(Event{Kind: KindConfig, VM: v.name, Reason: "removed"})
+}
+
+func (s *Supervisor) lookup(name string) (*vm, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.vms[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownVM, name)
+	}
+	return v, nil
+}
+
+// List returns the status of every VM, sorted by name.
+func (s *Supervisor) List() []Status {
+	s.mu.Lock()
+	out := make([]Status, 0, len(s.vms))
+	for _, v := range s.vms {
+		out = append(out, *v.status.Load())
+	}
+	s.mu.Unlock()
+	now := s.now()
+	for i := range out {
+		out[i] = out[i].withRestarts(now)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Get returns one VM's status.
+func (s *Supervisor) Get(name string) (Status, error) {
+	v, err := s.lookup(name)
+	if err != nil {
+		return Status{}, err
+	}
+	return v.status.Load().withRestarts(s.now()), nil
+}
+
+func (s *Supervisor) command(ctx context.Context, name string, c command) error {
+	v, err := s.lookup(name)
+	if err != nil {
+		return err
+	}
+	return v.do(ctx, c)
+}
+
+// Start starts a VM (after the VMs it depends on). It returns once the
+// start has begun; watch the events or the status for its progress.
+func (s *Supervisor) Start(ctx context.Context, name string) error {
+	return s.command(ctx, name, command{op: statemachine.Start})
+}
+
+// Stop stops a VM: the guest is asked to power off and forced after the
+// deadline. A VM that is still starting stops when its current step ends.
+func (s *Supervisor) Stop(ctx context.Context, name string, opts StopOptions) error {
+	return s.command(ctx, name, command{op: statemachine.Stop, stop: opts})
+}
+
+// Restart stops and relaunches a running VM's hypervisor without running
+// the network and storage steps again. It does not count toward the
+// restart budget.
+func (s *Supervisor) Restart(ctx context.Context, name string) error {
+	return s.command(ctx, name, command{op: statemachine.Restart})
+}
+
+// Pause freezes a running VM's guest.
+func (s *Supervisor) Pause(ctx context.Context, name string) error {
+	return s.command(ctx, name, command{op: statemachine.Pause})
+}
+
+// Unpause thaws a paused VM's guest.
+func (s *Supervisor) Unpause(ctx context.Context, name string) error {
+	return s.command(ctx, name, command{op: statemachine.Unpause})
+}
+
+// FailReset takes a VM out of failure mode and clears its restart history.
+func (s *Supervisor) FailReset(ctx context.Context, name string) error {
+	return s.command(ctx, name, command{op: statemachine.FailReset})
+}
+
+// instance returns the running hypervisor of a VM for the abilities that
+// need no state change (reset, NMI, screenshot, info).
+func (s *Supervisor) instance(name string) (hypervisor.Instance, Status, error) {
+	st, err := s.Get(name)
+	if err != nil {
+		return nil, st, err
+	}
+	if st.instance == nil {
+		return nil, st, &statemachine.NotAllowedError{VM: name, Event: "use", State: st.State}
+	}
+	return st.instance, st, nil
+}
+
+func notSupported(st Status, what string) error {
+	return fmt.Errorf("%w: the %s driver cannot %s (vm %s)", hypervisor.ErrNotSupported, st.Hypervisor, what, st.Name)
+}
+
+// Reset hard-resets a VM's guest, like the reset button.
+func (s *Supervisor) Reset(ctx context.Context, name string) error {
+	inst, st, err := s.instance(name)
+	if err != nil {
+		return err
+	}
+	r, ok := inst.(hypervisor.Resetter)
+	if !ok {
+		return notSupported(st, "reset")
+	}
+	s.logFor(name, nil).Printf("hard reset requested")
+	return r.Reset(ctx)
+}
+
+// NMI injects a non-maskable interrupt into a VM's guest.
+func (s *Supervisor) NMI(ctx context.Context, name string) error {
+	inst, st, err := s.instance(name)
+	if err != nil {
+		return err
+	}
+	n, ok := inst.(hypervisor.NMIer)
+	if !ok {
+		return notSupported(st, "inject an NMI")
+	}
+	s.logFor(name, nil).Printf("NMI requested")
+	return n.NMI(ctx)
+}
+
+// Screenshot writes an image of a VM's display to w and returns its format.
+func (s *Supervisor) Screenshot(ctx context.Context, name string, w io.Writer) (string, error) {
+	inst, st, err := s.instance(name)
+	if err != nil {
+		return "", err
+	}
+	sc, ok := inst.(hypervisor.Screenshotter)
+	if !ok {
+		return "", notSupported(st, "take screenshots")
+	}
+	return sc.Screenshot(ctx, w)
+}
+
+// Info describes a running VM's hypervisor in detail.
+func (s *Supervisor) Info(ctx context.Context, name string) (map[string]any, error) {
+	inst, st, err := s.instance(name)
+	if err != nil {
+		return nil, err
+	}
+	in, ok := inst.(hypervisor.Inspector)
+	if !ok {
+		return nil, notSupported(st, "describe itself")
+	}
+	return in.Info(ctx)
+}
+
+// LogPath returns the path of a VM's log file.
+func (s *Supervisor) LogPath(name string) (string, error) {
+	if _, err := s.lookup(name); err != nil {
+		return "", err
+	}
+	return filepath.Join(s.logDir, name+".log"), nil
+}
+
+// FollowLog returns the lines written to a VM's log from now on; call stop
+// when done. The channel closes when the reader falls behind or the daemon
+// exits.
+func (s *Supervisor) FollowLog(name string) (<-chan []byte, func(), error) {
+	if _, err := s.lookup(name); err != nil {
+		return nil, nil, err
+	}
+	ch, stop := s.logFor(name, nil).Follow()
+	return ch, stop, nil
+}
+
+// startDeps starts the VMs name depends on (each after its own
+// dependencies) and waits until all of them run.
+func (s *Supervisor) startDeps(ctx context.Context, name string, deps []string) error {
+	sub := s.bus.Subscribe(0)
+	defer sub.Close()
+	waiting := make(map[string]bool)
+	for _, d := range deps {
+		st, err := s.Get(d)
+		if err != nil {
+			return fmt.Errorf("%s depends on %s, which does not exist", name, d)
+		}
+		if st.State == statemachine.Running {
+			continue
+		}
+		if st.State == statemachine.Failed {
+			return fmt.Errorf("%s depends on %s, which is failed: %s", name, d, st.Reason)
+		}
+		if err := s.Start(ctx, d); err != nil && !errors.Is(err, statemachine.ErrNotAllowed) {
+			return fmt.Errorf("%s depends on %s, which could not be started: %w", name, d, err)
+		}
+		waiting[d] = true
+	}
+	// Catch up with anything that happened before the subscription.
+	for d := range waiting {
+		if st, _ := s.Get(d); st.State == statemachine.Running {
+			delete(waiting, d)
+		}
+	}
+	for len(waiting) > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e, ok := <-sub.C():
+			if !ok || e.Kind == KindLost {
+				sub.Close()
+				sub = s.bus.Subscribe(0)
+				for d := range waiting {
+					if st, _ := s.Get(d); st.State == statemachine.Running {
+						delete(waiting, d)
+					}
+				}
+				continue
+			}
+			if e.Kind != KindTransition || !waiting[e.VM] {
+				continue
+			}
+			switch e.To {
+			case statemachine.Running:
+				delete(waiting, e.VM)
+			case statemachine.Failed:
+				return fmt.Errorf("%s depends on %s, which failed: %s", name, e.VM, e.Reason)
+			case statemachine.Stopped:
+				return fmt.Errorf("%s depends on %s, which stopped", name, e.VM)
+			}
+		}
+	}
+	return nil
+}
+
+// StopAll stops every running VM, dependants before the VMs they depend
+// on, and waits until all have settled or ctx ends.
+func (s *Supervisor) StopAll(ctx context.Context, opts StopOptions) error {
+	order := s.stopOrder()
+	var errs []error
+	for _, wave := range order {
+		for _, name := range wave {
+			if err := s.Stop(ctx, name, opts); err != nil && !errors.Is(err, statemachine.ErrNotAllowed) && !errors.Is(err, ErrUnknownVM) {
+				errs = append(errs, err)
+			}
+		}
+		for _, name := range wave {
+			if err := s.waitSettled(ctx, name); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// stopOrder groups VMs in waves: a VM comes in an earlier wave than every
+// VM it depends on.
+func (s *Supervisor) stopOrder() [][]string {
+	all := s.List()
+	deps := make(map[string][]string)
+	for _, st := range all {
+		deps[st.Name] = st.Depends
+	}
+	// depth(v) = 1 + max depth of the VMs depending on v.
+	dependants := make(map[string][]string)
+	for n, ds := range deps {
+		for _, d := range ds {
+			dependants[d] = append(dependants[d], n)
+		}
+	}
+	depth := make(map[string]int)
+	var visit func(n string, seen map[string]bool) int
+	visit = func(n string, seen map[string]bool) int {
+		if d, ok := depth[n]; ok {
+			return d
+		}
+		if seen[n] { // a cycle: config validation prevents it; do not loop
+			return 0
+		}
+		seen[n] = true
+		d := 0
+		for _, m := range dependants[n] {
+			if x := visit(m, seen) + 1; x > d {
+				d = x
+			}
+		}
+		depth[n] = d
+		return d
+	}
+	waves := [][]string{}
+	for _, st := range all {
+		d := visit(st.Name, map[string]bool{})
+		for len(waves) <= d {
+			waves = append(waves, nil)
+		}
+		waves[d] = append(waves[d], st.Name)
+	}
+	return waves
+}
+
+// waitSettled waits until a VM rests in stopped or failed.
+func (s *Supervisor) waitSettled(ctx context.Context, name string) error {
+	sub := s.bus.Subscribe(0)
+	defer sub.Close()
+	for {
+		st, err := s.Get(name)
+		if err != nil {
+			return nil // dropped: settled for good
+		}
+		if st.State == statemachine.Stopped || st.State == statemachine.Failed {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s did not stop: %w", name, ctx.Err())
+		case _, ok := <-sub.C():
+			if !ok {
+				sub = s.bus.Subscribe(0)
+			}
+		}
+	}
+}
+
+// removeRecord deletes a dropped VM's state record.
+func (s *Supervisor) removeRecord(name string) {
+	if s.stateDir == "" {
+		return
+	}
+	if err := os.Remove(filepath.Join(s.stateDir, name+".json")); err != nil && !os.IsNotExist(err) {
+		s.logf("removing state record of %s: %v", name, err)
+	}
+}

@@ -1,0 +1,713 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/vmstated/vmstated/hypervisor"
+	"github.com/vmstated/vmstated/statemachine"
+)
+
+// Steps of work whose outcome comes back to the actor.
+const (
+	stepHook    = "hook"
+	stepLaunch  = "launch"
+	stepRestart = "restart"
+	stepStop    = "stop"
+	stepDeps    = "deps"
+	stepNotify  = "notify" // a hook whose outcome changes nothing (stopped, failed)
+)
+
+// killWait bounds the wait for a process to disappear after SIGKILL.
+const killWait = 30 * time.Second
+
+// controlTimeout bounds a control request to a hypervisor (pause, resume,
+// shutdown request).
+const controlTimeout = 10 * time.Second
+
+// vm is the actor of one VM. Its goroutine (run) is the only one that
+// touches the fields below the line; everything else talks to it through
+// inbox. Work that takes time (hooks, launches, stops) runs in goroutines
+// that report back as workResult messages, so the actor always answers.
+type vm struct {
+	name   string
+	sup    *Supervisor
+	log    *vmLog
+	inbox  chan any
+	done   chan struct{} // closed when run returns
+	status atomic.Pointer[Status]
+
+	// ---- owned by run ----
+	m          *statemachine.Machine
+	cfg        *settings // in force
+	pending    *settings // to apply at the next start
+	configErr  string
+	removed    bool
+	dropped    bool
+	desired    statemachine.State
+	inst       hypervisor.Instance
+	lastExit   *hypervisor.Exit
+	lastReason string
+	gen        uint64 // numbers the work in flight; older results are stale
+	stopOpts   StopOptions
+	deadline   time.Time // when a graceful stop in progress turns forced
+}
+
+// command is a request from a user.
+type command struct {
+	op    statemachine.Event
+	stop  StopOptions
+	reply chan error
+}
+
+// workResult is the outcome of a piece of work started by the actor.
+type workResult struct {
+	gen    uint64
+	step   string
+	ok     bool
+	reason string
+	inst   hypervisor.Instance
+}
+
+// configUpdate carries a config change to the actor.
+type configUpdate struct {
+	cfg     *settings // nil when only errors changed
+	errText string    // the load errors, "" when the config is fine
+	removed bool
+}
+
+// inspect runs fn inside the actor (for answers that need its fields).
+type inspect struct {
+	fn   func()
+	done chan struct{}
+}
+
+func newVM(sup *Supervisor, name string, cfg *settings, log *vmLog, initial statemachine.State) *vm {
+	v := &vm{
+		name:    name,
+		sup:     sup,
+		log:     log,
+		inbox:   make(chan any, 16),
+		done:    make(chan struct{}),
+		cfg:     cfg,
+		desired: statemachine.Stopped,
+	}
+	opts := statemachine.Options{Name: name, Initial: initial, Now: sup.now}
+	if cfg != nil {
+		opts.MaxRestart, opts.MaxRestartTime = cfg.maxRestart, cfg.maxRestartTime
+	}
+	v.m = statemachine.New(opts)
+	v.publishStatus()
+	return v
+}
+
+// send delivers a message to the actor unless it has ended.
+func (v *vm) send(ctx context.Context, msg any) error {
+	select {
+	case v.inbox <- msg:
+		return nil
+	case <-v.done:
+		return ErrShuttingDown
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// do sends a command and waits for the actor's answer.
+func (v *vm) do(ctx context.Context, c command) error {
+	c.reply = make(chan error, 1)
+	if err := v.send(ctx, c); err != nil {
+		return err
+	}
+	select {
+	case err := <-c.reply:
+		return err
+	case <-v.done:
+		return ErrShuttingDown
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// run is the actor loop.
+func (v *vm) run(ctx context.Context) {
+	defer close(v.done)
+	for !v.dropped {
+		var exited <-chan struct{}
+		if v.inst != nil && watchesExit(v.m.State()) {
+			exited = v.inst.Done()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case msg := <-v.inbox:
+			v.handle(ctx, msg)
+		case <-exited:
+			v.onExit(ctx)
+		}
+		v.publishStatus()
+	}
+}
+
+// watchesExit reports whether an exit of the hypervisor in s is news to be
+// acted on. In other states an exit is expected (stopping, restarting) or
+// no hypervisor runs.
+func watchesExit(s statemachine.State) bool {
+	switch s {
+	case statemachine.Running, statemachine.Paused, statemachine.Restarted:
+		return true
+	}
+	return false
+}
+
+func (v *vm) handle(ctx context.Context, msg any) {
+	switch m := msg.(type) {
+	case command:
+		m.reply <- v.onCommand(ctx, m)
+	case workResult:
+		v.onWork(ctx, m)
+	case configUpdate:
+		v.onConfig(m)
+	case inspect:
+		m.fn()
+		close(m.done)
+	}
+}
+
+// fire moves the machine and performs what the new state stands for.
+func (v *vm) fire(ctx context.Context, e statemachine.Event, reason string) error {
+	tr, err := v.m.Fire(e, reason)
+	if err != nil {
+		return err
+	}
+	v.enter(ctx, tr)
+	return nil
+}
+
+func (v *vm) enter(ctx context.Context, tr statemachine.Transition) {
+	v.lastReason = tr.Reason
+	msg := fmt.Sprintf("%s -> %s (%s)", tr.From, tr.To, tr.Event)
+	if tr.Reason != "" {
+		msg += ": " + tr.Reason
+	}
+	v.log.Printf("%s", msg)
+	v.sup.bus.Publish(Event{Time: tr.Time, Kind: KindTransition, VM: v.name, Event: tr.Event,
+		From: tr.From, To: tr.To, Reason: tr.Reason})
+	v.persist()
+
+	st := tr.To
+	switch st {
+	case statemachine.StartNetwork, statemachine.StopStorage, statemachine.StopNetwork,
+		statemachine.Running, statemachine.Paused, statemachine.Restarted:
+		v.spawn(ctx, stepHook, v.hookWork(st, tr))
+	case statemachine.StartStorage:
+		v.spawn(ctx, stepHook, v.hookWork(st, tr))
+	case statemachine.Restarting:
+		old := v.inst
+		if old != nil && isDone(old) {
+			old = nil
+		}
+		v.inst = nil
+		v.spawn(ctx, stepRestart, v.restartWork(old, tr))
+	case statemachine.Stopping:
+		v.startStop(ctx, tr)
+	case statemachine.Stopped, statemachine.Failed:
+		v.inst = nil
+		v.desired = statemachine.Stopped
+		v.spawn(ctx, stepNotify, v.hookWork(st, tr))
+		v.applyPending()
+		if v.removed {
+			v.log.Printf("config directory removed: dropping the VM now that it is %s", st)
+			v.dropped = true
+			v.sup.forget(v)
+		}
+	}
+	// A stop asked for while the VM was busy takes effect here, at the
+	// first state that can stop.
+	if v.desired == statemachine.Stopped && v.m.Can(statemachine.Stop) {
+		_ = v.fire(ctx, statemachine.Stop, "stop requested")
+	}
+}
+
+// spawn runs work in its own goroutine; its result comes back to the actor
+// tagged with a new generation, which makes results of older work stale.
+func (v *vm) spawn(ctx context.Context, step string, work func(context.Context) workResult) {
+	v.gen++
+	gen := v.gen
+	go func() {
+		r := work(ctx)
+		r.gen, r.step = gen, step
+		select {
+		case v.inbox <- r:
+		case <-v.done:
+		}
+	}()
+}
+
+func isDone(inst hypervisor.Instance) bool {
+	select {
+	case <-inst.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// hookWork runs the hook of state st.
+func (v *vm) hookWork(st statemachine.State, tr statemachine.Transition) func(context.Context) workResult {
+	call := v.hookCall(st, tr)
+	return func(ctx context.Context) workResult {
+		ok, reason := v.sup.runHook(ctx, call, v.log)
+		return workResult{ok: ok, reason: reason}
+	}
+}
+
+func (v *vm) onWork(ctx context.Context, r workResult) {
+	if r.gen != v.gen || r.step == stepNotify {
+		if r.step == stepNotify && !r.ok {
+			v.log.Printf("%s", r.reason)
+		}
+		return
+	}
+	stopWanted := v.desired == statemachine.Stopped
+	switch st := v.m.State(); st {
+	case statemachine.StartNetwork:
+		switch {
+		case !r.ok:
+			_ = v.fire(ctx, statemachine.Fail, r.reason)
+		case stopWanted:
+			_ = v.fire(ctx, statemachine.Abort, "stop requested while starting")
+		default:
+			_ = v.fire(ctx, statemachine.Done, "")
+		}
+	case statemachine.StartStorage:
+		switch {
+		case r.step == stepHook && !r.ok:
+			_ = v.fire(ctx, statemachine.Fail, r.reason)
+		case r.step == stepHook && stopWanted:
+			_ = v.fire(ctx, statemachine.Abort, "stop requested while starting")
+		case r.step == stepHook:
+			s := v.cfg
+			v.spawn(ctx, stepLaunch, func(ctx context.Context) workResult {
+				inst, err := v.launch(ctx, s)
+				if err != nil {
+					return workResult{reason: err.Error()}
+				}
+				return workResult{ok: true, inst: inst}
+			})
+		case r.step == stepLaunch && !r.ok:
+			v.m.MarkFailed("launch failed: " + r.reason)
+			_ = v.fire(ctx, statemachine.Abort, "launch failed: "+r.reason)
+		case r.step == stepLaunch:
+			v.setInstance(r.inst)
+			_ = v.fire(ctx, statemachine.Done, fmt.Sprintf("%s started, pid %d", v.cfg.driver, r.inst.Handle().PID))
+		}
+	case statemachine.Running, statemachine.Paused:
+		if !r.ok {
+			_ = v.fire(ctx, statemachine.Fail, r.reason)
+		}
+	case statemachine.Restarted:
+		if !r.ok {
+			_ = v.fire(ctx, statemachine.Fail, r.reason)
+		} else {
+			_ = v.fire(ctx, statemachine.Done, "")
+		}
+	case statemachine.Restarting:
+		if r.inst != nil {
+			v.setInstance(r.inst)
+		}
+		if !r.ok {
+			_ = v.fire(ctx, statemachine.Fail, r.reason)
+		} else {
+			_ = v.fire(ctx, statemachine.Done, fmt.Sprintf("%s relaunched, pid %d", v.cfg.driver, r.inst.Handle().PID))
+		}
+	case statemachine.Stopping:
+		v.inst = nil
+		v.deadline = time.Time{}
+		if !r.ok {
+			_ = v.fire(ctx, statemachine.Fail, r.reason)
+		} else {
+			_ = v.fire(ctx, statemachine.Done, r.reason)
+		}
+	case statemachine.StopStorage, statemachine.StopNetwork:
+		if !r.ok {
+			_ = v.fire(ctx, statemachine.Fail, r.reason)
+		} else {
+			_ = v.fire(ctx, statemachine.Done, "")
+		}
+	case statemachine.Stopped:
+		if r.step == stepDeps {
+			v.onDeps(ctx, r)
+		}
+	}
+}
+
+func (v *vm) setInstance(inst hypervisor.Instance) {
+	v.inst = inst
+	v.persist()
+}
+
+// launch starts the hypervisor for settings s.
+func (v *vm) launch(ctx context.Context, s *settings) (hypervisor.Instance, error) {
+	drv := v.sup.drivers[s.driver]
+	if drv == nil {
+		return nil, fmt.Errorf("no %q driver in this daemon (hypervisor = %s in %s)", s.driver, s.driver, s.file)
+	}
+	spec := s.spec
+	spec.Name = s.name
+	spec.RunDir = filepath.Join(v.sup.runDir, s.name)
+	spec.Output = v.log.Writer(s.driver)
+	return drv.Start(ctx, spec)
+}
+
+// restartWork stops the old hypervisor when it still runs (a restart asked
+// for by a user), runs the restarting hook and launches a new one.
+func (v *vm) restartWork(old hypervisor.Instance, tr statemachine.Transition) func(context.Context) workResult {
+	call := v.hookCall(statemachine.Restarting, tr)
+	s := v.cfg
+	return func(ctx context.Context) workResult {
+		if old != nil {
+			if err := v.stopInstance(ctx, old, false, s.stopTimeout, nil); err != nil {
+				return workResult{reason: err.Error()}
+			}
+		}
+		if ok, reason := v.sup.runHook(ctx, call, v.log); !ok {
+			return workResult{reason: reason}
+		}
+		inst, err := v.launch(ctx, s)
+		if err != nil {
+			return workResult{reason: "relaunch failed: " + err.Error()}
+		}
+		return workResult{ok: true, inst: inst}
+	}
+}
+
+// startStop begins the stopping state's work: the stopping hook, then a
+// graceful stop of the hypervisor with a deadline, then force.
+func (v *vm) startStop(ctx context.Context, tr statemachine.Transition) {
+	inst := v.inst
+	if inst != nil && isDone(inst) {
+		inst = nil
+	}
+	opts := v.stopOpts
+	v.stopOpts = StopOptions{}
+	timeout := opts.Timeout
+	if timeout <= 0 && v.cfg != nil {
+		timeout = v.cfg.stopTimeout
+	}
+	if timeout <= 0 {
+		timeout = 60 * time.Second
+	}
+	if inst != nil && !opts.Force {
+		v.deadline = v.sup.now().Add(timeout)
+	}
+	wasPaused := tr.From == statemachine.Paused
+	call := v.hookCall(statemachine.Stopping, tr)
+	v.spawn(ctx, stepStop, func(ctx context.Context) workResult {
+		ok, reason := v.sup.runHook(ctx, call, v.log)
+		if inst != nil {
+			if wasPaused {
+				// A frozen guest cannot answer the power button.
+				if p, isPauser := inst.(hypervisor.Pauser); isPauser {
+					rctx, cancel := context.WithTimeout(ctx, controlTimeout)
+					_ = p.Resume(rctx)
+					cancel()
+				}
+			}
+			if err := v.stopInstance(ctx, inst, opts.Force, timeout, v.log); err != nil {
+				if ok {
+					ok, reason = false, err.Error()
+				}
+			} else if ok {
+				if ex, have := inst.Exit(); have {
+					reason = "hypervisor exited: " + ex.String()
+				}
+			}
+		}
+		return workResult{ok: ok, reason: reason}
+	})
+}
+
+// stopInstance asks the guest to power off, waits up to timeout, then kills
+// the process and waits for it to go. force skips the request.
+func (v *vm) stopInstance(ctx context.Context, inst hypervisor.Instance, force bool, timeout time.Duration, log *vmLog) error {
+	if isDone(inst) {
+		return nil
+	}
+	if !force {
+		sctx, cancel := context.WithTimeout(ctx, controlTimeout)
+		err := inst.Shutdown(sctx)
+		cancel()
+		if err != nil && !errors.Is(err, hypervisor.ErrExited) {
+			if log != nil {
+				log.Printf("asking the guest to power off failed: %v; forcing", err)
+			}
+		} else {
+			t := time.NewTimer(timeout)
+			select {
+			case <-inst.Done():
+				t.Stop()
+				return nil
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+				if log != nil {
+					log.Printf("guest did not power off within %s; forcing", statemachine.FormatDuration(timeout))
+				}
+			}
+		}
+	}
+	if err := inst.Kill(); err != nil && log != nil {
+		log.Printf("kill: %v", err)
+	}
+	t := time.NewTimer(killWait)
+	defer t.Stop()
+	select {
+	case <-inst.Done():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return fmt.Errorf("hypervisor pid %d still there %s after it was killed", inst.Handle().PID, killWait)
+	}
+}
+
+// onExit handles a hypervisor exit in a state that watches for one.
+func (v *vm) onExit(ctx context.Context) {
+	ex, _ := v.inst.Exit()
+	v.lastExit = &ex
+	v.inst = nil
+	v.log.Printf("hypervisor exited: %s (status %d%s)", ex, ex.Code, signalSuffix(ex.Signal))
+	why := "guest " + string(ex.Reason)
+	if ex.Detail != "" {
+		why += " (" + ex.Detail + ")"
+	}
+	if v.desired == statemachine.Stopped {
+		_ = v.fire(ctx, statemachine.Exited, why)
+		return
+	}
+	switch v.cfg.policyFor(ex.Reason) {
+	case PolicyRestart:
+		_ = v.fire(ctx, statemachine.AutoRestart, why)
+		if v.m.State() == statemachine.Stopping {
+			v.desired = statemachine.Stopped // the budget is spent
+		}
+	case PolicyFail:
+		v.m.MarkFailed(why)
+		v.desired = statemachine.Stopped
+		_ = v.fire(ctx, statemachine.Exited, why)
+	default:
+		v.desired = statemachine.Stopped
+		_ = v.fire(ctx, statemachine.Exited, why)
+	}
+}
+
+func signalSuffix(sig string) string {
+	if sig == "" {
+		return ""
+	}
+	return ", signal " + sig
+}
+
+func (v *vm) onCommand(ctx context.Context, c command) error {
+	st := v.m.State()
+	switch c.op {
+	case statemachine.Start:
+		if v.cfg == nil {
+			return fmt.Errorf("%w: %s has no valid config: %s", ErrInvalidConfig, v.name, v.configErr)
+		}
+		if st != statemachine.Stopped {
+			return &statemachine.NotAllowedError{VM: v.name, Event: c.op, State: st}
+		}
+		if v.desired == statemachine.Running {
+			return nil // already waiting for its dependencies
+		}
+		v.applyPending()
+		v.desired = statemachine.Running
+		if len(v.cfg.depends) > 0 {
+			v.lastReason = "waiting for " + joinNames(v.cfg.depends)
+			deps := v.cfg.depends
+			v.spawn(ctx, stepDeps, func(ctx context.Context) workResult {
+				if err := v.sup.startDeps(ctx, v.name, deps); err != nil {
+					return workResult{reason: err.Error()}
+				}
+				return workResult{ok: true}
+			})
+			return nil
+		}
+		return v.fire(ctx, statemachine.Start, "start requested")
+
+	case statemachine.Stop:
+		switch {
+		case st == statemachine.Stopped && v.desired == statemachine.Running:
+			// Waiting for dependencies: forget the start.
+			v.desired = statemachine.Stopped
+			v.gen++
+			v.lastReason = "start cancelled"
+			return nil
+		case st == statemachine.Stopping:
+			if c.stop.Force && v.inst != nil {
+				v.log.Printf("forced stop requested")
+				_ = v.inst.Kill()
+			}
+			return nil
+		case st == statemachine.StopStorage || st == statemachine.StopNetwork:
+			return nil // already on its way down
+		case st == statemachine.StartNetwork || st == statemachine.StartStorage || st == statemachine.Restarting:
+			v.desired = statemachine.Stopped
+			v.stopOpts = c.stop
+			v.log.Printf("stop requested while %s: it takes effect when this step ends", st)
+			return nil
+		}
+		if !v.m.Can(statemachine.Stop) {
+			return &statemachine.NotAllowedError{VM: v.name, Event: c.op, State: st}
+		}
+		v.desired = statemachine.Stopped
+		v.stopOpts = c.stop
+		reason := "stop requested"
+		if c.stop.Force {
+			reason = "forced stop requested"
+		}
+		return v.fire(ctx, statemachine.Stop, reason)
+
+	case statemachine.Restart:
+		if !v.m.Can(c.op) {
+			return &statemachine.NotAllowedError{VM: v.name, Event: c.op, State: st}
+		}
+		v.desired = statemachine.Running
+		return v.fire(ctx, statemachine.Restart, "restart requested")
+
+	case statemachine.Pause, statemachine.Unpause:
+		if !v.m.Can(c.op) {
+			return &statemachine.NotAllowedError{VM: v.name, Event: c.op, State: st}
+		}
+		p, ok := v.inst.(hypervisor.Pauser)
+		if !ok || v.inst == nil {
+			return fmt.Errorf("%w: %s cannot %s %s", hypervisor.ErrNotSupported, v.cfg.driver, c.op, v.name)
+		}
+		cctx, cancel := context.WithTimeout(ctx, controlTimeout)
+		defer cancel()
+		var err error
+		if c.op == statemachine.Pause {
+			err = p.Pause(cctx)
+		} else {
+			err = p.Resume(cctx)
+		}
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", c.op, v.name, err)
+		}
+		return v.fire(ctx, c.op, string(c.op)+" requested")
+
+	case statemachine.FailReset:
+		if !v.m.Can(c.op) {
+			return &statemachine.NotAllowedError{VM: v.name, Event: c.op, State: st}
+		}
+		return v.fire(ctx, statemachine.FailReset, "failreset requested")
+	}
+	return fmt.Errorf("unknown command %q", c.op)
+}
+
+// onDeps handles the outcome of waiting for the VMs this one depends on.
+func (v *vm) onDeps(ctx context.Context, r workResult) {
+	if v.desired != statemachine.Running {
+		return
+	}
+	if !r.ok {
+		v.desired = statemachine.Stopped
+		_ = v.fire(ctx, statemachine.Fail, r.reason)
+		return
+	}
+	_ = v.fire(ctx, statemachine.Start, "dependencies running")
+}
+
+func (v *vm) onConfig(u configUpdate) {
+	v.configErr = u.errText
+	if u.errText != "" {
+		v.log.Printf("config not loaded, the previous one stays in force: %s", u.errText)
+	}
+	if u.removed {
+		v.removed = true
+		st := v.m.State()
+		if st == statemachine.Stopped || st == statemachine.Failed {
+			v.log.Printf("config directory removed")
+			v.dropped = true
+			v.sup.forget(v)
+			return
+		}
+		v.log.Printf("config directory removed while %s: the VM keeps running and is dropped once stopped", st)
+		return
+	}
+	if u.cfg == nil {
+		return
+	}
+	v.removed = false
+	if v.cfg != nil && u.cfg.digest == v.cfg.digest {
+		v.pending = nil
+		return
+	}
+	v.pending = u.cfg
+	st := v.m.State()
+	if st == statemachine.Stopped || st == statemachine.Failed || v.cfg == nil {
+		v.applyPending()
+	} else {
+		v.log.Printf("config changed; it applies at the next start (the VM is %s)", st)
+	}
+}
+
+// applyPending puts a waiting config in force.
+func (v *vm) applyPending() {
+	if v.pending == nil {
+		return
+	}
+	first := v.cfg == nil
+	v.cfg, v.pending = v.pending, nil
+	v.m.SetBudget(v.cfg.maxRestart, v.cfg.maxRestartTime)
+	if !first {
+		v.log.Printf("new config in force")
+	}
+}
+
+func (v *vm) publishStatus() {
+	s := &Status{
+		Name:        v.name,
+		State:       v.m.State(),
+		Desired:     v.desired,
+		Since:       v.m.Since(),
+		Reason:      v.lastReason,
+		ConfigError: v.configErr,
+		Pending:     v.pending != nil,
+		Removed:     v.removed,
+		LastExit:    v.lastExit,
+	}
+	if f := v.m.Failure(); f != "" {
+		s.Reason = f
+	}
+	if v.inst != nil && !isDone(v.inst) {
+		s.PID = v.inst.Handle().PID
+		s.instance = v.inst
+	}
+	if c := v.cfg; c != nil {
+		s.Hypervisor, s.CPUs, s.MemoryMB = c.driver, c.spec.CPUs, c.spec.MemoryMB
+		s.Owner, s.Group, s.Description, s.Dir = c.owner, c.group, c.description, c.dir
+		s.Autostart, s.Depends, s.MaxRestart = c.autostart, c.depends, c.maxRestart
+	}
+	b := v.m.Budget()
+	s.restartTimes, s.window = b.Times(), b.Window
+	v.status.Store(s)
+}
+
+func joinNames(names []string) string {
+	out := ""
+	for i, n := range names {
+		if i > 0 {
+			out += ", "
+		}
+		out += n
+	}
+	return out
+}
