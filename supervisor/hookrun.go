@@ -45,9 +45,6 @@ func (s *Supervisor) runHook(ctx context.Context, c hookCall, log *vmLog) (bool,
 	}
 	res := hooks.Run(ctx, hooks.Request{
 		ScriptPath: c.scriptPath,
-		State:      string(c.state),
-		VM:         c.vm,
-		WorkDir:    c.dir,
 		Env: hooks.Env{
 			Name:          c.vm,
 			State:         string(c.state),
@@ -60,8 +57,9 @@ func (s *Supervisor) runHook(ctx context.Context, c hookCall, log *vmLog) (bool,
 		},
 		Timeout: c.timeout,
 		Grace:   s.hookGrace,
-		Output:  log.Writer("hook " + string(c.state)),
-		Strict:  s.strictHooks,
+		// The runner tags each line with the hook's name itself.
+		Output: log.Writer(""),
+		Strict: s.strictHooks,
 	})
 	if res.Skipped {
 		return true, ""

@@ -626,12 +626,15 @@ func (v *vm) onDeps(ctx context.Context, r workResult) {
 }
 
 func (v *vm) onConfig(u configUpdate) {
-	v.configErr = u.errText
-	if u.errText != "" {
-		v.log.Printf("config not loaded, the previous one stays in force: %s", u.errText)
+	note := func(what string) {
+		v.sup.bus.Publish(Event{Kind: KindConfig, VM: v.name, Reason: what})
 	}
 	if u.removed {
+		if v.removed {
+			return
+		}
 		v.removed = true
+		note("removed")
 		st := v.m.State()
 		if st == statemachine.Stopped || st == statemachine.Failed {
 			v.log.Printf("config directory removed")
@@ -642,20 +645,44 @@ func (v *vm) onConfig(u configUpdate) {
 		v.log.Printf("config directory removed while %s: the VM keeps running and is dropped once stopped", st)
 		return
 	}
+	v.removed = false
+	if u.errText != "" {
+		if u.errText != v.configErr {
+			v.configErr = u.errText
+			v.log.Printf("config not loaded, the previous one stays in force: %s", u.errText)
+			note("invalid: " + u.errText)
+		}
+		return
+	}
+	fixed := v.configErr != ""
+	v.configErr = ""
 	if u.cfg == nil {
 		return
 	}
-	v.removed = false
+	current := v.cfg
+	if v.pending != nil {
+		current = v.pending
+	}
+	if current != nil && u.cfg.digest == current.digest {
+		if fixed {
+			note("valid again, unchanged")
+		}
+		return
+	}
 	if v.cfg != nil && u.cfg.digest == v.cfg.digest {
+		// Changed back to what is in force: nothing waits any more.
 		v.pending = nil
+		note("changed back")
 		return
 	}
 	v.pending = u.cfg
 	st := v.m.State()
 	if st == statemachine.Stopped || st == statemachine.Failed || v.cfg == nil {
 		v.applyPending()
+		note("changed, in force")
 	} else {
 		v.log.Printf("config changed; it applies at the next start (the VM is %s)", st)
+		note("changed, pending until the next start")
 	}
 }
 
