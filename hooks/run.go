@@ -1,0 +1,282 @@
+package hooks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Request describes one hook run.
+type Request struct {
+	// Env names the VM and the state; Env.Name and Env.State are required.
+	// Env.ConfigDir is the hook's working directory.
+	Env Env
+	// ScriptPath is the directory holding the hooks; empty means
+	// Env.ConfigDir. It must be absolute.
+	ScriptPath string
+	// Timeout bounds the run; zero or less means DefaultTimeout.
+	Timeout time.Duration
+	// Grace is the time between SIGTERM and SIGKILL on timeout or
+	// cancellation; zero or less means DefaultGrace.
+	Grace time.Duration
+	// Output receives the hook's output, one line per Write call:
+	// "[hook <state>] <line>\n" for stdout and
+	// "[hook <state> stderr] <line>\n" for stderr. The writer is the VM's
+	// log, which adds the time. Run never writes to it after returning.
+	// Nil discards the output.
+	Output io.Writer
+	// Strict selects the owner and permission checks; the zero value
+	// checks when the daemon runs as root.
+	Strict Strictness
+}
+
+// Result is what happened to one hook run.
+type Result struct {
+	// Hook is the hook's name: the state it belongs to.
+	Hook string
+	// Path is the hook file that was (or would have been) run; empty when
+	// the request was invalid or the script directory is unusable.
+	Path string
+	// Skipped is true when there is no hook for the state. A skipped hook
+	// counts as success.
+	Skipped bool
+	// ExitCode is the hook's exit status, or -1 when it did not exit
+	// normally (killed by a signal, never started).
+	ExitCode int
+	// Signal names the signal that ended the hook ("SIGKILL"), if any.
+	Signal string
+	// Duration is how long the hook ran, from start to exit.
+	Duration time.Duration
+	// TimedOut is true when the hook ran past its timeout.
+	TimedOut bool
+	// Canceled is true when the caller's context ended first.
+	Canceled bool
+	// Timeout is the limit that applied to the run.
+	Timeout time.Duration
+	// Stopped names the strongest signal Run sent to the hook's process
+	// group on timeout or cancellation: "SIGTERM", "SIGKILL" or "".
+	Stopped string
+	// Err is nil when the hook succeeded or was skipped. Otherwise it wraps
+	// one of the package's sentinel errors and its text is Reason().
+	Err error
+}
+
+// OK reports whether the step succeeded: the hook exited 0 or there was
+// no hook.
+func (r Result) OK() bool { return r.Err == nil }
+
+// Reason is a one-line summary fit for a status display, such as
+// "hook start_storage exited with status 3".
+func (r Result) Reason() string {
+	switch {
+	case r.Err != nil:
+		return r.Err.Error()
+	case r.Skipped:
+		return fmt.Sprintf("hook %s not present, skipped", r.Hook)
+	default:
+		return fmt.Sprintf("hook %s succeeded in %s", r.Hook, fmtDuration(r.Duration))
+	}
+}
+
+// Run finds the hook for req.Env.State and runs it to completion, timeout
+// or cancellation; see the package documentation for the contract. It
+// returns when the hook process has exited and its output has been
+// delivered, never waiting on processes the hook left behind.
+func Run(ctx context.Context, req Request) Result {
+	env := req.Env
+	res := Result{Hook: env.State, ExitCode: -1}
+	if env.Name == "" {
+		res.Err = &hookError{ErrInvalid, fmt.Sprintf("hook %s: no VM name given", env.State)}
+		return res
+	}
+	scriptPath := req.ScriptPath
+	if scriptPath == "" {
+		scriptPath = env.ConfigDir
+	}
+	path, err := Find(scriptPath, env.State, req.Strict.Enabled())
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	if path == "" {
+		res.Skipped = true
+		res.ExitCode = 0
+		return res
+	}
+	res.Path = path
+	if ctx.Err() != nil {
+		res.Canceled = true
+		res.Err = &hookError{ErrCanceled, fmt.Sprintf("hook %s not run: canceled before it started", env.State)}
+		return res
+	}
+	timeout, grace := req.Timeout, req.Grace
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	if grace <= 0 {
+		grace = DefaultGrace
+	}
+	res.Timeout = timeout
+	dir := env.ConfigDir
+	if dir == "" {
+		dir = scriptPath
+	}
+
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		res.Err = &hookError{ErrStart, fmt.Sprintf("hook %s could not be started: %v", env.State, err)}
+		return res
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		res.Err = &hookError{ErrStart, fmt.Sprintf("hook %s could not be started: %v", env.State, err)}
+		return res
+	}
+	cmd := &exec.Cmd{
+		Path:   path,
+		Args:   []string{path, env.Name, env.State},
+		Env:    env.Environ(),
+		Dir:    dir,
+		Stdout: outW, // *os.File: handed to the child as is, no copying goroutine
+		Stderr: errW,
+		// Stdin nil: os/exec opens /dev/null.
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+	}
+	start := time.Now()
+	err = cmd.Start()
+	// The child holds its own copies now; ours must go so that end of file
+	// comes when the hook (and everything it started) is done writing.
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		res.Err = &hookError{ErrStart, startFailure(env.State, path, dir, err)}
+		return res
+	}
+
+	sink := newLineSink(req.Output)
+	streams := []*lineStream{
+		sink.stream(outR, "[hook "+env.State+"] "),
+		sink.stream(errR, "[hook "+env.State+" stderr] "),
+	}
+	for _, ls := range streams {
+		go ls.read()
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait() // the status is read from cmd.ProcessState below
+		close(exited)
+	}()
+
+	pgid := cmd.Process.Pid // Setpgid: the hook leads its own group
+	timer := time.NewTimer(timeout)
+	select {
+	case <-exited:
+	case <-timer.C:
+		res.TimedOut = true
+	case <-ctx.Done():
+		res.Canceled = true
+	}
+	timer.Stop()
+	stoppedAt := time.Since(start)
+	if res.TimedOut || res.Canceled {
+		res.Stopped = "SIGTERM"
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		grace := time.NewTimer(grace)
+		select {
+		case <-exited:
+		case <-grace.C:
+			res.Stopped = "SIGKILL"
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			<-exited
+		}
+		grace.Stop()
+	}
+	res.Duration = time.Since(start)
+
+	for _, ls := range streams {
+		ls.drain()
+	}
+	for _, ls := range streams {
+		<-ls.stopped
+	}
+	sink.detach()
+
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		res.Signal = signalName(ws.Signal())
+	} else {
+		res.ExitCode = cmd.ProcessState.ExitCode()
+	}
+	res.Err = failure(res, stoppedAt)
+	return res
+}
+
+// failure builds the error for a finished run, nil on success.
+// stoppedAt is when Run began stopping it (timeout or cancellation).
+func failure(r Result, stoppedAt time.Duration) error {
+	how := ""
+	switch r.Stopped {
+	case "SIGTERM":
+		how = " (stopped with SIGTERM)"
+	case "SIGKILL":
+		how = " (killed with SIGKILL)"
+	}
+	switch {
+	case r.TimedOut:
+		return &hookError{ErrTimeout, fmt.Sprintf("hook %s timed out after %s%s", r.Hook, fmtDuration(r.Timeout), how)}
+	case r.Canceled:
+		return &hookError{ErrCanceled, fmt.Sprintf("hook %s canceled after %s%s", r.Hook, fmtDuration(stoppedAt), how)}
+	case r.Signal != "":
+		return &hookError{ErrFailed, fmt.Sprintf("hook %s was killed by signal %s", r.Hook, r.Signal)}
+	case r.ExitCode != 0:
+		return &hookError{ErrFailed, fmt.Sprintf("hook %s exited with status %d", r.Hook, r.ExitCode)}
+	}
+	return nil
+}
+
+// startFailure explains an exec failure, with a hint for the usual causes.
+func startFailure(state, path, dir string, err error) string {
+	msg := fmt.Sprintf("hook %s could not be started: %v", state, err)
+	var pe *os.PathError
+	if errors.As(err, &pe) && pe.Op == "chdir" {
+		return fmt.Sprintf("hook %s could not be started: working directory %s: %v", state, dir, pe.Err)
+	}
+	switch {
+	case errors.Is(err, syscall.ENOEXEC):
+		msg += fmt.Sprintf(": make %s start with a #! line naming its interpreter", path)
+	case errors.Is(err, syscall.ENOENT):
+		msg += fmt.Sprintf(": the interpreter named on the #! line of %s may not exist", path)
+	case errors.Is(err, syscall.EACCES):
+		msg += fmt.Sprintf(": check the permissions of %s and its interpreter, and that its file system is not mounted noexec", path)
+	}
+	return msg
+}
+
+func signalName(sig syscall.Signal) string {
+	if name := unix.SignalName(sig); name != "" {
+		return name
+	}
+	return "signal " + strconv.Itoa(int(sig))
+}
+
+// fmtDuration prints a duration the way people write timeouts: "60s",
+// "1.5s", "250ms".
+func fmtDuration(d time.Duration) string {
+	if d < time.Second {
+		return d.Round(time.Millisecond).String()
+	}
+	s := strconv.FormatFloat(d.Round(100*time.Millisecond).Seconds(), 'f', 1, 64)
+	return strings.TrimSuffix(s, ".0") + "s"
+}
