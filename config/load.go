@@ -53,17 +53,34 @@ func HostHypervisor() string {
 // returns the VM, or nil when there are errors, and every diagnostic found
 // (errors and warnings; the warnings are also in VM.Warnings).
 func LoadDir(dir string, opts LoadOptions) (*VM, Diagnostics) {
-	vm, diags, _ := loadDir(dir, opts, newIDCache())
-	return vm, diags
+	r := loadDir(dir, opts, newIDCache())
+	return r.vm, r.diags
 }
 
-// loadDir also returns the VM's name as far as it could be found, so that
-// an invalid directory can still be named in reports and cross-checks.
-func loadDir(dir string, opts LoadOptions, ids *idCache) (*VM, Diagnostics, string) {
+// loadDir loads one directory. The result also holds the VM's name as far
+// as it could be found, so that an invalid directory can still be named in
+// reports and cross-checks, and the directories of the files it included,
+// so that the watcher can watch them even while the config is broken.
+func loadDir(dir string, opts LoadOptions, ids *idCache) *dirResult {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		abs = filepath.Clean(dir)
 	}
+	r := &dirResult{dir: abs}
+	var d *decoder
+	r.vm, r.diags, r.name, d = loadAbsDir(abs, opts, ids)
+	if d != nil {
+		r.watch = append(r.watch, d.globDirs...)
+		for _, inc := range d.vm.Includes {
+			if dir := filepath.Dir(inc); !containsString(r.watch, dir) {
+				r.watch = append(r.watch, dir)
+			}
+		}
+	}
+	return r
+}
+
+func loadAbsDir(abs string, opts LoadOptions, ids *idCache) (*VM, Diagnostics, string, *decoder) {
 	file := filepath.Join(abs, FileName)
 	fallbackName := filepath.Base(abs)
 	data, err := os.ReadFile(file)
@@ -72,7 +89,7 @@ func loadDir(dir string, opts LoadOptions, ids *idCache) (*VM, Diagnostics, stri
 		if errors.Is(err, os.ErrNotExist) {
 			msg = "no config file: create " + file + " (UCL: NAME { key = value; ... })"
 		}
-		return nil, Diagnostics{{Pos: ucl.Pos{File: file}, Severity: Error, Msg: msg}}, fallbackName
+		return nil, Diagnostics{{Pos: ucl.Pos{File: file}, Severity: Error, Msg: msg}}, fallbackName, nil
 	}
 	d := &decoder{opts: opts, dir: abs, file: file, data: data, ids: ids}
 	d.vm = &VM{Dir: abs, File: file, set: map[string]bool{}, scalars: map[string]string{}}
@@ -94,16 +111,16 @@ func loadDir(dir string, opts LoadOptions, ids *idCache) (*VM, Diagnostics, stri
 				pos.File = file
 			}
 		}
-		return nil, Diagnostics{{Pos: pos, Severity: Error, Msg: "syntax error: " + msg}}, fallbackName
+		return nil, Diagnostics{{Pos: pos, Severity: Error, Msg: "syntax error: " + msg}}, fallbackName, d
 	}
 	name := d.decode(root, fallbackName)
 	sortDiagnostics(d.diags)
 	if d.diags.HasErrors() {
-		return nil, d.diags, name
+		return nil, d.diags, name, d
 	}
 	d.vm.Warnings = d.diags.Warnings()
 	d.vm.Digest = digest(d.vm)
-	return d.vm, d.diags, name
+	return d.vm, d.diags, name, d
 }
 
 // readInclude reads a file named by .include and remembers it, so that the

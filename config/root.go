@@ -90,15 +90,15 @@ func ignoreReason(name string) string {
 	return ""
 }
 
-// scanRoot lists the root's candidate VM directories (absolute paths) and
-// the entries it ignores.
-func scanRoot(root string, opts LoadOptions) ([]string, []Ignored, error) {
+// scanRoot lists the root's VM directories (absolute paths), every
+// sub-directory that is not ignored (a directory without a config file
+// may get one later, so the watcher watches it) and the entries it
+// ignores.
+func scanRoot(root string, opts LoadOptions) (dirs, subdirs []string, ignored []Ignored, err error) {
 	entries, err := os.ReadDir(root)
 	if err != nil {
-		return nil, nil, fmt.Errorf("config root %s: %w", root, err)
+		return nil, nil, nil, fmt.Errorf("config root %s: %w", root, err)
 	}
-	var dirs []string
-	var ignored []Ignored
 	ignore := func(p, reason string) {
 		ignored = append(ignored, Ignored{Path: p, Reason: reason})
 		opts.logf("config: ignoring %s: %s", p, reason)
@@ -118,13 +118,14 @@ func scanRoot(root string, opts LoadOptions) ([]string, []Ignored, error) {
 			ignore(p, "not a directory")
 			continue
 		}
+		subdirs = append(subdirs, p)
 		if _, err := os.Stat(filepath.Join(p, FileName)); err != nil {
 			ignore(p, "no "+FileName+" file")
 			continue
 		}
 		dirs = append(dirs, p)
 	}
-	return dirs, ignored, nil
+	return dirs, subdirs, ignored, nil
 }
 
 // dirResult is one directory's own load result, before cross-checks.
@@ -133,6 +134,9 @@ type dirResult struct {
 	name  string
 	vm    *VM
 	diags Diagnostics
+	// watch: directories of included files, outside the VM directory or
+	// not, to be watched for changes.
+	watch []string
 }
 
 // LoadRoot loads every VM directory under root and runs the checks that
@@ -144,7 +148,7 @@ func LoadRoot(root string, opts LoadOptions) *Snapshot {
 		abs = root
 	}
 	snap := &Snapshot{Root: abs, VMs: map[string]*VM{}, Invalid: map[string]*InvalidDir{}}
-	dirs, ignored, err := scanRoot(abs, opts)
+	dirs, _, ignored, err := scanRoot(abs, opts)
 	if err != nil {
 		snap.Err = err
 		return snap
@@ -167,8 +171,7 @@ func loadDirs(dirs []string, opts LoadOptions) []*dirResult {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				vm, diags, name := loadDir(dirs[i], opts, ids)
-				results[i] = &dirResult{dir: dirs[i], name: name, vm: vm, diags: diags}
+				results[i] = loadDir(dirs[i], opts, ids)
 			}
 		}()
 	}

@@ -110,7 +110,7 @@ func secondsToDuration(f float64) (time.Duration, bool) {
 
 // sizeUnits are the binary units a person means in a quoted size.
 var sizeUnits = map[string]int64{
-	"": 1 << 20, // a bare number is megabytes, vmstated's unit
+	"":  1 << 20, // a bare number is megabytes, vmstated's unit
 	"b": 1,
 	"k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10,
 	"m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,

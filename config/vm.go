@@ -46,18 +46,18 @@ const (
 	DefaultQEMUMemoryMB = 512
 	DefaultQEMUCPUs     = 1
 
-	DefaultQEMUBinary   = "qemu-system-x86_64"
-	DefaultQEMUMachine  = "q35"
-	DefaultQEMUAccel    = "auto"
-	DefaultQEMUVGA      = "none"
-	DefaultQEMUVNC      = "off"
-	DefaultDiskFormat   = "raw"
-	DefaultDiskIface    = "virtio"
-	DefaultNICModel     = "virtio-net-pci"
-	DefaultStopSignal   = "SIGTERM"
-	DefaultBhyveBinary  = "/usr/sbin/bhyve"
-	DefaultBhyvectl     = "/usr/sbin/bhyvectl"
-	MaxNameLen          = 63
+	DefaultQEMUBinary  = "qemu-system-x86_64"
+	DefaultQEMUMachine = "q35"
+	DefaultQEMUAccel   = "auto"
+	DefaultQEMUVGA     = "none"
+	DefaultQEMUVNC     = "off"
+	DefaultDiskFormat  = "raw"
+	DefaultDiskIface   = "virtio"
+	DefaultNICModel    = "virtio-net-pci"
+	DefaultStopSignal  = "SIGTERM"
+	DefaultBhyveBinary = "/usr/sbin/bhyve"
+	DefaultBhyvectl    = "/usr/sbin/bhyvectl"
+	MaxNameLen         = 63
 )
 
 // VM is one VM's validated config with every default applied.
