@@ -212,4 +212,3 @@ func TestAttachChildSeesExit(t *testing.T) {
 		t.Errorf("Attach(0): err = %v, want ErrGone", err)
 	}
 }
-
