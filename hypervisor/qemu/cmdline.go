@@ -46,30 +46,22 @@ func escape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 // extra arguments.
 func buildArgs(spec hypervisor.Spec, o Options, accel, readConfig string) []string {
 	p := pathsFor(spec.RunDir)
-	a := []string{
-		"-name", "guest=" + escape(spec.Name),
-		"-machine", escape(o.Machine) + ",accel=" + accel,
+	a := []string{"-name", "guest=" + escape(spec.Name)}
+	if readConfig != "" {
+		// The machine, memory and CPU settings live in the generated
+		// file, where they override the user's own.
+		a = append(a, "-readconfig", readConfig)
+	} else {
+		a = append(a, "-machine", escape(o.Machine)+",accel="+accel)
+		if spec.MemoryMB > 0 {
+			a = append(a, "-m", strconv.FormatInt(spec.MemoryMB, 10))
+		}
+		if smp := smpValue(spec); smp != "" {
+			a = append(a, "-smp", smp)
+		}
 	}
 	if o.CPU != "" {
 		a = append(a, "-cpu", o.CPU)
-	}
-	if spec.MemoryMB > 0 {
-		a = append(a, "-m", strconv.FormatInt(spec.MemoryMB, 10))
-	}
-	if spec.CPUs > 0 || spec.Sockets > 0 || spec.Cores > 0 || spec.Threads > 0 {
-		var smp []string
-		if spec.CPUs > 0 {
-			smp = append(smp, strconv.Itoa(spec.CPUs))
-		}
-		for _, t := range []struct {
-			k string
-			v int
-		}{{"sockets", spec.Sockets}, {"cores", spec.Cores}, {"threads", spec.Threads}} {
-			if t.v > 0 {
-				smp = append(smp, t.k+"="+strconv.Itoa(t.v))
-			}
-		}
-		a = append(a, "-smp", strings.Join(smp, ","))
 	}
 	if spec.BootROM != "" {
 		a = append(a, "-bios", spec.BootROM)
@@ -144,10 +136,50 @@ func buildArgs(spec hypervisor.Spec, o Options, accel, readConfig string) []stri
 		}
 		a = append(a, "-netdev", netdev, "-device", dev)
 	}
-	if readConfig != "" {
-		a = append(a, "-readconfig", readConfig)
-	}
 	return append(a, o.ExtraArgs...)
+}
+
+// smpKeys returns the -smp settings of spec in order.
+func smpKeys(spec hypervisor.Spec) []hypervisor.Setting {
+	var s []hypervisor.Setting
+	for _, t := range []struct {
+		k string
+		v int
+	}{{"cpus", spec.CPUs}, {"sockets", spec.Sockets}, {"cores", spec.Cores}, {"threads", spec.Threads}} {
+		if t.v > 0 {
+			s = append(s, hypervisor.Setting{Key: t.k, Value: strconv.Itoa(t.v)})
+		}
+	}
+	return s
+}
+
+func smpValue(spec hypervisor.Spec) string {
+	var parts []string
+	for _, kv := range smpKeys(spec) {
+		if kv.Key == "cpus" {
+			parts = append(parts, kv.Value)
+		} else {
+			parts = append(parts, kv.Key+"="+kv.Value)
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// generatedSections are the settings that win over a user's -readconfig
+// file.
+func generatedSections(spec hypervisor.Spec, o Options, accel string) []hypervisor.QEMUSection {
+	secs := []hypervisor.QEMUSection{{Type: "machine", Settings: []hypervisor.Setting{
+		{Key: "type", Value: o.Machine}, {Key: "accel", Value: accel},
+	}}}
+	if spec.MemoryMB > 0 {
+		secs = append(secs, hypervisor.QEMUSection{Type: "memory", Settings: []hypervisor.Setting{
+			{Key: "size", Value: strconv.FormatInt(spec.MemoryMB, 10)},
+		}})
+	}
+	if smp := smpKeys(spec); len(smp) > 0 {
+		secs = append(secs, hypervisor.QEMUSection{Type: "smp-opts", Settings: smp})
+	}
+	return secs
 }
 
 // checkSocketPaths reports a run directory too long for unix sockets.

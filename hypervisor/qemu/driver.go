@@ -129,14 +129,15 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 			return nil, fmt.Errorf("qemu: removing stale %s: %w", f, err)
 		}
 	}
+	accel := resolveAccel(o.Accel)
 	readConfig := ""
 	if spec.ConfigFile != "" {
-		readConfig, err = generateConfig(spec)
+		readConfig, err = generateConfig(spec, o, accel)
 		if err != nil {
 			return nil, err
 		}
 	}
-	args := buildArgs(spec, o, resolveAccel(o.Accel), readConfig)
+	args := buildArgs(spec, o, accel, readConfig)
 
 	var outStart int64
 	if fi, err := os.Stat(p.Output); err == nil {
