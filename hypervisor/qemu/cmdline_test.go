@@ -187,6 +187,7 @@ func TestClassify(t *testing.T) {
 	}{
 		{"poweroff", sig("guest-shutdown"), false, false, exited0, hypervisor.ExitPoweroff, 0, ""},
 		{"reboot", sig("guest-reset"), false, false, exited0, hypervisor.ExitReboot, 0, ""},
+		{"host reset", sig("host-qmp-system-reset"), false, false, exited0, hypervisor.ExitReboot, 0, ""},
 		{"guest panic reason", sig("guest-panic"), false, false, exited0, hypervisor.ExitCrash, 0, ""},
 		{"panicked event", sig("guest-shutdown"), true, false, exited0, hypervisor.ExitCrash, 0, ""},
 		{"qmp quit", sig("host-qmp-quit"), false, true, exited0, hypervisor.ExitKilled, 0, ""},

@@ -196,9 +196,11 @@ func classify(sd *shutdownEvent, panicked, killed bool, st process.Status) hyper
 		switch sd.Reason {
 		case "guest-shutdown":
 			e.Reason = hypervisor.ExitPoweroff
-		case "guest-reset":
+		case "guest-reset", "host-qmp-system-reset":
+			// QEMU runs with -no-reboot, so a reset from either side ends
+			// the process; the supervisor's reboot path starts it again.
 			e.Reason = hypervisor.ExitReboot
-		case "host-qmp-quit", "host-signal", "host-ui", "host-qmp-system-reset":
+		case "host-qmp-quit", "host-signal", "host-ui":
 			e.Reason = hypervisor.ExitKilled
 		default: // guest-panic, host-error, subsystem-reset, ...
 			e.Reason = hypervisor.ExitCrash
@@ -332,7 +334,10 @@ func (i *instance) Pause(ctx context.Context) error { return i.command(ctx, "sto
 // Resume thaws them.
 func (i *instance) Resume(ctx context.Context) error { return i.command(ctx, "cont", nil, nil) }
 
-// Reset presses the reset button.
+// Reset presses the reset button. QEMU runs with -no-reboot, so the
+// reset ends the process with an Exit of reason reboot (detail
+// "host-qmp-system-reset"), and the supervisor's reboot path starts the VM
+// afresh, which is what a hard reset amounts to.
 func (i *instance) Reset(ctx context.Context) error { return i.command(ctx, "system_reset", nil, nil) }
 
 // NMI injects a non-maskable interrupt.
