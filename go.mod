@@ -3,8 +3,8 @@ module github.com/vmstated/vmstated
 go 1.26.8
 
 require (
-	github.com/fsnotify/fsnotify v1.10.1 // indirect
-	github.com/looplab/fsm v1.0.3 // indirect
-	golang.org/x/sys v0.49.0 // indirect
-	gopkg.in/natefinch/lumberjack.v2 v2.2.1 // indirect
+	github.com/fsnotify/fsnotify v1.10.1
+	github.com/looplab/fsm v1.0.3
+	golang.org/x/sys v0.49.0
+	gopkg.in/natefinch/lumberjack.v2 v2.2.1
 )

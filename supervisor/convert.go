@@ -54,8 +54,6 @@ func settingsFrom(c *config.VM) *settings {
 		s.spec.Options = qemuOptions(c.QEMU)
 	case config.HypervisorExec:
 		s.spec.Options = execOptions(c.Exec)
-	case config.HypervisorBhyve:
-		s.spec.Options = bhyveOptions(c)
 	}
 	return s
 }
@@ -90,7 +88,7 @@ func execOptions(e *config.Exec) *exec.Options {
 		PoweroffExitCodes: append([]int(nil), e.PoweroffExitCodes...),
 	}
 	if len(e.Env) > 0 {
-		o.Env = process.DefaultEnv()
+		o.Env = append([]string(nil), process.DefaultEnv...)
 		keys := make([]string, 0, len(e.Env))
 		for k := range e.Env {
 			keys = append(keys, k)

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/vmstated/vmstated/hooks"
@@ -62,6 +63,12 @@ func (s *Supervisor) runHook(ctx context.Context, c hookCall, log *vmLog) (bool,
 		Strict: s.strictHooks,
 	})
 	if res.Skipped {
+		return true, ""
+	}
+	if errors.Is(res.Err, hooks.ErrNoScriptDir) && c.scriptPath == c.dir {
+		// The VM's own directory is gone: it was removed while the VM
+		// ran. Its hooks went with it; the VM still has to stop cleanly.
+		log.Printf("hook %s skipped: the VM's directory %s is gone", c.state, c.dir)
 		return true, ""
 	}
 	if res.OK() {

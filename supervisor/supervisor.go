@@ -113,8 +113,8 @@ func New(ctx context.Context, opts Options) *Supervisor {
 // Bus returns the event bus.
 func (s *Supervisor) Bus() *Bus { return s.bus }
 
-// Wait blocks until every actor has ended (after the context ended), then
-// closes the logs.
+// Wait blocks until every actor and every piece of work it started (hooks,
+// launches) has ended, after the context ended; then it closes the logs.
 func (s *Supervisor) Wait() {
 	s.wg.Wait()
 	s.mu.Lock()
