@@ -413,7 +413,7 @@ func (d *decoder) finish(fallbackName string) {
 			vm.Bhyve = &Bhyve{}
 			vm.Bhyve.applyDefaults()
 		}
-		if vm.ConfigFile == "" {
+		if !vm.set["configfile"] {
 			d.errf(d.bodyPos(), "configfile", "hypervisor bhyve needs configfile = /path/to/bhyve_config (bhyve's key=value file)")
 		}
 	case HypervisorExec:
