@@ -3,6 +3,7 @@ package config
 import (
 	"math"
 	"os"
+	"strconv"
 	"path/filepath"
 	"strings"
 	"time"
@@ -178,7 +179,7 @@ func (d *decoder) duration(key string, n *ucl.Node, lo, hi time.Duration) (time.
 		return 0, false
 	}
 	if v < lo || v > hi {
-		msg := "is " + v.String() + "; it must be between " + lo.String() + " and " + hi.String()
+		msg := "is " + humanDuration(v) + "; it must be between " + humanDuration(lo) + " and " + humanDuration(hi)
 		if raw := n.Str; n.Kind == ucl.Int && strings.ContainsAny(lastByte(raw), "mM") {
 			msg += "; in UCL " + raw + " means " + raw[:len(raw)-1] + " million (m is mega): write " + raw[:len(raw)-1] + "min for minutes"
 		}
@@ -345,4 +346,20 @@ func lastPart(key string) string {
 		return key[i+1:]
 	}
 	return key
+}
+
+// humanDuration writes a duration the way a config would: 90s, 5min, 24h,
+// 30d.
+func humanDuration(d time.Duration) string {
+	switch {
+	case d%(24*time.Hour) == 0 && d != 0:
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
+	case d%time.Hour == 0 && d != 0:
+		return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
+	case d%time.Minute == 0 && d != 0 && d < time.Hour:
+		return strconv.FormatInt(int64(d/time.Minute), 10) + "min"
+	case d%time.Second == 0:
+		return strconv.FormatInt(int64(d/time.Second), 10) + "s"
+	}
+	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) + "s"
 }

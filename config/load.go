@@ -290,10 +290,17 @@ func (d *decoder) decodeTop(body *ucl.Node) {
 		d.vm.positions[f.Key] = f.KeyPos
 		h, ok := topKeys[f.Key]
 		if !ok {
-			d.unknownKey(f, "", topKeyNames)
 			if s, ok := scalarText(f.Value); ok {
+				// Hooks get it: a setting of the user's own.
 				d.vm.scalars[f.Key] = s
+				msg := "unknown key (passed to hooks as VMSTATED_CFG_" + strings.ToUpper(f.Key) + ")"
+				if s := suggest(f.Key, topKeyNames); s != "" {
+					msg += "; did you mean " + s + "?"
+				}
+				d.warnf(f.KeyPos, f.Key, "%s", msg)
+				continue
 			}
+			d.unknownKey(f, "", topKeyNames)
 			continue
 		}
 		if !h.repeatable && !d.checkSingle(f.Key, f.Value) {

@@ -65,7 +65,7 @@ func TestLoadRootFixtures(t *testing.T) {
 		diags   []want   // exactly these diagnostics
 	}{
 		{root: "valid", valid: []string{"db", "freebsd13", "lab", "web"},
-			diags: []want{{"web", 18, "bridge", Warning, "unknown key"}}},
+			diags: []want{{"web", 18, "bridge", Warning, "passed to hooks as VMSTATED_CFG_BRIDGE"}}},
 		{root: "bsdvm", opts: LoadOptions{DefaultHypervisor: HypervisorBhyve}, valid: []string{"bsdvm"}},
 		{root: "vmstated-example", opts: LoadOptions{DefaultHypervisor: HypervisorBhyve}, valid: []string{"testvm"}},
 		{root: "gotcha", valid: []string{"vm1"}},
@@ -142,7 +142,7 @@ func TestLoadRootFixtures(t *testing.T) {
 			{"vm1", 2, "maxrestrat", Warning, "did you mean maxrestart?"},
 			{"vm1", 4, "qemu.machnie", Warning, "did you mean machine?"},
 			{"vm1", 5, "hook_timeouts.start_storge", Warning, "did you mean start_storage?"},
-			{"vm1", 6, "my_setting", Warning, "unknown key, ignored"},
+			{"vm1", 6, "my_setting", Warning, "unknown key (passed to hooks as VMSTATED_CFG_MY_SETTING)"},
 			{"vm1", 7, "bhyve", Warning, "section has no effect: this VM's hypervisor is qemu"},
 		}},
 		{root: "warn-memory", valid: []string{"vm1", "vm2"}, diags: []want{
