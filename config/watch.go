@@ -296,10 +296,35 @@ func (w *Watcher) processDue(ctx context.Context, now time.Time) error {
 	sort.Strings(due)
 	ids := newIDCache()
 	for _, dir := range due {
+		if w.settling(dir, now) {
+			continue
+		}
 		delete(w.pending, dir)
 		w.reloadDir(dir, ids)
 	}
 	return w.emit(ctx)
+}
+
+// settling reports whether dir's config was modified less than the
+// debounce time ago, and if so postpones its reload. Writes made before
+// the directory was watched cause no events, and a file may be read
+// between its creation and its first write; its modification time tells.
+// The postponement is bounded like the debounce itself.
+func (w *Watcher) settling(dir string, now time.Time) bool {
+	p := w.pending[dir]
+	fi, err := os.Stat(filepath.Join(dir, FileName))
+	if err != nil || p == nil {
+		return false
+	}
+	mt := fi.ModTime()
+	if now.Sub(mt) >= w.debounce || mt.After(now) || !mt.After(p.last) {
+		return false
+	}
+	if now.Sub(p.first) >= 20*w.debounce {
+		return false
+	}
+	p.last = mt
+	return true
 }
 
 // reloadDir brings one root entry's state up to date.

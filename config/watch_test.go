@@ -113,7 +113,10 @@ func (f *watchFixture) expect(kind ChangeKind, name string) Change {
 // change: it adds a VM and requires that to be the very next change.
 func (f *watchFixture) barrier(name string) {
 	f.t.Helper()
-	f.write(filepath.Join(name, "config"), name+" { cpus = 1; }\n")
+	if err := os.Mkdir(filepath.Join(f.root, name), 0o755); err != nil {
+		f.t.Fatal(err)
+	}
+	f.replace(filepath.Join(name, "config"), name+" { cpus = 1; }\n")
 	f.expect(Added, name)
 }
 
@@ -126,7 +129,7 @@ func TestWatcherLifecycle(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "db", "config"), []byte("db { memory = 1024; }\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f := startWatcher(t, root, 100*time.Millisecond)
+	f := startWatcher(t, root, 200*time.Millisecond)
 	if init := f.w.Initial(); len(init.VMs) != 1 || init.VMs["db"] == nil {
 		t.Fatalf("initial = %v", init.VMs)
 	}
@@ -250,7 +253,7 @@ func TestWatcherInclude(t *testing.T) {
 	if err := os.WriteFile(tmplFile, []byte("memory = 512;\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f := startWatcher(t, root, 100*time.Millisecond)
+	f := startWatcher(t, root, 200*time.Millisecond)
 	f.write("vm1/config", fmt.Sprintf("vm1 {\n  .include %q\n  cpus = 1;\n}\n", tmplFile))
 	c := f.expect(Added, "vm1")
 	if c.VM.MemoryMB != 512 || len(c.VM.Includes) != 1 || c.VM.Includes[0] != tmplFile {
