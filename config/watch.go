@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -243,6 +242,12 @@ func (w *Watcher) event(ev fsnotify.Event) {
 		// The root itself was removed or renamed: keep every config in
 		// force (nothing running is touched) and look again.
 		w.opts.logf("config: root %s: %s; rescanning", w.root, ev.Op)
+		if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
+			// The watch went with it; the rescan adds it again if the
+			// root is back.
+			_ = w.fsw.Remove(w.root)
+			delete(w.watched, w.root)
+		}
 		w.Rescan()
 	case dir == w.root:
 		if r := ignoreReason(filepath.Base(p)); r != "" {
@@ -367,6 +372,7 @@ func (w *Watcher) fullScan() (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
+	w.watch(w.root)
 	keep := map[string]bool{w.root: true}
 	for _, d := range subdirs {
 		w.watch(d)
@@ -518,5 +524,3 @@ func (w *Watcher) report(ctx context.Context, snap *Snapshot) error {
 	}
 	return nil
 }
-
-var _ = strings.TrimSpace
