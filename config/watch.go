@@ -358,6 +358,13 @@ func (w *Watcher) watch(dir string) {
 	if w.watched[dir] {
 		return
 	}
+	w.addWatch(dir)
+}
+
+// addWatch adds a watch even when one is recorded: adding again is
+// harmless, and after an overflow or error it restores a watch that was
+// lost.
+func (w *Watcher) addWatch(dir string) {
 	if err := w.fsw.Add(dir); err != nil {
 		w.opts.logf("config: cannot watch %s: %v (changes there are seen on rescan only)", dir, err)
 		return
@@ -372,10 +379,10 @@ func (w *Watcher) fullScan() (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	w.watch(w.root)
+	w.addWatch(w.root)
 	keep := map[string]bool{w.root: true}
 	for _, d := range subdirs {
-		w.watch(d)
+		w.addWatch(d)
 		keep[d] = true
 	}
 	results := loadDirs(dirs, w.opts.LoadOptions)

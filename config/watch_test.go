@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fsnotify/fsnotify"
 )
 
 // guard bounds every wait for a change: a deadlock guard, not a timing
@@ -275,6 +277,38 @@ func TestWatcherInclude(t *testing.T) {
 	}
 	if c := f.expect(Changed, "vm1"); c.VM.MemoryMB != 1024 {
 		t.Errorf("memory = %d after the template was replaced", c.VM.MemoryMB)
+	}
+}
+
+// On an overflow (events lost) the watcher rescans everything: a change
+// that caused no event is found, and lost watches come back.
+func TestWatcherOverflowRescan(t *testing.T) {
+	root := t.TempDir()
+	f := startWatcher(t, root, 200*time.Millisecond)
+	f.write("vm1/config", "vm1 { cpus = 1; }\n")
+	f.expect(Added, "vm1")
+	// Lose the watch on vm1, as if the kernel had dropped its events.
+	if err := f.w.fsw.Remove(filepath.Join(root, "vm1")); err != nil {
+		t.Fatal(err)
+	}
+	f.write("vm1/config", "vm1 { cpus = 2; }\n")
+	f.w.fsw.Errors <- fsnotify.ErrEventOverflow
+	if c := f.expect(Changed, "vm1"); c.VM.CPUs != 2 {
+		t.Errorf("cpus = %d after the rescan", c.VM.CPUs)
+	}
+	// The watch is back: an edit is seen without help.
+	f.write("vm1/config", "vm1 { cpus = 3; }\n")
+	if c := f.expect(Changed, "vm1"); c.VM.CPUs != 3 {
+		t.Errorf("cpus = %d", c.VM.CPUs)
+	}
+	// Rescan asked for (SIGHUP) finds changes the same way.
+	if err := f.w.fsw.Remove(filepath.Join(root, "vm1")); err != nil {
+		t.Fatal(err)
+	}
+	f.write("vm1/config", "vm1 { cpus = 4; }\n")
+	f.w.Rescan()
+	if c := f.expect(Changed, "vm1"); c.VM.CPUs != 4 {
+		t.Errorf("cpus = %d after Rescan", c.VM.CPUs)
 	}
 }
 
