@@ -85,11 +85,18 @@ type parser struct {
 	depth int
 	prio  uint8
 
-	nodes  []Node
-	fslab  []Field
-	islab  []*Node
-	fields []Field // members of the open objects, innermost last
-	items  []*Node // elements of the open arrays, innermost last
+	nodes []Node
+	fslab []Field
+	islab []*Node
+	// With recycle set, full slabs are remembered in used* and handed out
+	// again from spare* after reset; Unmarshal into *any uses this, since
+	// it copies everything out of the tree.
+	recycle       bool
+	usedN, spareN [][]Node
+	usedF, spareF [][]Field
+	usedI, spareI [][]*Node
+	fields        []Field // members of the open objects, innermost last
+	items         []*Node // elements of the open arrays, innermost last
 
 	expandVars bool
 	vars       map[string]string // caller's variables plus FILENAME, CURDIR
@@ -107,6 +114,28 @@ func newParser(opts *Options) *parser {
 		}
 	}
 	return p
+}
+
+// reset clears a recycling parser for reuse, keeping its slabs.
+func (p *parser) reset() {
+	for _, s := range p.usedN {
+		clear(s[:cap(s)])
+		p.spareN = append(p.spareN, s)
+	}
+	for _, s := range p.usedF {
+		clear(s[:cap(s)])
+		p.spareF = append(p.spareF, s)
+	}
+	for _, s := range p.usedI {
+		clear(s[:cap(s)])
+		p.spareI = append(p.spareI, s)
+	}
+	*p = parser{
+		recycle: true,
+		spareN:  p.spareN, spareF: p.spareF, spareI: p.spareI,
+		usedN: p.usedN[:0], usedF: p.usedF[:0], usedI: p.usedI[:0],
+		fields: p.fields[:0], items: p.items[:0],
+	}
 }
 
 func (p *parser) setSource(src, file string) {
@@ -259,7 +288,17 @@ func (p *parser) newNode(k Kind, off int) *Node {
 		} else if size > 1024 {
 			size = 1024
 		}
-		p.nodes = make([]Node, 0, size)
+		p.nodes = nil
+		if p.recycle && len(p.spareN) > 0 {
+			p.nodes = p.spareN[len(p.spareN)-1][:0]
+			p.spareN = p.spareN[:len(p.spareN)-1]
+		}
+		if p.nodes == nil {
+			p.nodes = make([]Node, 0, size)
+		}
+		if p.recycle {
+			p.usedN = append(p.usedN, p.nodes)
+		}
 	}
 	p.nodes = p.nodes[:len(p.nodes)+1]
 	n := &p.nodes[len(p.nodes)-1]
@@ -277,7 +316,17 @@ func (p *parser) finishObject(b *objb) {
 			if size < 256 {
 				size = 256
 			}
-			p.fslab = make([]Field, 0, size)
+			p.fslab = nil
+			if p.recycle && len(p.spareF) > 0 && cap(p.spareF[len(p.spareF)-1]) >= len(fs) {
+				p.fslab = p.spareF[len(p.spareF)-1][:0]
+				p.spareF = p.spareF[:len(p.spareF)-1]
+			}
+			if p.fslab == nil {
+				p.fslab = make([]Field, 0, size)
+			}
+			if p.recycle {
+				p.usedF = append(p.usedF, p.fslab)
+			}
 		}
 		l := len(p.fslab)
 		p.fslab = append(p.fslab, fs...)
@@ -295,7 +344,17 @@ func (p *parser) finishArray(n *Node, start int) {
 			if size < 256 {
 				size = 256
 			}
-			p.islab = make([]*Node, 0, size)
+			p.islab = nil
+			if p.recycle && len(p.spareI) > 0 && cap(p.spareI[len(p.spareI)-1]) >= len(is) {
+				p.islab = p.spareI[len(p.spareI)-1][:0]
+				p.spareI = p.spareI[:len(p.spareI)-1]
+			}
+			if p.islab == nil {
+				p.islab = make([]*Node, 0, size)
+			}
+			if p.recycle {
+				p.usedI = append(p.usedI, p.islab)
+			}
 		}
 		l := len(p.islab)
 		p.islab = append(p.islab, is...)
