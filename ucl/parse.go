@@ -281,6 +281,14 @@ func (p *parser) describe(off int) string {
 // ---- allocation
 
 func (p *parser) newNode(k Kind, off int) *Node {
+	n := p.allocNode()
+	n.Kind = k
+	n.Pos = p.posAt(off)
+	n.prio = p.prio
+	return n
+}
+
+func (p *parser) allocNode() *Node {
 	if len(p.nodes) == cap(p.nodes) {
 		size := 2 * cap(p.nodes)
 		if size < 16 {
@@ -301,11 +309,7 @@ func (p *parser) newNode(k Kind, off int) *Node {
 		}
 	}
 	p.nodes = p.nodes[:len(p.nodes)+1]
-	n := &p.nodes[len(p.nodes)-1]
-	n.Kind = k
-	n.Pos = p.posAt(off)
-	n.prio = p.prio
-	return n
+	return &p.nodes[len(p.nodes)-1]
 }
 
 func (p *parser) finishObject(b *objb) {
@@ -403,7 +407,8 @@ func (p *parser) add(b *objb, key string, kpos Pos, v *Node) {
 	case old.Implicit:
 		old.Items = append(old.Items, v)
 	default:
-		arr := p.newNode(Array, 0)
+		arr := p.allocNode()
+		arr.Kind = Array
 		arr.Pos = old.Pos
 		arr.prio = old.prio
 		arr.Implicit = true
