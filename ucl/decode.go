@@ -26,6 +26,7 @@ func Unmarshal(data []byte, v any) error {
 		}
 		opts := Options{}
 		p.opts = &opts
+		p.noPos = true
 		n, err := p.parseRoot(string(data), "")
 		if err == nil {
 			*pa = n.Value()
@@ -61,8 +62,8 @@ var (
 //   - Pointers are allocated as needed; null sets them to nil.
 //   - time.Duration from time values (30s, 5min), from plain numbers
 //     (seconds) and from strings that time.ParseDuration accepts (1h30m).
-//   - Integers from integers, and from floats with no fraction; both are
-//     range-checked against the target type.
+//   - Integers from integers, and from floats and time values (seconds)
+//     with no fraction; all are range-checked against the target type.
 //   - Floats from any number; bool from booleans; string from strings and,
 //     as written in the source, from numbers and booleans.
 //   - Types implementing encoding.TextUnmarshaler from strings.
@@ -230,7 +231,7 @@ func (d *decoder) integer(n *Node, t reflect.Type) (int64, error) {
 	switch n.Kind {
 	case Int:
 		return n.Int, nil
-	case Float:
+	case Float, Time:
 		if n.Float == math.Trunc(n.Float) && n.Float >= -(1<<63) && n.Float < 1<<63 {
 			return int64(n.Float), nil
 		}

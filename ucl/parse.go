@@ -92,6 +92,7 @@ type parser struct {
 	// again from spare* after reset; Unmarshal into *any uses this, since
 	// it copies everything out of the tree.
 	recycle       bool
+	noPos         bool // positions of values are not needed (only those of errors)
 	usedN, spareN [][]Node
 	usedF, spareF [][]Field
 	usedI, spareI [][]*Node
@@ -283,7 +284,9 @@ func (p *parser) describe(off int) string {
 func (p *parser) newNode(k Kind, off int) *Node {
 	n := p.allocNode()
 	n.Kind = k
-	n.Pos = p.posAt(off)
+	if !p.noPos {
+		n.Pos = p.posAt(off)
+	}
 	n.prio = p.prio
 	return n
 }
@@ -649,6 +652,9 @@ func (p *parser) parseKey() (string, Pos, error) {
 	}
 	if p.opts.LowercaseKeys {
 		key = lowerASCII(key)
+	}
+	if p.noPos {
+		return key, Pos{}, nil
 	}
 	return key, p.posAt(start), nil
 }
