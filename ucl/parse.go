@@ -85,6 +85,10 @@ type parser struct {
 	depth int
 	prio  uint8
 
+	// bracketFrom..bracketAt: a span with no statement end that ends at a
+	// '{' or '[' (see scanNextKey)
+	bracketFrom, bracketAt int
+
 	nodes []Node
 	fslab []Field
 	islab []*Node
@@ -141,6 +145,7 @@ func (p *parser) reset() {
 
 func (p *parser) setSource(src, file string) {
 	p.src, p.file, p.pos = src, file, 0
+	p.bracketFrom, p.bracketAt = 0, 0
 	if strings.HasPrefix(src, "\uFEFF") {
 		p.pos = 3
 	}
@@ -699,11 +704,18 @@ func (p *parser) scanNextKey() bool {
 	if t < n && (p.src[t] == '{' || p.src[t] == '[') {
 		return false
 	}
+	// Keys of one statement scan to the same bracket; remembering it keeps
+	// a long "a b c d ... {" line linear.
+	if t < p.bracketAt && p.bracketFrom <= t {
+		return true
+	}
+	from := t
 	for ; t < n; t++ {
 		switch p.src[t] {
 		case ',', ';', '\n', '\r':
 			return false
 		case '{', '[':
+			p.bracketFrom, p.bracketAt = from, t
 			return true
 		}
 	}

@@ -235,3 +235,16 @@ func TestVariables(t *testing.T) {
 		t.Error("key expanded")
 	}
 }
+
+func TestLongSectionLineIsLinear(t *testing.T) {
+	// 900 section names and 1 MB of text before the '{': each name must not
+	// rescan the line.
+	src := strings.Repeat("a ", 900) + strings.Repeat("x", 1<<20) + " {}"
+	n, err := Parse([]byte(src), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Get("a") == nil {
+		t.Fatal("no a")
+	}
+}
