@@ -85,11 +85,23 @@ type parser struct {
 	depth int
 	prio  uint8
 
-	nodes  []Node
-	fslab  []Field
-	islab  []*Node
-	fields []Field // members of the open objects, innermost last
-	items  []*Node // elements of the open arrays, innermost last
+	// bracketFrom..bracketAt: a span with no statement end that ends at a
+	// '{' or '[' (see scanNextKey)
+	bracketFrom, bracketAt int
+
+	nodes []Node
+	fslab []Field
+	islab []*Node
+	// With recycle set, full slabs are remembered in used* and handed out
+	// again from spare* after reset; Unmarshal into *any uses this, since
+	// it copies everything out of the tree.
+	recycle       bool
+	noPos         bool // positions of values are not needed (only those of errors)
+	usedN, spareN [][]Node
+	usedF, spareF [][]Field
+	usedI, spareI [][]*Node
+	fields        []Field // members of the open objects, innermost last
+	items         []*Node // elements of the open arrays, innermost last
 
 	expandVars bool
 	vars       map[string]string // caller's variables plus FILENAME, CURDIR
@@ -109,8 +121,31 @@ func newParser(opts *Options) *parser {
 	return p
 }
 
+// reset clears a recycling parser for reuse, keeping its slabs.
+func (p *parser) reset() {
+	for _, s := range p.usedN {
+		clear(s[:cap(s)])
+		p.spareN = append(p.spareN, s)
+	}
+	for _, s := range p.usedF {
+		clear(s[:cap(s)])
+		p.spareF = append(p.spareF, s)
+	}
+	for _, s := range p.usedI {
+		clear(s[:cap(s)])
+		p.spareI = append(p.spareI, s)
+	}
+	*p = parser{
+		recycle: true,
+		spareN:  p.spareN, spareF: p.spareF, spareI: p.spareI,
+		usedN: p.usedN[:0], usedF: p.usedF[:0], usedI: p.usedI[:0],
+		fields: p.fields[:0], items: p.items[:0],
+	}
+}
+
 func (p *parser) setSource(src, file string) {
 	p.src, p.file, p.pos = src, file, 0
+	p.bracketFrom, p.bracketAt = 0, 0
 	if strings.HasPrefix(src, "\uFEFF") {
 		p.pos = 3
 	}
@@ -252,6 +287,16 @@ func (p *parser) describe(off int) string {
 // ---- allocation
 
 func (p *parser) newNode(k Kind, off int) *Node {
+	n := p.allocNode()
+	n.Kind = k
+	if !p.noPos {
+		n.Pos = p.posAt(off)
+	}
+	n.prio = p.prio
+	return n
+}
+
+func (p *parser) allocNode() *Node {
 	if len(p.nodes) == cap(p.nodes) {
 		size := 2 * cap(p.nodes)
 		if size < 16 {
@@ -259,14 +304,20 @@ func (p *parser) newNode(k Kind, off int) *Node {
 		} else if size > 1024 {
 			size = 1024
 		}
-		p.nodes = make([]Node, 0, size)
+		p.nodes = nil
+		if p.recycle && len(p.spareN) > 0 {
+			p.nodes = p.spareN[len(p.spareN)-1][:0]
+			p.spareN = p.spareN[:len(p.spareN)-1]
+		}
+		if p.nodes == nil {
+			p.nodes = make([]Node, 0, size)
+		}
+		if p.recycle {
+			p.usedN = append(p.usedN, p.nodes)
+		}
 	}
 	p.nodes = p.nodes[:len(p.nodes)+1]
-	n := &p.nodes[len(p.nodes)-1]
-	n.Kind = k
-	n.Pos = p.posAt(off)
-	n.prio = p.prio
-	return n
+	return &p.nodes[len(p.nodes)-1]
 }
 
 func (p *parser) finishObject(b *objb) {
@@ -277,7 +328,17 @@ func (p *parser) finishObject(b *objb) {
 			if size < 256 {
 				size = 256
 			}
-			p.fslab = make([]Field, 0, size)
+			p.fslab = nil
+			if p.recycle && len(p.spareF) > 0 && cap(p.spareF[len(p.spareF)-1]) >= len(fs) {
+				p.fslab = p.spareF[len(p.spareF)-1][:0]
+				p.spareF = p.spareF[:len(p.spareF)-1]
+			}
+			if p.fslab == nil {
+				p.fslab = make([]Field, 0, size)
+			}
+			if p.recycle {
+				p.usedF = append(p.usedF, p.fslab)
+			}
 		}
 		l := len(p.fslab)
 		p.fslab = append(p.fslab, fs...)
@@ -295,7 +356,17 @@ func (p *parser) finishArray(n *Node, start int) {
 			if size < 256 {
 				size = 256
 			}
-			p.islab = make([]*Node, 0, size)
+			p.islab = nil
+			if p.recycle && len(p.spareI) > 0 && cap(p.spareI[len(p.spareI)-1]) >= len(is) {
+				p.islab = p.spareI[len(p.spareI)-1][:0]
+				p.spareI = p.spareI[:len(p.spareI)-1]
+			}
+			if p.islab == nil {
+				p.islab = make([]*Node, 0, size)
+			}
+			if p.recycle {
+				p.usedI = append(p.usedI, p.islab)
+			}
 		}
 		l := len(p.islab)
 		p.islab = append(p.islab, is...)
@@ -344,7 +415,8 @@ func (p *parser) add(b *objb, key string, kpos Pos, v *Node) {
 	case old.Implicit:
 		old.Items = append(old.Items, v)
 	default:
-		arr := p.newNode(Array, 0)
+		arr := p.allocNode()
+		arr.Kind = Array
 		arr.Pos = old.Pos
 		arr.prio = old.prio
 		arr.Implicit = true
@@ -586,6 +658,9 @@ func (p *parser) parseKey() (string, Pos, error) {
 	if p.opts.LowercaseKeys {
 		key = lowerASCII(key)
 	}
+	if p.noPos {
+		return key, Pos{}, nil
+	}
 	return key, p.posAt(start), nil
 }
 
@@ -629,11 +704,18 @@ func (p *parser) scanNextKey() bool {
 	if t < n && (p.src[t] == '{' || p.src[t] == '[') {
 		return false
 	}
+	// Keys of one statement scan to the same bracket; remembering it keeps
+	// a long "a b c d ... {" line linear.
+	if t < p.bracketAt && p.bracketFrom <= t {
+		return true
+	}
+	from := t
 	for ; t < n; t++ {
 		switch p.src[t] {
 		case ',', ';', '\n', '\r':
 			return false
 		case '{', '[':
+			p.bracketFrom, p.bracketAt = from, t
 			return true
 		}
 	}
