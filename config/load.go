@@ -110,6 +110,9 @@ func loadAbsDir(abs string, opts LoadOptions, ids *idCache) (*VM, Diagnostics, s
 			if pos.File == "" {
 				pos.File = file
 			}
+			for _, from := range pe.IncludedFrom {
+				msg += " (included from " + from.String() + ")"
+			}
 		}
 		return nil, Diagnostics{{Pos: pos, Severity: Error, Msg: "syntax error: " + msg}}, fallbackName, d
 	}

@@ -278,6 +278,31 @@ func TestWatcherInclude(t *testing.T) {
 	if c := f.expect(Changed, "vm1"); c.VM.MemoryMB != 1024 {
 		t.Errorf("memory = %d after the template was replaced", c.VM.MemoryMB)
 	}
+
+	// A glob include: a file that comes to match it later is noticed.
+	extra := filepath.Join(t.TempDir(), "extra")
+	if err := os.MkdirAll(extra, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f.write("vm2/config", fmt.Sprintf("vm2 {\n  cpus = 1;\n  .include(glob=true,try=true) %q\n}\n", filepath.Join(extra, "*.conf")))
+	if c := f.expect(Added, "vm2"); c.VM.CPUs != 1 || c.VM.MemoryMB != DefaultQEMUMemoryMB {
+		t.Errorf("vm2 = cpus %d memory %d", c.VM.CPUs, c.VM.MemoryMB)
+	}
+	if err := os.WriteFile(filepath.Join(extra, "mem.conf"), []byte("memory = 640;\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if c := f.expect(Changed, "vm2"); c.VM.MemoryMB != 640 {
+		t.Errorf("vm2 memory = %d after a matching file appeared", c.VM.MemoryMB)
+	}
+
+	// An error inside an included file names that file.
+	if err := os.WriteFile(tmplFile, []byte("memory = lots;\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c = f.expect(Invalid, "vm1")
+	if len(c.Diagnostics) != 1 || c.Diagnostics[0].Pos.File != tmplFile || c.Diagnostics[0].Key != "memory" {
+		t.Errorf("diagnostics = %v", c.Diagnostics)
+	}
 }
 
 // On an overflow (events lost) the watcher rescans everything: a change
