@@ -43,7 +43,7 @@ func BenchmarkLoadRoot1000(b *testing.B) {
 	for b.Loop() {
 		snap := LoadRoot(root, LoadOptions{})
 		if len(snap.VMs) != 1000 {
-			b.Fatalf("loaded %d VMs: %v", len(snap.VMs), snap.Error())
+			b.Fatalf("loaded %d VMs: %v", len(snap.VMs), snap.Err())
 		}
 	}
 }

@@ -31,8 +31,7 @@ func (o LoadOptions) logf(format string, args ...any) {
 	}
 }
 
-// DefaultHypervisor returns the hypervisor used when a config names none:
-// opts.DefaultHypervisor, else bhyve on FreeBSD and qemu elsewhere.
+// defaultHypervisor is the hypervisor of a config that names none.
 func (o LoadOptions) defaultHypervisor() string {
 	if o.DefaultHypervisor != "" {
 		return o.DefaultHypervisor
@@ -91,7 +90,7 @@ func loadAbsDir(abs string, opts LoadOptions, ids *idCache) (*VM, Diagnostics, s
 		}
 		return nil, Diagnostics{{Pos: ucl.Pos{File: file}, Severity: Error, Msg: msg}}, fallbackName, nil
 	}
-	d := &decoder{opts: opts, dir: abs, file: file, data: data, ids: ids}
+	d := &decoder{opts: opts, dir: abs, file: file, ids: ids}
 	d.vm = &VM{Dir: abs, File: file, set: map[string]bool{}, scalars: map[string]string{}}
 	root, err := ucl.Parse(data, ucl.Options{
 		Filename:      file,
@@ -180,7 +179,6 @@ type decoder struct {
 	opts     LoadOptions
 	dir      string
 	file     string
-	data     []byte
 	ids      *idCache
 	vm       *VM
 	diags    Diagnostics

@@ -154,8 +154,8 @@ func TestLoadRootFixtures(t *testing.T) {
 		t.Run(tt.root, func(t *testing.T) {
 			root := copyRoot(t, tt.root)
 			snap := LoadRoot(root, tt.opts)
-			if snap.Err != nil {
-				t.Fatal(snap.Err)
+			if snap.RootErr != nil {
+				t.Fatal(snap.RootErr)
 			}
 			if got := snap.Names(); !slices.Equal(got, nilIfEmpty(tt.valid)) {
 				t.Errorf("valid VMs = %v, want %v", got, tt.valid)
@@ -188,8 +188,8 @@ func TestLoadRootFixtures(t *testing.T) {
 					t.Errorf("diagnostic without a line: %s", d)
 				}
 			}
-			if (len(tt.invalid) > 0) != (snap.Error() != nil) {
-				t.Errorf("Error() = %v with invalid dirs %v", snap.Error(), tt.invalid)
+			if (len(tt.invalid) > 0) != (snap.Err() != nil) {
+				t.Errorf("Err() = %v with invalid dirs %v", snap.Err(), tt.invalid)
 			}
 		})
 	}
@@ -205,7 +205,7 @@ func nilIfEmpty(s []string) []string {
 func TestLoadRootValues(t *testing.T) {
 	root := copyRoot(t, "valid")
 	snap := LoadRoot(root, LoadOptions{})
-	if err := snap.Error(); err != nil {
+	if err := snap.Err(); err != nil {
 		t.Fatal(err)
 	}
 	web := snap.VMs["web"]
@@ -363,7 +363,7 @@ func TestExamples(t *testing.T) {
 	snap := LoadRoot(root, LoadOptions{DefaultHypervisor: HypervisorBhyve})
 	vm := snap.VMs["testvm"]
 	if vm == nil {
-		t.Fatal(snap.Error())
+		t.Fatal(snap.Err())
 	}
 	if vm.Description != "A simple test VM" || vm.OSVersion != "14.1" || vm.OS != "FreeBSD" || vm.Hypervisor != HypervisorBhyve {
 		t.Errorf("got %+v", vm)
@@ -458,7 +458,7 @@ func TestLoadDirMissing(t *testing.T) {
 
 func TestLoadRootMissing(t *testing.T) {
 	snap := LoadRoot(filepath.Join(t.TempDir(), "nope"), LoadOptions{})
-	if snap.Err == nil || snap.Error() == nil {
+	if snap.RootErr == nil || snap.Err() == nil {
 		t.Error("no error for a missing root")
 	}
 }
