@@ -310,16 +310,25 @@ func (w *Watcher) processDue(ctx context.Context, now time.Time) error {
 	return w.emit(ctx)
 }
 
-// settling reports whether dir's config was modified less than the
-// debounce time ago, and if so postpones its reload. Writes made before
+// settling reports whether dir's config (or, without one, the directory)
+// was modified less than the debounce time ago, and if so postpones its
+// reload. Writes made before
 // the directory was watched cause no events, and a file may be read
 // between its creation and its first write; its modification time tells.
 // The postponement is bounded like the debounce itself.
 func (w *Watcher) settling(dir string, now time.Time) bool {
 	p := w.pending[dir]
-	fi, err := os.Stat(filepath.Join(dir, FileName))
-	if err != nil || p == nil {
+	if p == nil {
 		return false
+	}
+	fi, err := os.Stat(filepath.Join(dir, FileName))
+	if err != nil {
+		// No config (yet): an editor may have renamed it away to
+		// write a new one. The directory's time tells whether
+		// entries are still coming and going.
+		if fi, err = os.Stat(dir); err != nil {
+			return false
+		}
 	}
 	mt := fi.ModTime()
 	if now.Sub(mt) >= w.debounce || mt.After(now) || !mt.After(p.last) {

@@ -305,6 +305,27 @@ func TestWatcherInclude(t *testing.T) {
 	}
 }
 
+// Some editors save by renaming the file to a backup and writing a new
+// one: that is one change, never a removal.
+func TestWatcherBackupRename(t *testing.T) {
+	root := t.TempDir()
+	f := startWatcher(t, root, 200*time.Millisecond)
+	f.write("vm1/config", "vm1 { cpus = 1; }\n")
+	f.expect(Added, "vm1")
+	p := filepath.Join(root, "vm1", "config")
+	if err := os.Rename(p, p+"~"); err != nil {
+		t.Fatal(err)
+	}
+	f.write("vm1/config", "vm1 { cpus = 2; }\n")
+	if err := os.Remove(p + "~"); err != nil {
+		t.Fatal(err)
+	}
+	if c := f.expect(Changed, "vm1"); c.VM.CPUs != 2 {
+		t.Errorf("cpus = %d", c.VM.CPUs)
+	}
+	f.barrier("b1")
+}
+
 // On an overflow (events lost) the watcher rescans everything: a change
 // that caused no event is found, and lost watches come back.
 func TestWatcherOverflowRescan(t *testing.T) {
