@@ -260,9 +260,30 @@ func (d *decoder) decode(root *ucl.Node, fallbackName string) string {
 		d.tag = f.Key
 		body = f.Value
 	}
+	if !tagged {
+		// A VM section next to top-level keys: the writer meant one
+		// form or the other, and reading either would drop settings.
+		for _, f := range root.Fields {
+			if _, known := topKeys[f.Key]; known || f.Value.Kind != ucl.Object || !hasKnownKey(f.Value) {
+				continue
+			}
+			d.errf(f.KeyPos, f.Key, "this looks like a VM section, but the file also has settings outside it; put every setting inside %s { ... } or drop the section braces", f.Key)
+			return fallbackName
+		}
+	}
 	d.decodeTop(body)
 	d.finish(fallbackName)
 	return d.vm.Name
+}
+
+// hasKnownKey reports whether a section holds a top-level VM key.
+func hasKnownKey(n *ucl.Node) bool {
+	for _, f := range n.Fields {
+		if _, ok := topKeys[f.Key]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // fieldHandler decodes one known key.

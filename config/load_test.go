@@ -126,6 +126,9 @@ func TestLoadRootFixtures(t *testing.T) {
 		{root: "err-twovms", invalid: []string{"vm1"}, diags: []want{
 			{"vm1", 2, "vm2", Error, "defines 2 VMs (vm1, vm2)"},
 		}},
+		{root: "err-mixed", invalid: []string{"vm1"}, diags: []want{
+			{"vm1", 2, "web", Error, "this looks like a VM section"},
+		}},
 		{root: "err-empty", invalid: []string{"vm1"}, diags: []want{
 			{"vm1", 1, "", Error, "has no settings"},
 		}},
