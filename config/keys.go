@@ -215,7 +215,7 @@ func (d *decoder) section(key string, n *ucl.Node, example string) bool {
 	if n.Kind == ucl.Object {
 		return true
 	}
-	if n.Kind == ucl.Array && n.Implicit {
+	if n.Kind == ucl.Array && n.Implicit && len(n.Items) > 0 {
 		d.errf(n.Items[len(n.Items)-1].Pos, key, "section given %d times; merge them into one", len(n.Items))
 		return false
 	}

@@ -254,7 +254,7 @@ func (d *decoder) decode(root *ucl.Node, fallbackName string) string {
 		}
 		f := root.Fields[0]
 		if f.Value.Kind != ucl.Object {
-			d.errf(f.Value.Items[1].Pos, f.Key, "VM %s is defined %d times in this file; merge the sections into one", f.Key, len(f.Value.Items))
+			d.errf(f.Value.Items[len(f.Value.Items)-1].Pos, f.Key, "VM %s is defined %d times in this file; merge the sections into one", f.Key, len(f.Value.Items))
 			return fallbackName
 		}
 		d.tag = f.Key
@@ -366,6 +366,12 @@ func (d *decoder) finish(fallbackName string) {
 	}
 	if vm.Hypervisor == "" {
 		vm.Hypervisor = d.opts.defaultHypervisor()
+		switch vm.Hypervisor {
+		case HypervisorQEMU, HypervisorBhyve, HypervisorExec:
+		default:
+			d.errf(d.bodyPos(), "hypervisor", "the default hypervisor %q is not one of qemu, bhyve, exec; set hypervisor in the config", vm.Hypervisor)
+			return
+		}
 	}
 	if vm.ScriptPath == "" {
 		vm.ScriptPath = d.dir
