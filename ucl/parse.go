@@ -121,20 +121,14 @@ func newParser(opts *Options) *parser {
 	return p
 }
 
-// reset clears a recycling parser for reuse, keeping its slabs.
+// reset prepares a recycling parser for reuse, keeping its slabs. They are
+// not cleared: allocNode zeroes each node it hands out and finish* overwrite
+// what they use, so stale pointers only delay the collection of the last
+// input until the slabs are reused or the pool drops them.
 func (p *parser) reset() {
-	for _, s := range p.usedN {
-		clear(s[:cap(s)])
-		p.spareN = append(p.spareN, s)
-	}
-	for _, s := range p.usedF {
-		clear(s[:cap(s)])
-		p.spareF = append(p.spareF, s)
-	}
-	for _, s := range p.usedI {
-		clear(s[:cap(s)])
-		p.spareI = append(p.spareI, s)
-	}
+	p.spareN = append(p.spareN, p.usedN...)
+	p.spareF = append(p.spareF, p.usedF...)
+	p.spareI = append(p.spareI, p.usedI...)
 	*p = parser{
 		recycle: true,
 		spareN:  p.spareN, spareF: p.spareF, spareI: p.spareI,
@@ -317,7 +311,11 @@ func (p *parser) allocNode() *Node {
 		}
 	}
 	p.nodes = p.nodes[:len(p.nodes)+1]
-	return &p.nodes[len(p.nodes)-1]
+	n := &p.nodes[len(p.nodes)-1]
+	if p.recycle {
+		*n = Node{}
+	}
+	return n
 }
 
 func (p *parser) finishObject(b *objb) {
