@@ -183,3 +183,18 @@ func TestMacroSyntax(t *testing.T) {
 		t.Errorf("value on next line: %v", err)
 	}
 }
+
+func TestIncludeIntoNestedObject(t *testing.T) {
+	dir := writeTree(t, map[string]string{
+		"main.conf":      "VM {\n  Name = a\n  .include \"tmpl/Disk.conf\"\n}\nother = 1\n",
+		"tmpl/Disk.conf": "Disk { Size = 1kb; }\nName = b\n",
+	})
+	n, err := ParseFile(filepath.Join(dir, "main.conf"), Options{Macros: true, LowercaseKeys: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"vm": map[string]any{"name": []any{"a", "b"}, "disk": map[string]any{"size": int64(1024)}}, "other": int64(1)}
+	if d := diff("$", n.Value(), want); d != "" {
+		t.Error(d)
+	}
+}
