@@ -2,6 +2,7 @@ package ucl
 
 import (
 	"encoding"
+	"errors"
 	"fmt"
 	"math"
 	"reflect"
@@ -18,22 +19,15 @@ import (
 // decodes like Node.Decode.
 func Unmarshal(data []byte, v any) error {
 	if pa, ok := v.(*any); ok && pa != nil {
-		// The tree is thrown away once its plain form is built, so its
-		// memory can serve the next call.
-		p, _ := parserPool.Get().(*parser)
-		if p == nil {
-			p = &parser{recycle: true}
-		}
+		// Build the plain values directly, without a Node tree.
 		opts := Options{}
-		p.opts = &opts
-		p.noPos = true
-		n, err := p.parseRoot(string(data), "")
-		if err == nil {
-			*pa = n.Value()
+		p := &parser{opts: &opts, direct: true}
+		root, err := p.parseRoot(string(data), "")
+		if err != nil {
+			return err
 		}
-		p.reset()
-		parserPool.Put(p)
-		return err
+		*pa = root.val
+		return nil
 	}
 	n, err := Parse(data, Options{})
 	if err != nil {
@@ -41,8 +35,6 @@ func Unmarshal(data []byte, v any) error {
 	}
 	return n.Decode(v)
 }
-
-var parserPool sync.Pool
 
 var (
 	durationType        = reflect.TypeOf(time.Duration(0))
@@ -72,6 +64,9 @@ var (
 // Errors are *DecodeError values naming the position and key path of the
 // offending value.
 func (n *Node) Decode(v any) error {
+	if n == nil {
+		return errors.New("ucl: Decode called on a nil *Node")
+	}
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
 		return fmt.Errorf("ucl: Decode needs a non-nil pointer, not %T", v)

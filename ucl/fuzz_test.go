@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 )
 
@@ -49,7 +50,16 @@ func FuzzParse(f *testing.F) {
 				}
 			}
 		}
+		// Unmarshal into *any builds plain values without a tree; it must
+		// agree with Parse + Value.
 		var v any
-		_ = Unmarshal(data, &v)
+		errU := Unmarshal(data, &v)
+		n, errP := Parse(data, Options{})
+		if (errU == nil) != (errP == nil) {
+			t.Fatalf("Unmarshal error %v, Parse error %v", errU, errP)
+		}
+		if errP == nil && !n.hasNonFinite() && !reflect.DeepEqual(v, n.Value()) {
+			t.Fatalf("Unmarshal gave %#v, Parse gave %#v", v, n.Value())
+		}
 	})
 }

@@ -164,3 +164,37 @@ func TestIncludeCustomReader(t *testing.T) {
 		t.Error(d)
 	}
 }
+
+func TestMacroSyntax(t *testing.T) {
+	dir := writeTree(t, map[string]string{
+		"a.conf": ".priority(priority=3)\nx = 1\n.include /* comment */ \"b.conf\";\n.include { b.conf }\n",
+		"b.conf": "x = 2\n",
+		"c.conf": ".include\n\"b.conf\"\n",
+	})
+	n, err := ParseFile(filepath.Join(dir, "a.conf"), Options{Macros: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// x = 1 has priority 3; the included x = 2 (priority 3 too, inherited) collect.
+	if d := diff("$", n.Value(), map[string]any{"x": []any{int64(1), int64(2), int64(2)}}); d != "" {
+		t.Error(d)
+	}
+	if _, err := ParseFile(filepath.Join(dir, "c.conf"), Options{Macros: true}); err == nil || !strings.Contains(err.Error(), "same line") {
+		t.Errorf("value on next line: %v", err)
+	}
+}
+
+func TestIncludeIntoNestedObject(t *testing.T) {
+	dir := writeTree(t, map[string]string{
+		"main.conf":      "VM {\n  Name = a\n  .include \"tmpl/Disk.conf\"\n}\nother = 1\n",
+		"tmpl/Disk.conf": "Disk { Size = 1kb; }\nName = b\n",
+	})
+	n, err := ParseFile(filepath.Join(dir, "main.conf"), Options{Macros: true, LowercaseKeys: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"vm": map[string]any{"name": []any{"a", "b"}, "disk": map[string]any{"size": int64(1024)}}, "other": int64(1)}
+	if d := diff("$", n.Value(), want); d != "" {
+		t.Error(d)
+	}
+}

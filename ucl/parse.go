@@ -68,6 +68,11 @@ type objb struct {
 	n     *Node
 	start int
 	index map[string]int // key -> index in parser.fields, for large objects
+
+	// When the parser builds plain values (parser.direct), members go
+	// straight into m; implicit marks keys whose value is an implicit array.
+	m        map[string]any
+	implicit map[string]bool
 }
 
 // indexFrom is the member count above which an object gets a key index.
@@ -89,19 +94,18 @@ type parser struct {
 	// '{' or '[' (see scanNextKey)
 	bracketFrom, bracketAt int
 
-	nodes []Node
-	fslab []Field
-	islab []*Node
-	// With recycle set, full slabs are remembered in used* and handed out
-	// again from spare* after reset; Unmarshal into *any uses this, since
-	// it copies everything out of the tree.
-	recycle       bool
-	noPos         bool // positions of values are not needed (only those of errors)
-	usedN, spareN [][]Node
-	usedF, spareF [][]Field
-	usedI, spareI [][]*Node
-	fields        []Field // members of the open objects, innermost last
-	items         []*Node // elements of the open arrays, innermost last
+	nodes  []Node
+	fslab  []Field
+	islab  []*Node
+	fields []Field // members of the open objects, innermost last
+	items  []*Node // elements of the open arrays, innermost last
+
+	// direct builds plain values (map[string]any, []any, ...) instead of a
+	// Node tree, for Unmarshal into *any; it needs no macros and keeps no
+	// positions but those of errors.
+	direct bool
+	free   []*Node
+	vitems []any // elements of the open arrays in direct mode
 
 	expandVars bool
 	vars       map[string]string // caller's variables plus FILENAME, CURDIR
@@ -119,28 +123,6 @@ func newParser(opts *Options) *parser {
 		}
 	}
 	return p
-}
-
-// reset clears a recycling parser for reuse, keeping its slabs.
-func (p *parser) reset() {
-	for _, s := range p.usedN {
-		clear(s[:cap(s)])
-		p.spareN = append(p.spareN, s)
-	}
-	for _, s := range p.usedF {
-		clear(s[:cap(s)])
-		p.spareF = append(p.spareF, s)
-	}
-	for _, s := range p.usedI {
-		clear(s[:cap(s)])
-		p.spareI = append(p.spareI, s)
-	}
-	*p = parser{
-		recycle: true,
-		spareN:  p.spareN, spareF: p.spareF, spareI: p.spareI,
-		usedN: p.usedN[:0], usedF: p.usedF[:0], usedI: p.usedI[:0],
-		fields: p.fields[:0], items: p.items[:0],
-	}
 }
 
 func (p *parser) setSource(src, file string) {
@@ -185,7 +167,7 @@ func (p *parser) parseRoot(src, file string) (*Node, error) {
 		return n, p.trailing("]")
 	}
 	root := p.newNode(Object, p.pos)
-	b := objb{n: root, start: len(p.fields)}
+	b := p.newObjb(root)
 	if err := p.parseDocInto(&b); err != nil {
 		return nil, err
 	}
@@ -286,12 +268,33 @@ func (p *parser) describe(off int) string {
 
 // ---- allocation
 
-func (p *parser) newNode(k Kind, off int) *Node {
-	n := p.allocNode()
-	n.Kind = k
-	if !p.noPos {
-		n.Pos = p.posAt(off)
+// newObjb starts building the object n.
+func (p *parser) newObjb(n *Node) objb {
+	if p.direct {
+		m := make(map[string]any)
+		n.val = m
+		return objb{n: n, m: m}
 	}
+	return objb{n: n, start: len(p.fields)}
+}
+
+func (p *parser) newNode(k Kind, off int) *Node {
+	var n *Node
+	if p.direct {
+		// Plain-value mode: a node lives only until its value is stored
+		// in its container, then goes back to the free list.
+		if k := len(p.free); k > 0 {
+			n = p.free[k-1]
+			p.free = p.free[:k-1]
+		} else {
+			n = new(Node)
+		}
+		n.Kind = k
+		return n
+	}
+	n = p.allocNode()
+	n.Kind = k
+	n.Pos = p.posAt(off)
 	n.prio = p.prio
 	return n
 }
@@ -304,23 +307,36 @@ func (p *parser) allocNode() *Node {
 		} else if size > 1024 {
 			size = 1024
 		}
-		p.nodes = nil
-		if p.recycle && len(p.spareN) > 0 {
-			p.nodes = p.spareN[len(p.spareN)-1][:0]
-			p.spareN = p.spareN[:len(p.spareN)-1]
-		}
-		if p.nodes == nil {
-			p.nodes = make([]Node, 0, size)
-		}
-		if p.recycle {
-			p.usedN = append(p.usedN, p.nodes)
-		}
+		p.nodes = make([]Node, 0, size)
 	}
 	p.nodes = p.nodes[:len(p.nodes)+1]
 	return &p.nodes[len(p.nodes)-1]
 }
 
+// plain returns the plain value of v and recycles v (plain-value mode).
+func (p *parser) plain(v *Node) any {
+	var x any
+	switch v.Kind {
+	case Object, Array:
+		x = v.val
+	case Bool:
+		x = v.Bool
+	case Int:
+		x = v.Int
+	case Float, Time:
+		x = v.Float
+	case String:
+		x = v.Str
+	}
+	*v = Node{}
+	p.free = append(p.free, v)
+	return x
+}
+
 func (p *parser) finishObject(b *objb) {
+	if p.direct {
+		return
+	}
 	fs := p.fields[b.start:]
 	if len(fs) > 0 {
 		if cap(p.fslab)-len(p.fslab) < len(fs) {
@@ -328,17 +344,7 @@ func (p *parser) finishObject(b *objb) {
 			if size < 256 {
 				size = 256
 			}
-			p.fslab = nil
-			if p.recycle && len(p.spareF) > 0 && cap(p.spareF[len(p.spareF)-1]) >= len(fs) {
-				p.fslab = p.spareF[len(p.spareF)-1][:0]
-				p.spareF = p.spareF[:len(p.spareF)-1]
-			}
-			if p.fslab == nil {
-				p.fslab = make([]Field, 0, size)
-			}
-			if p.recycle {
-				p.usedF = append(p.usedF, p.fslab)
-			}
+			p.fslab = make([]Field, 0, size)
 		}
 		l := len(p.fslab)
 		p.fslab = append(p.fslab, fs...)
@@ -349,6 +355,15 @@ func (p *parser) finishObject(b *objb) {
 }
 
 func (p *parser) finishArray(n *Node, start int) {
+	if p.direct {
+		vs := p.vitems[start:]
+		a := make([]any, len(vs))
+		copy(a, vs)
+		clear(vs)
+		p.vitems = p.vitems[:start]
+		n.val = a
+		return
+	}
 	is := p.items[start:]
 	if len(is) > 0 {
 		if cap(p.islab)-len(p.islab) < len(is) {
@@ -356,17 +371,7 @@ func (p *parser) finishArray(n *Node, start int) {
 			if size < 256 {
 				size = 256
 			}
-			p.islab = nil
-			if p.recycle && len(p.spareI) > 0 && cap(p.spareI[len(p.spareI)-1]) >= len(is) {
-				p.islab = p.spareI[len(p.spareI)-1][:0]
-				p.spareI = p.spareI[:len(p.spareI)-1]
-			}
-			if p.islab == nil {
-				p.islab = make([]*Node, 0, size)
-			}
-			if p.recycle {
-				p.usedI = append(p.usedI, p.islab)
-			}
+			p.islab = make([]*Node, 0, size)
 		}
 		l := len(p.islab)
 		p.islab = append(p.islab, is...)
@@ -380,6 +385,23 @@ func (p *parser) finishArray(n *Node, start int) {
 // collects its values in an implicit array; a higher priority replaces the
 // old value and a lower one is dropped.
 func (p *parser) add(b *objb, key string, kpos Pos, v *Node) {
+	if p.direct {
+		x := p.plain(v)
+		old, ok := b.m[key]
+		switch {
+		case !ok:
+			b.m[key] = x
+		case b.implicit[key]:
+			b.m[key] = append(old.([]any), x)
+		default:
+			b.m[key] = []any{old, x}
+			if b.implicit == nil {
+				b.implicit = make(map[string]bool)
+			}
+			b.implicit[key] = true
+		}
+		return
+	}
 	i := -1
 	if b.index != nil {
 		if j, ok := b.index[key]; ok {
@@ -515,7 +537,7 @@ func (p *parser) parseObject() (*Node, error) {
 	}
 	n := p.newNode(Object, open)
 	p.pos++
-	b := objb{n: n, start: len(p.fields)}
+	b := p.newObjb(n)
 	if err := p.parseBody(&b, true, open); err != nil {
 		return nil, err
 	}
@@ -606,8 +628,10 @@ func (p *parser) parseMember(b *objb, braced bool) (bool, error) {
 			p.pos++
 		}
 		n := p.newNode(Object, p.pos)
+		nb := p.newObjb(n) // in direct mode, sets the map that add stores
 		p.add(cur, key, kpos, n)
-		chain = append(chain, objb{n: n, start: len(p.fields)})
+		nb.start = len(p.fields) // the member just added belongs to cur
+		chain = append(chain, nb)
 		cur = &chain[len(chain)-1]
 	}
 }
@@ -658,7 +682,7 @@ func (p *parser) parseKey() (string, Pos, error) {
 	if p.opts.LowercaseKeys {
 		key = lowerASCII(key)
 	}
-	if p.noPos {
+	if p.direct {
 		return key, Pos{}, nil
 	}
 	return key, p.posAt(start), nil
@@ -777,6 +801,9 @@ func (p *parser) parseArray() (*Node, error) {
 	n := p.newNode(Array, open)
 	p.pos++
 	start := len(p.items)
+	if p.direct {
+		start = len(p.vitems)
+	}
 	for {
 		if err := p.skipBlank(); err != nil {
 			return nil, err
@@ -792,7 +819,11 @@ func (p *parser) parseArray() (*Node, error) {
 		if err != nil {
 			return nil, err
 		}
-		p.items = append(p.items, v)
+		if p.direct {
+			p.vitems = append(p.vitems, p.plain(v))
+		} else {
+			p.items = append(p.items, v)
+		}
 		closed, err := p.afterValue(container, ']')
 		if err != nil {
 			return nil, err
