@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -471,5 +472,37 @@ func TestDiagnosticString(t *testing.T) {
 	d.Pos.File, d.Pos.Line, d.Pos.Col = "/r/vm/config", 3, 5
 	if got := d.String(); got != "/r/vm/config:3:5: cpus: warning: bad" {
 		t.Errorf("String() = %q", got)
+	}
+}
+
+func TestUnreadableConfigFile(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("running as root: file permissions do not stop reading")
+	}
+	dir := t.TempDir()
+	cf := filepath.Join(dir, "bhyve_config")
+	if err := os.WriteFile(cf, []byte("cpus=1\n"), 0o000); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config"), []byte("vm1 {\n  hypervisor = bhyve;\n  configfile = bhyve_config;\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, diags := LoadDir(dir, LoadOptions{})
+	if len(diags) != 1 || diags[0].Key != "configfile" || diags[0].Pos.Line != 3 || !strings.Contains(diags[0].Msg, "cannot be read") {
+		t.Errorf("diagnostics = %v", diags)
+	}
+}
+
+func TestIgnoredAreLogged(t *testing.T) {
+	root := copyRoot(t, "valid")
+	var logged []string
+	LoadRoot(root, LoadOptions{Logf: func(f string, a ...any) {
+		logged = append(logged, fmt.Sprintf(f, a...))
+	}})
+	text := strings.Join(logged, "\n")
+	for _, want := range []string{".hidden: hidden", "README: not a directory", "nohook: no config file", "web.bak: editor or package-manager leftover", "old~: editor"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("log lacks %q:\n%s", want, text)
+		}
 	}
 }
