@@ -133,8 +133,6 @@ func sortDiagnostics(ds []Diagnostic) {
 
 // Sentinel errors.
 var (
-	// ErrNoConfig: a directory has no config file.
-	ErrNoConfig = errors.New("no config file")
 	// ErrInvalid: a config has errors; the Diagnostics say which.
 	ErrInvalid = errors.New("invalid config")
 )

@@ -29,6 +29,9 @@
 // names below (a file holding only qemu { ... } is a plain file with a
 // qemu section).
 //
+// A file holding a VM section and settings outside it is an error (one
+// or the other would be lost); so is a file defining several VMs.
+//
 // A VM name has 1 to 63 characters: letters, digits, '.', '-' and '_',
 // starting with a letter (OpenBSD vmctl's rule), so it is safe in file
 // names and on command lines. Names are unique across the root: two

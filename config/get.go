@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -118,7 +119,7 @@ func (d *decoder) integer(key string, n *ucl.Node, lo, hi int64) (int64, bool) {
 	}
 	if v < lo || v > hi {
 		msg := "is %d; it must be between %d and %d"
-		if raw := rawValue(d.data, n.Pos); raw != "" && v >= 1000 && strings.ContainsAny(lastByte(raw), "kKmMgG") {
+		if raw := n.Str; raw != "" && v >= 1000 && strings.ContainsAny(lastByte(raw), "kKmMgG") {
 			msg += " (UCL multiplies by the suffix: " + raw + " is a size, not a count)"
 		}
 		d.errf(n.Pos, key, msg, v, lo, hi)
@@ -178,8 +179,8 @@ func (d *decoder) duration(key string, n *ucl.Node, lo, hi time.Duration) (time.
 		return 0, false
 	}
 	if v < lo || v > hi {
-		msg := "is " + v.String() + "; it must be between " + lo.String() + " and " + hi.String()
-		if raw := rawValue(d.data, n.Pos); n.Kind == ucl.Int && strings.ContainsAny(lastByte(raw), "mM") {
+		msg := "is " + humanDuration(v) + "; it must be between " + humanDuration(lo) + " and " + humanDuration(hi)
+		if raw := n.Str; n.Kind == ucl.Int && strings.ContainsAny(lastByte(raw), "mM") {
 			msg += "; in UCL " + raw + " means " + raw[:len(raw)-1] + " million (m is mega): write " + raw[:len(raw)-1] + "min for minutes"
 		}
 		d.errf(n.Pos, key, "%s", msg)
@@ -207,7 +208,7 @@ func (d *decoder) sizeMB(key string, n *ucl.Node, lo, hi int64) (int64, bool) {
 			return d.sizeRange(key, n, n.Int, lo, hi)
 		}
 		bytes = n.Int
-		raw := rawValue(d.data, n.Pos)
+		raw := n.Str
 		if bytes%mib != 0 && bytes%1000 == 0 && strings.ContainsAny(lastByte(raw), "kKmMgG") {
 			d.warnf(n.Pos, key, "%s = %s is %d bytes (%d MiB) in UCL; write %sB for %s %siB",
 				lastPart(key), raw, bytes, roundMiB(bytes), raw, raw[:len(raw)-1], strings.ToUpper(lastByte(raw)))
@@ -345,4 +346,20 @@ func lastPart(key string) string {
 		return key[i+1:]
 	}
 	return key
+}
+
+// humanDuration writes a duration the way a config would: 90s, 5min, 24h,
+// 30d.
+func humanDuration(d time.Duration) string {
+	switch {
+	case d%(24*time.Hour) == 0 && d != 0:
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
+	case d%time.Hour == 0 && d != 0:
+		return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
+	case d%time.Minute == 0 && d != 0 && d < time.Hour:
+		return strconv.FormatInt(int64(d/time.Minute), 10) + "min"
+	case d%time.Second == 0:
+		return strconv.FormatInt(int64(d/time.Second), 10) + "s"
+	}
+	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) + "s"
 }

@@ -215,7 +215,7 @@ func (d *decoder) section(key string, n *ucl.Node, example string) bool {
 	if n.Kind == ucl.Object {
 		return true
 	}
-	if n.Kind == ucl.Array && n.Implicit {
+	if n.Kind == ucl.Array && n.Implicit && len(n.Items) > 0 {
 		d.errf(n.Items[len(n.Items)-1].Pos, key, "section given %d times; merge them into one", len(n.Items))
 		return false
 	}
@@ -471,10 +471,11 @@ func (d *decoder) execSection(key string, n *ucl.Node) {
 		return
 	}
 	e := &Exec{StopSignal: DefaultStopSignal}
-	poweroffSet := false
+	poweroffSet, commandSet := false, false
 	d.sectionFields(key, n, execKeys, nil, func(k, full string, v *ucl.Node) {
 		switch k {
 		case "command":
+			commandSet = true
 			if v.Kind == ucl.String {
 				d.errf(v.Pos, full, "must be a list of words so that nothing is split wrongly; write command = [ %q ];", v.Str)
 				return
@@ -524,9 +525,8 @@ func (d *decoder) execSection(key string, n *ucl.Node) {
 			d.errf(n.Pos, key+".reboot_exit_codes", "exit code %d is in both reboot_exit_codes and poweroff_exit_codes; keep it in one", c)
 		}
 	}
-	if e.Command == nil {
+	if !commandSet {
 		d.errf(n.Pos, key+".command", "is required: exec { command = [ \"/path/to/program\", \"arg\" ]; }")
-		return
 	}
 	d.vm.Exec = e
 }

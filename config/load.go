@@ -31,8 +31,7 @@ func (o LoadOptions) logf(format string, args ...any) {
 	}
 }
 
-// DefaultHypervisor returns the hypervisor used when a config names none:
-// opts.DefaultHypervisor, else bhyve on FreeBSD and qemu elsewhere.
+// defaultHypervisor is the hypervisor of a config that names none.
 func (o LoadOptions) defaultHypervisor() string {
 	if o.DefaultHypervisor != "" {
 		return o.DefaultHypervisor
@@ -91,7 +90,7 @@ func loadAbsDir(abs string, opts LoadOptions, ids *idCache) (*VM, Diagnostics, s
 		}
 		return nil, Diagnostics{{Pos: ucl.Pos{File: file}, Severity: Error, Msg: msg}}, fallbackName, nil
 	}
-	d := &decoder{opts: opts, dir: abs, file: file, data: data, ids: ids}
+	d := &decoder{opts: opts, dir: abs, file: file, ids: ids}
 	d.vm = &VM{Dir: abs, File: file, set: map[string]bool{}, scalars: map[string]string{}}
 	root, err := ucl.Parse(data, ucl.Options{
 		Filename:      file,
@@ -109,6 +108,9 @@ func loadAbsDir(abs string, opts LoadOptions, ids *idCache) (*VM, Diagnostics, s
 			pos, msg = pe.Pos, pe.Msg
 			if pos.File == "" {
 				pos.File = file
+			}
+			for _, from := range pe.IncludedFrom {
+				msg += " (included from " + from.String() + ")"
 			}
 		}
 		return nil, Diagnostics{{Pos: pos, Severity: Error, Msg: "syntax error: " + msg}}, fallbackName, d
@@ -177,7 +179,6 @@ type decoder struct {
 	opts     LoadOptions
 	dir      string
 	file     string
-	data     []byte
 	ids      *idCache
 	vm       *VM
 	diags    Diagnostics
@@ -253,15 +254,36 @@ func (d *decoder) decode(root *ucl.Node, fallbackName string) string {
 		}
 		f := root.Fields[0]
 		if f.Value.Kind != ucl.Object {
-			d.errf(f.Value.Items[1].Pos, f.Key, "VM %s is defined %d times in this file; merge the sections into one", f.Key, len(f.Value.Items))
+			d.errf(f.Value.Items[len(f.Value.Items)-1].Pos, f.Key, "VM %s is defined %d times in this file; merge the sections into one", f.Key, len(f.Value.Items))
 			return fallbackName
 		}
 		d.tag = f.Key
 		body = f.Value
 	}
+	if !tagged {
+		// A VM section next to top-level keys: the writer meant one
+		// form or the other, and reading either would drop settings.
+		for _, f := range root.Fields {
+			if _, known := topKeys[f.Key]; known || f.Value.Kind != ucl.Object || !hasKnownKey(f.Value) {
+				continue
+			}
+			d.errf(f.KeyPos, f.Key, "this looks like a VM section, but the file also has settings outside it; put every setting inside %s { ... } or drop the section braces", f.Key)
+			return fallbackName
+		}
+	}
 	d.decodeTop(body)
 	d.finish(fallbackName)
 	return d.vm.Name
+}
+
+// hasKnownKey reports whether a section holds a top-level VM key.
+func hasKnownKey(n *ucl.Node) bool {
+	for _, f := range n.Fields {
+		if _, ok := topKeys[f.Key]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // fieldHandler decodes one known key.
@@ -290,10 +312,17 @@ func (d *decoder) decodeTop(body *ucl.Node) {
 		d.vm.positions[f.Key] = f.KeyPos
 		h, ok := topKeys[f.Key]
 		if !ok {
-			d.unknownKey(f, "", topKeyNames)
 			if s, ok := scalarText(f.Value); ok {
+				// Hooks get it: a setting of the user's own.
 				d.vm.scalars[f.Key] = s
+				msg := "unknown key (passed to hooks as VMSTATED_CFG_" + strings.ToUpper(f.Key) + ")"
+				if s := suggest(f.Key, topKeyNames); s != "" {
+					msg += "; did you mean " + s + "?"
+				}
+				d.warnf(f.KeyPos, f.Key, "%s", msg)
+				continue
 			}
+			d.unknownKey(f, "", topKeyNames)
 			continue
 		}
 		if !h.repeatable && !d.checkSingle(f.Key, f.Value) {
@@ -337,6 +366,12 @@ func (d *decoder) finish(fallbackName string) {
 	}
 	if vm.Hypervisor == "" {
 		vm.Hypervisor = d.opts.defaultHypervisor()
+		switch vm.Hypervisor {
+		case HypervisorQEMU, HypervisorBhyve, HypervisorExec:
+		default:
+			d.errf(d.bodyPos(), "hypervisor", "the default hypervisor %q is not one of qemu, bhyve, exec; set hypervisor in the config", vm.Hypervisor)
+			return
+		}
 	}
 	if vm.ScriptPath == "" {
 		vm.ScriptPath = d.dir
@@ -413,7 +448,7 @@ func (d *decoder) finish(fallbackName string) {
 			vm.Bhyve = &Bhyve{}
 			vm.Bhyve.applyDefaults()
 		}
-		if vm.ConfigFile == "" {
+		if !vm.set["configfile"] {
 			d.errf(d.bodyPos(), "configfile", "hypervisor bhyve needs configfile = /path/to/bhyve_config (bhyve's key=value file)")
 		}
 	case HypervisorExec:

@@ -22,9 +22,9 @@ type Snapshot struct {
 	Invalid map[string]*InvalidDir
 	// Ignored are entries of the root that are not VM directories.
 	Ignored []Ignored
-	// Err is set when the root itself could not be read; nothing else is
-	// filled in then.
-	Err error
+	// RootErr is set when the root itself could not be read; nothing
+	// else is filled in then.
+	RootErr error
 }
 
 // InvalidDir is a VM directory whose config cannot be used.
@@ -59,12 +59,13 @@ func (s *Snapshot) Diagnostics() Diagnostics {
 	return all
 }
 
-// Error returns nil when every VM directory is valid, else the errors of
-// all of them (a Diagnostics, which wraps ErrInvalid's meaning: see
-// errors.Is on ErrInvalid) or the error reading the root.
-func (s *Snapshot) Error() error {
-	if s.Err != nil {
-		return s.Err
+// Err returns nil when the root was read and every VM directory is
+// valid. Otherwise it returns the error reading the root, or an error
+// wrapping ErrInvalid and the Diagnostics (errors only) of every invalid
+// directory, one per line.
+func (s *Snapshot) Err() error {
+	if s.RootErr != nil {
+		return s.RootErr
 	}
 	if errs := s.Diagnostics().Errors(); len(errs) > 0 {
 		return fmt.Errorf("%w:\n%w", ErrInvalid, errs)
@@ -150,7 +151,7 @@ func LoadRoot(root string, opts LoadOptions) *Snapshot {
 	snap := &Snapshot{Root: abs, VMs: map[string]*VM{}, Invalid: map[string]*InvalidDir{}}
 	dirs, _, ignored, err := scanRoot(abs, opts)
 	if err != nil {
-		snap.Err = err
+		snap.RootErr = err
 		return snap
 	}
 	snap.Ignored = ignored

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"fmt"
 	"math"
 	"strconv"
 	"strings"
@@ -37,6 +36,12 @@ func kindName(k ucl.Kind) string {
 // scalarText renders a scalar node as text; ok is false for lists,
 // sections and null.
 func scalarText(n *ucl.Node) (string, bool) {
+	switch n.Kind {
+	case ucl.Int, ucl.Float, ucl.Time, ucl.Bool:
+		if n.Str != "" {
+			return n.Str, true // as written: "14.0", "8G", "yes"
+		}
+	}
 	switch n.Kind {
 	case ucl.String:
 		return n.Str, true
@@ -148,41 +153,3 @@ func fmtDuration(d time.Duration) string {
 	}
 	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64)
 }
-
-// rawValue returns the source text of the value that starts at pos, up to
-// the end of the pair, for messages that quote what was written. It gives
-// "" when the position is not usable.
-func rawValue(data []byte, pos ucl.Pos) string {
-	if pos.Line < 1 || pos.Col < 1 {
-		return ""
-	}
-	line := 1
-	start := 0
-	for i := 0; i < len(data) && line < pos.Line; i++ {
-		if data[i] == '\n' {
-			line++
-			start = i + 1
-		}
-	}
-	if line != pos.Line {
-		return ""
-	}
-	i := start + pos.Col - 1
-	if i >= len(data) {
-		return ""
-	}
-	end := i
-	for end < len(data) && !strings.ContainsRune(";,#\n\r}]", rune(data[end])) {
-		end++
-	}
-	return strings.TrimSpace(string(data[i:end]))
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
-}
-
-var _ = fmt.Sprintf

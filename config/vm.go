@@ -60,7 +60,8 @@ const (
 	MaxNameLen         = 63
 )
 
-// VM is one VM's validated config with every default applied.
+// VM is one VM's validated config with every default applied. A VM is
+// shared (by snapshots and changes) and must not be modified.
 type VM struct {
 	// Name is the VM's name: the `name` key, else the file's tag, else
 	// the directory's name.

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -243,6 +242,12 @@ func (w *Watcher) event(ev fsnotify.Event) {
 		// The root itself was removed or renamed: keep every config in
 		// force (nothing running is touched) and look again.
 		w.opts.logf("config: root %s: %s; rescanning", w.root, ev.Op)
+		if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
+			// The watch went with it; the rescan adds it again if the
+			// root is back.
+			_ = w.fsw.Remove(w.root)
+			delete(w.watched, w.root)
+		}
 		w.Rescan()
 	case dir == w.root:
 		if r := ignoreReason(filepath.Base(p)); r != "" {
@@ -296,10 +301,44 @@ func (w *Watcher) processDue(ctx context.Context, now time.Time) error {
 	sort.Strings(due)
 	ids := newIDCache()
 	for _, dir := range due {
+		if w.settling(dir, now) {
+			continue
+		}
 		delete(w.pending, dir)
 		w.reloadDir(dir, ids)
 	}
 	return w.emit(ctx)
+}
+
+// settling reports whether dir's config (or, without one, the directory)
+// was modified less than the debounce time ago, and if so postpones its
+// reload. Writes made before
+// the directory was watched cause no events, and a file may be read
+// between its creation and its first write; its modification time tells.
+// The postponement is bounded like the debounce itself.
+func (w *Watcher) settling(dir string, now time.Time) bool {
+	p := w.pending[dir]
+	if p == nil {
+		return false
+	}
+	fi, err := os.Stat(filepath.Join(dir, FileName))
+	if err != nil {
+		// No config (yet): an editor may have renamed it away to
+		// write a new one. The directory's time tells whether
+		// entries are still coming and going.
+		if fi, err = os.Stat(dir); err != nil {
+			return false
+		}
+	}
+	mt := fi.ModTime()
+	if now.Sub(mt) >= w.debounce || mt.After(now) || !mt.After(p.last) {
+		return false
+	}
+	if now.Sub(p.first) >= 20*w.debounce {
+		return false
+	}
+	p.last = mt
+	return true
 }
 
 // reloadDir brings one root entry's state up to date.
@@ -328,6 +367,13 @@ func (w *Watcher) watch(dir string) {
 	if w.watched[dir] {
 		return
 	}
+	w.addWatch(dir)
+}
+
+// addWatch adds a watch even when one is recorded: adding again is
+// harmless, and after an overflow or error it restores a watch that was
+// lost.
+func (w *Watcher) addWatch(dir string) {
 	if err := w.fsw.Add(dir); err != nil {
 		w.opts.logf("config: cannot watch %s: %v (changes there are seen on rescan only)", dir, err)
 		return
@@ -342,9 +388,10 @@ func (w *Watcher) fullScan() (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
+	w.addWatch(w.root)
 	keep := map[string]bool{w.root: true}
 	for _, d := range subdirs {
-		w.watch(d)
+		w.addWatch(d)
 		keep[d] = true
 	}
 	results := loadDirs(dirs, w.opts.LoadOptions)
@@ -493,5 +540,3 @@ func (w *Watcher) report(ctx context.Context, snap *Snapshot) error {
 	}
 	return nil
 }
-
-var _ = strings.TrimSpace

@@ -188,3 +188,55 @@ func TestConformanceInvalid(t *testing.T) {
 		})
 	}
 }
+
+// TestConformanceOptional checks the libucl quirks in optional/ against the
+// choices documented in the package doc: "match" cases must give libucl's
+// result, the others ours.
+func TestConformanceOptional(t *testing.T) {
+	dir := corpusDir(t)
+	decisions := map[string]any{
+		// Matches libucl.
+		"quirk_double_comma_in_array": "match",
+		"quirk_json_missing_colon":    "match",
+		"quirk_json_missing_comma":    "match",
+		"quirk_ms_uppercase_M":        "match",
+		"macro_include":               "reject",
+		"macro_priority":              "reject",
+		// Differs from libucl on purpose.
+		"quirk_bom_in_first_key":            map[string]any{"a": int64(1)},
+		"quirk_float_with_byte_suffix":      map[string]any{"a": int64(1536), "b": int64(3040870)},
+		"quirk_extra_close_after_top_brace": "reject",
+		"quirk_trailing_after_top_brace":    "reject",
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "optional", "*", "*.ucl"))
+	if len(files) == 0 {
+		t.Fatal("no optional cases")
+	}
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".ucl")
+		t.Run(name, func(t *testing.T) {
+			dec, ok := decisions[name]
+			if !ok {
+				t.Fatalf("no decision recorded for optional case %s", name)
+			}
+			switch dec {
+			case "match":
+				checkValid(t, f, strings.TrimSuffix(f, ".ucl")+".json")
+			case "reject":
+				checkInvalid(t, f)
+			default:
+				data, err := os.ReadFile(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				n, err := Parse(data, Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d := diff("$", n.Value(), dec); d != "" {
+					t.Error(d)
+				}
+			}
+		})
+	}
+}

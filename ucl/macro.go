@@ -28,7 +28,7 @@ func (p *parser) macro(b *objb) error {
 	default:
 		return p.errf(start, "unknown macro .%s (supported: .include, .try_include, .priority)", name)
 	}
-	if err := p.skipBlank(); err != nil {
+	if err := p.skipInline(); err != nil {
 		return err
 	}
 	var args *Node
@@ -38,12 +38,19 @@ func (p *parser) macro(b *objb) error {
 			return err
 		}
 		args = a
-		if err := p.skipBlank(); err != nil {
+		if err := p.skipInline(); err != nil {
 			return err
 		}
 	}
-	if p.pos >= len(src) {
-		return p.errf(start, "macro .%s has no value", name)
+	if p.pos >= len(src) || src[p.pos] == '\n' || src[p.pos] == '\r' || src[p.pos] == ';' || src[p.pos] == '#' {
+		// No value: only .priority(priority=N) can do without one.
+		if name != "priority" || args == nil {
+			return p.errf(start, "macro .%s needs a value on the same line", name)
+		}
+		for p.pos < len(src) && (isBlankByte(src[p.pos]) || src[p.pos] == ';') {
+			p.pos++
+		}
+		return p.setPriority(start, p.pos, "", args)
 	}
 	valOff := p.pos
 	var val string
@@ -83,6 +90,24 @@ func (p *parser) macro(b *objb) error {
 		return p.setPriority(start, valOff, val, args)
 	}
 	return p.include(b, start, val, name == "try_include", args)
+}
+
+// skipInline skips spaces, tabs and /* */ comments, but not line breaks:
+// a macro's arguments and value are on its line.
+func (p *parser) skipInline() error {
+	for p.pos < len(p.src) {
+		switch c := p.src[p.pos]; {
+		case c == ' ' || c == '\t':
+			p.pos++
+		case c == '/' && p.pos+1 < len(p.src) && p.src[p.pos+1] == '*':
+			if err := p.skipBlockComment(); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
+	}
+	return nil
 }
 
 func isBlankByte(c byte) bool {

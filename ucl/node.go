@@ -64,6 +64,8 @@ type Node struct {
 	Float    float64 // Float, and Time (seconds)
 	Items    []*Node // Array elements
 	Fields   []Field // Object members in source order; keys are unique
+
+	val any // the plain form of an object or array, when parsing straight to plain values
 }
 
 // Field is one member of an object. A key given more than once holds an

@@ -100,7 +100,7 @@ func lexNumber(src string, start int) (numResult, numStatus) {
 	c := p
 	isFloat := false
 	var e int // end of the digits, like strtod/strtoimax's endptr
-	if p+2 < n+1 && p+1 < n && src[p] == '0' && src[p+1]|0x20 == 'x' {
+	if p+1 < n && src[p] == '0' && src[p+1]|0x20 == 'x' {
 		q := p + 2
 		var mag uint64
 		for q < n {

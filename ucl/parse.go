@@ -68,6 +68,11 @@ type objb struct {
 	n     *Node
 	start int
 	index map[string]int // key -> index in parser.fields, for large objects
+
+	// When the parser builds plain values (parser.direct), members go
+	// straight into m; implicit marks keys whose value is an implicit array.
+	m        map[string]any
+	implicit map[string]bool
 }
 
 // indexFrom is the member count above which an object gets a key index.
@@ -85,11 +90,22 @@ type parser struct {
 	depth int
 	prio  uint8
 
+	// bracketFrom..bracketAt: a span with no statement end that ends at a
+	// '{' or '[' (see scanNextKey)
+	bracketFrom, bracketAt int
+
 	nodes  []Node
 	fslab  []Field
 	islab  []*Node
 	fields []Field // members of the open objects, innermost last
 	items  []*Node // elements of the open arrays, innermost last
+
+	// direct builds plain values (map[string]any, []any, ...) instead of a
+	// Node tree, for Unmarshal into *any; it needs no macros and keeps no
+	// positions but those of errors.
+	direct bool
+	free   []*Node
+	vitems []any // elements of the open arrays in direct mode
 
 	expandVars bool
 	vars       map[string]string // caller's variables plus FILENAME, CURDIR
@@ -111,6 +127,7 @@ func newParser(opts *Options) *parser {
 
 func (p *parser) setSource(src, file string) {
 	p.src, p.file, p.pos = src, file, 0
+	p.bracketFrom, p.bracketAt = 0, 0
 	if strings.HasPrefix(src, "\uFEFF") {
 		p.pos = 3
 	}
@@ -150,7 +167,7 @@ func (p *parser) parseRoot(src, file string) (*Node, error) {
 		return n, p.trailing("]")
 	}
 	root := p.newNode(Object, p.pos)
-	b := objb{n: root, start: len(p.fields)}
+	b := p.newObjb(root)
 	if err := p.parseDocInto(&b); err != nil {
 		return nil, err
 	}
@@ -251,7 +268,38 @@ func (p *parser) describe(off int) string {
 
 // ---- allocation
 
+// newObjb starts building the object n.
+func (p *parser) newObjb(n *Node) objb {
+	if p.direct {
+		m := make(map[string]any)
+		n.val = m
+		return objb{n: n, m: m}
+	}
+	return objb{n: n, start: len(p.fields)}
+}
+
 func (p *parser) newNode(k Kind, off int) *Node {
+	var n *Node
+	if p.direct {
+		// Plain-value mode: a node lives only until its value is stored
+		// in its container, then goes back to the free list.
+		if k := len(p.free); k > 0 {
+			n = p.free[k-1]
+			p.free = p.free[:k-1]
+		} else {
+			n = new(Node)
+		}
+		n.Kind = k
+		return n
+	}
+	n = p.allocNode()
+	n.Kind = k
+	n.Pos = p.posAt(off)
+	n.prio = p.prio
+	return n
+}
+
+func (p *parser) allocNode() *Node {
 	if len(p.nodes) == cap(p.nodes) {
 		size := 2 * cap(p.nodes)
 		if size < 16 {
@@ -262,14 +310,33 @@ func (p *parser) newNode(k Kind, off int) *Node {
 		p.nodes = make([]Node, 0, size)
 	}
 	p.nodes = p.nodes[:len(p.nodes)+1]
-	n := &p.nodes[len(p.nodes)-1]
-	n.Kind = k
-	n.Pos = p.posAt(off)
-	n.prio = p.prio
-	return n
+	return &p.nodes[len(p.nodes)-1]
+}
+
+// plain returns the plain value of v and recycles v (plain-value mode).
+func (p *parser) plain(v *Node) any {
+	var x any
+	switch v.Kind {
+	case Object, Array:
+		x = v.val
+	case Bool:
+		x = v.Bool
+	case Int:
+		x = v.Int
+	case Float, Time:
+		x = v.Float
+	case String:
+		x = v.Str
+	}
+	*v = Node{}
+	p.free = append(p.free, v)
+	return x
 }
 
 func (p *parser) finishObject(b *objb) {
+	if p.direct {
+		return
+	}
 	fs := p.fields[b.start:]
 	if len(fs) > 0 {
 		if cap(p.fslab)-len(p.fslab) < len(fs) {
@@ -288,6 +355,15 @@ func (p *parser) finishObject(b *objb) {
 }
 
 func (p *parser) finishArray(n *Node, start int) {
+	if p.direct {
+		vs := p.vitems[start:]
+		a := make([]any, len(vs))
+		copy(a, vs)
+		clear(vs)
+		p.vitems = p.vitems[:start]
+		n.val = a
+		return
+	}
 	is := p.items[start:]
 	if len(is) > 0 {
 		if cap(p.islab)-len(p.islab) < len(is) {
@@ -309,6 +385,23 @@ func (p *parser) finishArray(n *Node, start int) {
 // collects its values in an implicit array; a higher priority replaces the
 // old value and a lower one is dropped.
 func (p *parser) add(b *objb, key string, kpos Pos, v *Node) {
+	if p.direct {
+		x := p.plain(v)
+		old, ok := b.m[key]
+		switch {
+		case !ok:
+			b.m[key] = x
+		case b.implicit[key]:
+			b.m[key] = append(old.([]any), x)
+		default:
+			b.m[key] = []any{old, x}
+			if b.implicit == nil {
+				b.implicit = make(map[string]bool)
+			}
+			b.implicit[key] = true
+		}
+		return
+	}
 	i := -1
 	if b.index != nil {
 		if j, ok := b.index[key]; ok {
@@ -344,7 +437,8 @@ func (p *parser) add(b *objb, key string, kpos Pos, v *Node) {
 	case old.Implicit:
 		old.Items = append(old.Items, v)
 	default:
-		arr := p.newNode(Array, 0)
+		arr := p.allocNode()
+		arr.Kind = Array
 		arr.Pos = old.Pos
 		arr.prio = old.prio
 		arr.Implicit = true
@@ -443,7 +537,7 @@ func (p *parser) parseObject() (*Node, error) {
 	}
 	n := p.newNode(Object, open)
 	p.pos++
-	b := objb{n: n, start: len(p.fields)}
+	b := p.newObjb(n)
 	if err := p.parseBody(&b, true, open); err != nil {
 		return nil, err
 	}
@@ -534,8 +628,10 @@ func (p *parser) parseMember(b *objb, braced bool) (bool, error) {
 			p.pos++
 		}
 		n := p.newNode(Object, p.pos)
+		nb := p.newObjb(n) // in direct mode, sets the map that add stores
 		p.add(cur, key, kpos, n)
-		chain = append(chain, objb{n: n, start: len(p.fields)})
+		nb.start = len(p.fields) // the member just added belongs to cur
+		chain = append(chain, nb)
 		cur = &chain[len(chain)-1]
 	}
 }
@@ -586,6 +682,9 @@ func (p *parser) parseKey() (string, Pos, error) {
 	if p.opts.LowercaseKeys {
 		key = lowerASCII(key)
 	}
+	if p.direct {
+		return key, Pos{}, nil
+	}
 	return key, p.posAt(start), nil
 }
 
@@ -629,11 +728,18 @@ func (p *parser) scanNextKey() bool {
 	if t < n && (p.src[t] == '{' || p.src[t] == '[') {
 		return false
 	}
+	// Keys of one statement scan to the same bracket; remembering it keeps
+	// a long "a b c d ... {" line linear.
+	if t < p.bracketAt && p.bracketFrom <= t {
+		return true
+	}
+	from := t
 	for ; t < n; t++ {
 		switch p.src[t] {
 		case ',', ';', '\n', '\r':
 			return false
 		case '{', '[':
+			p.bracketFrom, p.bracketAt = from, t
 			return true
 		}
 	}
@@ -695,6 +801,9 @@ func (p *parser) parseArray() (*Node, error) {
 	n := p.newNode(Array, open)
 	p.pos++
 	start := len(p.items)
+	if p.direct {
+		start = len(p.vitems)
+	}
 	for {
 		if err := p.skipBlank(); err != nil {
 			return nil, err
@@ -710,7 +819,11 @@ func (p *parser) parseArray() (*Node, error) {
 		if err != nil {
 			return nil, err
 		}
-		p.items = append(p.items, v)
+		if p.direct {
+			p.vitems = append(p.vitems, p.plain(v))
+		} else {
+			p.items = append(p.items, v)
+		}
 		closed, err := p.afterValue(container, ']')
 		if err != nil {
 			return nil, err
