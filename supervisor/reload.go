@@ -11,10 +11,10 @@ import (
 // config and show the errors, and VMs whose directory is gone are dropped
 // once stopped.
 func (s *Supervisor) Sync(snap *config.Snapshot) {
-	if snap.Err != nil {
+	if snap.RootErr != nil {
 		// The root itself is unreadable: changing nothing is the only
 		// safe reading.
-		s.logf("config root %s: %v; keeping the current VMs", snap.Root, snap.Err)
+		s.logf("config root %s: %v; keeping the current VMs", snap.Root, snap.RootErr)
 		return
 	}
 	seen := make(map[string]bool)

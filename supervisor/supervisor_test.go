@@ -128,8 +128,8 @@ func (f *fixture) set(vm, file, content string) {
 func (f *fixture) sync() {
 	f.t.Helper()
 	snap := config.LoadRoot(f.root, config.LoadOptions{})
-	if snap.Err != nil {
-		f.t.Fatal(snap.Err)
+	if snap.RootErr != nil {
+		f.t.Fatal(snap.RootErr)
 	}
 	f.sup.Sync(snap)
 }
