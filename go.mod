@@ -3,3 +3,5 @@ module github.com/vmstated/vmstated
 go 1.26.8
 
 require github.com/looplab/fsm v1.0.3
+
+require golang.org/x/sys v0.49.0
