@@ -116,7 +116,9 @@ func roleBackground(role string) int {
 // self returns a command running this test binary in role.
 func self(role string, env ...string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), roleEnv+"="+role)
+	// Race-enabled binaries sleep a second at exit by default; the roles
+	// have nothing more to report by then.
+	cmd.Env = append(os.Environ(), roleEnv+"="+role, "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0")
 	cmd.Env = append(cmd.Env, env...)
 	return cmd
 }
