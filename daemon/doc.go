@@ -22,9 +22,12 @@
 //		...
 //	}
 //	defer pid.Close()
-//	// load configs, bind the control socket, then:
+//	// install signal handlers, load configs, bind the control socket, then:
 //	ready.Ready()
 //	daemon.NotifyReady()
+//
+// Signal handlers go in before Ready: the caller may signal the daemon as
+// soon as it has been told the daemon is up.
 //
 // The pidfile is locked in the process that keeps running, so after
 // backgrounding it holds the background process's pid, and a second instance

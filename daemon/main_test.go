@@ -42,9 +42,14 @@ func TestMain(m *testing.M) {
 }
 
 func waitTerm() {
+	<-termSignal()
+}
+
+// termSignal catches SIGTERM from now on.
+func termSignal() <-chan os.Signal {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGTERM)
-	<-ch
+	return ch
 }
 
 // roleLock takes the pidfile, says "locked" on stdout (and, when asked, the
@@ -103,13 +108,16 @@ func roleBackground(role string) int {
 		return 1
 	}
 	defer p.Close()
+	// Like a real daemon, catch signals before saying ready: whoever
+	// started us may signal us as soon as we have.
+	term := termSignal()
 	if role == "bg-ready" {
 		if err := ready.Ready(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 	}
-	waitTerm()
+	<-term
 	return 0
 }
 
