@@ -46,7 +46,9 @@ const (
 // Readiness tells whoever started the daemon how start-up went. Only the
 // first call to Ready or Fail counts; later calls do nothing.
 type Readiness interface {
-	// Ready reports a successful start: configs loaded, socket bound.
+	// Ready reports a successful start: configs loaded, socket bound. An
+	// error only means nobody is listening any more (the parent was
+	// killed); the daemon should log it and carry on.
 	Ready() error
 	// Fail reports why the start failed; the caller then exits.
 	Fail(error)
