@@ -142,6 +142,40 @@ func TestBackgroundDiesWithoutWord(t *testing.T) {
 	}
 }
 
+func TestBackgroundKilled(t *testing.T) {
+	pidfile := filepath.Join(t.TempDir(), "vmstated.pid")
+	code, out := runBackground(t, "bg-kill", pidfile, "")
+	re := regexp.MustCompile(`^vmstated: background daemon \(pid \d+\) exited before it was ready \(signal: killed\); `)
+	if code != 1 || !re.MatchString(out) {
+		t.Errorf("parent exited %d saying %q, want 1 and %s", code, out, re)
+	}
+}
+
+// Processes the daemon started before dying keep running; the parent still
+// learns of the death because they do not hold the readiness pipe.
+func TestBackgroundDiesLeavingProcesses(t *testing.T) {
+	dir := t.TempDir()
+	pidfile := filepath.Join(dir, "vmstated.pid")
+	output := filepath.Join(dir, "vmstated.out")
+	code, out := runBackground(t, "bg-spawn-die", pidfile, output)
+	b, err := os.ReadFile(output)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`grandchild (\d+)`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("output file holds %q, want the left-behind process's pid", b)
+	}
+	pid, _ := strconv.Atoi(string(m[1]))
+	defer syscall.Kill(pid, syscall.SIGKILL)
+	if !strings.Contains(out, "exited before it was ready (exit status 7)") || code != 1 {
+		t.Errorf("parent exited %d saying %q, want 1 and exit status 7", code, out)
+	}
+	if err := syscall.Kill(pid, 0); err != nil {
+		t.Errorf("left-behind process %d: %v, want it alive", pid, err)
+	}
+}
+
 // Background called in this process: the context ends before the daemon
 // reports.
 func TestBackgroundContextEnds(t *testing.T) {
@@ -224,5 +258,34 @@ func TestTakeChildPipeRejectsStrayMarker(t *testing.T) {
 	n, _ := r.Read(buf)
 	if got := string(buf[:n]); got != msgReady {
 		t.Errorf("pipe got %q, want %q", got, msgReady)
+	}
+}
+
+// BenchmarkBackgroundReady measures a background start: re-exec, readiness
+// report, parent exit; then stops the daemon.
+func BenchmarkBackgroundReady(b *testing.B) {
+	pidfile := filepath.Join(b.TempDir(), "vmstated.pid")
+	for b.Loop() {
+		cmd := self("bg-ready", pidfileEnv+"="+pidfile)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("%v: %s", err, out)
+		}
+		b.StopTimer()
+		raw, err := os.ReadFile(pidfile)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		f, err := os.Open(pidfile)
+		if err != nil {
+			b.Fatal(err)
+		}
+		syscall.Kill(pid, syscall.SIGTERM)
+		unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		f.Close()
+		b.StartTimer()
 	}
 }

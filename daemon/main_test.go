@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 	case "block":
 		waitTerm()
 		os.Exit(0)
-	case "bg-ready", "bg-fail", "bg-die", "bg-hang":
+	case "bg-ready", "bg-fail", "bg-die", "bg-kill", "bg-spawn-die", "bg-hang":
 		os.Exit(roleBackground(role))
 	default:
 		fmt.Fprintf(os.Stderr, "unknown test role %q\n", role)
@@ -100,6 +100,20 @@ func roleBackground(role string) int {
 		ready.Fail(errors.New(`config web: line 3: unknown key "cpu"`))
 		return 1
 	case "bg-die":
+		return 7
+	case "bg-kill":
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	case "bg-spawn-die":
+		// Leave a process behind, as a daemon leaves VMs: it must not
+		// keep the parent waiting on the readiness pipe.
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), roleEnv+"=block")
+		if err := cmd.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		fmt.Fprintln(os.Stderr, "grandchild", cmd.Process.Pid)
 		return 7
 	}
 	p, err := LockPidfile(os.Getenv(pidfileEnv))
