@@ -171,7 +171,9 @@ func Background(ctx context.Context, output string) (isChild bool, err error) {
 	defer r.Close()
 
 	cmd := exec.Command(exe)
-	cmd.Args = os.Args
+	if len(os.Args) > 0 {
+		cmd.Args = os.Args // keep argv[0] as the user typed it, for ps
+	}
 	cmd.Env = append(withoutVar(os.Environ(), childEnv), childEnv+"="+strconv.Itoa(childFD))
 	cmd.Stdin = devnull
 	cmd.Stdout = out
