@@ -18,7 +18,7 @@ import (
 // Going to the background
 //
 // Background re-executes the running binary (os.Executable) with the same
-// arguments in a new session, stdin on /dev/null and stdout/stderr on
+// arguments, detached from the terminal by setsid(2), stdin on /dev/null and stdout/stderr on
 // /dev/null or a file the caller names. The child gets the write end of a
 // pipe as file descriptor 3 and the environment variable
 // VMSTATED_DAEMON_CHILD=3 saying so. The child sends exactly one message and

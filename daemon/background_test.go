@@ -74,7 +74,7 @@ func TestBackgroundReady(t *testing.T) {
 		t.Fatalf("daemon %d from the pidfile is not alive: %v", pid, err)
 	}
 	if sid, err := unix.Getsid(pid); err != nil || sid != pid {
-		t.Errorf("daemon %d: session %d (%v), want it to lead its own session", pid, sid, err)
+		t.Errorf("daemon %d: getsid %d (%v), want its own pid (setsid)", pid, sid, err)
 	}
 	p, err := LockPidfile(pidfile)
 	if err == nil {
