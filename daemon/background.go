@@ -15,23 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Going to the background
-//
-// Background re-executes the running binary (os.Executable) with the same
-// arguments, detached from the terminal by setsid(2), stdin on /dev/null and stdout/stderr on
-// /dev/null or a file the caller names. The child gets the write end of a
-// pipe as file descriptor 3 and the environment variable
-// VMSTATED_DAEMON_CHILD=3 saying so. The child sends exactly one message and
-// closes its end:
-//
-//	READY\n            configs loaded, socket bound: the parent exits 0
-//	FAIL <message>     start-up failed: the parent prints <message>, exits 1
-//
-// If the pipe closes without a message the child died; the parent waits for
-// it and reports its exit status. The parent never takes the pidfile lock:
-// the child does, so the pidfile holds the pid of the process that keeps
-// running.
-
 // childEnv marks a process started by Background; its value is the number of
 // the readiness pipe's file descriptor.
 const childEnv = "VMSTATED_DAEMON_CHILD"
