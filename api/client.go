@@ -348,14 +348,26 @@ type EventStream struct {
 	Last uint64
 }
 
-// Events opens the event stream. With after > 0 the daemon first replays
-// the events it still keeps whose sequence number is greater; a KindLost
-// event says when some are gone. Once Events returns, the subscription is
-// in place: nothing published after that is missed.
-func (c *Client) Events(ctx context.Context, after uint64) (*EventStream, error) {
+// EventOptions choose what Events returns.
+type EventOptions struct {
+	// After resumes the stream: the daemon first replays the events it
+	// still keeps whose sequence number is greater; a KindLost event says
+	// when some are gone.
+	After uint64
+	// VM keeps only the events of that VM (and KindLost notices).
+	VM string
+}
+
+// Events opens the event stream. Once Events returns, the subscription is
+// in place: nothing published after that is missed (short of a KindLost
+// notice).
+func (c *Client) Events(ctx context.Context, opts EventOptions) (*EventStream, error) {
 	q := url.Values{}
-	if after > 0 {
-		q.Set("after", strconv.FormatUint(after, 10))
+	if opts.After > 0 {
+		q.Set("after", strconv.FormatUint(opts.After, 10))
+	}
+	if opts.VM != "" {
+		q.Set("vm", opts.VM)
 	}
 	resp, err := c.do(ctx, c.stream, http.MethodGet, Version+"/events", q, nil)
 	if err != nil {
@@ -363,7 +375,7 @@ func (c *Client) Events(ctx context.Context, after uint64) (*EventStream, error)
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	return &EventStream{body: resp.Body, sc: sc, Last: after}, nil
+	return &EventStream{body: resp.Body, sc: sc, Last: opts.After}, nil
 }
 
 // Next returns the next event. It returns io.EOF when the daemon ended the
