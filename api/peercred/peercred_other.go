@@ -1,0 +1,9 @@
+//go:build !linux && !freebsd
+
+package peercred
+
+import "fmt"
+
+func fromFD(int) (Cred, error) {
+	return Cred{}, fmt.Errorf("%w on this system", ErrUnsupported)
+}

@@ -1,0 +1,171 @@
+package api
+
+import (
+	"time"
+
+	"github.com/vmstated/vmstated/statemachine"
+)
+
+// Version is the path prefix of this version of the API.
+const Version = "/v1"
+
+// MaxBodyBytes bounds a request body; larger ones get 413.
+const MaxBodyBytes = 64 << 10
+
+// Status is one VM as GET /v1/vms and GET /v1/vms/{name} show it.
+type Status struct {
+	Name    string             `json:"name"`
+	State   statemachine.State `json:"state"`
+	Desired statemachine.State `json:"desired"`
+	// Since is when the VM entered State.
+	Since time.Time `json:"since"`
+	// PID is the hypervisor's process id while one runs, else 0.
+	PID        int    `json:"pid"`
+	Hypervisor string `json:"hypervisor"`
+	CPUs       int    `json:"cpus"`
+	// Memory is the guest memory in MiB.
+	Memory      int64  `json:"memory"`
+	Owner       string `json:"owner,omitempty"`
+	Group       string `json:"group,omitempty"`
+	Description string `json:"description,omitempty"`
+	Dir         string `json:"dir,omitempty"`
+	Autostart   bool   `json:"autostart"`
+	// Depends lists the VMs that must run before this one.
+	Depends []string `json:"depends,omitempty"`
+	// Restarts counts the automatic restarts inside the current budget
+	// window; MaxRestart is the budget.
+	Restarts   int `json:"restarts"`
+	MaxRestart int `json:"maxrestart"`
+	// Reason says why the VM is in its state (the failure reason when
+	// failed).
+	Reason string `json:"reason,omitempty"`
+	// ConfigError holds the problems of a config that did not load; the
+	// previous config stays in force.
+	ConfigError string `json:"config_error,omitempty"`
+	// Pending is true when a changed config waits for the next start.
+	Pending bool `json:"pending"`
+	// Removed is true when the VM's directory is gone while it runs.
+	Removed bool `json:"removed,omitempty"`
+	// LastExit is how the hypervisor last ended.
+	LastExit *Exit `json:"last_exit,omitempty"`
+}
+
+// Exit is how a hypervisor process ended.
+type Exit struct {
+	// Reason is poweroff, reboot, crash or killed.
+	Reason string `json:"reason"`
+	// Code is the exit status, -1 when killed by a signal or unknown.
+	Code   int       `json:"code"`
+	Signal string    `json:"signal,omitempty"`
+	Detail string    `json:"detail,omitempty"`
+	Time   time.Time `json:"time"`
+}
+
+// Event kinds.
+const (
+	// KindTransition: a VM moved from one state to another.
+	KindTransition = "transition"
+	// KindConfig: a VM's config was added, changed, removed or found
+	// invalid.
+	KindConfig = "config"
+	// KindLost: events were missed; resume after Seq or re-read the
+	// status.
+	KindLost = "lost"
+)
+
+// Event is one line of GET /v1/events.
+type Event struct {
+	// Seq numbers the events of one daemon run, from 1 upwards; a KindLost
+	// event carries the last sequence number before the gap.
+	Seq    uint64             `json:"seq"`
+	Time   time.Time          `json:"time"`
+	Kind   string             `json:"kind"`
+	VM     string             `json:"vm,omitempty"`
+	Event  statemachine.Event `json:"event,omitempty"`
+	From   statemachine.State `json:"from,omitempty"`
+	To     statemachine.State `json:"to,omitempty"`
+	Reason string             `json:"reason,omitempty"`
+	// Lost counts the events a KindLost entry stands for, when known.
+	Lost uint64 `json:"lost,omitempty"`
+}
+
+// Action is what POST /v1/vms/{name}/{action} does.
+type Action string
+
+// The actions.
+const (
+	ActionStart      Action = "start"
+	ActionStop       Action = "stop"
+	ActionRestart    Action = "restart"
+	ActionFailReset  Action = "failreset"
+	ActionPause      Action = "pause"
+	ActionUnpause    Action = "unpause"
+	ActionReset      Action = "reset"
+	ActionNMI        Action = "nmi"
+	ActionScreenshot Action = "screenshot"
+)
+
+// Actions lists every action.
+var Actions = []Action{
+	ActionStart, ActionStop, ActionRestart, ActionFailReset, ActionPause,
+	ActionUnpause, ActionReset, ActionNMI, ActionScreenshot,
+}
+
+// Valid reports whether a is a known action.
+func (a Action) Valid() bool {
+	for _, k := range Actions {
+		if a == k {
+			return true
+		}
+	}
+	return false
+}
+
+// StopOptions is the body of POST /v1/vms/{name}/stop (also accepted as
+// the query parameters force and timeout).
+type StopOptions struct {
+	// Force kills the hypervisor without asking the guest first.
+	Force bool `json:"force,omitempty"`
+	// Timeout, in seconds, replaces the VM's stop_timeout for this stop;
+	// 0 keeps it.
+	Timeout float64 `json:"timeout,omitempty"`
+}
+
+// Duration returns Timeout as a time.Duration.
+func (o StopOptions) Duration() time.Duration {
+	return time.Duration(o.Timeout * float64(time.Second))
+}
+
+// Info is the body of GET /v1/vms/{name}/info: what the hypervisor says
+// about itself (for QEMU: version, CPUs, block devices, PCI devices, VNC).
+type Info map[string]any
+
+// ReloadResult is the body of a successful POST /v1/reload.
+type ReloadResult struct {
+	OK bool `json:"ok"`
+}
+
+// Error codes, the "code" member of an error body.
+const (
+	CodeBadRequest       = "bad_request"        // 400: malformed JSON, unknown fields, bad query
+	CodeForbidden        = "forbidden"          // 403: the caller may not act on this VM
+	CodeNotFound         = "not_found"          // 404: no VM of that name
+	CodeNoEndpoint       = "no_endpoint"        // 404: no such path
+	CodeMethodNotAllowed = "method_not_allowed" // 405
+	CodeNotAllowed       = "not_allowed"        // 409: not allowed in the VM's current state
+	CodeInvalidConfig    = "invalid_config"     // 409: the VM has no valid config
+	CodeTooLarge         = "too_large"          // 413: request body over MaxBodyBytes
+	CodeInternal         = "internal"           // 500
+	CodeReloadFailed     = "reload_failed"      // 500: the config rescan failed
+	CodeNotSupported     = "not_supported"      // 501: the hypervisor cannot do it
+	CodeShuttingDown     = "shutting_down"      // 503: the daemon is exiting
+	CodeTimeout          = "timeout"            // 504: the hypervisor did not answer in time
+)
+
+// ErrorBody is the JSON body of every error response.
+type ErrorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+	// State is the VM's state, for CodeNotAllowed.
+	State statemachine.State `json:"state,omitempty"`
+}

@@ -1,0 +1,549 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vmstated/vmstated/api"
+	"github.com/vmstated/vmstated/statemachine"
+)
+
+func init() {
+	commands = []*cmd{
+		{name: "start", args: "[-w] vmname", summary: "start a VM (after the VMs it depends on)", vmArg: 1, run: cmdStart},
+		{name: "stop", args: "[-f] [-w] [-t seconds] (-a | vmname)", summary: "stop a VM, or all with -a", vmArg: 1, run: cmdStop},
+		{name: "restart", args: "[-w] vmname", summary: "relaunch a running VM's hypervisor", vmArg: 1, run: cmdRestart},
+		{name: "status", aliases: []string{"show"}, args: "[-r] [vmname]", summary: "show the VMs, or one VM in detail", vmArg: 1, run: cmdStatus},
+		{name: "wait", args: "[-t seconds] vmname [state]", summary: "wait until a VM reaches a state", vmArg: 1, run: cmdWait},
+		{name: "failreset", args: "vmname", summary: "take a failed VM back to stopped", vmArg: 1, run: simpleAction(api.ActionFailReset)},
+		{name: "pause", args: "vmname", summary: "freeze a running VM's guest", vmArg: 1, run: simpleAction(api.ActionPause)},
+		{name: "unpause", args: "vmname", summary: "thaw a paused VM's guest", vmArg: 1, run: simpleAction(api.ActionUnpause)},
+		{name: "reset", args: "vmname", summary: "hard-reset a VM's guest (the reset button)", vmArg: 1, run: simpleAction(api.ActionReset)},
+		{name: "nmi", args: "vmname", summary: "inject a non-maskable interrupt", vmArg: 1, run: simpleAction(api.ActionNMI)},
+		{name: "screenshot", args: "vmname file", summary: "save an image of a VM's display ('-' = stdout)", vmArg: 1, run: cmdScreenshot},
+		{name: "info", args: "vmname", summary: "show what the hypervisor says about a running VM", vmArg: 1, run: cmdInfo},
+		{name: "log", args: "[-f] [-n lines] vmname", summary: "show a VM's log", vmArg: 1, run: cmdLog},
+		{name: "events", args: "[-after seq] [vmname]", summary: "stream state changes as they happen", vmArg: 1, run: cmdEvents},
+		{name: "reload", args: "", summary: "rescan the config directories now", run: cmdReload},
+		{name: "check", args: "[-c configdir]", summary: "validate config directories (no daemon needed)", run: cmdCheck},
+		{name: "completion", args: "bash|zsh", summary: "print a shell completion script", run: cmdCompletion},
+		{name: "help", args: "[command]", summary: "describe the commands", run: cmdHelp},
+		{name: "__complete", args: "words...", hidden: true, run: cmdComplete},
+	}
+}
+
+// cmdDetails are the longer descriptions shown by 'help command'.
+var cmdDetails = map[string]string{
+	"start": `-w waits until the VM runs, showing each state it passes, and fails
+(exit 1, with the reason) if it ends in failed or stopped instead.`,
+	"stop": `-f kills the hypervisor at once instead of asking the guest to power off.
+-t seconds replaces the VM's stop_timeout for this stop.
+-w waits until the VM is stopped; exit 1 if it ends in failed.
+-a stops every VM you may act on, dependants before the VMs they depend on,
+waiting for each group to stop before the next.`,
+	"restart": `Restarting does not count toward the restart budget.
+-w waits until the VM runs again.`,
+	"status": `Without a name: one line per VM. With a name: every detail of that VM.
+-r lists only VMs whose hypervisor is up (running, paused, restarting or
+stopping).`,
+	"wait": `Without a state, waits until the VM settles in stopped, running, paused
+or failed. Exit 1 if it settles in failed (unless failed was asked for),
+or when -t seconds pass first.`,
+	"log": `-n lines shows only the last lines; -f keeps following new lines until
+interrupted.`,
+	"events": `Each line: time, sequence number, VM, transition and reason. -after seq
+resumes after a sequence number seen before; a "lost" line tells of
+events that are gone.`,
+	"check": `Loads every VM directory of configdir (default: the daemon's) and prints
+each problem; exit 1 if any config has errors.`,
+	"completion": `bash: source <(vmstatedctl completion bash)
+zsh:  source <(vmstatedctl completion zsh)`,
+}
+
+func cmdHelp(e *env, args []string) error {
+	if len(args) == 0 {
+		printHelp(e.stdout)
+		return nil
+	}
+	c := findCmd(args[0])
+	if c == nil || c.hidden {
+		return usagef("unknown command %q", args[0])
+	}
+	printCmdHelp(e.stdout, c)
+	return nil
+}
+
+// actionDone prints what the daemon said after an action.
+func (e *env) actionDone(a api.Action, st api.Status) {
+	if e.json() {
+		writeJSON(e.stdout, st)
+		return
+	}
+	fmt.Fprintf(e.stdout, "%s: %s requested; it is %s\n", st.Name, a, st.State)
+}
+
+func simpleAction(a api.Action) func(*env, []string) error {
+	return func(e *env, args []string) error {
+		fs := e.newFlags(string(a))
+		pos, err := e.parse(fs, args, 1, 1)
+		if err != nil {
+			return err
+		}
+		st, err := e.client().Do(e.ctx, pos[0], a, nil)
+		if err != nil {
+			return err
+		}
+		e.actionDone(a, st)
+		return nil
+	}
+}
+
+func cmdStart(e *env, args []string) error {
+	fs := e.newFlags("start")
+	wait := fs.Bool("w", false, "wait until it runs")
+	pos, err := e.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	name := pos[0]
+	if !*wait {
+		st, err := e.client().Start(e.ctx, name)
+		if err != nil {
+			return err
+		}
+		e.actionDone(api.ActionStart, st)
+		return nil
+	}
+	st, err := e.waitFor(name, goal{target: statemachine.Running}, func() error {
+		_, err := e.client().Start(e.ctx, name)
+		return err
+	})
+	return e.waited(st, err)
+}
+
+func cmdRestart(e *env, args []string) error {
+	fs := e.newFlags("restart")
+	wait := fs.Bool("w", false, "wait until it runs again")
+	pos, err := e.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	name := pos[0]
+	if !*wait {
+		st, err := e.client().Do(e.ctx, name, api.ActionRestart, nil)
+		if err != nil {
+			return err
+		}
+		e.actionDone(api.ActionRestart, st)
+		return nil
+	}
+	st, err := e.waitFor(name, goal{target: statemachine.Running, needMove: true}, func() error {
+		_, err := e.client().Do(e.ctx, name, api.ActionRestart, nil)
+		return err
+	})
+	return e.waited(st, err)
+}
+
+// waited prints the final status of a wait.
+func (e *env) waited(st api.Status, err error) error {
+	if err != nil {
+		return err
+	}
+	if e.json() {
+		writeJSON(e.stdout, st)
+	}
+	return nil
+}
+
+func cmdStop(e *env, args []string) error {
+	fs := e.newFlags("stop")
+	force := fs.Bool("f", false, "kill at once")
+	wait := fs.Bool("w", false, "wait until stopped")
+	all := fs.Bool("a", false, "stop every VM")
+	timeout := fs.Float64("t", 0, "graceful stop timeout in seconds")
+	pos, err := e.parse(fs, args, 0, 1)
+	if err != nil {
+		return err
+	}
+	if *timeout < 0 {
+		return usagef("-t %v: want a number of seconds, 0 or more", *timeout)
+	}
+	opts := api.StopOptions{Force: *force, Timeout: *timeout}
+	switch {
+	case *all && len(pos) > 0:
+		return usagef("-a stops every VM; name none")
+	case *all:
+		return e.stopAll(opts)
+	case len(pos) == 0:
+		return usagef("name a VM, or use -a for all ('vmstatedctl status' lists them)")
+	}
+	name := pos[0]
+	if !*wait {
+		st, err := e.client().Stop(e.ctx, name, opts)
+		if err != nil {
+			return err
+		}
+		e.actionDone(api.ActionStop, st)
+		return nil
+	}
+	st, err := e.waitFor(name, goal{target: statemachine.Stopped}, func() error {
+		_, err := e.client().Stop(e.ctx, name, opts)
+		return err
+	})
+	return e.waited(st, err)
+}
+
+// stopAll stops every VM the caller sees, in waves: a VM stops before
+// every VM it depends on. Each wave is stopped in parallel and waited for
+// before the next begins.
+func (e *env) stopAll(opts api.StopOptions) error {
+	list, err := e.client().List(e.ctx)
+	if err != nil {
+		return err
+	}
+	var (
+		errs    []error
+		results []api.Status
+		mu      sync.Mutex
+	)
+	for _, wave := range stopWaves(list) {
+		var wg sync.WaitGroup
+		for _, name := range wave {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				st, err := e.waitFor(name, goal{target: statemachine.Stopped, quiet: e.json()}, func() error {
+					_, err := e.client().Stop(e.ctx, name, opts)
+					if errors.Is(err, api.ErrConflict) {
+						return nil // already on its way down, or not running
+					}
+					return err
+				})
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					errs = append(errs, err)
+				} else {
+					results = append(results, st)
+				}
+			}()
+		}
+		wg.Wait()
+		if e.ctx.Err() != nil {
+			break
+		}
+	}
+	if e.json() {
+		sort.Slice(results, func(i, j int) bool { return results[i].Name < results[j].Name })
+		writeJSON(e.stdout, results)
+	}
+	return errors.Join(errs...)
+}
+
+// stopWaves groups the VMs that are not at rest (stopped or failed) in
+// waves: every VM comes in an earlier wave than the VMs it depends on.
+func stopWaves(list []api.Status) [][]string {
+	active := map[string]bool{}
+	for _, st := range list {
+		if st.State != statemachine.Stopped && st.State != statemachine.Failed {
+			active[st.Name] = true
+		}
+	}
+	dependants := map[string][]string{}
+	for _, st := range list {
+		for _, d := range st.Depends {
+			dependants[d] = append(dependants[d], st.Name)
+		}
+	}
+	depth := map[string]int{}
+	var visit func(n string, seen map[string]bool) int
+	visit = func(n string, seen map[string]bool) int {
+		if d, ok := depth[n]; ok {
+			return d
+		}
+		if seen[n] {
+			return 0 // a cycle; configs with one do not load
+		}
+		seen[n] = true
+		d := 0
+		for _, m := range dependants[n] {
+			if x := visit(m, seen) + 1; x > d {
+				d = x
+			}
+		}
+		depth[n] = d
+		return d
+	}
+	var waves [][]string
+	for _, st := range list {
+		if !active[st.Name] {
+			continue
+		}
+		d := visit(st.Name, map[string]bool{})
+		for len(waves) <= d {
+			waves = append(waves, nil)
+		}
+		waves[d] = append(waves[d], st.Name)
+	}
+	out := waves[:0]
+	for _, w := range waves {
+		if len(w) > 0 {
+			sort.Strings(w)
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+func cmdStatus(e *env, args []string) error {
+	fs := e.newFlags("status")
+	runningOnly := fs.Bool("r", false, "only VMs whose hypervisor is up")
+	pos, err := e.parse(fs, args, 0, 1)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 1 {
+		st, err := e.client().Get(e.ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		if e.json() {
+			writeJSON(e.stdout, st)
+			return nil
+		}
+		printDetail(e.stdout, st, time.Now())
+		return nil
+	}
+	list, err := e.client().List(e.ctx)
+	if err != nil {
+		return err
+	}
+	if *runningOnly {
+		kept := list[:0]
+		for _, st := range list {
+			if st.State.HypervisorUp() || st.State == statemachine.Restarting {
+				kept = append(kept, st)
+			}
+		}
+		list = kept
+	}
+	if e.json() {
+		writeJSON(e.stdout, list)
+		return nil
+	}
+	printTable(e.stdout, list, time.Now())
+	return nil
+}
+
+func cmdWait(e *env, args []string) error {
+	fs := e.newFlags("wait")
+	timeout := fs.Float64("t", 0, "give up after this many seconds")
+	pos, err := e.parse(fs, args, 1, 2)
+	if err != nil {
+		return err
+	}
+	g := goal{}
+	if len(pos) == 2 {
+		g.target = statemachine.State(pos[1])
+		if !g.target.Valid() {
+			names := make([]string, len(statemachine.States))
+			for i, s := range statemachine.States {
+				names[i] = string(s)
+			}
+			return usagef("unknown state %q; states: %s", pos[1], strings.Join(names, ", "))
+		}
+	}
+	if *timeout < 0 {
+		return usagef("-t %v: want a number of seconds", *timeout)
+	}
+	if *timeout > 0 {
+		ctx, cancel := context.WithTimeout(e.ctx, time.Duration(*timeout*float64(time.Second)))
+		defer cancel()
+		sub := *e
+		sub.ctx = ctx
+		st, err := sub.waitFor(pos[0], g, nil)
+		if err != nil && ctx.Err() != nil && e.ctx.Err() == nil {
+			what := "settled"
+			if g.target != "" {
+				what = "reached " + string(g.target)
+			}
+			cur, gerr := e.client().Get(e.ctx, pos[0])
+			if gerr == nil {
+				return fmt.Errorf("%s has not %s within %v seconds; it is %s", pos[0], what, *timeout, cur.State)
+			}
+			return fmt.Errorf("%s has not %s within %v seconds", pos[0], what, *timeout)
+		}
+		return e.waited(st, err)
+	}
+	st, err := e.waitFor(pos[0], g, nil)
+	return e.waited(st, err)
+}
+
+func cmdScreenshot(e *env, args []string) error {
+	fs := e.newFlags("screenshot")
+	pos, err := e.parse(fs, args, 2, 2)
+	if err != nil {
+		return err
+	}
+	name, file := pos[0], pos[1]
+	var buf bytes.Buffer
+	format, err := e.client().Screenshot(e.ctx, name, &buf)
+	if err != nil {
+		return err
+	}
+	if file == "-" {
+		_, err := e.stdout.Write(buf.Bytes())
+		return err
+	}
+	if err := writeFileAtomic(file, buf.Bytes()); err != nil {
+		return fmt.Errorf("saving the screenshot of %s: %w", name, err)
+	}
+	if e.json() {
+		writeJSON(e.stdout, map[string]any{"vm": name, "file": file, "format": format, "bytes": buf.Len()})
+		return nil
+	}
+	fmt.Fprintf(e.stdout, "%s: %s screenshot saved to %s (%d bytes)\n", name, format, file, buf.Len())
+	return nil
+}
+
+// writeFileAtomic writes through a temporary file so an interrupted write
+// never leaves half an image under the name.
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+func cmdInfo(e *env, args []string) error {
+	fs := e.newFlags("info")
+	pos, err := e.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	info, err := e.client().Info(e.ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	if e.json() {
+		writeJSON(e.stdout, info)
+		return nil
+	}
+	printInfo(e.stdout, map[string]any(info))
+	return nil
+}
+
+func cmdLog(e *env, args []string) error {
+	fs := e.newFlags("log")
+	follow := fs.Bool("f", false, "follow new lines")
+	lines := fs.Int("n", 0, "only the last lines")
+	pos, err := e.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	if *lines < 0 {
+		return usagef("-n %d: want a number of lines", *lines)
+	}
+	rd, err := e.client().Log(e.ctx, pos[0], api.LogOptions{Lines: *lines, Follow: *follow})
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	if !e.json() {
+		_, err = io.Copy(e.stdout, rd)
+		if err != nil && e.ctx.Err() != nil {
+			return nil // interrupted while following
+		}
+		return err
+	}
+	sc := bufio.NewScanner(rd)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		writeJSON(e.stdout, map[string]string{"vm": pos[0], "line": sc.Text()})
+	}
+	if err := sc.Err(); err != nil && e.ctx.Err() == nil {
+		return err
+	}
+	return nil
+}
+
+func cmdEvents(e *env, args []string) error {
+	fs := e.newFlags("events")
+	after := fs.Uint64("after", 0, "resume after this sequence number")
+	pos, err := e.parse(fs, args, 0, 1)
+	if err != nil {
+		return err
+	}
+	opts := api.EventOptions{After: *after}
+	if len(pos) == 1 {
+		opts.VM = pos[0]
+	}
+	s, err := e.client().Events(e.ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	for {
+		ev, err := s.Next()
+		if err != nil {
+			if e.ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, io.EOF) {
+				return fmt.Errorf("the daemon ended the event stream after %d; resume with 'vmstatedctl events -after %d'", s.Last, s.Last)
+			}
+			return err
+		}
+		if e.json() {
+			writeJSON(e.stdout, ev)
+		} else {
+			fmt.Fprintln(e.stdout, formatEvent(ev))
+		}
+	}
+}
+
+func cmdReload(e *env, args []string) error {
+	fs := e.newFlags("reload")
+	if _, err := e.parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	if err := e.client().Reload(e.ctx); err != nil {
+		return err
+	}
+	if e.json() {
+		writeJSON(e.stdout, api.ReloadResult{OK: true})
+	}
+	return nil
+}
+
+func writeJSON(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}

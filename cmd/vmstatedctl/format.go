@@ -1,0 +1,221 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/vmstated/vmstated/api"
+)
+
+// printTable prints one line per VM, for reading at a glance.
+func printTable(w io.Writer, list []api.Status, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSTATE\tSINCE\tPID\tCPUS\tMEMORY\tOWNER\tRESTARTS\tREASON")
+	for _, st := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n",
+			st.Name, stateCell(st), ago(st.Since, now), dash(st.PID), dash(st.CPUs),
+			memory(st.Memory), owner(st), st.Restarts, st.MaxRestart, reasonCell(st))
+	}
+	tw.Flush()
+}
+
+// stateCell marks a desired state that differs (a start waiting for the
+// VMs it depends on, a stop waiting for the current step).
+func stateCell(st api.Status) string {
+	s := string(st.State)
+	if st.Desired != "" && st.Desired != st.State && st.State.Steady() {
+		s += "->" + string(st.Desired)
+	}
+	return s
+}
+
+func reasonCell(st api.Status) string {
+	var parts []string
+	if st.ConfigError != "" {
+		parts = append(parts, "config error: "+oneLine(st.ConfigError))
+	}
+	if st.Pending {
+		parts = append(parts, "new config at next start")
+	}
+	if st.Removed {
+		parts = append(parts, "config removed")
+	}
+	if st.Reason != "" {
+		parts = append(parts, oneLine(st.Reason))
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, "; ")
+}
+
+func owner(st api.Status) string {
+	switch {
+	case st.Owner != "" && st.Group != "":
+		return st.Owner + ":" + st.Group
+	case st.Owner != "":
+		return st.Owner
+	case st.Group != "":
+		return ":" + st.Group
+	}
+	return "-"
+}
+
+func dash(n int) string {
+	if n == 0 {
+		return "-"
+	}
+	return strconv.Itoa(n)
+}
+
+// memory shows MiB as M, or G when a whole number of GiB.
+func memory(mib int64) string {
+	switch {
+	case mib <= 0:
+		return "-"
+	case mib%1024 == 0:
+		return strconv.FormatInt(mib/1024, 10) + "G"
+	}
+	return strconv.FormatInt(mib, 10) + "M"
+}
+
+// ago shows how long ago t was, coarsely: 45s, 12m, 3h05m, 2d04h.
+func ago(t, now time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := now.Sub(t)
+	if d < 0 {
+		d = 0
+	}
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d/time.Minute))
+	case d < 24*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d/time.Hour), int(d%time.Hour/time.Minute))
+	}
+	return fmt.Sprintf("%dd%02dh", int(d/(24*time.Hour)), int(d%(24*time.Hour)/time.Hour))
+}
+
+// printDetail shows every field of one VM.
+func printDetail(w io.Writer, st api.Status, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
+	row := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(tw, "%s:\t%s\n", k, v)
+		}
+	}
+	row("name", st.Name)
+	row("state", string(st.State))
+	if st.Desired != st.State {
+		row("desired", string(st.Desired))
+	}
+	if !st.Since.IsZero() {
+		row("since", st.Since.Local().Format(time.RFC3339)+" ("+ago(st.Since, now)+" ago)")
+	}
+	if st.PID != 0 {
+		row("pid", strconv.Itoa(st.PID))
+	}
+	row("hypervisor", st.Hypervisor)
+	row("cpus", dash(st.CPUs))
+	row("memory", memory(st.Memory))
+	row("owner", st.Owner)
+	row("group", st.Group)
+	row("description", st.Description)
+	row("directory", st.Dir)
+	row("autostart", strconv.FormatBool(st.Autostart))
+	row("depends", strings.Join(st.Depends, ", "))
+	row("restarts", fmt.Sprintf("%d of %d", st.Restarts, st.MaxRestart))
+	row("reason", st.Reason)
+	if x := st.LastExit; x != nil {
+		v := x.Reason
+		if x.Detail != "" {
+			v += " (" + x.Detail + ")"
+		}
+		v += fmt.Sprintf(", status %d", x.Code)
+		if x.Signal != "" {
+			v += ", " + x.Signal
+		}
+		if !x.Time.IsZero() {
+			v += ", " + x.Time.Local().Format(time.RFC3339)
+		}
+		row("last exit", v)
+	}
+	row("config error", oneLine(st.ConfigError))
+	if st.Pending {
+		row("pending", "a changed config applies at the next start")
+	}
+	if st.Removed {
+		row("removed", "the config directory is gone; the VM is dropped once stopped")
+	}
+	tw.Flush()
+}
+
+// printInfo shows a nested map as sorted "key: value" lines, nested keys
+// joined with dots and list items numbered.
+func printInfo(w io.Writer, info map[string]any) {
+	var lines []string
+	var walk func(prefix string, v any)
+	walk = func(prefix string, v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			if len(x) == 0 {
+				lines = append(lines, prefix+": {}")
+			}
+			for k, val := range x {
+				p := k
+				if prefix != "" {
+					p = prefix + "." + k
+				}
+				walk(p, val)
+			}
+		case []any:
+			if len(x) == 0 {
+				lines = append(lines, prefix+": []")
+			}
+			for i, val := range x {
+				walk(fmt.Sprintf("%s[%d]", prefix, i), val)
+			}
+		case string:
+			lines = append(lines, prefix+": "+x)
+		case nil:
+			lines = append(lines, prefix+": -")
+		default:
+			b, _ := json.Marshal(x)
+			lines = append(lines, prefix+": "+string(b))
+		}
+	}
+	walk("", info)
+	sort.Strings(lines)
+	for _, l := range lines {
+		fmt.Fprintln(w, l)
+	}
+}
+
+// formatEvent shows one event on one line.
+func formatEvent(ev api.Event) string {
+	t := ev.Time.Local().Format("2006-01-02 15:04:05")
+	switch ev.Kind {
+	case api.KindTransition:
+		s := fmt.Sprintf("%s #%d %s: %s -> %s (%s)", t, ev.Seq, ev.VM, ev.From, ev.To, ev.Event)
+		if ev.Reason != "" {
+			s += ": " + ev.Reason
+		}
+		return s
+	case api.KindLost:
+		return fmt.Sprintf("%s #%d lost: %s", t, ev.Seq, ev.Reason)
+	}
+	s := fmt.Sprintf("%s #%d %s: %s", t, ev.Seq, ev.VM, ev.Kind)
+	if ev.Reason != "" {
+		s += ": " + ev.Reason
+	}
+	return s
+}
