@@ -46,6 +46,8 @@ type Follower struct {
 	f       *os.File
 	off     int64 // bytes of the file consumed (copied or held in partial)
 	partial []byte
+	buf     []byte
+	offFile *os.File
 	err     error
 }
 
@@ -119,6 +121,9 @@ func (fl *Follower) run(ctx context.Context) {
 		if fl.f != nil {
 			fl.f.Close()
 		}
+		if fl.offFile != nil {
+			fl.offFile.Close()
+		}
 	}()
 	base := filepath.Base(fl.path)
 	for {
@@ -141,8 +146,10 @@ func (fl *Follower) run(ctx context.Context) {
 				}
 			}
 		case err, ok := <-fl.watcher.Errors:
-			if ok && fl.err == nil && err != nil {
-				fl.err = fmt.Errorf("follow %s: %w", fl.path, err)
+			// A queue overflow only means events were lost: the copy at
+			// the top of the loop catches up with the file regardless.
+			if ok && err != nil && !errors.Is(err, fsnotify.ErrEventOverflow) {
+				fl.setErr(fmt.Errorf("follow %s: %w", fl.path, err))
 			}
 		case <-fl.stop:
 			fl.copy(true)
@@ -171,12 +178,14 @@ func (fl *Follower) copy(final bool) {
 		}
 	}
 	start := fl.off - int64(len(fl.partial))
-	buf := make([]byte, 32<<10)
+	if fl.buf == nil {
+		fl.buf = make([]byte, 32<<10)
+	}
 	for {
-		n, err := fl.f.ReadAt(buf, fl.off)
+		n, err := fl.f.ReadAt(fl.buf, fl.off)
 		if n > 0 {
 			fl.off += int64(n)
-			fl.emit(buf[:n])
+			fl.emit(fl.buf[:n])
 		}
 		if err != nil {
 			if err != io.EOF {
@@ -231,23 +240,19 @@ func (fl *Follower) setErr(err error) {
 	}
 }
 
-// saveOffset replaces the sidecar atomically, so a crash leaves either the
-// old or the new offset.
+// saveOffset overwrites the sidecar in place with a fixed-width number: a
+// write of 21 bytes at offset 0 lands within one disk sector, so a crash
+// leaves the old or the new value, and it costs no file creation per batch.
 func (fl *Follower) saveOffset(off int64) {
-	tmp, err := os.CreateTemp(filepath.Dir(fl.offPath), "."+filepath.Base(fl.offPath)+".tmp*")
-	if err != nil {
-		fl.setErr(fmt.Errorf("save follow offset: %w", err))
-		return
+	if fl.offFile == nil {
+		f, err := os.OpenFile(fl.offPath, os.O_RDWR|os.O_CREATE, 0o640)
+		if err != nil {
+			fl.setErr(fmt.Errorf("save follow offset: %w", err))
+			return
+		}
+		fl.offFile = f
 	}
-	_, err = tmp.WriteString(strconv.FormatInt(off, 10) + "\n")
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), fl.offPath)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
+	if _, err := fl.offFile.WriteAt([]byte(fmt.Sprintf("%020d\n", off)), 0); err != nil {
 		fl.setErr(fmt.Errorf("save follow offset: %w", err))
 	}
 }

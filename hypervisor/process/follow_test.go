@@ -208,3 +208,34 @@ func TestFollowErrors(t *testing.T) {
 		t.Errorf("Stop: err = %v, want the write error", err)
 	}
 }
+
+// BenchmarkFollowLine measures the time from appending a line to the file
+// until the follower has written it out.
+func BenchmarkFollowLine(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "out.log")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	got := make(chan struct{}, 1)
+	fl, err := Follow(context.Background(), path, writerFunc(func(p []byte) (int, error) {
+		got <- struct{}{}
+		return len(p), nil
+	}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer fl.Stop()
+	line := []byte("a line of VM output\n")
+	for b.Loop() {
+		if _, err := f.Write(line); err != nil {
+			b.Fatal(err)
+		}
+		<-got
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (w writerFunc) Write(p []byte) (int, error) { return w(p) }
