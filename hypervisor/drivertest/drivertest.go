@@ -49,6 +49,11 @@ type Harness struct {
 	// starts (both kinds). Once it has appeared the VM must react to
 	// Shutdown as its kind says.
 	OutputMarker string
+	// ShutdownMarker, if not empty, is text a Graceful VM writes to its
+	// output as it powers off. The suite checks that it has reached
+	// Spec.Output by the time Done is closed: drivers drain the output
+	// before they report the exit.
+	ShutdownMarker string
 	// Ready, if not nil, replaces waiting for OutputMarker before the
 	// suite calls Shutdown (e.g. to wait until a guest OS has booted).
 	Ready func(ctx context.Context, inst hypervisor.Instance, output *Output) error
@@ -259,6 +264,9 @@ func (s *suite) startOutputShutdown(t *testing.T) {
 		t.Fatalf("Shutdown: %v", err)
 	}
 	wantReason(t, s.wait(t, v.inst), hypervisor.ExitPoweroff)
+	if m := s.h.ShutdownMarker; m != "" && !strings.Contains(v.out.String(), m) {
+		t.Errorf("Output lacks %q once Done is closed: %q", m, v.out.String())
+	}
 }
 
 func (s *suite) doubleShutdown(t *testing.T) {

@@ -42,7 +42,8 @@ func TestConformance(t *testing.T) {
 			}
 			return shSpec(stubbornScript, Options{})
 		},
-		OutputMarker: marker,
+		OutputMarker:   marker,
+		ShutdownMarker: "powering off\n",
 	})
 }
 
