@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/fsnotify/fsnotify"
 )
@@ -30,8 +31,9 @@ const maxLine = 64 << 10
 // batch, so a follower started after a daemon restart resumes where the
 // last one stopped: lines are neither lost nor repeated (unless the host
 // crashes between a write and the sidecar update, which can repeat that
-// batch). The followed file is expected only to grow; if it shrinks below
-// the saved offset, following restarts from its beginning.
+// batch). The followed file is expected to grow; when another file takes
+// its name (a different inode) or it shrinks below the saved offset,
+// following restarts from its beginning.
 type Follower struct {
 	path    string
 	offPath string
@@ -44,7 +46,8 @@ type Follower struct {
 
 	// Owned by the run goroutine until done is closed.
 	f       *os.File
-	off     int64 // bytes of the file consumed (copied or held in partial)
+	off     int64  // bytes of the file consumed (copied or held in partial)
+	ino     uint64 // inode of the file off belongs to, 0 if unknown
 	partial []byte
 	buf     []byte
 	offFile *os.File
@@ -67,11 +70,11 @@ func Follow(ctx context.Context, path string, w io.Writer) (*Follower, error) {
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
-	off, err := readOffset(fl.offPath)
+	off, ino, err := readOffset(fl.offPath)
 	if err != nil {
 		return nil, err
 	}
-	fl.off = off
+	fl.off, fl.ino = off, ino
 	watcher, err := fsnotify.NewWatcher()
 	if err != nil {
 		return nil, fmt.Errorf("follow %s: %w", path, err)
@@ -85,21 +88,30 @@ func Follow(ctx context.Context, path string, w io.Writer) (*Follower, error) {
 	return fl, nil
 }
 
-// readOffset reads a saved offset; a missing or unreadable sidecar means
-// start from the beginning.
-func readOffset(path string) (int64, error) {
+// readOffset reads a saved offset and the inode number of the file it
+// belongs to (0 if unknown); a missing or unreadable sidecar means start
+// from the beginning.
+func readOffset(path string) (int64, uint64, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
+		return 0, 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("read follow offset: %w", err)
+		return 0, 0, fmt.Errorf("read follow offset: %w", err)
 	}
-	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, 0, nil
+	}
+	n, err := strconv.ParseInt(f[0], 10, 64)
 	if err != nil || n < 0 {
-		return 0, nil
+		return 0, 0, nil
 	}
-	return n, nil
+	var ino uint64
+	if len(f) > 1 {
+		ino, _ = strconv.ParseUint(f[1], 10, 64)
+	}
+	return n, ino, nil
 }
 
 // Stop copies the lines the file holds now (and a final line without its
@@ -126,8 +138,8 @@ func (fl *Follower) run(ctx context.Context) {
 		}
 	}()
 	base := filepath.Base(fl.path)
+	fl.copy(false)
 	for {
-		fl.copy(false)
 		select {
 		case ev, ok := <-fl.watcher.Events:
 			if !ok {
@@ -135,22 +147,25 @@ func (fl *Follower) run(ctx context.Context) {
 				return
 			}
 			if filepath.Base(ev.Name) != base {
-				continue
+				continue // e.g. the offset sidecar
 			}
+			fl.copy(false)
 			if ev.Has(fsnotify.Create) || ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
-				// Read the old file to its end, then switch.
-				fl.copy(false)
+				// The old file has been read to its end; switch to the
+				// new one.
 				if fl.f != nil {
 					fl.f.Close()
 					fl.f = nil
 				}
+				fl.copy(false)
 			}
 		case err, ok := <-fl.watcher.Errors:
-			// A queue overflow only means events were lost: the copy at
-			// the top of the loop catches up with the file regardless.
+			// A queue overflow means events were lost: catch up with
+			// the file now.
 			if ok && err != nil && !errors.Is(err, fsnotify.ErrEventOverflow) {
 				fl.setErr(fmt.Errorf("follow %s: %w", fl.path, err))
 			}
+			fl.copy(false)
 		case <-fl.stop:
 			fl.copy(true)
 			return
@@ -173,8 +188,20 @@ func (fl *Follower) copy(final bool) {
 			return
 		}
 		fl.f = f
-		if fi, err := f.Stat(); err == nil && fi.Size() < fl.off-int64(len(fl.partial)) {
-			fl.off, fl.partial = 0, nil
+		if fi, err := f.Stat(); err == nil {
+			ino := inode(fi)
+			switch {
+			case fl.ino != 0 && ino != 0 && ino != fl.ino:
+				// Another file now has the name: it starts afresh.
+				// What is left of the old one's last line ends here.
+				if len(fl.partial) > 0 {
+					fl.write(append(fl.partial, '\n'))
+				}
+				fl.off, fl.partial = 0, nil
+			case fi.Size() < fl.off-int64(len(fl.partial)):
+				fl.off, fl.partial = 0, nil
+			}
+			fl.ino = ino
 		}
 	}
 	start := fl.off - int64(len(fl.partial))
@@ -240,9 +267,10 @@ func (fl *Follower) setErr(err error) {
 	}
 }
 
-// saveOffset overwrites the sidecar in place with a fixed-width number: a
-// write of 21 bytes at offset 0 lands within one disk sector, so a crash
-// leaves the old or the new value, and it costs no file creation per batch.
+// saveOffset overwrites the sidecar in place with fixed-width numbers (the
+// offset and the file's inode): a write of 42 bytes at offset 0 lands
+// within one disk sector, so a crash leaves the old or the new value, and
+// it costs no file creation per batch.
 func (fl *Follower) saveOffset(off int64) {
 	if fl.offFile == nil {
 		f, err := os.OpenFile(fl.offPath, os.O_RDWR|os.O_CREATE, 0o640)
@@ -252,7 +280,15 @@ func (fl *Follower) saveOffset(off int64) {
 		}
 		fl.offFile = f
 	}
-	if _, err := fl.offFile.WriteAt([]byte(fmt.Sprintf("%020d\n", off)), 0); err != nil {
+	if _, err := fl.offFile.WriteAt([]byte(fmt.Sprintf("%020d %020d\n", off, fl.ino)), 0); err != nil {
 		fl.setErr(fmt.Errorf("save follow offset: %w", err))
 	}
+}
+
+// inode returns the inode number of a file, 0 if unknown.
+func inode(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Ino)
+	}
+	return 0
 }

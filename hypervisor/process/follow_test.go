@@ -239,3 +239,40 @@ func BenchmarkFollowLine(b *testing.B) {
 type writerFunc func([]byte) (int, error)
 
 func (w writerFunc) Write(p []byte) (int, error) { return w(p) }
+
+func TestFollowReplacedFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "out.log")
+	appendFile(t, path, "a\n")
+	w := newLines()
+	fl, err := Follow(context.Background(), path, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.waitCount(t, 1)
+	// Same size as the old file: only the inode tells them apart.
+	next := filepath.Join(dir, "next")
+	appendFile(t, next, "b\n")
+	if err := os.Rename(next, path); err != nil {
+		t.Fatal(err)
+	}
+	w.waitCount(t, 2)
+	if err := fl.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Replaced while nobody follows.
+	appendFile(t, next, "c\n")
+	if err := os.Rename(next, path); err != nil {
+		t.Fatal(err)
+	}
+	fl2, err := Follow(context.Background(), path, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fl2.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"a\n", "b\n", "c\n"}; !reflect.DeepEqual(w.snapshot(), want) {
+		t.Fatalf("got %q, want %q", w.snapshot(), want)
+	}
+}
