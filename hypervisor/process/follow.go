@@ -127,8 +127,6 @@ func (fl *Follower) Stop() error {
 func (fl *Follower) Done() <-chan struct{} { return fl.done }
 
 func (fl *Follower) run(ctx context.Context) {
-	defer close(fl.done)
-	defer fl.watcher.Close()
 	defer func() {
 		if fl.f != nil {
 			fl.f.Close()
@@ -136,6 +134,10 @@ func (fl *Follower) run(ctx context.Context) {
 		if fl.offFile != nil {
 			fl.offFile.Close()
 		}
+		close(fl.done)
+		// Closing an inotify instance waits for the kernel (often 10 ms
+		// or more); nobody needs to wait for that.
+		fl.watcher.Close()
 	}()
 	base := filepath.Base(fl.path)
 	fl.copy(false)
