@@ -12,8 +12,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-
-	"github.com/fsnotify/fsnotify"
 )
 
 // OffsetSuffix is appended to a followed file's path to name the sidecar
@@ -38,7 +36,7 @@ type Follower struct {
 	path    string
 	offPath string
 	w       io.Writer
-	watcher *fsnotify.Watcher
+	wake    chan struct{}
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -63,10 +61,15 @@ func Follow(ctx context.Context, path string, w io.Writer) (*Follower, error) {
 	if w == nil {
 		w = io.Discard
 	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("follow %s: %w", path, err)
+	}
 	fl := &Follower{
-		path:    filepath.Clean(path),
-		offPath: filepath.Clean(path) + OffsetSuffix,
+		path:    abs,
+		offPath: abs + OffsetSuffix,
 		w:       w,
+		wake:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
@@ -75,15 +78,9 @@ func Follow(ctx context.Context, path string, w io.Writer) (*Follower, error) {
 		return nil, err
 	}
 	fl.off, fl.ino = off, ino
-	watcher, err := fsnotify.NewWatcher()
-	if err != nil {
+	if err := files.subscribe(fl.path, fl.wake); err != nil {
 		return nil, fmt.Errorf("follow %s: %w", path, err)
 	}
-	if err := watcher.Add(filepath.Dir(fl.path)); err != nil {
-		watcher.Close()
-		return nil, fmt.Errorf("follow %s: watch its directory (does it exist?): %w", path, err)
-	}
-	fl.watcher = watcher
 	go fl.run(ctx)
 	return fl, nil
 }
@@ -128,6 +125,7 @@ func (fl *Follower) Done() <-chan struct{} { return fl.done }
 
 func (fl *Follower) run(ctx context.Context) {
 	defer func() {
+		files.unsubscribe(fl.path, fl.wake)
 		if fl.f != nil {
 			fl.f.Close()
 		}
@@ -135,39 +133,19 @@ func (fl *Follower) run(ctx context.Context) {
 			fl.offFile.Close()
 		}
 		close(fl.done)
-		// Closing an inotify instance waits for the kernel (often 10 ms
-		// or more); nobody needs to wait for that.
-		fl.watcher.Close()
 	}()
-	base := filepath.Base(fl.path)
 	fl.copy(false)
 	for {
 		select {
-		case ev, ok := <-fl.watcher.Events:
-			if !ok {
-				fl.copy(true)
-				return
-			}
-			if filepath.Base(ev.Name) != base {
-				continue // e.g. the offset sidecar
-			}
+		case <-fl.wake:
 			fl.copy(false)
-			if ev.Has(fsnotify.Create) || ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
+			if fl.replaced() {
 				// The old file has been read to its end; switch to the
-				// new one.
-				if fl.f != nil {
-					fl.f.Close()
-					fl.f = nil
-				}
+				// one that now has the name.
+				fl.f.Close()
+				fl.f = nil
 				fl.copy(false)
 			}
-		case err, ok := <-fl.watcher.Errors:
-			// A queue overflow means events were lost: catch up with
-			// the file now.
-			if ok && err != nil && !errors.Is(err, fsnotify.ErrEventOverflow) {
-				fl.setErr(fmt.Errorf("follow %s: %w", fl.path, err))
-			}
-			fl.copy(false)
 		case <-fl.stop:
 			fl.copy(true)
 			return
@@ -176,6 +154,20 @@ func (fl *Follower) run(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// replaced reports whether the open file no longer has the followed name
+// (removed, or another file renamed over it).
+func (fl *Follower) replaced() bool {
+	if fl.f == nil {
+		return false
+	}
+	cur, err := fl.f.Stat()
+	if err != nil {
+		return true
+	}
+	now, err := os.Stat(fl.path)
+	return err != nil || !os.SameFile(cur, now)
 }
 
 // copy passes on the complete lines appended since the last call; final

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -274,5 +275,45 @@ func TestFollowReplacedFile(t *testing.T) {
 	}
 	if want := []string{"a\n", "b\n", "c\n"}; !reflect.DeepEqual(w.snapshot(), want) {
 		t.Fatalf("got %q, want %q", w.snapshot(), want)
+	}
+}
+
+// TestFollowMany follows more files than Linux allows inotify instances
+// per user by default (128): all followers share one.
+func TestFollowMany(t *testing.T) {
+	const n = 200
+	root := t.TempDir()
+	ws := make([]*lines, n)
+	fls := make([]*Follower, n)
+	paths := make([]string, n)
+	for i := range n {
+		dir := filepath.Join(root, strconv.Itoa(i))
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		paths[i] = filepath.Join(dir, "out.log")
+		ws[i] = newLines()
+		fl, err := Follow(context.Background(), paths[i], ws[i])
+		if err != nil {
+			t.Fatalf("follower %d: %v", i, err)
+		}
+		fls[i] = fl
+	}
+	for i := range n {
+		appendFile(t, paths[i], "line "+strconv.Itoa(i)+"\n")
+	}
+	for i := range n {
+		ws[i].waitCount(t, 1)
+		if err := fls[i].Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if got := ws[i].snapshot(); len(got) != 1 || got[0] != "line "+strconv.Itoa(i)+"\n" {
+			t.Fatalf("follower %d got %q", i, got)
+		}
+	}
+	files.mu.Lock()
+	defer files.mu.Unlock()
+	if len(files.subs) != 0 {
+		t.Errorf("%d paths still subscribed after Stop", len(files.subs))
 	}
 }
