@@ -295,7 +295,11 @@ func CombineQEMUConfig(user []byte, generated []QEMUSection) ([]byte, error) {
 	out.WriteString(qemuFileHeader)
 	for li, l := range lines {
 		if l.key != "" && genFor[l.section] >= 0 && namesKey(generated[genFor[l.section]], l.key) {
-			out.WriteString("# overridden by vmstated: " + strings.TrimSpace(l.text) + "\n")
+			c := "# overridden by vmstated: " + strings.TrimSpace(l.text)
+			if len(c) > qemuMaxLine {
+				c = c[:qemuMaxLine] // QEMU reads longer lines in pieces
+			}
+			out.WriteString(c + "\n")
 		} else {
 			out.WriteString(l.text + "\n")
 		}

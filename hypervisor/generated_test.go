@@ -207,6 +207,23 @@ func TestCombineQEMUConfig(t *testing.T) {
 	}
 }
 
+func TestCombineQEMUConfigLongOverride(t *testing.T) {
+	user := "[m]\n  a = \"" + strings.Repeat("x", 1010) + "\"\n"
+	got, err := CombineQEMUConfig([]byte(user), []QEMUSection{{Type: "m", Settings: []Setting{{"a", "1"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range strings.Split(string(got), "\n") {
+		if len(l) > qemuMaxLine {
+			t.Errorf("line %d is %d characters long", i+1, len(l))
+		}
+	}
+	// The result reads back.
+	if _, err := CombineQEMUConfig(got, nil); err != nil {
+		t.Errorf("combined file does not parse: %v", err)
+	}
+}
+
 func TestWriteGenerated(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "vm.conf")
@@ -239,13 +256,25 @@ func FuzzCombineQEMUConfig(f *testing.F) {
 	f.Add("[machine]\n  type = \"q35\"\n")
 	f.Add("[drive \"a\"]\nfile=\"x\"\n# c\n")
 	f.Fuzz(func(t *testing.T, user string) {
-		_, _ = CombineQEMUConfig([]byte(user), []QEMUSection{{Type: "machine", Settings: []Setting{{"accel", "tcg"}}}})
+		out, err := CombineQEMUConfig([]byte(user), []QEMUSection{{Type: "machine", Settings: []Setting{{"accel", "tcg"}}}})
+		if err != nil {
+			return
+		}
+		if _, err := CombineQEMUConfig(out, nil); err != nil {
+			t.Fatalf("combined file does not parse: %v\n%s", err, out)
+		}
 	})
 }
 
 func FuzzCombineBhyveConfig(f *testing.F) {
 	f.Add("memory.size=1G\n# c\n")
 	f.Fuzz(func(t *testing.T, user string) {
-		_, _ = CombineBhyveConfig([]byte(user), []Setting{{"memory.size", "1G"}})
+		out, err := CombineBhyveConfig([]byte(user), []Setting{{"memory.size", "1G"}})
+		if err != nil {
+			return
+		}
+		if _, err := CombineBhyveConfig(out, nil); err != nil {
+			t.Fatalf("combined file does not parse: %v\n%s", err, out)
+		}
 	})
 }
