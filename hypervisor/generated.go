@@ -52,12 +52,6 @@ func splitLines(b []byte) []string {
 	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
 }
 
-// isComment reports whether a line is blank or a '#' comment.
-func isComment(line string) bool {
-	t := strings.TrimSpace(line)
-	return t == "" || strings.HasPrefix(t, "#")
-}
-
 // ---- bhyve -k format ----
 
 // bhyveKey matches a bhyve config key: dot-separated non-empty names.
@@ -104,20 +98,33 @@ func CombineBhyveConfig(user []byte, generated []Setting) ([]byte, error) {
 	var out bytes.Buffer
 	out.WriteString(bhyveHeader)
 	for n, line := range splitLines(user) {
-		line = strings.TrimSuffix(line, "\r")
-		if isComment(line) {
+		bad := func(problem string) ([]byte, error) {
+			return nil, &SyntaxError{Line: n + 1, Text: line, Problem: problem}
+		}
+		// bhyve reads lines literally: only an empty line is blank, only
+		// '#' in the first column starts a comment, and the key is
+		// everything before '=', spaces included.
+		if line == "" || line[0] == '#' {
 			out.WriteString(line + "\n")
 			continue
 		}
+		t := strings.TrimSpace(line)
 		key, _, ok := strings.Cut(line, "=")
-		key = strings.TrimSpace(key)
 		switch {
+		case strings.HasSuffix(line, "\r"):
+			return bad("Windows line ending (CR); save the file with Unix line endings")
+		case t == "":
+			return bad("line holds only spaces; leave blank lines empty")
+		case t[0] == '#':
+			return bad("indented comment; bhyve reads '#' as a comment only in the first column")
 		case !ok:
-			return nil, &SyntaxError{Line: n + 1, Text: line, Problem: "expected key=value or a # comment"}
+			return bad("expected key=value or a # comment")
+		case key != strings.TrimSpace(key):
+			return bad("spaces around the key; bhyve takes the key literally (write key=value)")
 		case key == "":
-			return nil, &SyntaxError{Line: n + 1, Text: line, Problem: "missing key before '='"}
+			return bad("missing key before '='")
 		case !bhyveKey.MatchString(key):
-			return nil, &SyntaxError{Line: n + 1, Text: line, Problem: "invalid key (use dot-separated names of letters, digits, '_' and '-', like memory.size)"}
+			return bad("invalid key (use dot-separated names of letters, digits, '_' and '-', like memory.size)")
 		}
 		overridden := false
 		for _, g := range generated {
