@@ -2,4 +2,8 @@ module github.com/vmstated/vmstated
 
 go 1.26.8
 
-require github.com/looplab/fsm v1.0.3
+require (
+	github.com/fsnotify/fsnotify v1.10.1
+	github.com/looplab/fsm v1.0.3
+	golang.org/x/sys v0.49.0
+)
