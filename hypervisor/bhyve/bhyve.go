@@ -57,17 +57,21 @@ type Options struct {
 	Binary string
 	// Bhyvectl is the bhyvectl program; empty means DefaultBhyvectl.
 	Bhyvectl string
-	// GenerateACPITables sets acpi_tables=true (bhyve -A); most guests
-	// need it.
-	GenerateACPITables bool
-	// VMExitOnHalt sets x86.vmexit_on_hlt=true (bhyve -H), so that an idle
-	// guest does not spin a host CPU.
-	VMExitOnHalt bool
+	// GenerateACPITables sets acpi_tables (bhyve -A); most guests need it
+	// on. Nil leaves whatever the user's config file says: like
+	// vmstated(8), only settings the VM's config names are generated.
+	GenerateACPITables *bool
+	// VMExitOnHalt sets x86.vmexit_on_hlt (bhyve -H), so that an idle
+	// guest does not spin a host CPU. Nil leaves the config file's value.
+	VMExitOnHalt *bool
 }
+
+// Bool returns a pointer to b, for the optional switches of Options.
+func Bool(b bool) *bool { return &b }
 
 // DefaultOptions are used when Spec.Options is nil: both switches on.
 func DefaultOptions() Options {
-	return Options{Binary: DefaultBinary, Bhyvectl: DefaultBhyvectl, GenerateACPITables: true, VMExitOnHalt: true}
+	return Options{Binary: DefaultBinary, Bhyvectl: DefaultBhyvectl, GenerateACPITables: Bool(true), VMExitOnHalt: Bool(true)}
 }
 
 // ErrBadSpec is wrapped by errors about an unusable Spec or Options.
@@ -105,9 +109,12 @@ var vmName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.\-]*$`)
 // they are written: acpi_tables, x86.vmexit_on_hlt, memory.size, cpus,
 // sockets, cores, threads and lpc.bootrom (the last six only when set).
 func Settings(spec hypervisor.Spec, o Options) []hypervisor.Setting {
-	s := []hypervisor.Setting{
-		{Key: "acpi_tables", Value: strconv.FormatBool(o.GenerateACPITables)},
-		{Key: "x86.vmexit_on_hlt", Value: strconv.FormatBool(o.VMExitOnHalt)},
+	var s []hypervisor.Setting
+	if o.GenerateACPITables != nil {
+		s = append(s, hypervisor.Setting{Key: "acpi_tables", Value: strconv.FormatBool(*o.GenerateACPITables)})
+	}
+	if o.VMExitOnHalt != nil {
+		s = append(s, hypervisor.Setting{Key: "x86.vmexit_on_hlt", Value: strconv.FormatBool(*o.VMExitOnHalt)})
 	}
 	if spec.MemoryMB > 0 {
 		s = append(s, hypervisor.Setting{Key: "memory.size", Value: strconv.FormatInt(spec.MemoryMB, 10) + "M"})

@@ -55,8 +55,8 @@ func standinOptions() *Options {
 	return &Options{
 		Binary:             filepath.Join(binDir, "bhyve"),
 		Bhyvectl:           filepath.Join(binDir, "bhyvectl"),
-		GenerateACPITables: true,
-		VMExitOnHalt:       true,
+		GenerateACPITables: Bool(true),
+		VMExitOnHalt:       Bool(true),
 	}
 }
 
@@ -184,7 +184,7 @@ func TestGeneratedConfig(t *testing.T) {
 
 func TestNoConfigFile(t *testing.T) {
 	o := standinOptions()
-	o.GenerateACPITables, o.VMExitOnHalt = false, false
+	o.GenerateACPITables, o.VMExitOnHalt = Bool(false), Bool(false)
 	spec := hypervisor.Spec{Name: uniqueName(), MemoryMB: 256, RunDir: filepath.Join(t.TempDir(), "run"), Options: o}
 	inst, out := start(t, spec)
 	ctx, cancel := context.WithTimeout(context.Background(), guard)
@@ -273,11 +273,18 @@ func TestBadSpec(t *testing.T) {
 
 func TestDefaultOptions(t *testing.T) {
 	o, err := options(hypervisor.Spec{})
-	if err != nil || o != DefaultOptions() {
+	if err != nil || o.Binary != DefaultBinary || o.Bhyvectl != DefaultBhyvectl ||
+		o.GenerateACPITables == nil || !*o.GenerateACPITables || o.VMExitOnHalt == nil || !*o.VMExitOnHalt {
 		t.Errorf("nil Options gave %+v, %v", o, err)
 	}
 	o, _ = options(hypervisor.Spec{Options: &Options{}})
-	if o.Binary != DefaultBinary || o.Bhyvectl != DefaultBhyvectl || o.GenerateACPITables {
+	if o.Binary != DefaultBinary || o.Bhyvectl != DefaultBhyvectl || o.GenerateACPITables != nil || o.VMExitOnHalt != nil {
 		t.Errorf("empty Options gave %+v", o)
+	}
+	// Unset switches are not generated, so the user's file keeps its own.
+	for _, set := range Settings(hypervisor.Spec{}, Options{}) {
+		if set.Key == "acpi_tables" || set.Key == "x86.vmexit_on_hlt" {
+			t.Errorf("unset switch generated: %+v", set)
+		}
 	}
 }
