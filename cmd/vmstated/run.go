@@ -14,6 +14,7 @@ import (
 	"github.com/vmstated/vmstated/config"
 	"github.com/vmstated/vmstated/daemon"
 	"github.com/vmstated/vmstated/hypervisor"
+	"github.com/vmstated/vmstated/hypervisor/bhyve"
 	"github.com/vmstated/vmstated/hypervisor/exec"
 	"github.com/vmstated/vmstated/hypervisor/qemu"
 	"github.com/vmstated/vmstated/supervisor"
@@ -132,8 +133,9 @@ func run(ctx context.Context, o options, stderr io.Writer) (err error) {
 // drivers returns the hypervisor drivers this build has.
 func drivers() map[string]hypervisor.Driver {
 	return map[string]hypervisor.Driver{
-		"qemu": qemu.New(),
-		"exec": exec.New(),
+		"qemu":  qemu.New(),
+		"bhyve": bhyve.New(),
+		"exec":  exec.New(),
 	}
 }
 
