@@ -174,37 +174,18 @@ func Run(ctx context.Context, req Request) Result {
 	for _, ls := range streams {
 		go ls.read()
 	}
+	// Wait in this goroutine, as plain os/exec does: handing the wait to
+	// another goroutine costs a measurable share of a short hook's run.
+	// A watcher goroutine enforces the timeout and cancellation meanwhile.
 	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait() // the status is read from cmd.ProcessState below
-		close(exited)
-	}()
-
-	pgid := cmd.Process.Pid // Setpgid: the hook leads its own group
-	timer := time.NewTimer(timeout)
-	select {
-	case <-exited:
-	case <-timer.C:
-		res.TimedOut = true
-	case <-ctx.Done():
-		res.Canceled = true
-	}
-	timer.Stop()
-	stoppedAt := time.Since(start)
-	if res.TimedOut || res.Canceled {
-		res.Stopped = "SIGTERM"
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		grace := time.NewTimer(grace)
-		select {
-		case <-exited:
-		case <-grace.C:
-			res.Stopped = "SIGKILL"
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			<-exited
-		}
-		grace.Stop()
-	}
+	watched := make(chan watchOutcome, 1)
+	go watch(ctx, cmd.Process.Pid, timeout, grace, start, exited, watched)
+	_ = cmd.Wait() // the status is read from cmd.ProcessState below
 	res.Duration = time.Since(start)
+	close(exited)
+	w := <-watched
+	res.TimedOut, res.Canceled, res.Stopped = w.timedOut, w.canceled, w.stopped
+	stoppedAt := w.at
 
 	for _, ls := range streams {
 		ls.drain()
@@ -221,6 +202,46 @@ func Run(ctx context.Context, req Request) Result {
 	}
 	res.Err = failure(res, stoppedAt)
 	return res
+}
+
+// watchOutcome is what the watcher did to the hook.
+type watchOutcome struct {
+	timedOut, canceled bool
+	stopped            string        // strongest signal sent, if any
+	at                 time.Duration // when stopping began, after start
+}
+
+// watch stops the hook's process group when the timeout passes or ctx
+// ends: SIGTERM, then SIGKILL if the hook has not exited after grace. It
+// returns (through out) once exited is closed.
+func watch(ctx context.Context, pgid int, timeout, grace time.Duration, start time.Time, exited <-chan struct{}, out chan<- watchOutcome) {
+	var w watchOutcome
+	defer func() { out <- w }()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case <-exited:
+		return
+	case <-timer.C:
+		w.timedOut = true
+	case <-ctx.Done():
+		w.canceled = true
+	}
+	w.at = time.Since(start)
+	// The leader may have been reaped an instant ago (exited is closed
+	// right after); the group id cannot have been reused in that time, and
+	// any leftover members of the group belong to this hook.
+	w.stopped = "SIGTERM"
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	graceTimer := time.NewTimer(grace)
+	defer graceTimer.Stop()
+	select {
+	case <-exited:
+	case <-graceTimer.C:
+		w.stopped = "SIGKILL"
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		<-exited
+	}
 }
 
 // failure builds the error for a finished run, nil on success.
