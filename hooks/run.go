@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -174,16 +175,18 @@ func Run(ctx context.Context, req Request) Result {
 	for _, ls := range streams {
 		go ls.read()
 	}
-	// Wait in this goroutine, as plain os/exec does: handing the wait to
-	// another goroutine costs a measurable share of a short hook's run.
-	// A watcher goroutine enforces the timeout and cancellation meanwhile.
-	exited := make(chan struct{})
-	watched := make(chan watchOutcome, 1)
-	go watch(ctx, cmd.Process.Pid, timeout, grace, start, exited, watched)
+	// Wait in this goroutine, as plain os/exec does, and enforce the
+	// timeout and cancellation from timer and context callbacks: extra
+	// goroutines to hand the wait to cost a measurable share of a short
+	// hook's run on a small machine.
+	st := &stopper{pgid: cmd.Process.Pid, grace: grace, start: start}
+	timer := time.AfterFunc(timeout, func() { st.stop(false) })
+	stopCtx := context.AfterFunc(ctx, func() { st.stop(true) })
 	_ = cmd.Wait() // the status is read from cmd.ProcessState below
 	res.Duration = time.Since(start)
-	close(exited)
-	w := <-watched
+	timer.Stop()
+	stopCtx()
+	w := st.finish()
 	res.TimedOut, res.Canceled, res.Stopped = w.timedOut, w.canceled, w.stopped
 	stoppedAt := w.at
 
@@ -204,44 +207,59 @@ func Run(ctx context.Context, req Request) Result {
 	return res
 }
 
-// watchOutcome is what the watcher did to the hook.
+// watchOutcome is what the stopper did to the hook.
 type watchOutcome struct {
 	timedOut, canceled bool
 	stopped            string        // strongest signal sent, if any
 	at                 time.Duration // when stopping began, after start
 }
 
-// watch stops the hook's process group when the timeout passes or ctx
-// ends: SIGTERM, then SIGKILL if the hook has not exited after grace. It
-// returns (through out) once exited is closed.
-func watch(ctx context.Context, pgid int, timeout, grace time.Duration, start time.Time, exited <-chan struct{}, out chan<- watchOutcome) {
-	var w watchOutcome
-	defer func() { out <- w }()
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	select {
-	case <-exited:
+// stopper ends a hook's process group on timeout or cancellation: SIGTERM
+// first, SIGKILL if the hook has not exited after the grace period. Its
+// mutex belongs to one run.
+type stopper struct {
+	mu     sync.Mutex
+	pgid   int
+	grace  time.Duration
+	start  time.Time
+	exited bool
+	kill   *time.Timer
+	w      watchOutcome
+}
+
+func (s *stopper) stop(canceled bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.exited || s.w.stopped != "" {
 		return
-	case <-timer.C:
-		w.timedOut = true
-	case <-ctx.Done():
-		w.canceled = true
 	}
-	w.at = time.Since(start)
-	// The leader may have been reaped an instant ago (exited is closed
-	// right after); the group id cannot have been reused in that time, and
-	// any leftover members of the group belong to this hook.
-	w.stopped = "SIGTERM"
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	graceTimer := time.NewTimer(grace)
-	defer graceTimer.Stop()
-	select {
-	case <-exited:
-	case <-graceTimer.C:
-		w.stopped = "SIGKILL"
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		<-exited
+	s.w.timedOut, s.w.canceled = !canceled, canceled
+	s.w.at = time.Since(s.start)
+	s.w.stopped = "SIGTERM"
+	// The leader may have been reaped an instant ago (finish runs right
+	// after); the group id cannot have been reused in that time, and any
+	// leftover members of the group belong to this hook.
+	_ = syscall.Kill(-s.pgid, syscall.SIGTERM)
+	s.kill = time.AfterFunc(s.grace, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if !s.exited {
+			s.w.stopped = "SIGKILL"
+			_ = syscall.Kill(-s.pgid, syscall.SIGKILL)
+		}
+	})
+}
+
+// finish records that the hook has exited, so no signal is sent after it,
+// and reports what was done.
+func (s *stopper) finish() watchOutcome {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.exited = true
+	if s.kill != nil {
+		s.kill.Stop()
 	}
+	return s.w
 }
 
 // failure builds the error for a finished run, nil on success.
