@@ -10,6 +10,14 @@ import (
 	"time"
 )
 
+const readBufSize = 32 * 1024
+
+// readBufs recycles read buffers between runs: a fresh 32 KiB buffer per
+// stream would grow each reader goroutine's stack, which is a noticeable
+// part of the cost of a hook that prints nothing. A Pool holds no lock
+// while a hook runs.
+var readBufs = sync.Pool{New: func() any { return new([readBufSize]byte) }}
+
 // lineSink turns the bytes of a hook's stdout and stderr into whole,
 // tagged lines on one writer. Both streams share its mutex, which also
 // guards their partial lines, so each line reaches the writer in a single
@@ -119,7 +127,9 @@ func (s *lineSink) detach() {
 // until every writer (a leftover background process) has closed the pipe.
 func (ls *lineStream) read() {
 	f := ls.f
-	buf := make([]byte, 32*1024)
+	bp := readBufs.Get().(*[readBufSize]byte)
+	defer readBufs.Put(bp)
+	buf := bp[:]
 	var drainStart time.Time
 	eof := false
 	for {
