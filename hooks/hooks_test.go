@@ -731,3 +731,55 @@ func TestLineSinkSplitsAndFlushes(t *testing.T) {
 		t.Errorf("output = %q, want %q", got, want)
 	}
 }
+
+func TestRunStrictness(t *testing.T) {
+	dir := hookDir(t)
+	installHook(t, dir, "start_network", "ok.sh", 0o777)
+	tests := []struct {
+		strict Strictness
+		ok     bool
+	}{
+		{StrictOff, true},
+		{StrictOn, false},
+		{StrictAuto, os.Geteuid() != 0},
+	}
+	for _, tt := range tests {
+		res := run(t, context.Background(), Request{Env: Env{State: "start_network", ConfigDir: dir}, Strict: tt.strict})
+		if res.OK() != tt.ok {
+			t.Errorf("Strict=%d: %s, want ok=%v", tt.strict, res.Reason(), tt.ok)
+		}
+		if !tt.ok && !errors.Is(res.Err, ErrInsecure) {
+			t.Errorf("Strict=%d: Err = %v, want ErrInsecure", tt.strict, res.Err)
+		}
+	}
+}
+
+func TestRunSeparateScriptPath(t *testing.T) {
+	// Hooks live elsewhere; they still run in the config dir.
+	config, scripts := hookDir(t), hookDir(t)
+	installHook(t, scripts, "stop_network", "env.sh", 0o755)
+	res := run(t, context.Background(), Request{
+		Env:        Env{State: "stop_network", ConfigDir: config},
+		ScriptPath: scripts,
+	})
+	if !res.OK() || res.Path != filepath.Join(scripts, "stop_network") {
+		t.Fatalf("result = %+v", res)
+	}
+	if b, err := os.ReadFile(filepath.Join(config, "cwd.out")); err != nil || strings.TrimSpace(string(b)) != config {
+		t.Errorf("cwd.out = %q, %v; want %s", b, err, config)
+	}
+}
+
+func TestRunBadRequest(t *testing.T) {
+	dir := hookDir(t)
+	for _, req := range []Request{
+		{Env: Env{Name: "", State: "start_network", ConfigDir: dir}},
+		{Env: Env{Name: "vm", State: "../x", ConfigDir: dir}},
+		{Env: Env{Name: "vm", State: "start_network"}},
+	} {
+		res := Run(context.Background(), req)
+		if res.OK() || !errors.Is(res.Err, ErrInvalid) || res.Reason() == "" {
+			t.Errorf("Run(%+v) = %+v, want ErrInvalid", req, res)
+		}
+	}
+}
