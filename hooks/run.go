@@ -172,9 +172,13 @@ func Run(ctx context.Context, req Request) Result {
 		sink.stream(outR, "[hook "+env.State+"] "),
 		sink.stream(errR, "[hook "+env.State+" stderr] "),
 	}
-	for _, ls := range streams {
-		go ls.read()
-	}
+	// Most hooks print little and finish in a few milliseconds: their
+	// output fits in the pipes, and Run reads it after they exit without
+	// starting any goroutine. Readers start only for a hook still running
+	// after readerDelay, so that a chatty one never blocks on a full pipe
+	// for longer than that.
+	lazy := &lazyReaders{}
+	readerTimer := time.AfterFunc(readerDelay, func() { lazy.start(streams) })
 	// Wait in this goroutine, as plain os/exec does, and enforce the
 	// timeout and cancellation from timer and context callbacks: extra
 	// goroutines to hand the wait to cost a measurable share of a short
@@ -190,11 +194,18 @@ func Run(ctx context.Context, req Request) Result {
 	res.TimedOut, res.Canceled, res.Stopped = w.timedOut, w.canceled, w.stopped
 	stoppedAt := w.at
 
-	for _, ls := range streams {
-		ls.drain()
-	}
-	for _, ls := range streams {
-		<-ls.stopped
+	readerTimer.Stop()
+	if lazy.finish() {
+		for _, ls := range streams {
+			ls.drain()
+		}
+		for _, ls := range streams {
+			<-ls.stopped
+		}
+	} else {
+		for _, ls := range streams {
+			ls.finishInline()
+		}
 	}
 	sink.detach()
 
@@ -205,6 +216,39 @@ func Run(ctx context.Context, req Request) Result {
 	}
 	res.Err = failure(res, stoppedAt)
 	return res
+}
+
+// readerDelay is how long a hook runs before goroutines start reading its
+// output; until then the pipes buffer it.
+const readerDelay = 10 * time.Millisecond
+
+// lazyReaders starts the reader goroutines once, unless the hook has
+// exited first.
+type lazyReaders struct {
+	mu       sync.Mutex
+	started  bool
+	finished bool
+}
+
+func (l *lazyReaders) start(streams []*lineStream) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.finished {
+		return
+	}
+	l.started = true
+	for _, ls := range streams {
+		go ls.read()
+	}
+}
+
+// finish reports whether the readers were started; after it, they never
+// will be.
+func (l *lazyReaders) finish() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.finished = true
+	return l.started
 }
 
 // watchOutcome is what the stopper did to the hook.
