@@ -425,13 +425,18 @@ func readPid(t *testing.T, path string) int {
 }
 
 func TestRunBackgroundChildHoldsPipe(t *testing.T) {
-	for _, fixture := range []string{"background.sh", "chatty.sh"} {
-		t.Run(fixture, func(t *testing.T) {
+	// With no delay the hook usually exits before reader goroutines start;
+	// with one, they are running when it exits. Both paths must finish.
+	for _, tc := range []struct{ fixture, delay string }{
+		{"background.sh", "0"}, {"background.sh", "0.2"},
+		{"chatty.sh", "0"}, {"chatty.sh", "0.2"},
+	} {
+		t.Run(tc.fixture+"/delay="+tc.delay, func(t *testing.T) {
 			dir := hookDir(t)
-			installHook(t, dir, "start_network", fixture, 0o755)
+			installHook(t, dir, "start_network", tc.fixture, 0o755)
 			log := &lineLog{}
 			res := run(t, context.Background(), Request{
-				Env: Env{State: "start_network", ConfigDir: dir},
+				Env: Env{State: "start_network", ConfigDir: dir, Config: map[string]string{"delay": tc.delay}},
 				// Were Run waiting for the pipe to close, it would hit this.
 				Timeout: 10 * time.Minute,
 				Output:  log,
