@@ -186,7 +186,7 @@ func Run(ctx context.Context, req Request) Result {
 	st := &stopper{pgid: cmd.Process.Pid, grace: grace, start: start}
 	timer := time.AfterFunc(timeout, func() { st.stop(false) })
 	stopCtx := context.AfterFunc(ctx, func() { st.stop(true) })
-	_ = cmd.Wait() // the status is read from cmd.ProcessState below
+	waitErr := cmd.Wait() // an exit status is read from cmd.ProcessState below
 	res.Duration = time.Since(start)
 	timer.Stop()
 	stopCtx()
@@ -209,6 +209,11 @@ func Run(ctx context.Context, req Request) Result {
 	}
 	sink.detach()
 
+	if cmd.ProcessState == nil {
+		// Only if something else in the process reaped the child.
+		res.Err = &hookError{ErrFailed, fmt.Sprintf("hook %s: its exit status is lost: %v", env.State, waitErr)}
+		return res
+	}
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		res.Signal = signalName(ws.Signal())
 	} else {
