@@ -10,10 +10,10 @@
 //     file) is a failure, with a reason that says what to fix.
 //   - In strict mode (the default when the daemon runs as root) a hook that
 //     is writable by group or others, or is owned by anyone but root (or the
-//     daemon's own user), is refused,
-//     and so is a hook whose directory has those faults; the reason names
-//     the file and the fault. Like sshd's StrictModes, this stops anyone who
-//     can edit a hook from gaining root through it.
+//     daemon's own user), is refused, and so is a hook whose directory has
+//     those faults; the reason names the file and the fault. Like sshd's
+//     StrictModes, this stops anyone who can edit a hook from gaining root
+//     through it.
 //   - The hook runs as `<hook> <vm-name> <state>` in the VM's config
 //     directory with stdin from /dev/null and a clean environment (see Env).
 //   - Its stdout and stderr reach the caller's writer (the VM's log) one line
