@@ -818,3 +818,37 @@ func TestRunBadRequest(t *testing.T) {
 		}
 	}
 }
+
+// TestRunTimeoutKillsLeftovers: when a hook is stopped, members of its
+// process group that survive SIGTERM get SIGKILL after the grace period,
+// even though the hook itself died of SIGTERM.
+func TestRunTimeoutKillsLeftovers(t *testing.T) {
+	dir := hookDir(t)
+	installHook(t, dir, "start_network", "termchild.sh", 0o755)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := &lineLog{onLine: func(line string) {
+		if strings.HasSuffix(line, "] started") {
+			cancel()
+		}
+	}}
+	res := run(t, ctx, Request{
+		Env:     Env{State: "start_network", ConfigDir: dir},
+		Timeout: 10 * time.Minute,
+		Grace:   300 * time.Millisecond,
+		Output:  log,
+	})
+	pgid := readPid(t, filepath.Join(dir, "pgid"))
+	t.Cleanup(func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) })
+	if !res.Canceled || res.Signal != "SIGTERM" || res.Stopped != "SIGKILL" {
+		t.Fatalf("result = %+v; want canceled, the hook dead of SIGTERM, its group sent SIGKILL", res)
+	}
+	// The child is killed; its parent is gone, so init reaps it.
+	deadline := time.Now().Add(guard)
+	for syscall.Kill(-pgid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the child that ignored SIGTERM is still alive")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

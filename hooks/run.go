@@ -193,6 +193,9 @@ func Run(ctx context.Context, req Request) Result {
 	w := st.finish()
 	res.TimedOut, res.Canceled, res.Stopped = w.timedOut, w.canceled, w.stopped
 	stoppedAt := w.at
+	if w.stopped == "SIGTERM" && pursueGroup(cmd.Process.Pid, start.Add(w.at+grace)) {
+		res.Stopped = "SIGKILL"
+	}
 
 	readerTimer.Stop()
 	if lazy.finish() {
@@ -309,6 +312,24 @@ func (s *stopper) finish() watchOutcome {
 		s.kill.Stop()
 	}
 	return s.w
+}
+
+// pursueGroup finishes stopping a hook whose own process exited after
+// SIGTERM: members of its group that are still there when the grace period
+// ends get SIGKILL too, as a stopped hook must not leave its work running.
+// It reports whether it had to send SIGKILL. (A successful hook's leftover
+// processes are never pursued; only a timed-out or canceled one's are.)
+func pursueGroup(pgid int, deadline time.Time) (killed bool) {
+	// While any member is alive the kernel keeps the group id in use, so
+	// it cannot name some other group.
+	for syscall.Kill(-pgid, 0) == nil {
+		if !time.Now().Before(deadline) {
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			return true
+		}
+		time.Sleep(min(20*time.Millisecond, time.Until(deadline)+time.Millisecond))
+	}
+	return false
 }
 
 // failure builds the error for a finished run, nil on success.
