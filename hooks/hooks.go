@@ -24,8 +24,9 @@
 //   - Exit status 0 is success; any other status, a signal, a timeout or a
 //     cancellation is a failure.
 //   - On timeout or cancellation the hook's process group gets SIGTERM, then
-//     SIGKILL after a grace period. Run waits for the hook process to exit,
-//     not for its output pipes to close: a background process that keeps
+//     SIGKILL after a grace period if the hook, or anything else in its
+//     group, is still there. Run waits for the hook process to exit, not
+//     for its output pipes to close: a background process that keeps
 //     them open does not hold the caller up. (A process the hook moved
 //     into a session or group of its own escapes these signals.)
 //   - Processes a successful hook leaves behind (a daemon it started on
