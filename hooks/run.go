@@ -19,7 +19,8 @@ import (
 // Request describes one hook run.
 type Request struct {
 	// Env names the VM and the state; Env.Name and Env.State are required.
-	// Env.ConfigDir is the hook's working directory.
+	// Env.ConfigDir is the hook's working directory (ScriptPath when it is
+	// empty).
 	Env Env
 	// ScriptPath is the directory holding the hooks; empty means
 	// Env.ConfigDir. It must be absolute.
