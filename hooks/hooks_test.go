@@ -700,9 +700,12 @@ func TestRunConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	results := make([]Result, n)
 	logs := make([]*lineLog, n)
+	dirs := make([]string, n)
 	for i := range n {
-		dir := hookDir(t)
-		installHook(t, dir, "start_storage", "ok.sh", 0o755)
+		dirs[i] = hookDir(t)
+		installHook(t, dirs[i], "start_storage", "ok.sh", 0o755)
+	}
+	for i, dir := range dirs {
 		logs[i] = &lineLog{}
 		wg.Go(func() {
 			results[i] = Run(context.Background(), Request{
@@ -850,5 +853,30 @@ func TestRunTimeoutKillsLeftovers(t *testing.T) {
 			t.Fatal("the child that ignored SIGTERM is still alive")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestRunTextFileBusy: a hook that is briefly open for writing (being
+// saved) makes exec fail with ETXTBSY; Run tries again.
+func TestRunTextFileBusy(t *testing.T) {
+	dir := hookDir(t)
+	path := installHook(t, dir, "start_storage", "ok.sh", 0o755)
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan Result, 1)
+	go func() {
+		done <- Run(context.Background(), Request{Env: Env{Name: "vm", State: "start_storage", ConfigDir: dir}})
+	}()
+	time.Sleep(20 * time.Millisecond)
+	f.Close()
+	select {
+	case res := <-done:
+		if !res.OK() {
+			t.Fatalf("Run: %s", res.Reason())
+		}
+	case <-time.After(guard):
+		t.Fatal("Run did not return")
 	}
 }

@@ -145,18 +145,31 @@ func Run(ctx context.Context, req Request) Result {
 		res.Err = &hookError{ErrStart, fmt.Sprintf("hook %s could not be started: %v", env.State, err)}
 		return res
 	}
-	cmd := &exec.Cmd{
-		Path:   path,
-		Args:   []string{path, env.Name, env.State},
-		Env:    env.Environ(),
-		Dir:    dir,
-		Stdout: outW, // *os.File: handed to the child as is, no copying goroutine
-		Stderr: errW,
-		// Stdin nil: os/exec opens /dev/null.
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+	environ := env.Environ()
+	var cmd *exec.Cmd
+	var start time.Time
+	for attempt := 0; ; attempt++ {
+		cmd = &exec.Cmd{
+			Path:   path,
+			Args:   []string{path, env.Name, env.State},
+			Env:    environ,
+			Dir:    dir,
+			Stdout: outW, // *os.File: handed to the child as is, no copying goroutine
+			Stderr: errW,
+			// Stdin nil: os/exec opens /dev/null.
+			SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+		}
+		start = time.Now()
+		err = cmd.Start()
+		// "Text file busy": some process has the hook open for writing.
+		// That is usually brief (an editor saving it, or another fork of
+		// this process holding the descriptor until its exec), so try a
+		// few more times before failing.
+		if !errors.Is(err, syscall.ETXTBSY) || attempt >= 7 || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(time.Duration(attempt+1) * 10 * time.Millisecond)
 	}
-	start := time.Now()
-	err = cmd.Start()
 	// The child holds its own copies now; ours must go so that end of file
 	// comes when the hook (and everything it started) is done writing.
 	outW.Close()
