@@ -381,6 +381,8 @@ func startFailure(state, path, dir string, err error) string {
 		msg += fmt.Sprintf(": make %s start with a #! line naming its interpreter", path)
 	case errors.Is(err, syscall.ENOENT):
 		msg += fmt.Sprintf(": the interpreter named on the #! line of %s may not exist", path)
+	case errors.Is(err, syscall.ETXTBSY):
+		msg += fmt.Sprintf(": a process keeps %s open for writing", path)
 	case errors.Is(err, syscall.EACCES):
 		msg += fmt.Sprintf(": check the permissions of %s and its interpreter, and that its file system is not mounted noexec", path)
 	}
