@@ -148,18 +148,23 @@ func (s *Supervisor) logFor(name string, cfg *settings) *vmLog {
 
 // add creates and starts the actor of a VM.
 func (s *Supervisor) add(name string, cfg *settings, configErr string, initial statemachine.State) *vm {
-	v := newVM(s, name, cfg, s.logFor(name, cfg), initial)
+	v := newVM(s, name, cfg, s.logFor(name, cfg), initial, time.Time{})
 	v.configErr = configErr
 	v.publishStatus()
+	s.register(v)
+	return v
+}
+
+// register adds an actor to the registry and starts it.
+func (s *Supervisor) register(v *vm) {
 	s.mu.Lock()
-	s.vms[name] = v
+	s.vms[v.name] = v
 	s.mu.Unlock()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		v.run(s.ctx)
 	}()
-	return v
 }
 
 // forget removes an actor from the registry (called by the actor itself as
