@@ -234,12 +234,20 @@ func (fl *Follower) setErr(err error) {
 // saveOffset replaces the sidecar atomically, so a crash leaves either the
 // old or the new offset.
 func (fl *Follower) saveOffset(off int64) {
-	tmp := fl.offPath + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.FormatInt(off, 10)+"\n"), 0o640); err != nil {
+	tmp, err := os.CreateTemp(filepath.Dir(fl.offPath), "."+filepath.Base(fl.offPath)+".tmp*")
+	if err != nil {
 		fl.setErr(fmt.Errorf("save follow offset: %w", err))
 		return
 	}
-	if err := os.Rename(tmp, fl.offPath); err != nil {
+	_, err = tmp.WriteString(strconv.FormatInt(off, 10) + "\n")
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), fl.offPath)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
 		fl.setErr(fmt.Errorf("save follow offset: %w", err))
 	}
 }
