@@ -12,6 +12,7 @@ import (
 // File names inside a VM's run directory.
 const (
 	qmpSocket    = "qmp.sock"
+	qmpAltSocket = "qmp-alt.sock"
 	serialSocket = "serial.sock"
 	vncSocket    = "vnc.sock"
 	pidFile      = "qemu.pid"
@@ -24,12 +25,13 @@ const maxSocketPath = 103
 
 // runPaths are the files QEMU creates in the run directory.
 type runPaths struct {
-	QMP, Serial, VNC, PID, Output string
+	QMP, QMPAlt, Serial, VNC, PID, Output string
 }
 
 func pathsFor(runDir string) runPaths {
 	return runPaths{
 		QMP:    filepath.Join(runDir, qmpSocket),
+		QMPAlt: filepath.Join(runDir, qmpAltSocket),
 		Serial: filepath.Join(runDir, serialSocket),
 		VNC:    filepath.Join(runDir, vncSocket),
 		PID:    filepath.Join(runDir, pidFile),
@@ -83,6 +85,10 @@ func buildArgs(spec hypervisor.Spec, o Options, accel, readConfig string) []stri
 	a = append(a,
 		"-chardev", "socket,id=qmp,path="+escape(p.QMP)+",server=on,wait=off",
 		"-mon", "chardev=qmp,mode=control",
+		// A QMP socket serves one client at a time; the second one lets a
+		// restarted daemon connect while a stale connection lingers.
+		"-chardev", "socket,id=qmp-alt,path="+escape(p.QMPAlt)+",server=on,wait=off",
+		"-mon", "chardev=qmp-alt,mode=control",
 		"-pidfile", p.PID,
 	)
 	if o.Serial {
@@ -185,7 +191,7 @@ func generatedSections(spec hypervisor.Spec, o Options, accel string) []hypervis
 // checkSocketPaths reports a run directory too long for unix sockets.
 func checkSocketPaths(runDir string) error {
 	p := pathsFor(runDir)
-	for _, s := range []string{p.QMP, p.Serial, p.VNC} {
+	for _, s := range []string{p.QMP, p.QMPAlt, p.Serial, p.VNC} {
 		if len(s) > maxSocketPath {
 			return fmt.Errorf("%w: socket path %s is longer than %d bytes, the limit for unix sockets: use a shorter run directory", ErrInvalidOptions, s, maxSocketPath)
 		}

@@ -58,6 +58,8 @@ func TestCommandLineRich(t *testing.T) {
 		"-vnc", "unix:/run/vmstated/web/vnc.sock",
 		"-chardev", "socket,id=qmp,path=/run/vmstated/web/qmp.sock,server=on,wait=off",
 		"-mon", "chardev=qmp,mode=control",
+		"-chardev", "socket,id=qmp-alt,path=/run/vmstated/web/qmp-alt.sock,server=on,wait=off",
+		"-mon", "chardev=qmp-alt,mode=control",
 		"-pidfile", "/run/vmstated/web/qemu.pid",
 		"-chardev", "socket,id=serial0,path=/run/vmstated/web/serial.sock,server=on,wait=off",
 		"-serial", "chardev:serial0",
@@ -90,7 +92,8 @@ func TestCommandLineMinimalAndConfigFile(t *testing.T) {
 	}
 	got := strings.Join(args, " ")
 	want := "-name guest=m -machine q35,accel=tcg -nodefaults -no-user-config -no-reboot -display none " +
-		"-chardev socket,id=qmp,path=/r/qmp.sock,server=on,wait=off -mon chardev=qmp,mode=control -pidfile /r/qemu.pid"
+		"-chardev socket,id=qmp,path=/r/qmp.sock,server=on,wait=off -mon chardev=qmp,mode=control " +
+		"-chardev socket,id=qmp-alt,path=/r/qmp-alt.sock,server=on,wait=off -mon chardev=qmp-alt,mode=control -pidfile /r/qemu.pid"
 	if got != want {
 		t.Errorf("minimal:\n got %s\nwant %s", got, want)
 	}

@@ -11,8 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +27,10 @@ export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
+if grep -q vmstated.stubborn /proc/cmdline; then
+	echo VMSTATED-GUEST-READY
+	while true; do sleep 60; done
+fi
 insmod /lib/evdev.ko
 insmod /lib/button.ko
 dev=""
@@ -47,116 +51,139 @@ while true; do sleep 60; done
 
 const powerButtonAction = "#!/bin/sh\npoweroff -f\n"
 
-// testGuest returns a kernel and initramfs that power off on the ACPI
-// power button, built once into the user's cache directory from Debian
-// packages. It skips the test when they cannot be had.
-func testGuest(t *testing.T) (kernel, initrd string) {
-	t.Helper()
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		t.Skipf("no user cache directory for the test guest: %v", err)
-	}
-	dir := filepath.Join(cache, "vmstated-test-guest-1") // bump when the guest changes
-	kernel, initrd = filepath.Join(dir, "vmlinuz"), filepath.Join(dir, "initrd.gz")
-	if _, err := os.Stat(initrd); err == nil {
-		return kernel, initrd
-	}
-	for _, tool := range []string{"apt-get", "apt-cache", "dpkg-deb"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("building the test guest needs %s (Debian): %v", tool, err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "apt-cache", "search", "--names-only", `^linux-image-6\.1\.0-[0-9]+-amd64$`).Output()
-	if err != nil {
-		t.Skipf("apt-cache search for a kernel failed: %v", err)
-	}
-	var kpkgs []string
-	for _, l := range strings.Split(string(out), "\n") {
-		if f := strings.Fields(l); len(f) > 0 {
-			kpkgs = append(kpkgs, f[0])
-		}
-	}
-	if len(kpkgs) == 0 {
-		t.Skip("no linux-image-6.1.0-*-amd64 package known to apt; run apt-get update")
-	}
-	num := regexp.MustCompile(`6\.1\.0-([0-9]+)-`)
-	sort.Slice(kpkgs, func(i, j int) bool {
-		var a, b int
-		fmt.Sscan(num.FindStringSubmatch(kpkgs[i])[1], &a)
-		fmt.Sscan(num.FindStringSubmatch(kpkgs[j])[1], &b)
-		return a < b
-	})
-	kpkg := kpkgs[len(kpkgs)-1]
+// guestFiles are the parts of the test guest taken from Debian packages.
+var guestFiles = []struct{ name, pattern string }{
+	{"vmlinuz", "boot/vmlinuz-*"},
+	{"busybox", "bin/busybox"},
+	{"button.ko", "lib/modules/*/kernel/drivers/acpi/button.ko"},
+	{"evdev.ko", "lib/modules/*/kernel/drivers/input/evdev.ko"},
+}
 
-	work, err := os.MkdirTemp("", "vmguest")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(work)
-	dl := exec.CommandContext(ctx, "apt-get", "download", kpkg, "busybox-static")
-	dl.Dir = work
-	if b, err := dl.CombinedOutput(); err != nil {
-		t.Skipf("apt-get download %s busybox-static failed: %v: %s", kpkg, err, b)
-	}
-	debs, _ := filepath.Glob(filepath.Join(work, "*.deb"))
-	root := filepath.Join(work, "root")
-	for _, deb := range debs {
-		if b, err := exec.CommandContext(ctx, "dpkg-deb", "-x", deb, root).CombinedOutput(); err != nil {
-			t.Skipf("dpkg-deb -x %s: %v: %s", deb, err, b)
+// testGuest returns a kernel and an initramfs that powers off on the ACPI
+// power button (or, booted with "vmstated.stubborn", ignores it). The
+// Debian parts are fetched once into the user's cache directory; the
+// initramfs is built afresh in a temporary directory. It skips the test
+// when the parts cannot be had.
+func testGuest(tb testing.TB) (kernel, initrd string) {
+	tb.Helper()
+	dir := guestCache(tb)
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			tb.Fatal(err)
 		}
+		return b
 	}
-	find := func(pattern string) string {
-		m, _ := filepath.Glob(filepath.Join(root, pattern))
-		if len(m) == 0 {
-			t.Skipf("the downloaded packages have no %s", pattern)
-		}
-		return m[0]
-	}
-	vmlinuz := find("boot/vmlinuz-*")
 	files := []cpioFile{
 		{name: "bin", mode: 0o40755}, {name: "proc", mode: 0o40755}, {name: "sys", mode: 0o40755},
 		{name: "dev", mode: 0o40755}, {name: "lib", mode: 0o40755}, {name: "etc", mode: 0o40755},
 		{name: "etc/acpi", mode: 0o40755}, {name: "etc/acpi/PWRF", mode: 0o40755},
 		{name: "init", mode: 0o100755, data: []byte(guestInit)},
 		{name: "etc/acpi/PWRF/00000080", mode: 0o100755, data: []byte(powerButtonAction)},
-	}
-	for _, f := range []struct{ dst, src string }{
-		{"bin/busybox", find("bin/busybox")},
-		{"lib/button.ko", find("lib/modules/*/kernel/drivers/acpi/button.ko")},
-		{"lib/evdev.ko", find("lib/modules/*/kernel/drivers/input/evdev.ko")},
-	} {
-		b, err := os.ReadFile(f.src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		files = append(files, cpioFile{name: f.dst, mode: 0o100755, data: b})
+		{name: "bin/busybox", mode: 0o100755, data: read("busybox")},
+		{name: "lib/button.ko", mode: 0o100644, data: read("button.ko")},
+		{name: "lib/evdev.ko", mode: 0o100644, data: read("evdev.ko")},
 	}
 	var img bytes.Buffer
 	zw := gzip.NewWriter(&img)
 	writeCPIO(zw, files)
 	zw.Close()
+	initrd = filepath.Join(tb.TempDir(), "initrd.gz")
+	if err := os.WriteFile(initrd, img.Bytes(), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return filepath.Join(dir, "vmlinuz"), initrd
+}
 
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	k, err := os.ReadFile(vmlinuz)
+var guestCacheMu sync.Mutex
+
+// guestCache fills the cache directory with guestFiles once.
+func guestCache(tb testing.TB) string {
+	tb.Helper()
+	guestCacheMu.Lock()
+	defer guestCacheMu.Unlock()
+	cache, err := os.UserCacheDir()
 	if err != nil {
-		t.Fatal(err)
+		tb.Skipf("no user cache directory for the test guest: %v", err)
 	}
-	if err := os.WriteFile(kernel, k, 0o644); err != nil {
-		t.Fatal(err)
+	dir := filepath.Join(cache, "vmstated-test-guest")
+	complete := true
+	for _, f := range guestFiles {
+		if _, err := os.Stat(filepath.Join(dir, f.name)); err != nil {
+			complete = false
+		}
 	}
-	// initrd.gz last: its presence marks the cache complete.
-	tmp := initrd + ".tmp"
-	if err := os.WriteFile(tmp, img.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
+	if complete {
+		return dir
 	}
-	if err := os.Rename(tmp, initrd); err != nil {
-		t.Fatal(err)
+	for _, tool := range []string{"apt-get", "apt-cache", "dpkg-deb"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			tb.Skipf("building the test guest needs %s (Debian): %v", tool, err)
+		}
 	}
-	return kernel, initrd
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "apt-cache", "search", "--names-only", `^linux-image-6\.1\.0-[0-9]+-amd64$`).Output()
+	if err != nil {
+		tb.Skipf("apt-cache search for a kernel failed: %v", err)
+	}
+	num := regexp.MustCompile(`^linux-image-6\.1\.0-([0-9]+)-amd64$`)
+	kpkg, best := "", -1
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 0 {
+			continue
+		}
+		if m := num.FindStringSubmatch(f[0]); m != nil {
+			var n int
+			fmt.Sscan(m[1], &n)
+			if n > best {
+				kpkg, best = f[0], n
+			}
+		}
+	}
+	if kpkg == "" {
+		tb.Skip("no linux-image-6.1.0-*-amd64 package known to apt; run apt-get update")
+	}
+
+	work, err := os.MkdirTemp("", "vmguest")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer os.RemoveAll(work)
+	dl := exec.CommandContext(ctx, "apt-get", "download", kpkg, "busybox-static")
+	dl.Dir = work
+	if b, err := dl.CombinedOutput(); err != nil {
+		tb.Skipf("apt-get download %s busybox-static failed: %v: %s", kpkg, err, b)
+	}
+	debs, _ := filepath.Glob(filepath.Join(work, "*.deb"))
+	root := filepath.Join(work, "root")
+	for _, deb := range debs {
+		if b, err := exec.CommandContext(ctx, "dpkg-deb", "-x", deb, root).CombinedOutput(); err != nil {
+			tb.Skipf("dpkg-deb -x %s: %v: %s", deb, err, b)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	for _, f := range guestFiles {
+		m, _ := filepath.Glob(filepath.Join(root, f.pattern))
+		if len(m) == 0 {
+			tb.Skipf("the downloaded packages have no %s", f.pattern)
+		}
+		b, err := os.ReadFile(m[0])
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tmp := filepath.Join(dir, f.name+".tmp")
+		if err := os.WriteFile(tmp, b, 0o644); err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, f.name)); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return dir
 }
 
 type cpioFile struct {

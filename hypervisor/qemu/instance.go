@@ -61,7 +61,7 @@ type instance struct {
 
 func newInstance(d *Driver, spec hypervisor.Spec, proc *process.Process, p runPaths, f *process.Follower) *instance {
 	o, _ := options(spec)
-	sockets := map[string]string{"qmp": p.QMP}
+	sockets := map[string]string{"qmp": p.QMP, "qmp-alt": p.QMPAlt}
 	if o.Serial {
 		sockets["serial"] = p.Serial
 	}
@@ -141,7 +141,7 @@ func (i *instance) run() {
 				}
 				cancel()
 			}()
-			nc, sub, err := connect(ctx, i.paths.QMP, i.proc)
+			nc, sub, err := connectAny(ctx, []string{i.paths.QMP, i.paths.QMPAlt}, i.proc)
 			cancel()
 			if err != nil {
 				<-i.proc.Done()
