@@ -143,6 +143,8 @@ func TestValidate(t *testing.T) {
 		{"nic type missing", Options{NICs: []NIC{{}}}, "type is missing"},
 		{"nic type", Options{NICs: []NIC{{Type: "bridge"}}}, "type \"bridge\""},
 		{"bad mac", Options{NICs: []NIC{{Type: "user", MAC: "52:54:00"}}}, "mac"},
+		{"daemonize", Options{ExtraArgs: []string{"-daemonize"}}, "-daemonize"},
+		{"paused start", Options{ExtraArgs: []string{"-S"}}, "-S"},
 		{"two problems", Options{Accel: "x", VGA: "y"}, "vga"},
 	}
 	for _, tt := range tests {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -142,9 +143,6 @@ func TestQEMUControls(t *testing.T) {
 	if s := status(t, inst); s != "running" {
 		t.Errorf("after Resume: %q", s)
 	}
-	if err := inst.(hypervisor.NMIer).NMI(ctx); err != nil {
-		t.Errorf("NMI: %v", err)
-	}
 
 	var img bytes.Buffer
 	format, err := inst.(hypervisor.Screenshotter).Screenshot(ctx, &img)
@@ -205,6 +203,72 @@ func TestQEMUReset(t *testing.T) {
 	}
 	if e := waitExit(t, inst); e.Reason != hypervisor.ExitReboot || e.Detail != "host-qmp-system-reset" {
 		t.Errorf("exit %+v, want reboot after a reset under -no-reboot", e)
+	}
+}
+
+// An NMI reaches the firmware, which may not expect one: SeaBIOS at "No
+// bootable device" sometimes triple-faults, and under -no-reboot that
+// ends QEMU as a guest reset.
+func TestQEMUNMI(t *testing.T) {
+	needQEMU(t)
+	inst := start(t, &Driver{}, diskless(t, nil))
+	if err := inst.(hypervisor.NMIer).NMI(testCtx(t)); err != nil {
+		t.Fatalf("NMI: %v", err)
+	}
+	if err := inst.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if e := waitExit(t, inst); e.Reason != hypervisor.ExitKilled && e.Detail != "guest-reset" {
+		t.Errorf("exit %+v, want killed, or a guest reset caused by the NMI", e)
+	}
+}
+
+// The QMP connection breaking while QEMU lives is not an exit: the
+// instance reconnects (to either socket) and carries on.
+func TestQEMUReconnectsQMP(t *testing.T) {
+	needQEMU(t)
+	inst := start(t, &Driver{}, diskless(t, nil))
+	i := inst.(*instance)
+	i.mu.Lock()
+	old := i.qmp
+	i.mu.Unlock()
+	old.Close()
+	ctx := testCtx(t)
+	for {
+		i.mu.Lock()
+		c := i.qmp
+		i.mu.Unlock()
+		if c != nil && c != old {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("no new QMP connection")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if _, ok := inst.Exit(); ok {
+		t.Fatal("a broken QMP connection was taken for an exit")
+	}
+	if s := status(t, inst); s != "running" {
+		t.Errorf("status after reconnecting: %q", s)
+	}
+	if err := inst.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if e := waitExit(t, inst); e.Reason != hypervisor.ExitKilled {
+		t.Errorf("exit %+v", e)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	needQEMU(t)
+	v, err := Version(testCtx(t), "")
+	if err != nil || !regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+`).MatchString(v) {
+		t.Errorf("Version = %q, %v", v, err)
+	}
+	if _, err := Version(testCtx(t), "/bin/true"); err == nil {
+		t.Error("Version of a program that prints nothing succeeded")
 	}
 }
 
