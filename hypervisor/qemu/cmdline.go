@@ -98,6 +98,17 @@ func buildArgs(spec hypervisor.Spec, o Options, accel, readConfig string) []stri
 		)
 	}
 	scsi := false
+	ide := 0
+	// ideSlot places IDE devices explicitly: q35's AHCI has six buses of
+	// one unit each, the pc machines two buses of two units.
+	ideSlot := func() string {
+		n := ide
+		ide++
+		if o.Machine == "pc" || strings.HasPrefix(o.Machine, "pc-i440fx") || o.Machine == "isapc" {
+			return fmt.Sprintf(",bus=ide.%d,unit=%d", n/2, n%2)
+		}
+		return fmt.Sprintf(",bus=ide.%d", n)
+	}
 	for i, d := range o.Disks {
 		id := fmt.Sprintf("disk%d", i)
 		drive := "file=" + escape(d.Path) + ",if=none,id=" + id
@@ -115,7 +126,7 @@ func buildArgs(spec hypervisor.Spec, o Options, accel, readConfig string) []stri
 		case "virtio":
 			a = append(a, "-device", "virtio-blk-pci,drive="+id)
 		case "ide":
-			a = append(a, "-device", "ide-hd,drive="+id)
+			a = append(a, "-device", "ide-hd,drive="+id+ideSlot())
 		case "scsi":
 			if !scsi {
 				a = append(a, "-device", "virtio-scsi-pci,id=scsi0")
@@ -127,7 +138,7 @@ func buildArgs(spec hypervisor.Spec, o Options, accel, readConfig string) []stri
 	if o.CDROM != "" {
 		a = append(a,
 			"-drive", "file="+escape(o.CDROM)+",if=none,id=cdrom0,media=cdrom,readonly=on",
-			"-device", "ide-cd,drive=cdrom0",
+			"-device", "ide-cd,drive=cdrom0"+ideSlot(),
 		)
 	}
 	for i, n := range o.NICs {

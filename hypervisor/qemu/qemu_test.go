@@ -497,3 +497,53 @@ func BenchmarkQEMUProcessOnly(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// TestQEMURichConfig boots the devices of a rich config (every disk
+// interface, a CD, two NICs, a display, VNC and serial) to show QEMU
+// accepts the generated command line.
+func TestQEMURichConfig(t *testing.T) {
+	needQEMU(t)
+	img := t.TempDir()
+	qcow := filepath.Join(img, "a,b.qcow2") // a comma, which must be escaped
+	if b, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", qcow, "16M").CombinedOutput(); err != nil {
+		t.Skipf("qemu-img create: %v: %s", err, b)
+	}
+	raw := func(name string) string {
+		p := filepath.Join(img, name)
+		if err := os.WriteFile(p, make([]byte, 1<<20), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	spec := diskless(t, &Options{
+		VGA: "std", VNC: "unix", Serial: true,
+		Disks: []Disk{
+			{Path: qcow, Format: "qcow2", Cache: "none"},
+			{Path: raw("scsi.raw"), Format: "raw", Interface: "scsi", ReadOnly: true},
+			{Path: raw("ide.raw"), Format: "raw", Interface: "ide", Cache: "writeback"},
+			{Path: raw("none.raw"), Format: "raw", Interface: "none"},
+		},
+		CDROM: raw("cd.iso"),
+		NICs: []NIC{
+			{Type: "user"},
+			{Type: "user", Model: "e1000", MAC: "52:54:00:12:34:56"},
+		},
+		ExtraArgs: []string{"-device", "virtio-rng-pci"},
+	})
+	spec.CPUs, spec.Sockets, spec.Cores, spec.Threads = 2, 1, 2, 1
+	inst := start(t, &Driver{}, spec)
+	info, err := inst.(hypervisor.Inspector).Info(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(info)
+	for _, want := range []string{`"device":"disk0"`, `"device":"disk1"`, `"device":"disk2"`, `"device":"disk3"`,
+		`"device":"cdrom0"`, `"ro":true`, `"label":"serial0"`, `"enabled":true`} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("Info lacks %s", want)
+		}
+	}
+	if cpus, _ := info["cpus"].([]any); len(cpus) != 2 {
+		t.Errorf("%d CPUs, want 2", len(cpus))
+	}
+}
