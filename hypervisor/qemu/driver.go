@@ -304,7 +304,9 @@ func connectAny(ctx context.Context, socks []string, proc *process.Process) (*qm
 // connect dials the QMP socket until it answers, the process exits, or
 // ctx ends. It subscribes to events before the first one can arrive.
 func connect(ctx context.Context, sock string, proc *process.Process) (*qmp.Client, *qmp.Subscription, error) {
-	delay := 2 * time.Millisecond
+	// Poll briskly: QEMU creates the socket 20-40 ms after exec, and a
+	// long backoff step would add to every start.
+	delay := time.Millisecond
 	for {
 		select {
 		case <-proc.Done():
@@ -329,7 +331,7 @@ func connect(ctx context.Context, sock string, proc *process.Process) (*qmp.Clie
 			return nil, nil, ctx.Err()
 		case <-t.C:
 		}
-		if delay < 100*time.Millisecond {
+		if delay < 10*time.Millisecond {
 			delay *= 2
 		}
 	}

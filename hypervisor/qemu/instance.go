@@ -302,18 +302,18 @@ func (i *instance) Kill() error {
 	i.killed = true
 	c := i.qmp
 	i.mu.Unlock()
-	grace := i.drv.killGrace()
 	if c != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), grace)
+		// One grace period covers both the quit command (a hung QEMU
+		// never answers) and the exit that follows it.
+		ctx, cancel := context.WithTimeout(context.Background(), i.drv.killGrace())
 		c.Run(ctx, "quit", nil, nil) // the reply may be lost as QEMU exits
-		cancel()
-		t := time.NewTimer(grace)
 		select {
 		case <-i.done:
-			t.Stop()
+			cancel()
 			return nil
-		case <-t.C:
+		case <-ctx.Done():
 		}
+		cancel()
 	}
 	if err := i.proc.Signal(syscall.SIGKILL); err != nil {
 		return fmt.Errorf("qemu: SIGKILL to pid %d: %w", i.proc.PID(), err)

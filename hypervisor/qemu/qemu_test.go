@@ -18,6 +18,7 @@ import (
 
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/hypervisor/process"
+	"github.com/vmstated/vmstated/hypervisor/qemu/qmp"
 )
 
 // guard bounds waits that should end quickly; it catches deadlocks and is
@@ -545,5 +546,43 @@ func TestQEMURichConfig(t *testing.T) {
 	}
 	if cpus, _ := info["cpus"].([]any); len(cpus) != 2 {
 		t.Errorf("%d CPUs, want 2", len(cpus))
+	}
+}
+
+// BenchmarkQEMUProcessAndQMP adds to BenchmarkQEMUProcessOnly what QEMU
+// itself needs before it answers: the QMP handshake and the first
+// query-status. BenchmarkQEMUStart minus this is the driver's own
+// overhead.
+func BenchmarkQEMUProcessAndQMP(b *testing.B) {
+	needQEMU(b)
+	dir := runDir(b)
+	spec := hypervisor.Spec{Name: "bench", RunDir: dir, MemoryMB: 64, Options: &Options{Accel: "tcg"}}
+	bin, args, err := CommandLine(spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	bin, _ = exec.LookPath(bin)
+	sock := filepath.Join(dir, qmpSocket)
+	for b.Loop() {
+		os.Remove(sock)
+		p, err := process.Start(process.Config{Path: bin, Args: args, Dir: dir, OutputPath: filepath.Join(dir, "out")})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var c *qmp.Client
+		for {
+			if c, err = qmp.Dial(context.Background(), sock); err == nil {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if _, err := c.Execute(context.Background(), "query-status", nil); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		c.Close()
+		p.Signal(syscall.SIGKILL)
+		<-p.Done()
+		b.StartTimer()
 	}
 }
