@@ -79,7 +79,8 @@ func TestConformance(t *testing.T) {
 			}
 			return specWith(t, "# graceful\n")
 		},
-		OutputMarker: " running\n",
+		OutputMarker:   " running\n",
+		ShutdownMarker: "powering off\n",
 	})
 }
 

@@ -49,12 +49,53 @@ type Harness struct {
 	// starts (both kinds). Once it has appeared the VM must react to
 	// Shutdown as its kind says.
 	OutputMarker string
+	// ShutdownMarker, if not empty, is text a Graceful VM writes to its
+	// output as it powers off. The suite checks that it has reached
+	// Spec.Output by the time Done is closed: drivers drain the output
+	// before they report the exit.
+	ShutdownMarker string
 	// Ready, if not nil, replaces waiting for OutputMarker before the
 	// suite calls Shutdown (e.g. to wait until a guest OS has booted).
 	Ready func(ctx context.Context, inst hypervisor.Instance, output *Output) error
 	// Timeout bounds each wait; it only catches hangs. Zero means 60s;
 	// raise it for slow drivers.
 	Timeout time.Duration
+	// Parallel runs the cases in parallel (t.Parallel), for drivers whose
+	// VMs take long to start.
+	Parallel bool
+	// Skip names cases (as in Cases) that do not apply to the driver,
+	// each with the reason given to t.Skip.
+	Skip map[string]string
+}
+
+// Cases lists the names of the suite's cases, in the order they run.
+func Cases() []string {
+	var names []string
+	for _, c := range (&suite{}).cases() {
+		names = append(names, c.name)
+	}
+	return names
+}
+
+type testCase struct {
+	name string
+	fn   func(t *testing.T)
+}
+
+func (s *suite) cases() []testCase {
+	return []testCase{
+		{"StartOutputShutdown", s.startOutputShutdown},
+		{"DoubleShutdown", s.doubleShutdown},
+		{"ForceKill", s.forceKill},
+		{"DoubleKill", s.doubleKill},
+		{"KillExited", s.killExited},
+		{"ConcurrentWaiters", s.concurrentWaiters},
+		{"RecoverLive", s.recoverLive},
+		{"RecoverDead", s.recoverDead},
+		{"RecoverReusedPID", s.recoverReusedPID},
+		{"CancelStartContext", s.cancelStartContext},
+		{"StartCancelledContext", s.startCancelledContext},
+	}
 }
 
 // Output collects what an instance writes to Spec.Output; safe for
@@ -126,24 +167,25 @@ func Run(t *testing.T, h Harness) {
 		h.Timeout = 60 * time.Second
 	}
 	s := &suite{h: h}
-	tests := []struct {
-		name string
-		fn   func(t *testing.T)
-	}{
-		{"StartOutputShutdown", s.startOutputShutdown},
-		{"DoubleShutdown", s.doubleShutdown},
-		{"ForceKill", s.forceKill},
-		{"DoubleKill", s.doubleKill},
-		{"KillExited", s.killExited},
-		{"ConcurrentWaiters", s.concurrentWaiters},
-		{"RecoverLive", s.recoverLive},
-		{"RecoverDead", s.recoverDead},
-		{"RecoverReusedPID", s.recoverReusedPID},
-		{"CancelStartContext", s.cancelStartContext},
-		{"StartCancelledContext", s.startCancelledContext},
+	known := map[string]bool{}
+	for _, c := range s.cases() {
+		known[c.name] = true
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, tt.fn)
+	for name := range h.Skip {
+		if !known[name] {
+			t.Errorf("drivertest: Harness.Skip names %q, which is not a case (see Cases)", name)
+		}
+	}
+	for _, c := range s.cases() {
+		t.Run(c.name, func(t *testing.T) {
+			if reason, ok := h.Skip[c.name]; ok {
+				t.Skip(reason)
+			}
+			if h.Parallel {
+				t.Parallel()
+			}
+			c.fn(t)
+		})
 	}
 }
 
@@ -259,6 +301,9 @@ func (s *suite) startOutputShutdown(t *testing.T) {
 		t.Fatalf("Shutdown: %v", err)
 	}
 	wantReason(t, s.wait(t, v.inst), hypervisor.ExitPoweroff)
+	if m := s.h.ShutdownMarker; m != "" && !strings.Contains(v.out.String(), m) {
+		t.Errorf("Output lacks %q once Done is closed: %q", m, v.out.String())
+	}
 }
 
 func (s *suite) doubleShutdown(t *testing.T) {

@@ -42,7 +42,8 @@ func TestConformance(t *testing.T) {
 			}
 			return shSpec(stubbornScript, Options{})
 		},
-		OutputMarker: marker,
+		OutputMarker:   marker,
+		ShutdownMarker: "powering off\n",
 	})
 }
 
@@ -142,7 +143,11 @@ func TestPauseResume(t *testing.T) {
 	// Wait until the kernel reports the process stopped.
 	pid := inst.Handle().PID
 	for !stopped(t, pid) {
-		time.Sleep(10 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Fatal("the process never showed as stopped")
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 	before, _ := os.ReadFile(tick)
 	time.Sleep(300 * time.Millisecond)
@@ -260,4 +265,21 @@ func BenchmarkOSExecStart(b *testing.B) {
 		cmd.Wait()
 		b.StartTimer()
 	}
+}
+
+// TestConformanceParallel runs the suite's cases side by side, as slow
+// drivers may, which also shows that instances do not share state.
+func TestConformanceParallel(t *testing.T) {
+	drivertest.Run(t, drivertest.Harness{
+		NewDriver: func() hypervisor.Driver { return New() },
+		Spec: func(t *testing.T, kind drivertest.Kind) hypervisor.Spec {
+			if kind == drivertest.Graceful {
+				return shSpec(gracefulScript, Options{})
+			}
+			return shSpec(stubbornScript, Options{})
+		},
+		OutputMarker: marker,
+		Parallel:     true,
+		Skip:         map[string]string{"StartCancelledContext": "covered by TestConformance"},
+	})
 }
