@@ -246,16 +246,19 @@ func TestQEMURealGuestPowerOff(t *testing.T) {
 		t.Fatalf("the guest never became ready (%v); console:\n%s", sc.Err(), strings.Join(console, "\n"))
 	}
 
+	t0 := time.Now()
 	if err := inst.Shutdown(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
-	// A stop deadline as the supervisor would use; the guest is expected
-	// well inside it.
+	// The supervisor's default stop_timeout; the guest is expected well
+	// inside it (tens of milliseconds), but only a hang fails the test.
+	const stopTimeout = 60 * time.Second
 	select {
 	case <-inst.Done():
-	case <-time.After(guard):
-		t.Fatal("the guest did not power off on the ACPI power button")
+	case <-time.After(stopTimeout):
+		t.Fatal("the guest did not power off on the ACPI power button within the stop timeout")
 	}
+	t.Logf("powered off %v after Shutdown", time.Since(t0).Round(time.Millisecond))
 	e, _ := inst.Exit()
 	if e.Reason != hypervisor.ExitPoweroff || e.Detail != "guest-shutdown" || e.Code != 0 {
 		t.Errorf("exit %+v, want poweroff (guest-shutdown) with status 0", e)
