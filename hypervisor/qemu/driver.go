@@ -122,6 +122,9 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 		return nil, fmt.Errorf("qemu: run directory: %w", err)
 	}
 	p := pathsFor(spec.RunDir)
+	if err := checkPidfile(p.PID); err != nil {
+		return nil, err
+	}
 	// Stale sockets and pidfile from an earlier run would make us talk to
 	// nothing or read the wrong pid.
 	for _, f := range []string{p.QMP, p.QMPAlt, p.Serial, p.VNC, p.PID} {

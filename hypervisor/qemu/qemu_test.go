@@ -342,6 +342,24 @@ func TestQEMUStartErrors(t *testing.T) {
 	}
 }
 
+func TestQEMUStartTwice(t *testing.T) {
+	needQEMU(t)
+	spec := diskless(t, nil)
+	inst := start(t, &Driver{}, spec)
+	_, err := (&Driver{}).Start(testCtx(t), spec)
+	if !errors.Is(err, ErrAlreadyRunning) || !strings.Contains(err.Error(), fmt.Sprint(inst.Handle().PID)) {
+		t.Fatalf("second Start in the same run directory: %v", err)
+	}
+	if s := status(t, inst); s != "running" {
+		t.Errorf("the first VM is %q after the refused start", s)
+	}
+	inst.Kill()
+	waitExit(t, inst)
+	// The pidfile left behind is no obstacle.
+	again := start(t, &Driver{}, spec)
+	again.Kill()
+}
+
 func TestQEMUStartCancelled(t *testing.T) {
 	needQEMU(t)
 	ctx, cancel := context.WithCancel(context.Background())
