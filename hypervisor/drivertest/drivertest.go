@@ -2,6 +2,25 @@
 // passes. A driver's tests call Run with a Harness that knows how to build
 // Specs for two kinds of VM: one that powers off when asked, and one that
 // ignores the request so that only Kill ends it.
+//
+// A driver's test looks like this:
+//
+//	func TestConformance(t *testing.T) {
+//		drivertest.Run(t, drivertest.Harness{
+//			NewDriver: func() hypervisor.Driver { return mydriver.New() },
+//			Spec: func(t *testing.T, kind drivertest.Kind) hypervisor.Spec {
+//				if kind == drivertest.Stubborn {
+//					return hypervisor.Spec{Name: "t", Options: ignoresShutdown}
+//				}
+//				return hypervisor.Spec{Name: "t", Options: powersOff}
+//			},
+//			OutputMarker: "guest up",
+//			Timeout:      5 * time.Minute,
+//		})
+//	}
+//
+// Each case starts its own VM in a fresh RunDir and kills whatever it
+// started when it ends, pass or fail.
 package drivertest
 
 import (

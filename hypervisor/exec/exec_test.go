@@ -283,3 +283,44 @@ func TestConformanceParallel(t *testing.T) {
 		Skip:         map[string]string{"StartCancelledContext": "covered by TestConformance"},
 	})
 }
+
+// TestKillEndsLauncherAndVMM: a launcher script's child (the real VMM)
+// dies with it on Kill.
+func TestKillEndsLauncherAndVMM(t *testing.T) {
+	dir := t.TempDir()
+	childPid := filepath.Join(dir, "vmm.pid")
+	inst, out := run(t, shSpec(`trap '' TERM; sleep 300 & echo $! > `+childPid+`; echo "`+marker+`"; wait`, Options{}))
+	ctx, cancel := context.WithTimeout(context.Background(), guard)
+	defer cancel()
+	if err := out.WaitFor(ctx, marker); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(childPid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := process.StartTimeOf(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vmm, err := process.Attach(pid, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { vmm.Signal(syscall.SIGKILL) })
+	if err := inst.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if e := waitExit(t, inst); e.Reason != hypervisor.ExitKilled {
+		t.Errorf("exit = %+v", e)
+	}
+	select {
+	case <-vmm.Done():
+	case <-ctx.Done():
+		t.Fatal("the launcher's child survived Kill")
+	}
+}
