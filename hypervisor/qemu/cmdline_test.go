@@ -144,6 +144,7 @@ func TestValidate(t *testing.T) {
 		{"nic type", Options{NICs: []NIC{{Type: "bridge"}}}, "type \"bridge\""},
 		{"bad mac", Options{NICs: []NIC{{Type: "user", MAC: "52:54:00"}}}, "mac"},
 		{"daemonize", Options{ExtraArgs: []string{"-daemonize"}}, "-daemonize"},
+		{"no-shutdown", Options{ExtraArgs: []string{"-no-shutdown"}}, "-no-shutdown"},
 		{"paused start", Options{ExtraArgs: []string{"-S"}}, "-S"},
 		{"two problems", Options{Accel: "x", VGA: "y"}, "vga"},
 	}

@@ -175,6 +175,7 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 	}
 
 	inst := newInstance(d, spec, proc, p, follower)
+	inst.accel = accel
 	c, sub, err := connect(ctx, p.QMP, proc)
 	if err != nil {
 		if errors.Is(err, errExited) {
@@ -222,6 +223,7 @@ func (d *Driver) Recover(ctx context.Context, spec hypervisor.Spec, h hypervisor
 	}
 	var extra handleExtra
 	if len(h.Extra) > 0 {
+		// Unknown or damaged private state only costs the defaults.
 		if err := json.Unmarshal(h.Extra, &extra); err == nil && extra.Output != "" {
 			p.Output = extra.Output
 		}
@@ -235,6 +237,7 @@ func (d *Driver) Recover(ctx context.Context, spec hypervisor.Spec, h hypervisor
 	}
 	inst := newInstance(d, spec, proc, p, follower)
 	inst.sockets = h.Sockets
+	inst.accel = extra.Accel
 	c, sub, err := connectAny(ctx, []string{p.QMP, p.QMPAlt}, proc)
 	if err != nil {
 		if follower != nil {

@@ -37,6 +37,8 @@ type shutdownEvent struct {
 // handleExtra is the driver-private part of a Handle.
 type handleExtra struct {
 	Output string `json:"output,omitempty"`
+	// Accel is the accelerator the VM was started with (auto resolved).
+	Accel string `json:"accel,omitempty"`
 }
 
 // instance is one QEMU process.
@@ -47,6 +49,7 @@ type instance struct {
 	paths    runPaths
 	follower *process.Follower
 	sockets  map[string]string
+	accel    string
 
 	mu       sync.Mutex
 	qmp      *qmp.Client
@@ -222,7 +225,7 @@ func signalName(s syscall.Signal) string {
 
 // Handle returns what Recover needs.
 func (i *instance) Handle() hypervisor.Handle {
-	extra, _ := json.Marshal(handleExtra{Output: i.paths.Output})
+	extra, _ := json.Marshal(handleExtra{Output: i.paths.Output, Accel: i.accel})
 	sockets := make(map[string]string, len(i.sockets))
 	for k, v := range i.sockets {
 		sockets[k] = v
@@ -393,6 +396,9 @@ var infoQueries = []struct{ key, cmd string }{
 // that fails is reported under "errors" rather than failing the lot.
 func (i *instance) Info(ctx context.Context) (map[string]any, error) {
 	out := map[string]any{"pid": i.proc.PID()}
+	if i.accel != "" {
+		out["accel"] = i.accel
+	}
 	errs := map[string]string{}
 	for _, q := range infoQueries {
 		var v any

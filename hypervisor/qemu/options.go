@@ -183,6 +183,8 @@ func (o Options) Validate() error {
 		switch a {
 		case "-daemonize", "--daemonize":
 			bad("extra_args: %s would detach QEMU from vmstated, which must stay its parent; remove it", a)
+		case "-no-shutdown", "--no-shutdown":
+			bad("extra_args: %s would keep QEMU alive after the guest powers off, so the exit would never be seen; remove it", a)
 		case "-S":
 			bad("extra_args: -S would leave the guest paused at start; pause it after start instead")
 		}

@@ -166,6 +166,9 @@ func TestQEMUControls(t *testing.T) {
 			t.Errorf("Info has no %q (errors: %v)", k, info["errors"])
 		}
 	}
+	if info["accel"] != "tcg" {
+		t.Errorf("Info accel %v", info["accel"])
+	}
 	if _, err := json.Marshal(info); err != nil {
 		t.Errorf("Info is not JSON-ready: %v", err)
 	}
@@ -438,6 +441,9 @@ func TestQEMURecoverFromAnotherProcess(t *testing.T) {
 	}
 	if s := status(t, inst); s != "running" {
 		t.Errorf("status %q", s)
+	}
+	if !strings.Contains(string(inst.Handle().Extra), `"accel":"tcg"`) {
+		t.Errorf("recovered handle extra %s", inst.Handle().Extra)
 	}
 	if inst.Handle().PID != h.PID || inst.Handle().StartTime != h.StartTime {
 		t.Errorf("handle changed: %+v vs %+v", inst.Handle(), h)
