@@ -14,6 +14,7 @@ import (
 	"github.com/vmstated/vmstated/config"
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/hypervisor/exec"
+	"github.com/vmstated/vmstated/hypervisor/qemu"
 	"github.com/vmstated/vmstated/statemachine"
 )
 
@@ -84,7 +85,7 @@ func (f *fixture) start() {
 		RunDir:   filepath.Join(f.base, "run"),
 		LogDir:   filepath.Join(f.base, "log"),
 		StateDir: filepath.Join(f.base, "state"),
-		Drivers:  map[string]hypervisor.Driver{"exec": exec.New()},
+		Drivers:  map[string]hypervisor.Driver{"exec": exec.New(), "qemu": qemu.New()},
 		Logf:     f.t.Logf,
 	})
 	f.sub = f.sup.Bus().Subscribe(0)

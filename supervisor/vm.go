@@ -67,7 +67,13 @@ type vm struct {
 	startWhenStopped bool
 	// orphan notes a hypervisor process found without a record.
 	orphan string
+	// resetAsked marks the running instance as reset by a user: its next
+	// reboot-like exit is the reset, not the guest's doing.
+	resetAsked hypervisor.Instance
 }
+
+// opReset is the reset command; it changes no state by itself.
+const opReset statemachine.Event = "reset"
 
 // command is a request from a user.
 type command struct {
@@ -554,9 +560,17 @@ func (v *vm) stopInstance(ctx context.Context, inst hypervisor.Instance, force b
 // onExit handles a hypervisor exit in a state that watches for one.
 func (v *vm) onExit(ctx context.Context) {
 	ex, _ := v.inst.Exit()
+	wasReset := v.resetAsked == v.inst
+	v.resetAsked = nil
 	v.lastExit = &ex
 	v.inst = nil
 	v.log.Printf("hypervisor exited: %s (status %d%s)", ex, ex.Code, signalSuffix(ex.Signal))
+	if wasReset && ex.Reason == hypervisor.ExitReboot && v.desired == statemachine.Running {
+		// The reset a user asked for: relaunch like a restart, outside
+		// the budget.
+		_ = v.fire(ctx, statemachine.Restart, "reset requested")
+		return
+	}
 	v.afterExit(ctx, ex)
 }
 
@@ -689,6 +703,24 @@ func (v *vm) onCommand(ctx context.Context, c command) error {
 			return fmt.Errorf("%s %s: %w", c.op, v.name, err)
 		}
 		return v.fire(ctx, c.op, string(c.op)+" requested")
+
+	case opReset:
+		if v.inst == nil || !watchesExit(st) {
+			return &statemachine.NotAllowedError{VM: v.name, Event: c.op, State: st}
+		}
+		r, ok := v.inst.(hypervisor.Resetter)
+		if !ok {
+			return fmt.Errorf("%w: the %s driver cannot reset (vm %s)", hypervisor.ErrNotSupported, v.inst.Handle().Driver, v.name)
+		}
+		v.log.Printf("hard reset requested")
+		v.resetAsked = v.inst
+		cctx, cancel := context.WithTimeout(ctx, controlTimeout)
+		defer cancel()
+		if err := r.Reset(cctx); err != nil {
+			v.resetAsked = nil
+			return fmt.Errorf("reset %s: %w", v.name, err)
+		}
+		return nil
 
 	case statemachine.FailReset:
 		if !v.m.Can(c.op) {
