@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/vmstated/vmstated/hooks"
@@ -45,9 +46,6 @@ func (s *Supervisor) runHook(ctx context.Context, c hookCall, log *vmLog) (bool,
 	}
 	res := hooks.Run(ctx, hooks.Request{
 		ScriptPath: c.scriptPath,
-		State:      string(c.state),
-		VM:         c.vm,
-		WorkDir:    c.dir,
 		Env: hooks.Env{
 			Name:          c.vm,
 			State:         string(c.state),
@@ -60,10 +58,17 @@ func (s *Supervisor) runHook(ctx context.Context, c hookCall, log *vmLog) (bool,
 		},
 		Timeout: c.timeout,
 		Grace:   s.hookGrace,
-		Output:  log.Writer("hook " + string(c.state)),
-		Strict:  s.strictHooks,
+		// The runner tags each line with the hook's name itself.
+		Output: log.Writer(""),
+		Strict: s.strictHooks,
 	})
 	if res.Skipped {
+		return true, ""
+	}
+	if errors.Is(res.Err, hooks.ErrNoScriptDir) && c.scriptPath == c.dir {
+		// The VM's own directory is gone: it was removed while the VM
+		// ran. Its hooks went with it; the VM still has to stop cleanly.
+		log.Printf("hook %s skipped: the VM's directory %s is gone", c.state, c.dir)
 		return true, ""
 	}
 	if res.OK() {

@@ -62,9 +62,12 @@ func (l *vmLog) writeLine(line []byte) {
 func stamp(t time.Time, source string, text []byte) []byte {
 	b := make([]byte, 0, len(text)+len(source)+40)
 	b = t.AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
-	b = append(b, " ["...)
-	b = append(b, source...)
-	b = append(b, "] "...)
+	b = append(b, ' ')
+	if source != "" {
+		b = append(b, '[')
+		b = append(b, source...)
+		b = append(b, "] "...)
+	}
 	b = append(b, text...)
 	if len(text) == 0 || text[len(text)-1] != '\n' {
 		b = append(b, '\n')
@@ -77,7 +80,9 @@ func (l *vmLog) Printf(format string, args ...any) {
 	l.writeLine(stamp(time.Now(), sourceDaemon, []byte(fmt.Sprintf(format, args...))))
 }
 
-// Writer returns a writer that stamps every line written to it with source.
+// Writer returns a writer that stamps every line written to it with the
+// time and, unless source is empty (the writer tags lines itself), with
+// "[source]".
 // Partial lines wait for their end; each writer keeps its own partial line,
 // so two sources never merge into one line.
 func (l *vmLog) Writer(source string) io.Writer {

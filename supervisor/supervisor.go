@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vmstated/vmstated/hooks"
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/statemachine"
 )
@@ -52,9 +53,9 @@ type Options struct {
 	StateDir string
 	// Drivers by name ("qemu", "bhyve", "exec").
 	Drivers map[string]hypervisor.Driver
-	// StrictHooks refuses hooks that someone other than root could have
-	// changed; on by default when running as root.
-	StrictHooks bool
+	// StrictHooks selects the owner and permission checks on hooks; the
+	// zero value checks when the daemon runs as root.
+	StrictHooks hooks.Strictness
 	// HookGrace is how long a timed-out hook has between SIGTERM and
 	// SIGKILL; zero means the hook runner's default.
 	HookGrace time.Duration
@@ -69,7 +70,7 @@ type Options struct {
 type Supervisor struct {
 	runDir, logDir, stateDir string
 	drivers                  map[string]hypervisor.Driver
-	strictHooks              bool
+	strictHooks              hooks.Strictness
 	hookGrace                time.Duration
 	logf                     func(string, ...any)
 	now                      func() time.Time
@@ -112,8 +113,8 @@ func New(ctx context.Context, opts Options) *Supervisor {
 // Bus returns the event bus.
 func (s *Supervisor) Bus() *Bus { return s.bus }
 
-// Wait blocks until every actor has ended (after the context ended), then
-// closes the logs.
+// Wait blocks until every actor and every piece of work it started (hooks,
+// launches) has ended, after the context ended; then it closes the logs.
 func (s *Supervisor) Wait() {
 	s.wg.Wait()
 	s.mu.Lock()
@@ -170,7 +171,7 @@ func (s *Supervisor) forget(v *vm) {
 	}
 	s.mu.Unlock()
 	s.removeRecord(v.name)
-	s.bus.Publish(Event{Kind: KindConfig, VM: v.name, Reason: "removed"})
+	s.bus.Publish(Event{Kind: KindConfig, VM: v.name, Reason: "dropped"})
 }
 
 func (s *Supervisor) lookup(name string) (*vm, error) {

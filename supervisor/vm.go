@@ -53,8 +53,12 @@ type vm struct {
 	lastExit   *hypervisor.Exit
 	lastReason string
 	gen        uint64 // numbers the work in flight; older results are stale
-	stopOpts   StopOptions
-	deadline   time.Time // when a graceful stop in progress turns forced
+	// lastWork is closed when the most recently spawned ordered work has
+	// finished. Ordered work waits for its predecessor, so a VM's hooks run
+	// one at a time and in the order of the states entered.
+	lastWork chan struct{}
+	stopOpts StopOptions
+	deadline time.Time // when a graceful stop in progress turns forced
 }
 
 // command is a request from a user.
@@ -195,6 +199,8 @@ func (v *vm) enter(ctx context.Context, tr statemachine.Transition) {
 		msg += ": " + tr.Reason
 	}
 	v.log.Printf("%s", msg)
+	// Status first: whoever reacts to the event must find it up to date.
+	v.publishStatus()
 	v.sup.bus.Publish(Event{Time: tr.Time, Kind: KindTransition, VM: v.name, Event: tr.Event,
 		From: tr.From, To: tr.To, Reason: tr.Reason})
 	v.persist()
@@ -235,10 +241,29 @@ func (v *vm) enter(ctx context.Context, tr statemachine.Transition) {
 
 // spawn runs work in its own goroutine; its result comes back to the actor
 // tagged with a new generation, which makes results of older work stale.
+// Work that runs hooks starts only when the work spawned before it has
+// finished: a stop that arrives while the running hook runs does not start
+// the stopping hook beside it.
 func (v *vm) spawn(ctx context.Context, step string, work func(context.Context) workResult) {
 	v.gen++
 	gen := v.gen
+	var prev, mine chan struct{}
+	if step != stepDeps {
+		prev, mine = v.lastWork, make(chan struct{})
+		v.lastWork = mine
+	}
+	v.sup.wg.Add(1)
 	go func() {
+		defer v.sup.wg.Done()
+		if mine != nil {
+			defer close(mine)
+		}
+		if prev != nil {
+			select {
+			case <-prev:
+			case <-ctx.Done():
+			}
+		}
 		r := work(ctx)
 		r.gen, r.step = gen, step
 		select {
@@ -326,6 +351,11 @@ func (v *vm) onWork(ctx context.Context, r workResult) {
 			_ = v.fire(ctx, statemachine.Done, fmt.Sprintf("%s relaunched, pid %d", v.cfg.driver, r.inst.Handle().PID))
 		}
 	case statemachine.Stopping:
+		if v.inst != nil {
+			if ex, ok := v.inst.Exit(); ok {
+				v.lastExit = &ex
+			}
+		}
 		v.inst = nil
 		v.deadline = time.Time{}
 		if !r.ok {
@@ -626,12 +656,15 @@ func (v *vm) onDeps(ctx context.Context, r workResult) {
 }
 
 func (v *vm) onConfig(u configUpdate) {
-	v.configErr = u.errText
-	if u.errText != "" {
-		v.log.Printf("config not loaded, the previous one stays in force: %s", u.errText)
+	note := func(what string) {
+		v.sup.bus.Publish(Event{Kind: KindConfig, VM: v.name, Reason: what})
 	}
 	if u.removed {
+		if v.removed {
+			return
+		}
 		v.removed = true
+		note("removed")
 		st := v.m.State()
 		if st == statemachine.Stopped || st == statemachine.Failed {
 			v.log.Printf("config directory removed")
@@ -642,20 +675,44 @@ func (v *vm) onConfig(u configUpdate) {
 		v.log.Printf("config directory removed while %s: the VM keeps running and is dropped once stopped", st)
 		return
 	}
+	v.removed = false
+	if u.errText != "" {
+		if u.errText != v.configErr {
+			v.configErr = u.errText
+			v.log.Printf("config not loaded, the previous one stays in force: %s", u.errText)
+			note("invalid: " + u.errText)
+		}
+		return
+	}
+	fixed := v.configErr != ""
+	v.configErr = ""
 	if u.cfg == nil {
 		return
 	}
-	v.removed = false
+	current := v.cfg
+	if v.pending != nil {
+		current = v.pending
+	}
+	if current != nil && u.cfg.digest == current.digest {
+		if fixed {
+			note("valid again, unchanged")
+		}
+		return
+	}
 	if v.cfg != nil && u.cfg.digest == v.cfg.digest {
+		// Changed back to what is in force: nothing waits any more.
 		v.pending = nil
+		note("changed back")
 		return
 	}
 	v.pending = u.cfg
 	st := v.m.State()
 	if st == statemachine.Stopped || st == statemachine.Failed || v.cfg == nil {
 		v.applyPending()
+		note("changed, in force")
 	} else {
 		v.log.Printf("config changed; it applies at the next start (the VM is %s)", st)
+		note("changed, pending until the next start")
 	}
 }
 

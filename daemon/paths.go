@@ -1,0 +1,217 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+)
+
+// Paths are the places vmstated reads and writes. The zero value is not
+// useful; start from DefaultPaths and override fields from flags.
+type Paths struct {
+	// ConfigDir holds one subdirectory per VM (config file and hooks).
+	ConfigDir string
+	// LogDir holds the daemon's and the VMs' log files.
+	LogDir string
+	// StateDir holds persisted VM state that survives daemon restarts.
+	StateDir string
+	// RunDir holds per-VM runtime files: monitor and console sockets.
+	RunDir string
+	// Socket is the control socket vmstatedctl connects to.
+	Socket string
+	// Pidfile is locked for the daemon's lifetime (see LockPidfile).
+	Pidfile string
+}
+
+// DefaultPaths returns the default locations for a daemon running with
+// effective uid euid on goos, reading environment variables through env
+// (os.Getenv in production). It does not touch the file system.
+//
+// Root (euid 0):
+//
+//	            linux                  freebsd
+//	ConfigDir   /etc/vmstated          /usr/local/etc/vmstated
+//	LogDir      /var/log/vmstated      /var/log/vmstated
+//	StateDir    /var/lib/vmstated      /var/lib/vmstated
+//	RunDir      /run/vmstated          /var/run/vmstated
+//	Socket      /run/vmstated.sock     /var/run/vmstated.sock
+//	Pidfile     /run/vmstated.pid      /var/run/vmstated.pid
+//
+// Other users follow the XDG base directory conventions:
+//
+//	ConfigDir   $XDG_CONFIG_HOME/vmstated   (default ~/.config/vmstated)
+//	StateDir    $XDG_STATE_HOME/vmstated    (default ~/.local/state/vmstated)
+//	LogDir      StateDir/log
+//	RunDir      $XDG_RUNTIME_DIR/vmstated   (default $TMPDIR/vmstated-<uid>,
+//	                                         $TMPDIR defaulting to /tmp)
+//	Socket      RunDir/vmstated.sock
+//	Pidfile     RunDir/vmstated.pid
+//
+// XDG variables that are empty or hold a relative path are ignored, as the
+// XDG specification requires. When HOME is needed but unset or relative,
+// ConfigDir and StateDir (and so LogDir) are left empty and Ensure reports
+// what to set.
+func DefaultPaths(euid int, goos string, env func(string) string) Paths {
+	if euid == 0 {
+		run := "/run"
+		etc := "/etc/vmstated"
+		if goos == "freebsd" {
+			run = "/var/run"
+			etc = "/usr/local/etc/vmstated"
+		}
+		return Paths{
+			ConfigDir: etc,
+			LogDir:    "/var/log/vmstated",
+			StateDir:  "/var/lib/vmstated",
+			RunDir:    run + "/vmstated",
+			Socket:    run + "/vmstated.sock",
+			Pidfile:   run + "/vmstated.pid",
+		}
+	}
+
+	home := absOrEmpty(env("HOME"))
+	xdg := func(name, homeRel string) string {
+		if dir := absOrEmpty(env(name)); dir != "" {
+			return filepath.Join(dir, "vmstated")
+		}
+		if home == "" {
+			return ""
+		}
+		return filepath.Join(home, homeRel, "vmstated")
+	}
+
+	var p Paths
+	p.ConfigDir = xdg("XDG_CONFIG_HOME", ".config")
+	p.StateDir = xdg("XDG_STATE_HOME", filepath.Join(".local", "state"))
+	if p.StateDir != "" {
+		p.LogDir = filepath.Join(p.StateDir, "log")
+	}
+	if dir := absOrEmpty(env("XDG_RUNTIME_DIR")); dir != "" {
+		p.RunDir = filepath.Join(dir, "vmstated")
+	} else {
+		tmp := absOrEmpty(env("TMPDIR"))
+		if tmp == "" {
+			tmp = "/tmp"
+		}
+		p.RunDir = filepath.Join(tmp, "vmstated-"+strconv.Itoa(euid))
+	}
+	p.Socket = filepath.Join(p.RunDir, "vmstated.sock")
+	p.Pidfile = filepath.Join(p.RunDir, "vmstated.pid")
+	return p
+}
+
+func absOrEmpty(dir string) string {
+	if dir == "" || !filepath.IsAbs(dir) {
+		return ""
+	}
+	return filepath.Clean(dir)
+}
+
+// Directory modes used by Ensure. Logs are readable by root's group so an
+// operator group can follow them; state and runtime files (monitor sockets
+// give full control over a VM) stay private. A non-root daemon keeps
+// everything private.
+const (
+	rootLogMode   fs.FileMode = 0o750
+	privateMode   fs.FileMode = 0o700
+	rootParentMod fs.FileMode = 0o755
+)
+
+// Ensure prepares the file system for a daemon with these paths, running
+// with the current effective uid:
+//
+//   - ConfigDir must already exist. It is not created, so that a mistyped
+//     -c fails loudly instead of starting a daemon with no VMs.
+//   - LogDir, StateDir and RunDir are created when missing: LogDir 0750 for
+//     root and 0700 otherwise, StateDir and RunDir 0700.
+//   - The directories holding Socket and Pidfile are created when missing
+//     (0755 for root, 0700 otherwise).
+//   - LogDir, StateDir and RunDir must be real directories (not symlinks),
+//     owned by the effective uid and not writable by group or others. This
+//     matters most for the RunDir fallback under a shared temporary
+//     directory, where another user could have created it first.
+//
+// Existing directories are never chmod-ed; a directory failing the checks is
+// reported with what to do about it.
+func (p Paths) Ensure() error {
+	euid := os.Geteuid()
+	for _, f := range []struct{ name, dir, fix string }{
+		{"config dir", p.ConfigDir, "set HOME or XDG_CONFIG_HOME, or pass -c"},
+		{"log dir", p.LogDir, "set HOME or XDG_STATE_HOME, or pass -l"},
+		{"state dir", p.StateDir, "set HOME or XDG_STATE_HOME, or pass -S"},
+		{"run dir", p.RunDir, "set XDG_RUNTIME_DIR"},
+		{"socket", p.Socket, "pass -s"},
+		{"pidfile", p.Pidfile, "pass -p"},
+	} {
+		if f.dir == "" {
+			return fmt.Errorf("no %s: %s", f.name, f.fix)
+		}
+	}
+
+	st, err := os.Stat(p.ConfigDir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("config dir %s does not exist: create it (one subdirectory per VM) or pass -c", p.ConfigDir)
+	case err != nil:
+		return fmt.Errorf("config dir: %w", err)
+	case !st.IsDir():
+		return fmt.Errorf("config dir %s is not a directory: pass -c with a directory", p.ConfigDir)
+	}
+
+	logMode := privateMode
+	parentMode := privateMode
+	if euid == 0 {
+		logMode = rootLogMode
+		parentMode = rootParentMod
+	}
+	for _, d := range []struct {
+		name, dir string
+		mode      fs.FileMode
+	}{
+		{"log dir", p.LogDir, logMode},
+		{"state dir", p.StateDir, privateMode},
+		{"run dir", p.RunDir, privateMode},
+	} {
+		if err := os.MkdirAll(d.dir, d.mode); err != nil {
+			return fmt.Errorf("create %s: %w", d.name, err)
+		}
+		if err := checkOwnDir(d.name, d.dir, euid); err != nil {
+			return err
+		}
+	}
+	for _, f := range []struct{ name, path string }{
+		{"socket", p.Socket},
+		{"pidfile", p.Pidfile},
+	} {
+		if err := os.MkdirAll(filepath.Dir(f.path), parentMode); err != nil {
+			return fmt.Errorf("create directory for %s: %w", f.name, err)
+		}
+	}
+	return nil
+}
+
+// checkOwnDir refuses a directory that someone else could have planted or
+// can write into.
+func checkOwnDir(name, dir string, euid int) error {
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if st.Mode()&fs.ModeSymlink != 0 {
+		return fmt.Errorf("%s %s is a symlink: remove it or pass a real directory", name, dir)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s %s is not a directory: remove it or pass another path", name, dir)
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != euid {
+		return fmt.Errorf("%s %s is owned by uid %d, not %d: remove it or pass another path", name, dir, sys.Uid, euid)
+	}
+	if perm := st.Mode().Perm(); perm&0o022 != 0 {
+		return fmt.Errorf("%s %s has mode %#o, writable by others: chmod go-w it", name, dir, perm)
+	}
+	return nil
+}

@@ -1,0 +1,3 @@
+#!/bin/sh
+echo "storage not ready" >&2
+exit 3

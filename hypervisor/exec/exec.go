@@ -1,0 +1,243 @@
+// Package exec is the hypervisor driver that runs any command line as the
+// VM process: a launcher script, another VMM, or a stand-in for tests. It
+// runs as soon as it is started; a stop signal asks it to end, and its
+// exit code says whether it powered off, wants a reboot, or crashed.
+//
+// Shutdown sends the stop signal to the process alone (a launcher passes
+// it on as it sees fit); Kill ends its whole process group, so a launcher
+// and the VMM it started die together.
+package exec
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+
+	"github.com/vmstated/vmstated/hypervisor"
+	"github.com/vmstated/vmstated/hypervisor/internal/vmproc"
+	"github.com/vmstated/vmstated/hypervisor/process"
+)
+
+// Name is the driver's name in configs.
+const Name = "exec"
+
+// OutputFile is the file under RunDir that captures the process's stdout
+// and stderr.
+const OutputFile = "output.log"
+
+// Options are the exec driver's settings (Spec.Options is *Options).
+type Options struct {
+	// Command is the program and its arguments. Required.
+	Command []string
+	// Env is the environment; nil means a minimal clean one
+	// (process.DefaultEnv).
+	Env []string
+	// Dir is the working directory; empty means the VM's RunDir.
+	Dir string
+	// StopSignal asks the process to stop gracefully; 0 means SIGTERM.
+	StopSignal syscall.Signal
+	// RebootExitCodes are exit codes that mean "restart me".
+	RebootExitCodes []int
+	// PoweroffExitCodes are exit codes that mean a clean stop; nil means
+	// [0]. Any other code is a crash.
+	PoweroffExitCodes []int
+}
+
+// ErrBadOptions is wrapped by errors about unusable Options.
+var ErrBadOptions = errors.New("bad exec options")
+
+// options returns the Options in spec with defaults applied.
+func options(spec hypervisor.Spec) (Options, error) {
+	var o Options
+	switch v := spec.Options.(type) {
+	case *Options:
+		if v != nil {
+			o = *v
+		}
+	case Options:
+		o = v
+	case nil:
+	default:
+		return o, fmt.Errorf("%w: Spec.Options is %T, want *exec.Options", ErrBadOptions, spec.Options)
+	}
+	if o.StopSignal == 0 {
+		o.StopSignal = syscall.SIGTERM
+	}
+	if o.PoweroffExitCodes == nil {
+		o.PoweroffExitCodes = []int{0}
+	}
+	for _, c := range o.RebootExitCodes {
+		if slices.Contains(o.PoweroffExitCodes, c) {
+			return o, fmt.Errorf("%w: exit code %d is listed both as poweroff and as reboot", ErrBadOptions, c)
+		}
+	}
+	return o, nil
+}
+
+// Driver runs command lines as VM processes. The zero value is ready to
+// use and holds no state: any Driver value can Recover what another
+// started.
+type Driver struct{}
+
+// New returns a Driver.
+func New() *Driver { return &Driver{} }
+
+// Name returns "exec".
+func (*Driver) Name() string { return Name }
+
+// extra is the driver-private part of the Handle.
+type extra struct {
+	Output string `json:"output"`
+}
+
+// Start launches the command. The process counts as running once it has
+// been started, so Start returns at once.
+func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Instance, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	o, err := options(spec)
+	if err != nil {
+		return nil, err
+	}
+	if len(o.Command) == 0 || o.Command[0] == "" {
+		return nil, fmt.Errorf("%w: no command: set the command to run (exec { command = [ ... ] })", ErrBadOptions)
+	}
+	if spec.RunDir == "" {
+		return nil, fmt.Errorf("%w: Spec.RunDir is empty", ErrBadOptions)
+	}
+	if err := os.MkdirAll(spec.RunDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create run directory: %w", err)
+	}
+	out := filepath.Join(spec.RunDir, OutputFile)
+	fl, err := process.Follow(context.Background(), out, spec.Output)
+	if err != nil {
+		return nil, err
+	}
+	dir := o.Dir
+	if dir == "" {
+		dir = spec.RunDir
+	}
+	p, err := process.Start(process.Config{Path: o.Command[0], Args: o.Command[1:], Env: o.Env, Dir: dir, OutputPath: out})
+	if err != nil {
+		fl.Stop()
+		return nil, err
+	}
+	return newInstance(p, handle(spec, p, out), fl, o), nil
+}
+
+func handle(spec hypervisor.Spec, p *process.Process, out string) hypervisor.Handle {
+	x, _ := json.Marshal(extra{Output: out})
+	return hypervisor.Handle{
+		Version:   hypervisor.HandleVersion,
+		Driver:    Name,
+		PID:       p.PID(),
+		StartTime: p.StartTime(),
+		RunDir:    spec.RunDir,
+		Extra:     x,
+	}
+}
+
+// Recover re-adopts a process started by an earlier daemon. The exit
+// status of a re-adopted process cannot be observed, so its exit is
+// classified from what was asked of it (see classify).
+func (d *Driver) Recover(ctx context.Context, spec hypervisor.Spec, h hypervisor.Handle) (hypervisor.Instance, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if h.Driver != Name {
+		return nil, fmt.Errorf("recover: handle is for driver %q, not %q", h.Driver, Name)
+	}
+	if h.Version > hypervisor.HandleVersion {
+		return nil, fmt.Errorf("recover: handle version %d is newer than this daemon understands (%d)", h.Version, hypervisor.HandleVersion)
+	}
+	o, err := options(spec)
+	if err != nil {
+		return nil, err
+	}
+	var x extra
+	if len(h.Extra) > 0 {
+		if err := json.Unmarshal(h.Extra, &x); err != nil {
+			return nil, fmt.Errorf("recover: driver state in handle: %w", err)
+		}
+	}
+	if x.Output == "" {
+		x.Output = filepath.Join(h.RunDir, OutputFile)
+	}
+	p, err := process.Attach(h.PID, h.StartTime)
+	if err != nil {
+		return nil, fmt.Errorf("recover: %w", err)
+	}
+	fl, err := process.Follow(context.Background(), x.Output, spec.Output)
+	if err != nil {
+		fl = nil // the VM runs on; only its output is not followed
+	}
+	return newInstance(p, h, fl, o), nil
+}
+
+// Instance is a running exec VM. Besides hypervisor.Instance it is a
+// hypervisor.Pauser (SIGSTOP and SIGCONT).
+type Instance struct {
+	*vmproc.Instance
+}
+
+func newInstance(p *process.Process, h hypervisor.Handle, fl *process.Follower, o Options) *Instance {
+	return &Instance{vmproc.New(vmproc.Config{
+		Proc:       p,
+		Handle:     h,
+		Follower:   fl,
+		StopSignal: o.StopSignal,
+		KillGroup:  true,
+		Classify: func(s process.Status, req vmproc.Requests) hypervisor.Exit {
+			return classify(s, req, o)
+		},
+	})}
+}
+
+// Pause freezes the process with SIGSTOP.
+func (i *Instance) Pause(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return i.Signal(syscall.SIGSTOP)
+}
+
+// Resume thaws the process with SIGCONT.
+func (i *Instance) Resume(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return i.Signal(syscall.SIGCONT)
+}
+
+// classify maps how the process ended to an Exit: an exit code in
+// PoweroffExitCodes is a poweroff, one in RebootExitCodes a reboot, any
+// other a crash; signals and unobservable statuses are classified by
+// vmproc.ClassifySignalled. o must have its defaults applied.
+func classify(s process.Status, req vmproc.Requests, o Options) hypervisor.Exit {
+	if e, ok := vmproc.ClassifySignalled(s, req, o.StopSignal); ok {
+		return e
+	}
+	e := hypervisor.Exit{Code: s.Code}
+	switch {
+	case slices.Contains(o.PoweroffExitCodes, s.Code):
+		e.Reason = hypervisor.ExitPoweroff
+	case slices.Contains(o.RebootExitCodes, s.Code):
+		e.Reason = hypervisor.ExitReboot
+	default:
+		e.Reason = hypervisor.ExitCrash
+	}
+	e.Detail = fmt.Sprintf("exit status %d", s.Code)
+	return e
+}
+
+var (
+	_ hypervisor.Driver   = (*Driver)(nil)
+	_ hypervisor.Instance = (*Instance)(nil)
+	_ hypervisor.Pauser   = (*Instance)(nil)
+)

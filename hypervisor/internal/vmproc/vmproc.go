@@ -1,0 +1,208 @@
+// Package vmproc is the part of an Instance that drivers whose VM is one
+// plain process share: waiting for the exit, following the output file,
+// remembering what the host asked for (so the exit can be classified), and
+// signalling.
+package vmproc
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vmstated/vmstated/hypervisor"
+	"github.com/vmstated/vmstated/hypervisor/process"
+)
+
+// Requests records what the host asked of the process before it ended.
+type Requests struct {
+	// Shutdown: a graceful stop was requested (StopSignal sent).
+	Shutdown bool
+	// Kill: the process was killed by the driver.
+	Kill bool
+}
+
+// Classifier turns a process status into an Exit. Time is filled in by
+// the Instance.
+type Classifier func(s process.Status, req Requests) hypervisor.Exit
+
+// Config assembles an Instance.
+type Config struct {
+	Proc   *process.Process
+	Handle hypervisor.Handle
+	// Follower, if not nil, is stopped (drained) once the process exits,
+	// before Done is closed, so everything the process wrote has reached
+	// the output by then.
+	Follower *process.Follower
+	Classify Classifier
+	// StopSignal asks the process to stop gracefully.
+	StopSignal syscall.Signal
+	// AfterExit, if not nil, runs after the exit and before Done is closed
+	// (bhyve: destroy the VM's kernel state). A message it returns is
+	// appended to the Exit's Detail.
+	AfterExit func() string
+	// OnKill, if not nil, runs after SIGKILL was sent by Kill.
+	OnKill func()
+	// KillGroup makes Kill end the process's whole process group (the
+	// processes it started), not just the process.
+	KillGroup bool
+}
+
+// Instance implements hypervisor.Instance for a single-process VM.
+type Instance struct {
+	cfg  Config
+	done chan struct{}
+
+	mu     sync.Mutex
+	req    Requests
+	exit   hypervisor.Exit
+	exited bool
+}
+
+// New returns an Instance watching cfg.Proc.
+func New(cfg Config) *Instance {
+	if cfg.StopSignal == 0 {
+		cfg.StopSignal = syscall.SIGTERM
+	}
+	i := &Instance{cfg: cfg, done: make(chan struct{})}
+	go i.watch()
+	return i
+}
+
+func (i *Instance) watch() {
+	<-i.cfg.Proc.Done()
+	st, _ := i.cfg.Proc.Status()
+	if i.cfg.Follower != nil {
+		_ = i.cfg.Follower.Stop() // output errors must not hide the exit
+	}
+	i.mu.Lock()
+	req := i.req
+	i.mu.Unlock()
+	exit := i.cfg.Classify(st, req)
+	if i.cfg.AfterExit != nil {
+		if msg := i.cfg.AfterExit(); msg != "" {
+			if exit.Detail != "" {
+				exit.Detail += "; "
+			}
+			exit.Detail += msg
+		}
+	}
+	exit.Time = time.Now()
+	i.mu.Lock()
+	i.exit = exit
+	i.exited = true
+	i.mu.Unlock()
+	close(i.done)
+}
+
+// Handle returns what to persist to recover the instance.
+func (i *Instance) Handle() hypervisor.Handle { return i.cfg.Handle }
+
+// Done is closed once the process has exited and Exit is final.
+func (i *Instance) Done() <-chan struct{} { return i.done }
+
+// Exit returns how the process ended; ok is false while it runs.
+func (i *Instance) Exit() (hypervisor.Exit, bool) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.exit, i.exited
+}
+
+// Process returns the watched process.
+func (i *Instance) Process() *process.Process { return i.cfg.Proc }
+
+// Shutdown sends the stop signal. It returns an error wrapping
+// hypervisor.ErrExited when the process has already exited.
+func (i *Instance) Shutdown(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if _, exited := i.cfg.Proc.Status(); exited {
+		return fmt.Errorf("shutdown pid %d: %w", i.cfg.Proc.PID(), hypervisor.ErrExited)
+	}
+	i.mu.Lock()
+	i.req.Shutdown = true
+	i.mu.Unlock()
+	return i.cfg.Proc.Signal(i.cfg.StopSignal)
+}
+
+// Kill sends SIGKILL; killing an exited process is not an error.
+func (i *Instance) Kill() error {
+	if _, exited := i.cfg.Proc.Status(); exited {
+		return nil
+	}
+	i.mu.Lock()
+	i.req.Kill = true
+	i.mu.Unlock()
+	var err error
+	if i.cfg.KillGroup {
+		err = i.cfg.Proc.SignalGroup(syscall.SIGKILL)
+	} else {
+		err = i.cfg.Proc.Signal(syscall.SIGKILL)
+	}
+	if i.cfg.OnKill != nil {
+		i.cfg.OnKill()
+	}
+	return err
+}
+
+// Signal sends sig without recording a request; for Pause and Resume.
+// It returns an error wrapping hypervisor.ErrExited after the exit.
+func (i *Instance) Signal(sig syscall.Signal) error {
+	if _, exited := i.cfg.Proc.Status(); exited {
+		return fmt.Errorf("signal pid %d: %w", i.cfg.Proc.PID(), hypervisor.ErrExited)
+	}
+	return i.cfg.Proc.Signal(sig)
+}
+
+// SignalName names a signal the way Exit.Signal does ("SIGTERM").
+func SignalName(sig syscall.Signal) string {
+	if n := unix.SignalName(sig); n != "" {
+		return n
+	}
+	return fmt.Sprintf("signal %d", int(sig))
+}
+
+// ClassifySignalled classifies the exits every single-process driver sees
+// alike: an unobservable status, and death by a signal. It returns ok ==
+// false for a plain exit code, which the driver maps itself.
+//
+//   - status unknown (re-adopted process): killed if Kill was asked,
+//     poweroff if Shutdown was, else crash;
+//   - SIGKILL after Kill: killed;
+//   - stopSig after Shutdown: poweroff (the graceful stop worked);
+//   - SIGTERM, SIGINT, SIGHUP or SIGKILL from someone else: killed;
+//   - any other signal (SIGSEGV, SIGABRT, ...): crash.
+func ClassifySignalled(s process.Status, req Requests, stopSig syscall.Signal) (hypervisor.Exit, bool) {
+	e := hypervisor.Exit{Code: -1}
+	switch {
+	case !s.Known:
+		const unobserved = "exit status could not be observed (the process was re-adopted after a daemon restart)"
+		switch {
+		case req.Kill:
+			e.Reason, e.Detail = hypervisor.ExitKilled, "killed; "+unobserved
+		case req.Shutdown:
+			e.Reason, e.Detail = hypervisor.ExitPoweroff, "stopped on request; "+unobserved
+		default:
+			e.Reason, e.Detail = hypervisor.ExitCrash, unobserved
+		}
+		return e, true
+	case s.Signal != 0:
+		e.Signal = SignalName(s.Signal)
+		switch {
+		case s.Signal == syscall.SIGKILL && req.Kill:
+			e.Reason, e.Detail = hypervisor.ExitKilled, "killed by vmstated"
+		case s.Signal == stopSig && req.Shutdown:
+			e.Reason, e.Detail = hypervisor.ExitPoweroff, "stopped by "+e.Signal
+		case s.Signal == syscall.SIGTERM || s.Signal == syscall.SIGINT || s.Signal == syscall.SIGHUP || s.Signal == syscall.SIGKILL:
+			e.Reason, e.Detail = hypervisor.ExitKilled, e.Signal+" sent by someone else on the host"
+		default:
+			e.Reason, e.Detail = hypervisor.ExitCrash, "killed by "+e.Signal
+		}
+		return e, true
+	}
+	return hypervisor.Exit{Code: s.Code}, false
+}

@@ -1,0 +1,288 @@
+package process
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// OffsetSuffix is appended to a followed file's path to name the sidecar
+// file that records how far it has been copied.
+const OffsetSuffix = ".offset"
+
+// maxLine bounds a line held back while waiting for its newline; a longer
+// run of bytes is passed on as a line of its own.
+const maxLine = 64 << 10
+
+// Follower copies the lines appended to a file into a writer. It is woken
+// by filesystem notifications, so it does no work while the file is idle.
+//
+// How far it has copied is kept in path+OffsetSuffix, updated after every
+// batch, so a follower started after a daemon restart resumes where the
+// last one stopped: lines are neither lost nor repeated (unless the host
+// crashes between a write and the sidecar update, which can repeat that
+// batch). The followed file is expected to grow; when another file takes
+// its name (a different inode) or it shrinks below the saved offset,
+// following restarts from its beginning.
+type Follower struct {
+	path    string
+	offPath string
+	w       io.Writer
+	wake    chan struct{}
+
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
+
+	// Owned by the run goroutine until done is closed.
+	f       *os.File
+	off     int64  // bytes of the file consumed (copied or held in partial)
+	ino     uint64 // inode of the file off belongs to, 0 if unknown
+	partial []byte
+	buf     []byte
+	offFile *os.File
+	err     error
+}
+
+// Follow starts copying the lines appended to path into w, one Write per
+// line (each ending in '\n'). It copies what is already in the file beyond
+// the saved offset first. The file need not exist yet, but its directory
+// must. Following ends when ctx is cancelled or Stop is called; either way
+// the lines already in the file are copied first.
+func Follow(ctx context.Context, path string, w io.Writer) (*Follower, error) {
+	if w == nil {
+		w = io.Discard
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("follow %s: %w", path, err)
+	}
+	fl := &Follower{
+		path:    abs,
+		offPath: abs + OffsetSuffix,
+		w:       w,
+		wake:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	off, ino, err := readOffset(fl.offPath)
+	if err != nil {
+		return nil, err
+	}
+	fl.off, fl.ino = off, ino
+	if err := files.subscribe(fl.path, fl.wake); err != nil {
+		return nil, fmt.Errorf("follow %s: %w", path, err)
+	}
+	go fl.run(ctx)
+	return fl, nil
+}
+
+// readOffset reads a saved offset and the inode number of the file it
+// belongs to (0 if unknown); a missing or unreadable sidecar means start
+// from the beginning.
+func readOffset(path string) (int64, uint64, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("read follow offset: %w", err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, 0, nil
+	}
+	n, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil || n < 0 {
+		return 0, 0, nil
+	}
+	var ino uint64
+	if len(f) > 1 {
+		ino, _ = strconv.ParseUint(f[1], 10, 64)
+	}
+	return n, ino, nil
+}
+
+// Stop copies the lines the file holds now (and a final line without its
+// newline), stops following and returns the first error writing to w or
+// reading the file. It may be called more than once.
+func (fl *Follower) Stop() error {
+	fl.stopOnce.Do(func() { close(fl.stop) })
+	<-fl.done
+	return fl.err
+}
+
+// Done is closed once the follower has stopped.
+func (fl *Follower) Done() <-chan struct{} { return fl.done }
+
+func (fl *Follower) run(ctx context.Context) {
+	defer func() {
+		files.unsubscribe(fl.path, fl.wake)
+		if fl.f != nil {
+			fl.f.Close()
+		}
+		if fl.offFile != nil {
+			fl.offFile.Close()
+		}
+		close(fl.done)
+	}()
+	fl.copy(false)
+	for {
+		select {
+		case <-fl.wake:
+			fl.copy(false)
+			if fl.replaced() {
+				// The old file has been read to its end; switch to the
+				// one that now has the name.
+				fl.f.Close()
+				fl.f = nil
+				fl.copy(false)
+			}
+		case <-fl.stop:
+			fl.copy(true)
+			return
+		case <-ctx.Done():
+			fl.copy(true)
+			return
+		}
+	}
+}
+
+// replaced reports whether the open file no longer has the followed name
+// (removed, or another file renamed over it).
+func (fl *Follower) replaced() bool {
+	if fl.f == nil {
+		return false
+	}
+	cur, err := fl.f.Stat()
+	if err != nil {
+		return true
+	}
+	now, err := os.Stat(fl.path)
+	return err != nil || !os.SameFile(cur, now)
+}
+
+// copy passes on the complete lines appended since the last call; final
+// also passes on a trailing line without newline.
+func (fl *Follower) copy(final bool) {
+	if fl.f == nil {
+		f, err := os.Open(fl.path)
+		if err != nil {
+			if !errors.Is(err, os.ErrNotExist) {
+				fl.setErr(fmt.Errorf("follow %s: %w", fl.path, err))
+			}
+			return
+		}
+		fl.f = f
+		if fi, err := f.Stat(); err == nil {
+			ino := inode(fi)
+			switch {
+			case fl.ino != 0 && ino != 0 && ino != fl.ino:
+				// Another file now has the name: it starts afresh.
+				// What is left of the old one's last line ends here.
+				if len(fl.partial) > 0 {
+					fl.write(append(fl.partial, '\n'))
+				}
+				fl.off, fl.partial = 0, nil
+			case fi.Size() < fl.off-int64(len(fl.partial)):
+				fl.off, fl.partial = 0, nil
+			}
+			fl.ino = ino
+		}
+	}
+	start := fl.off - int64(len(fl.partial))
+	if fl.buf == nil {
+		fl.buf = make([]byte, 32<<10)
+	}
+	for {
+		n, err := fl.f.ReadAt(fl.buf, fl.off)
+		if n > 0 {
+			fl.off += int64(n)
+			fl.emit(fl.buf[:n])
+		}
+		if err != nil {
+			if err != io.EOF {
+				fl.setErr(fmt.Errorf("follow %s: %w", fl.path, err))
+			}
+			break
+		}
+	}
+	if final && len(fl.partial) > 0 {
+		fl.write(append(fl.partial, '\n'))
+		fl.partial = nil
+	}
+	if end := fl.off - int64(len(fl.partial)); end != start {
+		fl.saveOffset(end)
+	}
+}
+
+// emit splits b into lines, writing complete ones and holding the rest.
+func (fl *Follower) emit(b []byte) {
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			fl.partial = append(fl.partial, b...)
+			if len(fl.partial) >= maxLine {
+				fl.write(append(fl.partial, '\n'))
+				fl.partial = nil
+			}
+			return
+		}
+		if len(fl.partial) > 0 {
+			fl.partial = append(fl.partial, b[:i+1]...)
+			fl.write(fl.partial)
+			fl.partial = nil
+		} else {
+			fl.write(b[:i+1])
+		}
+		b = b[i+1:]
+	}
+}
+
+func (fl *Follower) write(line []byte) {
+	// A copy: writers may keep what they are given.
+	l := append([]byte(nil), line...)
+	if _, err := fl.w.Write(l); err != nil {
+		fl.setErr(fmt.Errorf("follow %s: write: %w", fl.path, err))
+	}
+}
+
+func (fl *Follower) setErr(err error) {
+	if fl.err == nil {
+		fl.err = err
+	}
+}
+
+// saveOffset overwrites the sidecar in place with fixed-width numbers (the
+// offset and the file's inode): a write of 42 bytes at offset 0 lands
+// within one disk sector, so a crash leaves the old or the new value, and
+// it costs no file creation per batch.
+func (fl *Follower) saveOffset(off int64) {
+	if fl.offFile == nil {
+		f, err := os.OpenFile(fl.offPath, os.O_RDWR|os.O_CREATE, 0o640)
+		if err != nil {
+			fl.setErr(fmt.Errorf("save follow offset: %w", err))
+			return
+		}
+		fl.offFile = f
+	}
+	if _, err := fl.offFile.WriteAt([]byte(fmt.Sprintf("%020d %020d\n", off, fl.ino)), 0); err != nil {
+		fl.setErr(fmt.Errorf("save follow offset: %w", err))
+	}
+}
+
+// inode returns the inode number of a file, 0 if unknown.
+func inode(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Ino)
+	}
+	return 0
+}

@@ -1,0 +1,247 @@
+// Package process launches VM processes and watches them until they exit.
+//
+// A VM process must outlive the daemon that started it: it runs in its own
+// session, reads /dev/null, and writes its output to a file rather than to a
+// pipe. After the daemon restarts, Attach re-adopts such a process by pid and
+// start time (which together name one process across pid reuse) and learns
+// of its exit without polling. Follow copies what the process writes into its
+// output file to a writer, resuming where it left off across restarts.
+package process
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+
+	"github.com/vmstated/vmstated/hypervisor"
+)
+
+// Config says how to start a process.
+type Config struct {
+	// Path is the program to run; Args are its arguments (without the
+	// program name itself).
+	Path string
+	Args []string
+	// Dir is the working directory; empty means "/", so the process does
+	// not pin the daemon's working directory.
+	Dir string
+	// Env is the complete environment. Nil means a minimal clean one
+	// (DefaultEnv); the daemon's own environment is never passed on.
+	Env []string
+	// OutputPath receives the process's stdout and stderr. The file is
+	// opened O_APPEND (created 0640 if missing), so it keeps output across
+	// restarts of the VM. Empty means /dev/null.
+	OutputPath string
+}
+
+// DefaultEnv is the environment given to a process whose Config.Env is nil.
+var DefaultEnv = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+
+// Status is how a process ended.
+type Status struct {
+	// Code is the exit status, -1 if the process was ended by a signal or
+	// the status is unknown.
+	Code int
+	// Signal is the signal that ended the process, 0 if none or unknown.
+	Signal syscall.Signal
+	// Known is false for attached processes: they are not the daemon's
+	// children, so their exit status cannot be observed.
+	Known bool
+}
+
+// Process is a running or exited process, started by Start or re-adopted by
+// Attach. Its methods are safe for concurrent use.
+type Process struct {
+	pid       int
+	startTime uint64
+	done      chan struct{}
+
+	mu     sync.Mutex
+	exited bool
+	status Status
+
+	// child is set for processes this daemon started.
+	child *os.Process
+	// attached holds the OS-specific handle of a re-adopted process.
+	attached attachHandle
+}
+
+// ErrInvalid is wrapped by errors about an unusable Config.
+var ErrInvalid = errors.New("invalid process config")
+
+// Start launches a process in a new session with stdin from /dev/null and
+// stdout and stderr appended to cfg.OutputPath. The caller's process is its
+// parent and reaps it; Done is closed once it has exited.
+func Start(cfg Config) (*Process, error) {
+	if cfg.Path == "" {
+		return nil, fmt.Errorf("%w: no program to run", ErrInvalid)
+	}
+	out, err := openOutput(cfg.OutputPath)
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close() // the child holds its own copy
+
+	cmd := exec.Command(cfg.Path, cfg.Args...)
+	cmd.Dir = cfg.Dir
+	if cmd.Dir == "" {
+		cmd.Dir = "/"
+	}
+	cmd.Env = cfg.Env
+	if cmd.Env == nil {
+		cmd.Env = DefaultEnv
+	}
+	cmd.Stdin = nil // /dev/null
+	cmd.Stdout = out
+	cmd.Stderr = out
+	// A new session: terminal and process-group signals aimed at the
+	// daemon (Ctrl-C, kill -- -pgid) do not reach the VM.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", cfg.Path, err)
+	}
+	p := &Process{pid: cmd.Process.Pid, done: make(chan struct{}), child: cmd.Process}
+	// The child cannot be reaped before we Wait, so its stat entry exists.
+	st, err := StartTimeOf(p.pid)
+	if err != nil {
+		_ = cmd.Process.Kill()
+		_, _ = cmd.Process.Wait()
+		return nil, fmt.Errorf("start %s: read start time of pid %d: %w", cfg.Path, p.pid, err)
+	}
+	p.startTime = st
+	go func() {
+		ps, err := cmd.Process.Wait()
+		s := Status{Code: -1}
+		if err == nil {
+			s.Known = true
+			if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				s.Signal = ws.Signal()
+			} else {
+				s.Code = ps.ExitCode()
+			}
+		}
+		p.finish(s)
+	}()
+	return p, nil
+}
+
+func openOutput(path string) (*os.File, error) {
+	if path == "" {
+		f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", os.DevNull, err)
+		}
+		return f, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("open output file (check that its directory exists and is writable): %w", err)
+	}
+	return f, nil
+}
+
+// Attach re-adopts a process that is not this daemon's child, typically one
+// started before the daemon restarted. It returns an error wrapping
+// hypervisor.ErrGone when no process has that pid, when the pid now belongs
+// to a process with another start time, or when the process has already
+// exited (a zombie waiting to be reaped). The exit of an attached process is
+// seen when it happens (pidfd on Linux, kqueue on FreeBSD) but its status
+// cannot be: Status.Known is false.
+func Attach(pid int, startTime uint64) (*Process, error) {
+	if pid <= 0 {
+		return nil, fmt.Errorf("attach to pid %d: %w: not a valid pid", pid, hypervisor.ErrGone)
+	}
+	p := &Process{pid: pid, startTime: startTime, done: make(chan struct{})}
+	if err := p.attach(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// finish records the exit status once and wakes every waiter.
+func (p *Process) finish(s Status) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.exited {
+		return
+	}
+	p.exited = true
+	p.status = s
+	p.releaseAttached()
+	close(p.done)
+}
+
+// PID returns the process id.
+func (p *Process) PID() int { return p.pid }
+
+// StartTime returns the start time the kernel reports for the process (see
+// StartTimeOf).
+func (p *Process) StartTime() uint64 { return p.startTime }
+
+// Done is closed once the process has exited. Any number of goroutines may
+// wait on it.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Status returns how the process ended; ok is false while it runs.
+func (p *Process) Status() (s Status, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.status, p.exited
+}
+
+// Signal sends sig to the process. Signalling a process that has already
+// exited is not an error. On Linux the signal can never reach another
+// process that reused the pid; on FreeBSD the start time is checked right
+// before the signal is sent.
+func (p *Process) Signal(sig syscall.Signal) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.signalLocked(sig)
+}
+
+// SignalGroup sends sig to the whole process group the process leads.
+// Start makes every process the leader of its own session and group, so
+// this also reaches the processes it started (unless they left the group):
+// a launcher script and the VMM it runs end together. When the process
+// does not lead a group (an attached process started otherwise), only the
+// process is signalled. Signalling after the exit is not an error and
+// sends nothing.
+func (p *Process) SignalGroup(sig syscall.Signal) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.exited {
+		return nil
+	}
+	// The process is alive (its exit has not been seen), so its pid, and
+	// with it the group id, still names it.
+	if pgid, err := syscall.Getpgid(p.pid); err != nil || pgid != p.pid {
+		return p.signalLocked(sig)
+	}
+	if err := syscall.Kill(-p.pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("signal %v to process group %d: %w", sig, p.pid, err)
+	}
+	return nil
+}
+
+// signalLocked signals the process alone; p.mu is held.
+func (p *Process) signalLocked(sig syscall.Signal) error {
+	if p.exited {
+		return nil
+	}
+	var err error
+	if p.child != nil {
+		err = p.child.Signal(sig)
+		if errors.Is(err, os.ErrProcessDone) {
+			err = nil
+		}
+	} else {
+		err = p.signalAttached(sig)
+	}
+	if err != nil {
+		return fmt.Errorf("signal %v to pid %d: %w", sig, p.pid, err)
+	}
+	return nil
+}

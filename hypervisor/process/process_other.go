@@ -1,0 +1,27 @@
+//go:build !linux && !freebsd
+
+package process
+
+import (
+	"fmt"
+	"syscall"
+
+	"github.com/vmstated/vmstated/hypervisor"
+)
+
+type attachHandle struct{}
+
+// StartTimeOf is implemented on Linux and FreeBSD only.
+func StartTimeOf(pid int) (uint64, error) {
+	return 0, fmt.Errorf("start time of pid %d: %w", pid, hypervisor.ErrNotSupported)
+}
+
+func (p *Process) attach() error {
+	return fmt.Errorf("attach to pid %d: %w", p.pid, hypervisor.ErrNotSupported)
+}
+
+func (p *Process) releaseAttached() {}
+
+func (p *Process) signalAttached(sig syscall.Signal) error {
+	return hypervisor.ErrNotSupported
+}

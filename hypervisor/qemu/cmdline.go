@@ -1,0 +1,211 @@
+package qemu
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/vmstated/vmstated/hypervisor"
+)
+
+// File names inside a VM's run directory.
+const (
+	qmpSocket    = "qmp.sock"
+	serialSocket = "serial.sock"
+	vncSocket    = "vnc.sock"
+	pidFile      = "qemu.pid"
+	outputFile   = "qemu.log"
+)
+
+// maxSocketPath is the longest unix socket path the kernel accepts
+// (sun_path is 108 bytes on Linux, 104 on FreeBSD, including the NUL).
+const maxSocketPath = 103
+
+// runPaths are the files QEMU creates in the run directory.
+type runPaths struct {
+	QMP, Serial, VNC, PID, Output string
+}
+
+func pathsFor(runDir string) runPaths {
+	return runPaths{
+		QMP:    filepath.Join(runDir, qmpSocket),
+		Serial: filepath.Join(runDir, serialSocket),
+		VNC:    filepath.Join(runDir, vncSocket),
+		PID:    filepath.Join(runDir, pidFile),
+		Output: filepath.Join(runDir, outputFile),
+	}
+}
+
+// escape doubles commas, QEMU's quoting inside option values.
+func escape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+// buildArgs returns QEMU's arguments (without the program name) for spec
+// and o (defaults applied, validated). accel is the resolved accelerator;
+// readConfig, when not empty, is a -readconfig file placed before the
+// extra arguments.
+func buildArgs(spec hypervisor.Spec, o Options, accel, readConfig string) []string {
+	p := pathsFor(spec.RunDir)
+	a := []string{"-name", "guest=" + escape(spec.Name)}
+	if readConfig != "" {
+		// The machine, memory and CPU settings live in the generated
+		// file, where they override the user's own.
+		a = append(a, "-readconfig", readConfig)
+	} else {
+		a = append(a, "-machine", escape(o.Machine)+",accel="+accel)
+		if spec.MemoryMB > 0 {
+			a = append(a, "-m", strconv.FormatInt(spec.MemoryMB, 10))
+		}
+		if smp := smpValue(spec); smp != "" {
+			a = append(a, "-smp", smp)
+		}
+	}
+	if o.CPU != "" {
+		a = append(a, "-cpu", o.CPU)
+	}
+	if spec.BootROM != "" {
+		a = append(a, "-bios", spec.BootROM)
+	}
+	// Hygiene: no default devices, no host-wide config files, no reboot
+	// inside the process (a guest reboot ends it so the supervisor
+	// decides), no window.
+	a = append(a, "-nodefaults", "-no-user-config", "-no-reboot", "-display", "none")
+	if o.VGA != "none" {
+		a = append(a, "-vga", o.VGA)
+	}
+	switch o.VNC {
+	case "off":
+	case "unix":
+		a = append(a, "-vnc", "unix:"+escape(p.VNC))
+	default:
+		a = append(a, "-vnc", o.VNC)
+	}
+	a = append(a,
+		"-chardev", "socket,id=qmp,path="+escape(p.QMP)+",server=on,wait=off",
+		"-mon", "chardev=qmp,mode=control",
+		"-pidfile", p.PID,
+	)
+	if o.Serial {
+		a = append(a,
+			"-chardev", "socket,id=serial0,path="+escape(p.Serial)+",server=on,wait=off",
+			"-serial", "chardev:serial0",
+		)
+	}
+	scsi := false
+	for i, d := range o.Disks {
+		id := fmt.Sprintf("disk%d", i)
+		drive := "file=" + escape(d.Path) + ",if=none,id=" + id
+		if d.Format != "" {
+			drive += ",format=" + d.Format
+		}
+		if d.Cache != "" {
+			drive += ",cache=" + d.Cache
+		}
+		if d.ReadOnly {
+			drive += ",readonly=on"
+		}
+		a = append(a, "-drive", drive)
+		switch d.Interface {
+		case "virtio":
+			a = append(a, "-device", "virtio-blk-pci,drive="+id)
+		case "ide":
+			a = append(a, "-device", "ide-hd,drive="+id)
+		case "scsi":
+			if !scsi {
+				a = append(a, "-device", "virtio-scsi-pci,id=scsi0")
+				scsi = true
+			}
+			a = append(a, "-device", "scsi-hd,bus=scsi0.0,drive="+id)
+		}
+	}
+	if o.CDROM != "" {
+		a = append(a,
+			"-drive", "file="+escape(o.CDROM)+",if=none,id=cdrom0,media=cdrom,readonly=on",
+			"-device", "ide-cd,drive=cdrom0",
+		)
+	}
+	for i, n := range o.NICs {
+		id := fmt.Sprintf("net%d", i)
+		netdev := "user,id=" + id
+		if n.Type == "tap" {
+			netdev = "tap,id=" + id + ",ifname=" + n.Ifname + ",script=no,downscript=no"
+		}
+		dev := n.Model + ",netdev=" + id
+		if n.MAC != "" {
+			dev += ",mac=" + n.MAC
+		}
+		a = append(a, "-netdev", netdev, "-device", dev)
+	}
+	return append(a, o.ExtraArgs...)
+}
+
+// smpKeys returns the -smp settings of spec in order.
+func smpKeys(spec hypervisor.Spec) []hypervisor.Setting {
+	var s []hypervisor.Setting
+	for _, t := range []struct {
+		k string
+		v int
+	}{{"cpus", spec.CPUs}, {"sockets", spec.Sockets}, {"cores", spec.Cores}, {"threads", spec.Threads}} {
+		if t.v > 0 {
+			s = append(s, hypervisor.Setting{Key: t.k, Value: strconv.Itoa(t.v)})
+		}
+	}
+	return s
+}
+
+func smpValue(spec hypervisor.Spec) string {
+	var parts []string
+	for _, kv := range smpKeys(spec) {
+		if kv.Key == "cpus" {
+			parts = append(parts, kv.Value)
+		} else {
+			parts = append(parts, kv.Key+"="+kv.Value)
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// generatedSections are the settings that win over a user's -readconfig
+// file.
+func generatedSections(spec hypervisor.Spec, o Options, accel string) []hypervisor.QEMUSection {
+	secs := []hypervisor.QEMUSection{{Type: "machine", Settings: []hypervisor.Setting{
+		{Key: "type", Value: o.Machine}, {Key: "accel", Value: accel},
+	}}}
+	if spec.MemoryMB > 0 {
+		secs = append(secs, hypervisor.QEMUSection{Type: "memory", Settings: []hypervisor.Setting{
+			{Key: "size", Value: strconv.FormatInt(spec.MemoryMB, 10)},
+		}})
+	}
+	if smp := smpKeys(spec); len(smp) > 0 {
+		secs = append(secs, hypervisor.QEMUSection{Type: "smp-opts", Settings: smp})
+	}
+	return secs
+}
+
+// checkSocketPaths reports a run directory too long for unix sockets.
+func checkSocketPaths(runDir string) error {
+	p := pathsFor(runDir)
+	for _, s := range []string{p.QMP, p.Serial, p.VNC} {
+		if len(s) > maxSocketPath {
+			return fmt.Errorf("%w: socket path %s is longer than %d bytes, the limit for unix sockets: use a shorter run directory", ErrInvalidOptions, s, maxSocketPath)
+		}
+	}
+	return nil
+}
+
+// options extracts the driver's settings from spec.Options.
+func options(spec hypervisor.Spec) (Options, error) {
+	switch o := spec.Options.(type) {
+	case nil:
+		return Options{}.withDefaults(), nil
+	case *Options:
+		if o == nil {
+			return Options{}.withDefaults(), nil
+		}
+		return o.withDefaults(), nil
+	case Options:
+		return o.withDefaults(), nil
+	default:
+		return Options{}, fmt.Errorf("%w: Spec.Options is %T, want *qemu.Options", ErrInvalidOptions, spec.Options)
+	}
+}

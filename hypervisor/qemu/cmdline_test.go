@@ -1,0 +1,209 @@
+package qemu
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/vmstated/vmstated/hypervisor"
+	"github.com/vmstated/vmstated/hypervisor/process"
+)
+
+func richSpec() hypervisor.Spec {
+	return hypervisor.Spec{
+		Name:     "web,1",
+		RunDir:   "/run/vmstated/web",
+		MemoryMB: 2048,
+		CPUs:     4, Sockets: 1, Cores: 2, Threads: 2,
+		BootROM: "/usr/share/OVMF/OVMF.fd",
+		Options: &Options{
+			Accel:  "tcg",
+			CPU:    "max",
+			VGA:    "std",
+			VNC:    "unix",
+			Serial: true,
+			Disks: []Disk{
+				{Path: "/var/lib/vm/web.qcow2", Format: "qcow2", Cache: "none"},
+				{Path: "/var/lib/vm/data,1.raw", Format: "raw", Interface: "scsi", ReadOnly: true},
+				{Path: "/var/lib/vm/old.img", Interface: "ide"},
+				{Path: "/var/lib/vm/spare.img", Interface: "none"},
+			},
+			CDROM: "/iso/install.iso",
+			NICs: []NIC{
+				{Type: "user"},
+				{Type: "tap", Ifname: "tap-web", Bridge: "br0", Model: "e1000", MAC: "52:54:00:12:34:56"},
+			},
+			ExtraArgs: []string{"-device", "virtio-rng-pci"},
+		},
+	}
+}
+
+func TestCommandLineRich(t *testing.T) {
+	bin, args, err := CommandLine(richSpec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bin != "qemu-system-x86_64" {
+		t.Errorf("binary %q", bin)
+	}
+	want := []string{
+		"-name", "guest=web,,1",
+		"-machine", "q35,accel=tcg",
+		"-m", "2048",
+		"-smp", "4,sockets=1,cores=2,threads=2",
+		"-cpu", "max",
+		"-bios", "/usr/share/OVMF/OVMF.fd",
+		"-nodefaults", "-no-user-config", "-no-reboot", "-display", "none",
+		"-vga", "std",
+		"-vnc", "unix:/run/vmstated/web/vnc.sock",
+		"-chardev", "socket,id=qmp,path=/run/vmstated/web/qmp.sock,server=on,wait=off",
+		"-mon", "chardev=qmp,mode=control",
+		"-pidfile", "/run/vmstated/web/qemu.pid",
+		"-chardev", "socket,id=serial0,path=/run/vmstated/web/serial.sock,server=on,wait=off",
+		"-serial", "chardev:serial0",
+		"-drive", "file=/var/lib/vm/web.qcow2,if=none,id=disk0,format=qcow2,cache=none",
+		"-device", "virtio-blk-pci,drive=disk0",
+		"-drive", "file=/var/lib/vm/data,,1.raw,if=none,id=disk1,format=raw,readonly=on",
+		"-device", "virtio-scsi-pci,id=scsi0",
+		"-device", "scsi-hd,bus=scsi0.0,drive=disk1",
+		"-drive", "file=/var/lib/vm/old.img,if=none,id=disk2",
+		"-device", "ide-hd,drive=disk2",
+		"-drive", "file=/var/lib/vm/spare.img,if=none,id=disk3",
+		"-drive", "file=/iso/install.iso,if=none,id=cdrom0,media=cdrom,readonly=on",
+		"-device", "ide-cd,drive=cdrom0",
+		"-netdev", "user,id=net0",
+		"-device", "virtio-net-pci,netdev=net0",
+		"-netdev", "tap,id=net1,ifname=tap-web,script=no,downscript=no",
+		"-device", "e1000,netdev=net1,mac=52:54:00:12:34:56",
+		"-device", "virtio-rng-pci",
+	}
+	if strings.Join(args, "\n") != strings.Join(want, "\n") {
+		t.Errorf("command line:\n got %q\nwant %q", args, want)
+	}
+}
+
+func TestCommandLineMinimalAndConfigFile(t *testing.T) {
+	spec := hypervisor.Spec{Name: "m", RunDir: "/r", Options: &Options{Accel: "tcg"}}
+	_, args, err := CommandLine(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(args, " ")
+	want := "-name guest=m -machine q35,accel=tcg -nodefaults -no-user-config -no-reboot -display none " +
+		"-chardev socket,id=qmp,path=/r/qmp.sock,server=on,wait=off -mon chardev=qmp,mode=control -pidfile /r/qemu.pid"
+	if got != want {
+		t.Errorf("minimal:\n got %s\nwant %s", got, want)
+	}
+
+	spec.ConfigFile = "/etc/vmstated/m/qemu.cfg"
+	spec.MemoryMB, spec.CPUs = 256, 2
+	_, args, _ = CommandLine(spec)
+	got = strings.Join(args, " ")
+	if !strings.HasPrefix(got, "-name guest=m -readconfig /etc/vmstated/m/qemu.cfg.generated -nodefaults") {
+		t.Errorf("with configfile: %s", got)
+	}
+	for _, s := range []string{"-machine", "-m ", "-smp"} {
+		if strings.Contains(got, s) {
+			t.Errorf("with configfile the command line still has %s: %s", s, got)
+		}
+	}
+	secs := generatedSections(spec, Options{}.withDefaults(), "tcg")
+	var b strings.Builder
+	for _, s := range secs {
+		b.WriteString("[" + s.Type + "]")
+		for _, kv := range s.Settings {
+			b.WriteString(" " + kv.Key + "=" + kv.Value)
+		}
+	}
+	if b.String() != "[machine] type=q35 accel=tcg[memory] size=256[smp-opts] cpus=2" {
+		t.Errorf("generated sections %s", b.String())
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		o    Options
+		want string // substring of the error; empty = valid
+	}{
+		{"defaults", Options{}, ""},
+		{"bad accel", Options{Accel: "hvf"}, "accel \"hvf\""},
+		{"bad vga", Options{VGA: "vmware"}, "vga"},
+		{"vnc display", Options{VNC: "127.0.0.1:5"}, ""},
+		{"vnc port only", Options{VNC: ":1"}, ""},
+		{"bad vnc", Options{VNC: "yes"}, "vnc \"yes\""},
+		{"machine with props", Options{Machine: "q35,smm=on"}, "machine"},
+		{"disk without path", Options{Disks: []Disk{{}}}, "disk 1: path is empty"},
+		{"disk interface", Options{Disks: []Disk{{Path: "/a", Interface: "sata"}}}, "interface \"sata\""},
+		{"disk cache", Options{Disks: []Disk{{Path: "/a", Cache: "fast"}}}, "cache \"fast\""},
+		{"tap without ifname", Options{NICs: []NIC{{Type: "tap"}}}, "needs ifname"},
+		{"nic type missing", Options{NICs: []NIC{{}}}, "type is missing"},
+		{"nic type", Options{NICs: []NIC{{Type: "bridge"}}}, "type \"bridge\""},
+		{"bad mac", Options{NICs: []NIC{{Type: "user", MAC: "52:54:00"}}}, "mac"},
+		{"two problems", Options{Accel: "x", VGA: "y"}, "vga"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.o.Validate()
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, ErrInvalidOptions) {
+				t.Fatalf("error %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestOptionsType(t *testing.T) {
+	if _, _, err := CommandLine(hypervisor.Spec{Name: "x", RunDir: "/r", Options: 42}); !errors.Is(err, ErrInvalidOptions) {
+		t.Errorf("wrong Options type: %v", err)
+	}
+	if _, _, err := CommandLine(hypervisor.Spec{Name: "x", RunDir: "/r", Options: (*Options)(nil)}); err != nil {
+		t.Errorf("nil *Options: %v", err)
+	}
+	if err := checkSocketPaths("/" + strings.Repeat("d", 100)); !errors.Is(err, ErrInvalidOptions) {
+		t.Errorf("long run dir: %v", err)
+	}
+}
+
+func TestClassify(t *testing.T) {
+	sig := func(s string) *shutdownEvent { return &shutdownEvent{Reason: s} }
+	exited0 := process.Status{Code: 0, Known: true}
+	killed9 := process.Status{Code: -1, Signal: 9, Known: true}
+	unknown := process.Status{Code: -1}
+	tests := []struct {
+		name     string
+		sd       *shutdownEvent
+		panicked bool
+		killed   bool
+		st       process.Status
+		want     hypervisor.ExitReason
+		code     int
+		signal   string
+	}{
+		{"poweroff", sig("guest-shutdown"), false, false, exited0, hypervisor.ExitPoweroff, 0, ""},
+		{"reboot", sig("guest-reset"), false, false, exited0, hypervisor.ExitReboot, 0, ""},
+		{"host reset", sig("host-qmp-system-reset"), false, false, exited0, hypervisor.ExitReboot, 0, ""},
+		{"guest panic reason", sig("guest-panic"), false, false, exited0, hypervisor.ExitCrash, 0, ""},
+		{"panicked event", sig("guest-shutdown"), true, false, exited0, hypervisor.ExitCrash, 0, ""},
+		{"qmp quit", sig("host-qmp-quit"), false, true, exited0, hypervisor.ExitKilled, 0, ""},
+		{"host signal", sig("host-signal"), false, false, exited0, hypervisor.ExitKilled, 0, ""},
+		{"host error", sig("host-error"), false, false, exited0, hypervisor.ExitCrash, 0, ""},
+		{"our SIGKILL", nil, false, true, killed9, hypervisor.ExitKilled, -1, "SIGKILL"},
+		{"foreign SIGKILL", nil, false, false, killed9, hypervisor.ExitCrash, -1, "SIGKILL"},
+		{"re-adopted, no event", nil, false, false, unknown, hypervisor.ExitCrash, -1, ""},
+		{"error exit", nil, false, false, process.Status{Code: 1, Known: true}, hypervisor.ExitCrash, 1, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := classify(tt.sd, tt.panicked, tt.killed, tt.st)
+			if e.Reason != tt.want || e.Code != tt.code || e.Signal != tt.signal || e.Detail == "" {
+				t.Errorf("got %+v, want %s code %d signal %q", e, tt.want, tt.code, tt.signal)
+			}
+		})
+	}
+}

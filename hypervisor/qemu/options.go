@@ -1,0 +1,183 @@
+package qemu
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// ErrInvalidOptions is wrapped by every error about unusable Options.
+var ErrInvalidOptions = errors.New("invalid qemu options")
+
+// Options are the QEMU settings of one VM (the `qemu { ... }` block of its
+// config). The zero value means the defaults.
+type Options struct {
+	// Binary is the QEMU program; a bare name is looked up in PATH.
+	// Default "qemu-system-x86_64".
+	Binary string
+	// Machine is the -machine type. Default "q35".
+	Machine string
+	// Accel is "auto" (default: kvm when /dev/kvm is usable, else tcg),
+	// "kvm" or "tcg".
+	Accel string
+	// CPU is the -cpu model; empty leaves QEMU's default.
+	CPU string
+	// VGA is "none" (default), "std", "virtio", "qxl" or "cirrus".
+	VGA string
+	// VNC is "off" (default), "unix" (a socket in the run directory), or
+	// a display such as ":1" or "127.0.0.1:1".
+	VNC string
+	// Serial puts the first serial port on a unix socket in the run
+	// directory. The config's default is true; the zero Options has it
+	// off.
+	Serial bool
+	// Disks are attached in order.
+	Disks []Disk
+	// CDROM is an ISO image attached as a read-only CD drive.
+	CDROM string
+	// NICs are network devices, in order.
+	NICs []NIC
+	// ExtraArgs are appended to the command line as they are.
+	ExtraArgs []string
+}
+
+// Disk is one disk image.
+type Disk struct {
+	Path string
+	// Format is the image format ("qcow2", "raw"); empty lets QEMU probe
+	// (which it refuses to write to block 0 of raw images).
+	Format string
+	// Interface is "virtio" (default), "ide", "scsi" (on a virtio-scsi
+	// controller) or "none" (a -drive with if=none, for ExtraArgs to use).
+	Interface string
+	// Cache is the -drive cache mode ("none", "writeback", ...); empty
+	// leaves QEMU's default.
+	Cache    string
+	ReadOnly bool
+}
+
+// NIC is one network device.
+type NIC struct {
+	// Type is "user" (QEMU's built-in NAT) or "tap".
+	Type string
+	// Ifname is the tap device; required for tap.
+	Ifname string
+	// Bridge is informational (for hooks that plumb the tap device).
+	Bridge string
+	// Model is the device model; default "virtio-net-pci".
+	Model string
+	// MAC is the guest's MAC address; empty lets QEMU choose.
+	MAC string
+}
+
+// Defaults.
+const (
+	DefaultBinary   = "qemu-system-x86_64"
+	DefaultMachine  = "q35"
+	DefaultNICModel = "virtio-net-pci"
+)
+
+var (
+	vncDisplay = regexp.MustCompile(`^[A-Za-z0-9.\-\[\]:]*:[0-9]+$`)
+	macAddr    = regexp.MustCompile(`^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$`)
+	cacheModes = map[string]bool{"none": true, "writeback": true, "writethrough": true, "directsync": true, "unsafe": true}
+	vgaTypes   = map[string]bool{"none": true, "std": true, "virtio": true, "qxl": true, "cirrus": true}
+)
+
+// withDefaults returns a copy of o with empty fields filled in.
+func (o Options) withDefaults() Options {
+	if o.Binary == "" {
+		o.Binary = DefaultBinary
+	}
+	if o.Machine == "" {
+		o.Machine = DefaultMachine
+	}
+	if o.Accel == "" {
+		o.Accel = "auto"
+	}
+	if o.VGA == "" {
+		o.VGA = "none"
+	}
+	if o.VNC == "" {
+		o.VNC = "off"
+	}
+	o.Disks = append([]Disk(nil), o.Disks...)
+	for i := range o.Disks {
+		if o.Disks[i].Interface == "" {
+			o.Disks[i].Interface = "virtio"
+		}
+	}
+	o.NICs = append([]NIC(nil), o.NICs...)
+	for i := range o.NICs {
+		if o.NICs[i].Model == "" {
+			o.NICs[i].Model = DefaultNICModel
+		}
+	}
+	return o
+}
+
+// Validate reports every problem in o at once, each saying what to change.
+func (o Options) Validate() error {
+	o = o.withDefaults()
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidOptions}, args...)...))
+	}
+	switch o.Accel {
+	case "auto", "kvm", "tcg":
+	default:
+		bad("accel %q: use auto, kvm or tcg", o.Accel)
+	}
+	if !vgaTypes[o.VGA] {
+		bad("vga %q: use none, std, virtio, qxl or cirrus", o.VGA)
+	}
+	if o.VNC != "off" && o.VNC != "unix" && !vncDisplay.MatchString(o.VNC) {
+		bad("vnc %q: use off, unix, or a display such as :1 or 127.0.0.1:1", o.VNC)
+	}
+	if strings.ContainsAny(o.Machine, ", ") {
+		bad("machine %q: give only the machine type; put properties in extra_args", o.Machine)
+	}
+	for i, d := range o.Disks {
+		switch {
+		case d.Path == "":
+			bad("disk %d: path is empty", i+1)
+		case strings.ContainsAny(d.Path, "\n\x00"):
+			bad("disk %d: path %q contains a newline or NUL", i+1, d.Path)
+		}
+		switch d.Interface {
+		case "virtio", "ide", "scsi", "none":
+		default:
+			bad("disk %d: interface %q: use virtio, ide, scsi or none", i+1, d.Interface)
+		}
+		if d.Cache != "" && !cacheModes[d.Cache] {
+			bad("disk %d: cache %q: use none, writeback, writethrough, directsync or unsafe", i+1, d.Cache)
+		}
+		if strings.ContainsAny(d.Format, ", ") {
+			bad("disk %d: format %q is not a format name", i+1, d.Format)
+		}
+	}
+	for i, n := range o.NICs {
+		switch n.Type {
+		case "user":
+		case "tap":
+			if n.Ifname == "" {
+				bad("nic %d: type tap needs ifname (the tap device to use)", i+1)
+			}
+		case "":
+			bad("nic %d: type is missing: use user or tap", i+1)
+		default:
+			bad("nic %d: type %q: use user or tap", i+1, n.Type)
+		}
+		if strings.ContainsAny(n.Ifname, ", ") {
+			bad("nic %d: ifname %q is not an interface name", i+1, n.Ifname)
+		}
+		if strings.ContainsAny(n.Model, ", ") {
+			bad("nic %d: model %q: give only the device model", i+1, n.Model)
+		}
+		if n.MAC != "" && !macAddr.MatchString(n.MAC) {
+			bad("nic %d: mac %q: write it as 52:54:00:12:34:56", i+1, n.MAC)
+		}
+	}
+	return errors.Join(errs...)
+}
