@@ -74,15 +74,15 @@ func startDaemon(t *testing.T, vms map[string]string, opts server.Options) *daem
 		}
 	}
 	snap := config.LoadRoot(root, config.LoadOptions{})
-	if err := snap.Error(); err != nil {
+	if err := snap.Err(); err != nil {
 		t.Fatalf("test configs: %v", err)
 	}
 	sup.Sync(snap)
 	if opts.Reload == nil {
 		opts.Reload = func(context.Context) error {
 			s := config.LoadRoot(root, config.LoadOptions{})
-			if s.Err != nil {
-				return s.Err
+			if s.RootErr != nil {
+				return s.RootErr
 			}
 			sup.Sync(s)
 			return nil
