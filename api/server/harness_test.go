@@ -26,7 +26,7 @@ const guard = 2 * time.Minute
 // daemon is a real supervisor with the exec driver, served on a socket in
 // a temporary directory.
 type daemon struct {
-	t      *testing.T
+	t      testing.TB
 	root   string // config root
 	dir    string // short temporary directory holding the socket
 	socket string
@@ -44,7 +44,7 @@ func sleeper(name string, extra string) string {
 
 // startDaemon writes the configs (VM name -> config file text), loads them
 // and serves the API.
-func startDaemon(t *testing.T, vms map[string]string, opts server.Options) *daemon {
+func startDaemon(t testing.TB, vms map[string]string, opts server.Options) *daemon {
 	t.Helper()
 	root := t.TempDir()
 	for name, text := range vms {
@@ -105,7 +105,7 @@ func startDaemon(t *testing.T, vms map[string]string, opts server.Options) *daem
 	return d
 }
 
-func writeConfig(t *testing.T, root, name, text string) {
+func writeConfig(t testing.TB, root, name, text string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Join(root, name), 0o755); err != nil {
 		t.Fatal(err)
