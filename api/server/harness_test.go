@@ -227,7 +227,11 @@ func (d *daemon) run(name string) api.Status {
 	if _, err := d.client.Start(context.Background(), name); err != nil {
 		d.t.Fatalf("start %s: %v", name, err)
 	}
-	return d.waitState(name, statemachine.Running)
+	st := d.waitState(name, statemachine.Running, statemachine.Failed)
+	if st.State == statemachine.Failed {
+		d.t.Fatalf("%s failed to start: %s", name, st.Reason)
+	}
+	return st
 }
 
 // apiError asserts err is an *api.Error with the status and code.
