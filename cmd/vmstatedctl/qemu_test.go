@@ -23,7 +23,7 @@ func TestQEMUCommands(t *testing.T) {
 		t.Fatalf("start -w q: %d %s", code, errs)
 	}
 	code, out, errs := d.ctl(t, "info", "q")
-	if code != 0 || !strings.Contains(out, "version") {
+	if code != 0 || !strings.Contains(out, "version:") || !strings.Contains(out, "accelerator:") {
 		t.Fatalf("info: %d %s\n%s", code, errs, out)
 	}
 	t.Logf("info:\n%s", out)
