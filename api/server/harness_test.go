@@ -15,6 +15,7 @@ import (
 	"github.com/vmstated/vmstated/config"
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/hypervisor/exec"
+	"github.com/vmstated/vmstated/hypervisor/qemu"
 	"github.com/vmstated/vmstated/statemachine"
 	"github.com/vmstated/vmstated/supervisor"
 )
@@ -25,7 +26,7 @@ const guard = 2 * time.Minute
 // daemon is a real supervisor with the exec driver, served on a socket in
 // a temporary directory.
 type daemon struct {
-	t      *testing.T
+	t      testing.TB
 	root   string // config root
 	dir    string // short temporary directory holding the socket
 	socket string
@@ -43,7 +44,7 @@ func sleeper(name string, extra string) string {
 
 // startDaemon writes the configs (VM name -> config file text), loads them
 // and serves the API.
-func startDaemon(t *testing.T, vms map[string]string, opts server.Options) *daemon {
+func startDaemon(t testing.TB, vms map[string]string, opts server.Options) *daemon {
 	t.Helper()
 	root := t.TempDir()
 	for name, text := range vms {
@@ -65,7 +66,7 @@ func startDaemon(t *testing.T, vms map[string]string, opts server.Options) *daem
 		RunDir:   filepath.Join(state, "run"),
 		LogDir:   filepath.Join(state, "log"),
 		StateDir: filepath.Join(state, "state"),
-		Drivers:  map[string]hypervisor.Driver{"exec": exec.New()},
+		Drivers:  map[string]hypervisor.Driver{"exec": exec.New(), "qemu": qemu.New()},
 		Logf:     t.Logf,
 	})
 	for _, d := range []string{"run", "log", "state"} {
@@ -104,7 +105,7 @@ func startDaemon(t *testing.T, vms map[string]string, opts server.Options) *daem
 	return d
 }
 
-func writeConfig(t *testing.T, root, name, text string) {
+func writeConfig(t testing.TB, root, name, text string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Join(root, name), 0o755); err != nil {
 		t.Fatal(err)
@@ -226,7 +227,11 @@ func (d *daemon) run(name string) api.Status {
 	if _, err := d.client.Start(context.Background(), name); err != nil {
 		d.t.Fatalf("start %s: %v", name, err)
 	}
-	return d.waitState(name, statemachine.Running)
+	st := d.waitState(name, statemachine.Running, statemachine.Failed)
+	if st.State == statemachine.Failed {
+		d.t.Fatalf("%s failed to start: %s", name, st.Reason)
+	}
+	return st
 }
 
 // apiError asserts err is an *api.Error with the status and code.

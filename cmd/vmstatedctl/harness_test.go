@@ -16,6 +16,7 @@ import (
 	"github.com/vmstated/vmstated/config"
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/hypervisor/exec"
+	"github.com/vmstated/vmstated/hypervisor/qemu"
 	"github.com/vmstated/vmstated/statemachine"
 	"github.com/vmstated/vmstated/supervisor"
 )
@@ -59,7 +60,7 @@ func startDaemon(t *testing.T, vms map[string]string) *testDaemon {
 	sup := supervisor.New(ctx, supervisor.Options{
 		RunDir: filepath.Join(state, "run"), LogDir: filepath.Join(state, "log"),
 		StateDir: filepath.Join(state, "state"),
-		Drivers:  map[string]hypervisor.Driver{"exec": exec.New()},
+		Drivers:  map[string]hypervisor.Driver{"exec": exec.New(), "qemu": qemu.New()},
 		Logf:     t.Logf,
 	})
 	for _, d := range []string{"run", "log", "state"} {
