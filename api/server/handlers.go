@@ -435,6 +435,10 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}
 		after = n
 	}
+	if !peerOf(r).known {
+		s.fail(w, http.StatusForbidden, api.CodeForbidden, "permission denied: the daemon could not learn who you are")
+		return
+	}
 	only := q.Get("vm")
 	if only != "" {
 		if _, ok := s.lookup(w, r, only); !ok {
