@@ -525,3 +525,56 @@ func commandBlock(cmds, name string, names []string) string {
 	}
 	return rest[:end]
 }
+
+var (
+	literalBlock = regexp.MustCompile(`(?ms)^\.Bd -literal[^\n]*\n(.*?)\n\.Ed$`)
+	vmBlock      = regexp.MustCompile(`^([a-z][a-z0-9_-]*) \{`)
+	pathComment  = regexp.MustCompile(`^# /etc/vmstated/([a-z0-9_./-]+)\n`)
+)
+
+// TestExampleConfigsLoad writes the VM configs shown in the pages into a
+// config root and loads it with the daemon's loader: an example that no
+// longer loads fails here. Only what depends on the host is let through:
+// configfiles, owners and groups that do not exist here.
+func TestExampleConfigsLoad(t *testing.T) {
+	for _, page := range []string{"vmstated.conf.5", "vmstated.8"} {
+		t.Run(page, func(t *testing.T) {
+			root := t.TempDir()
+			n := 0
+			for _, m := range literalBlock.FindAllStringSubmatch(readPage(t, page), -1) {
+				text := strings.NewReplacer(`\(dq`, `"`, `\e`, `\`, `\&`, ``).Replace(m[1]) + "\n"
+				var path string
+				if pc := pathComment.FindStringSubmatch(text); pc != nil {
+					path = filepath.Join(root, pc[1])
+				} else if vb := vmBlock.FindStringSubmatch(text); vb != nil {
+					path = filepath.Join(root, vb[1], "config")
+				} else {
+					continue
+				}
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				n++
+			}
+			if n < 2 {
+				t.Fatalf("found only %d example configs in %s", n, page)
+			}
+			snap := config.LoadRoot(root, config.LoadOptions{DefaultHypervisor: config.HypervisorBhyve})
+			if snap.RootErr != nil {
+				t.Fatal(snap.RootErr)
+			}
+			for _, d := range snap.Diagnostics() {
+				hostDependent := d.Key == "configfile" || d.Key == "owner" || d.Key == "group"
+				if !hostDependent {
+					t.Errorf("%s example: %s", page, d)
+				} else {
+					t.Logf("host-dependent: %s", d)
+				}
+			}
+			t.Logf("%s: %d example files, VMs %v, invalid %d, ignored %v", page, n, snap.Names(), len(snap.Invalid), snap.Ignored)
+		})
+	}
+}
