@@ -356,3 +356,47 @@ func TestServiceFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestBridgeHooksRun runs the qemu-bridge hooks in a network namespace of
+// their own, twice each, and checks the tap device appears on the bridge
+// and goes away again.
+func TestBridgeHooksRun(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a network namespace and tap devices")
+	}
+	for _, tool := range []string{"unshare", "ip"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed; the bridge hooks are not run", tool)
+		}
+	}
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		t.Skip("no /dev/net/tun; the bridge hooks are not run")
+	}
+	dir, _ := filepath.Abs("qemu-bridge")
+	script := `set -e
+cd "$1"
+if ./start_network web start_network 2>/dev/null; then echo "started without a bridge"; exit 1; fi
+ip link add br0 type bridge
+ip link set br0 up
+./start_network web start_network
+./start_network web start_network
+ip -o link show dev tap-web | grep -q "master br0"
+echo "tap-web on br0"
+./stop_network web stop_network
+./stop_network web stop_network
+if ip link show dev tap-web >/dev/null 2>&1; then echo "tap-web still there"; exit 1; fi
+echo "tap-web gone"
+`
+	out, err := exec.Command("unshare", "-n", "sh", "-c", script, "sh", dir).CombinedOutput()
+	if err != nil {
+		if strings.Contains(string(out), "unshare failed") || strings.Contains(string(out), "Operation not permitted") {
+			t.Skipf("cannot make a network namespace here: %s", out)
+		}
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"created tap-web", "exists already", "tap-web on br0", "removed tap-web", "already gone", "tap-web gone"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
