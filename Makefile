@@ -4,7 +4,10 @@
 #   make test      gofmt check, go vet, cross-build check, go test -race ./...
 #   make bench     benchmarks (figures, not pass/fail)
 #   make fuzz      bounded fuzz runs (FUZZTIME per target, default 30s)
-#   make install   PREFIX (default /usr/local) and DESTDIR honoured
+#   make demo      run the daemon in the foreground on the demo VMs (no root)
+#   make install   binaries, man pages and the service file; PREFIX (default
+#                  /usr/local) and DESTDIR honoured
+#   make uninstall remove what install put there
 #   make clean
 
 GO       ?= go
@@ -13,11 +16,17 @@ DESTDIR  ?=
 BINDIR   ?= $(PREFIX)/bin
 SBINDIR  ?= $(PREFIX)/sbin
 MANDIR   ?= $(PREFIX)/share/man
+# The service file: a systemd unit on Linux, an rc.d script on FreeBSD
+# (SERVICE=none installs neither).
+OS       ?= $(shell uname -s)
+SERVICE  ?= $(if $(filter Linux,$(OS)),systemd,$(if $(filter FreeBSD,$(OS)),rc.d,none))
+SYSTEMDDIR ?= $(PREFIX)/lib/systemd/system
+RCDIR    ?= $(PREFIX)/etc/rc.d
 FUZZTIME ?= 30s
 
 CMDS := $(notdir $(wildcard cmd/*))
 
-.PHONY: all build test vet fmt-check cross bench fuzz chaos install uninstall clean
+.PHONY: all build test vet fmt-check cross bench fuzz chaos demo install uninstall clean
 
 all: build
 
@@ -62,16 +71,36 @@ fuzz:
 		done; \
 	done
 
+# The demo keeps everything under .demo/ and needs no root.
+demo: build
+	@sh examples/demo/run.sh $(CURDIR)/bin
+
+# The service files name /usr/local; they get the real PREFIX.
 install: build
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR)
-	@if [ -f bin/vmstated ]; then install -m 0755 bin/vmstated $(DESTDIR)$(SBINDIR)/vmstated; fi
-	@if [ -f bin/vmstatedctl ]; then install -m 0755 bin/vmstatedctl $(DESTDIR)$(BINDIR)/vmstatedctl; fi
+	install -m 0755 bin/vmstated $(DESTDIR)$(SBINDIR)/vmstated
+	install -m 0755 bin/vmstatedctl $(DESTDIR)$(BINDIR)/vmstatedctl
 	@for p in man/*.[0-9]; do \
 		[ -f "$$p" ] || continue; \
 		sec=$${p##*.}; \
-		install -d $(DESTDIR)$(MANDIR)/man$$sec; \
-		install -m 0644 $$p $(DESTDIR)$(MANDIR)/man$$sec/; \
+		echo "install -m 0644 $$p $(DESTDIR)$(MANDIR)/man$$sec/"; \
+		install -d $(DESTDIR)$(MANDIR)/man$$sec || exit 1; \
+		install -m 0644 $$p $(DESTDIR)$(MANDIR)/man$$sec/ || exit 1; \
 	done
+	@case "$(SERVICE)" in \
+	systemd) \
+		echo "install -m 0644 examples/systemd/vmstated.service $(DESTDIR)$(SYSTEMDDIR)/vmstated.service"; \
+		install -d $(DESTDIR)$(SYSTEMDDIR) && \
+		sed 's|/usr/local/|$(PREFIX)/|g' examples/systemd/vmstated.service > $(DESTDIR)$(SYSTEMDDIR)/vmstated.service && \
+		chmod 0644 $(DESTDIR)$(SYSTEMDDIR)/vmstated.service ;; \
+	rc.d) \
+		echo "install -m 0755 examples/rc.d/vmstated $(DESTDIR)$(RCDIR)/vmstated"; \
+		install -d $(DESTDIR)$(RCDIR) && \
+		sed 's|/usr/local/|$(PREFIX)/|g' examples/rc.d/vmstated > $(DESTDIR)$(RCDIR)/vmstated && \
+		chmod 0755 $(DESTDIR)$(RCDIR)/vmstated ;; \
+	none) ;; \
+	*) echo "SERVICE=$(SERVICE): want systemd, rc.d or none" >&2; exit 1 ;; \
+	esac
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/vmstated $(DESTDIR)$(BINDIR)/vmstatedctl
@@ -79,6 +108,7 @@ uninstall:
 		[ -f "$$p" ] || continue; \
 		sec=$${p##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$sec/$$(basename $$p); \
 	done
+	rm -f $(DESTDIR)$(SYSTEMDDIR)/vmstated.service $(DESTDIR)$(RCDIR)/vmstated
 
 clean:
 	rm -rf bin

@@ -1,0 +1,135 @@
+#!/bin/sh
+# Runs vmstated in the foreground on the demo VMs, without root and
+# without touching the system: config, logs, state and the control
+# socket all live under .demo/ at the top of the source tree (or a
+# temporary directory when that path is too long for a unix socket).
+#
+#   make demo            builds the binaries, then runs this
+#   examples/demo/run.sh [bindir]
+#
+# It starts the VMs with vmstatedctl once the daemon is ready, shows
+# their logs (states, hook output, guest output) as they come, and on
+# Ctrl-C stops the VMs, then the daemon.
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+bin=${1:-$top/bin}
+for b in vmstated vmstatedctl; do
+    if [ ! -x "$bin/$b" ]; then
+        echo "demo: $bin/$b is missing; run 'make build' first (or 'make demo')" >&2
+        exit 1
+    fi
+done
+
+demo=$top/.demo
+# A unix socket path has a length limit (104 bytes on FreeBSD); QEMU's
+# sockets sit deepest, under run/vmstated/demo-qemu/.
+if [ ${#demo} -gt 60 ]; then
+    demo=$(mktemp -d "${TMPDIR:-/tmp}/vmstated-demo.XXXXXX")
+fi
+sock=$demo/run/vmstated.sock
+ctl() { "$bin/vmstatedctl" -s "$sock" "$@"; }
+
+if [ -S "$sock" ] && ctl status >/dev/null 2>&1; then
+    echo "demo: a demo daemon already answers on $sock; stop it first (Ctrl-C in its terminal)" >&2
+    exit 1
+fi
+rm -rf "$demo/config" "$demo/log" "$demo/state" "$demo/run"
+mkdir -p "$demo/config" "$demo/log" "$demo/state" "$demo/run"
+chmod 700 "$demo/run"
+cp -R "$here/demo" "$demo/config/demo"
+vms=demo
+if command -v qemu-system-x86_64 >/dev/null 2>&1; then
+    cp -R "$here/demo-qemu" "$demo/config/demo-qemu"
+    vms="demo demo-qemu"
+else
+    echo "demo: qemu-system-x86_64 is not installed; running the exec VM only"
+fi
+
+# Per-VM runtime files (sockets, the guest's working directory) go under
+# XDG_RUNTIME_DIR for a user; root's are fixed.
+if [ "$(id -u)" -eq 0 ]; then
+    case $(uname -s) in
+    FreeBSD) rundir=/var/run/vmstated ;;
+    *) rundir=/run/vmstated ;;
+    esac
+else
+    XDG_RUNTIME_DIR=$demo/run
+    export XDG_RUNTIME_DIR
+    rundir=$demo/run/vmstated
+fi
+# The guest reboots once per demo: forget the earlier demo's reboot.
+rm -f "$rundir/demo/rebooted-once"
+
+# Job control puts the daemon and the log readers in process groups of
+# their own, so that Ctrl-C reaches only this script, which then stops
+# the VMs before the daemon (the daemon alone would leave them running).
+set -m 2>/dev/null || true
+
+"$bin/vmstated" -f -c "$demo/config" -l "$demo/log" -S "$demo/state" \
+    -s "$sock" -p "$demo/run/vmstated.pid" &
+daemon=$!
+
+i=0
+until ctl status >/dev/null 2>&1; do
+    if ! kill -0 "$daemon" 2>/dev/null; then
+        wait "$daemon" || true
+        echo "demo: vmstated exited during start-up (see above)" >&2
+        exit 1
+    fi
+    i=$((i + 1))
+    if [ "$i" -gt 300 ]; then
+        echo "demo: vmstated did not answer on $sock within 30 seconds" >&2
+        kill "$daemon" 2>/dev/null || true
+        exit 1
+    fi
+    sleep 0.1
+done
+
+followers=
+for vm in $vms; do
+    ctl log -f "$vm" | sed -u "s/^/$vm | /" &
+    followers="$followers $!"
+done
+
+cleanup() {
+    trap - INT TERM
+    echo
+    echo "demo: stopping the VMs, then the daemon"
+    ctl stop -a >/dev/null 2>&1 || true
+    for p in $followers; do kill "$p" 2>/dev/null || true; done
+    kill -TERM "$daemon" 2>/dev/null || true
+    wait "$daemon" 2>/dev/null || true
+    echo "demo: done; logs and state are kept in $demo"
+    exit 0
+}
+trap cleanup INT TERM
+
+cat <<MSG
+
+vmstated runs in the foreground (pid $daemon) on the VMs in
+$demo/config.
+Talk to it from another terminal:
+
+    export VMSTATED_SOCKET=$sock
+    $bin/vmstatedctl status
+    $bin/vmstatedctl events
+    $bin/vmstatedctl stop -w demo
+    $bin/vmstatedctl start -w demo
+
+Press Ctrl-C here to stop the VMs and the daemon.
+
+MSG
+
+for vm in $vms; do
+    ctl start "$vm" || true
+done
+
+# wait returns early when a signal arrives; go on waiting until the
+# daemon is gone.
+while kill -0 "$daemon" 2>/dev/null; do
+    wait "$daemon" || true
+done
+echo "demo: vmstated exited" >&2
+exit 1

@@ -1,0 +1,118 @@
+package examples
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestDemoRuns runs examples/demo/run.sh, what "make demo" runs, from a
+// copy of the tree: the daemon must come up, start the demo VM, take it
+// through its reboot, answer vmstatedctl, and on SIGTERM stop the VM and
+// itself.
+func TestDemoRuns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the daemon; skipped with -short")
+	}
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("the go command is not in PATH; cannot build the binaries")
+	}
+	top := t.TempDir()
+	bin := filepath.Join(top, "bin")
+	for _, c := range []string{"vmstated", "vmstatedctl"} {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(bin, c), "../cmd/"+c).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go build %s: %v\n%s", c, err, out)
+		}
+	}
+	copyDir(t, "demo", filepath.Join(top, "examples", "demo"), nil)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "sh", filepath.Join(top, "examples", "demo", "run.sh"), bin)
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	// Its own process group, so that a failed test can end it all.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait(); pw.Close() }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		ctl(t, top, bin, "stop", "-a", "-f")
+	})
+
+	var log strings.Builder
+	sc := bufio.NewScanner(pr)
+	seen := map[string]bool{}
+	wants := []string{
+		"vmstated runs in the foreground",
+		"demo | ",
+		"[hook start_network] would create tap-demo",
+		"running -> restarting (auto_restart): guest reboot",
+		"restarted -> running (done)",
+	}
+	for !seen[wants[len(wants)-1]] && sc.Scan() {
+		line := sc.Text()
+		log.WriteString(line + "\n")
+		for _, w := range wants {
+			if strings.Contains(line, w) {
+				seen[w] = true
+			}
+		}
+	}
+	for _, w := range wants {
+		if !seen[w] {
+			t.Fatalf("the demo never printed %q:\n%s", w, log.String())
+		}
+	}
+
+	out := ctl(t, top, bin, "-o", "json", "status", "demo")
+	var st struct {
+		State    string `json:"state"`
+		PID      int    `json:"pid"`
+		Restarts int    `json:"restarts"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("status: %v: %s", err, out)
+	}
+	if st.State != "running" || st.PID == 0 || st.Restarts != 1 {
+		t.Errorf("status = %+v, want running with one restart", st)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for sc.Scan() {
+		log.WriteString(sc.Text() + "\n")
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("run.sh after SIGTERM: %v\n%s", err, log.String())
+	}
+	for _, w := range []string{"stopping -> stop_storage", "stop_network -> stopped", "demo: done"} {
+		if !strings.Contains(log.String(), w) {
+			t.Errorf("after SIGTERM the demo never printed %q:\n%s", w, log.String())
+		}
+	}
+	if _, err := os.Stat(filepath.Join(top, ".demo", "log", "demo.log")); err != nil {
+		t.Errorf("the demo's log is not kept: %v", err)
+	}
+}
+
+// ctl runs the demo's vmstatedctl; errors are the caller's to judge.
+func ctl(t *testing.T, top, bin string, args ...string) string {
+	t.Helper()
+	sock := filepath.Join(top, ".demo", "run", "vmstated.sock")
+	out, _ := exec.Command(filepath.Join(bin, "vmstatedctl"), append([]string{"-s", sock}, args...)...).Output()
+	return string(out)
+}
