@@ -182,9 +182,10 @@ func (v *vm) onRecover(ctx context.Context, r recovering) {
 		v.log.Printf("daemon restarted; recovering from %s", st)
 	}
 	h := r.rec.Handle
-	if h == nil && (st == statemachine.StartStorage || st == statemachine.Restarting) {
-		// The daemon may have died between a launch and saving its
-		// handle; the driver left the handle in the run directory.
+	if st == statemachine.StartStorage || st == statemachine.Restarting {
+		// The daemon may have died between a launch and saving its handle
+		// (the record may still name the hypervisor a restart replaced);
+		// the driver left the newest handle in the run directory.
 		if fh, err := hypervisor.ReadHandleFile(filepath.Join(v.sup.runDir, v.name)); err == nil {
 			h = &fh
 			r.rec.Handle = h

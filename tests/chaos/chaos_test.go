@@ -278,8 +278,9 @@ func TestChaosKillDaemonAtRandomPoints(t *testing.T) {
 	rng := rand.New(rand.NewSource(seed))
 	t.Logf("seed %d (set VMSTATED_CHAOS_SEED to replay), %d cycles", seed, cycles)
 	r := newRig(t, []string{"vm0", "vm1", "vm2"}, seed)
-	kills, orphans := 0, 0
+	kills, orphans, done := 0, 0, 0
 	for i := 0; i < cycles && !t.Failed(); i++ {
+		done++
 		list := r.settle()
 		st := list[rng.Intn(len(list))]
 		var action api.Action
@@ -328,5 +329,5 @@ func TestChaosKillDaemonAtRandomPoints(t *testing.T) {
 		}
 	}
 	t.Logf("cycles %d, daemon kills %d, orphans found %d, unbalanced setup/teardown hook pairs %d, hook runs %v",
-		cycles, kills, orphans, dup, counts)
+		done, kills, orphans, dup, counts)
 }
