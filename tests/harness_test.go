@@ -644,3 +644,8 @@ func (e *env) readLog(name string) string {
 	}
 	return string(b)
 }
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}

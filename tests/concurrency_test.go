@@ -1,0 +1,121 @@
+//go:build linux
+
+package tests
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/vmstated/vmstated/api"
+	"github.com/vmstated/vmstated/statemachine"
+)
+
+// A hook that hangs holds up its own VM only: another VM starts and stops
+// meanwhile, and status answers. A stop asked for during the hung step takes
+// effect once it ends.
+func TestHangingHookBlocksOnlyItsVM(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	slow := e.addVM("slow", sleeper(""))
+	fast := e.addVM("fast", sleeper(""))
+	e.control(slow, "start_storage", "hang", true)
+	d := e.start()
+
+	d.do(slow, api.ActionStart)
+	waitUntil(t, "the start_storage hook of "+slow+" to hang", func() bool {
+		return exists(filepath.Join(e.work, slow+".start_storage.hanging"))
+	})
+
+	d.do(fast, api.ActionStart)
+	st := d.waitState(fast, statemachine.Running)
+	d.do(fast, api.ActionStop)
+	d.waitState(fast, statemachine.Stopped)
+	waitGone(t, st.PID)
+
+	// Status of everything, through the client and through vmstatedctl.
+	list, err := d.c.List(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 2 || list[slices.IndexFunc(list, func(s api.Status) bool { return s.Name == slow })].State != statemachine.StartStorage {
+		t.Errorf("status while a hook hangs: %+v", list)
+	}
+	out, errOut, code := e.ctl("-o", "json", "status")
+	var ctlList []api.Status
+	if code != 0 || json.Unmarshal([]byte(out), &ctlList) != nil || len(ctlList) != 2 {
+		t.Errorf("vmstatedctl -o json status exited %d: %s%s", code, out, errOut)
+	}
+
+	// A stop during the hung step is accepted and acted on when it ends.
+	d.do(slow, api.ActionStop)
+	if st := d.get(slow); st.State != statemachine.StartStorage {
+		t.Errorf("stop while start_storage hangs moved the VM to %s", st.State)
+	}
+	e.control(slow, "start_storage", "release", true)
+	d.waitState(slow, statemachine.Stopped)
+	e.waitHooks(slow, "start_network", "start_storage", "stop_storage", "stop_network", "stopped")
+	if st := d.get(slow); st.PID != 0 {
+		t.Errorf("aborted start left a hypervisor: %+v", st)
+	}
+}
+
+// Starting a VM starts the VMs it depends on first, each running before the
+// next begins; vmstatedctl stop -a stops dependants first.
+func TestDependsOrder(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	db := e.addVM("db", sleeper(""))
+	app := e.addVM("app", sleeper("    depends = [ \""+db+"\" ];\n"))
+	web := e.addVM("web", sleeper("    depends = \""+app+"\";\n"))
+	d := e.start()
+
+	d.do(web, api.ActionStart)
+	for _, vm := range []string{db, app, web} {
+		d.waitState(vm, statemachine.Running)
+	}
+	e.waitLastHook(web, "running")
+	all := e.allRecords()
+	before := func(a, b string) {
+		t.Helper()
+		i, j := slices.Index(all, a), slices.Index(all, b)
+		if i < 0 || j < 0 || i > j {
+			t.Errorf("want %q before %q in\n%s", a, b, strings.Join(all, "\n"))
+		}
+	}
+	before(db+" running", app+" start_network")
+	before(app+" running", web+" start_network")
+
+	if out, errOut, code := e.ctl("stop", "-a"); code != 0 {
+		t.Fatalf("vmstatedctl stop -a exited %d: %s%s", code, out, errOut)
+	}
+	for _, vm := range []string{db, app, web} {
+		if st := d.get(vm); st.State != statemachine.Stopped {
+			t.Errorf("%s after stop -a: %s", vm, st.State)
+		}
+	}
+	all = e.allRecords()
+	before(web+" stop_network", app+" stopping")
+	before(app+" stop_network", db+" stopping")
+}
+
+// A VM that depends on a failing VM does not start.
+func TestDependsOnFailure(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	db := e.addVM("bad", sleeper(""))
+	app := e.addVM("dep", sleeper("    depends = "+db+";\n"))
+	e.control(db, "start_network", "fail", true)
+	d := e.start()
+	d.do(app, api.ActionStart)
+	st := d.waitState(app, statemachine.Failed)
+	if !strings.Contains(st.Reason, db) {
+		t.Errorf("failure reason %q does not name %s", st.Reason, db)
+	}
+	d.waitState(db, statemachine.Failed)
+	if recs := e.records(app); len(recs) > 0 && recs[0].state != "failed" {
+		t.Errorf("hooks of %s ran although its dependency failed: %v", app, recs)
+	}
+}
