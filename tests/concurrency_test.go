@@ -72,21 +72,35 @@ func TestDependsOrder(t *testing.T) {
 	web := e.addVM("web", sleeper("    depends = \""+app+"\";\n"))
 	d := e.start()
 
+	all := d.events("")
 	d.do(web, api.ActionStart)
 	for _, vm := range []string{db, app, web} {
 		d.waitState(vm, statemachine.Running)
 	}
-	e.waitLastHook(web, "running")
-	all := e.allRecords()
-	before := func(a, b string) {
-		t.Helper()
-		i, j := slices.Index(all, a), slices.Index(all, b)
-		if i < 0 || j < 0 || i > j {
-			t.Errorf("want %q before %q in\n%s", a, b, strings.Join(all, "\n"))
+	// A VM begins to start only once the VM it depends on runs: its
+	// hypervisor is up after its start hooks succeeded. (Its running hook
+	// is a notice that may still be under way.)
+	evs := all.waitFor(t, web+" running", func(evs []api.Event) bool {
+		return slices.ContainsFunc(evs, func(ev api.Event) bool { return ev.VM == web && ev.To == statemachine.Running })
+	})
+	seq := func(vm string, to statemachine.State) int {
+		return slices.IndexFunc(evs, func(ev api.Event) bool { return ev.VM == vm && ev.To == to })
+	}
+	for _, p := range [][2]string{{db, app}, {app, web}} {
+		if i, j := seq(p[0], statemachine.Running), seq(p[1], statemachine.StartNetwork); i < 0 || j < 0 || i > j {
+			t.Errorf("%s entered start_network before %s was running: %v", p[1], p[0], evs)
 		}
 	}
-	before(db+" running", app+" start_network")
-	before(app+" running", web+" start_network")
+	recs := e.allRecords()
+	before := func(a, b string) {
+		t.Helper()
+		i, j := slices.Index(recs, a), slices.Index(recs, b)
+		if i < 0 || j < 0 || i > j {
+			t.Errorf("want hook %q before %q in\n%s", a, b, strings.Join(recs, "\n"))
+		}
+	}
+	before(db+" start_storage", app+" start_network")
+	before(app+" start_storage", web+" start_network")
 
 	if out, errOut, code := e.ctl("stop", "-a"); code != 0 {
 		t.Fatalf("vmstatedctl stop -a exited %d: %s%s", code, out, errOut)
@@ -96,7 +110,7 @@ func TestDependsOrder(t *testing.T) {
 			t.Errorf("%s after stop -a: %s", vm, st.State)
 		}
 	}
-	all = e.allRecords()
+	recs = e.allRecords()
 	before(web+" stop_network", app+" stopping")
 	before(app+" stop_network", db+" stopping")
 }
