@@ -72,7 +72,11 @@ func run(ctx context.Context, o options, stderr io.Writer) (err error) {
 		stopActors()
 		sup.Wait()
 	}()
-	sup.Sync(initial)
+	first, err := supervisor.FirstStartThisBoot(o.paths.RunDir)
+	if err != nil {
+		log.Warn("cannot tell whether the host has rebooted; not autostarting", "err", err)
+	}
+	sup.Load(initial, supervisor.LoadOptions{FirstStartThisBoot: first})
 
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
