@@ -54,6 +54,7 @@ type env struct {
 	mu      sync.Mutex
 	vms     []string
 	daemons []*daemonProc
+	bg      []int // background daemons' pids
 }
 
 func newEnv(t *testing.T) *env {
@@ -315,26 +316,9 @@ func (e *env) flags() []string {
 // READY=1 on NOTIFY_SOCKET.
 func (e *env) start(extra ...string) *daemonProc {
 	e.t.Helper()
-	_ = os.Remove(e.notify)
-	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: e.notify, Net: "unixgram"})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	d := &daemonProc{e: e, stderr: &lockedBuffer{}, done: make(chan struct{}), notes: make(chan string, 64)}
-	go func() {
-		defer close(d.notes)
-		buf := make([]byte, 4096)
-		for {
-			n, err := ln.Read(buf)
-			if err != nil {
-				return
-			}
-			select {
-			case d.notes <- string(buf[:n]):
-			default:
-			}
-		}
-	}()
+	d := &daemonProc{e: e, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	ln, notes := e.listenNotifyConn()
+	d.notes = notes
 	args := append([]string{"-f"}, e.flags()...)
 	d.cmd = exec.Command(vmstatedBin, append(args, extra...)...)
 	d.cmd.Env = append(e.environ, "NOTIFY_SOCKET="+e.notify)
@@ -355,6 +339,74 @@ func (e *env) start(extra ...string) *daemonProc {
 	d.c = api.NewClient(e.socket)
 	d.waitNote("READY=1")
 	return d
+}
+
+// listenNotify listens on the env's NOTIFY_SOCKET path; the channel
+// carries the datagrams until the test ends.
+func (e *env) listenNotify() <-chan string {
+	e.t.Helper()
+	ln, notes := e.listenNotifyConn()
+	e.t.Cleanup(func() { ln.Close() })
+	return notes
+}
+
+func (e *env) listenNotifyConn() (*net.UnixConn, chan string) {
+	e.t.Helper()
+	_ = os.Remove(e.notify)
+	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: e.notify, Net: "unixgram"})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	notes := make(chan string, 64)
+	go func() {
+		defer close(notes)
+		buf := make([]byte, 4096)
+		for {
+			n, err := ln.Read(buf)
+			if err != nil {
+				return
+			}
+			select {
+			case notes <- string(buf[:n]):
+			default:
+			}
+		}
+	}()
+	return ln, notes
+}
+
+// waitNotify waits for a datagram starting with prefix.
+func waitNotify(t *testing.T, notes <-chan string, prefix string) string {
+	t.Helper()
+	timer := time.NewTimer(guard)
+	defer timer.Stop()
+	for {
+		select {
+		case n, ok := <-notes:
+			if !ok {
+				t.Fatalf("notify socket closed before %s", prefix)
+			}
+			if strings.HasPrefix(n, prefix) {
+				return n
+			}
+		case <-timer.C:
+			t.Fatalf("no %s on NOTIFY_SOCKET within %s", prefix, guard)
+		}
+	}
+}
+
+// command returns a command running bin with the env's environment.
+func (e *env) command(bin string, args ...string) *exec.Cmd {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append([]string(nil), e.environ...)
+	return cmd
+}
+
+// addBackground registers a background daemon for cleanup.
+func (e *env) addBackground(pid int) {
+	e.mu.Lock()
+	e.bg = append(e.bg, pid)
+	e.mu.Unlock()
 }
 
 // waitNote waits for a datagram on NOTIFY_SOCKET that starts with prefix.
@@ -589,9 +641,20 @@ func (e *env) cleanup() {
 	e.mu.Lock()
 	daemons := append([]*daemonProc(nil), e.daemons...)
 	vms := append([]string(nil), e.vms...)
+	bg := append([]int(nil), e.bg...)
 	e.mu.Unlock()
 	for _, d := range daemons {
 		d.term()
+	}
+	for _, pid := range bg {
+		if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); exe == vmstatedBin {
+			_ = syscall.Kill(pid, syscall.SIGTERM)
+			deadline := time.Now().Add(guard)
+			for alive(pid) && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
 	}
 	own := map[string]bool{}
 	for _, vm := range vms {
