@@ -483,7 +483,12 @@ func (d *daemonProc) waitStatus(name, what string, cond func(api.Status) bool) a
 // waitState waits until a VM rests in state.
 func (d *daemonProc) waitState(name string, state statemachine.State) api.Status {
 	d.e.t.Helper()
-	return d.waitStatus(name, "in state "+string(state), func(st api.Status) bool { return st.State == state })
+	return d.waitStatus(name, "in state "+string(state), func(st api.Status) bool {
+		if st.State == statemachine.Failed && state != statemachine.Failed {
+			d.e.t.Fatalf("%s failed while waiting for %s: %s", name, state, st.Reason)
+		}
+		return st.State == state
+	})
 }
 
 func (d *daemonProc) do(name string, a api.Action) api.Status {

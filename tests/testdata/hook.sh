@@ -11,16 +11,18 @@
 w="$(dirname "$VMSTATED_CONFIG_DIR")/../work"
 vm="$1"
 st="$2"
-printf '%s %s prev=%s pid=%s restarts=%s reason=%s\n' "$vm" "$st" \
-	"$VMSTATED_PREVIOUS_STATE" "${VMSTATED_PID:-none}" "$VMSTATED_RESTARTS" \
-	"$VMSTATED_REASON" >>"$w/$vm.rec"
-echo "$vm $st" >>"$w/all.rec"
+# The environment first: a test reads it once the record line is there.
 {
 	env | sort
 	echo "cwd=$(pwd)"
 	echo "stdin=$(readlink /proc/$$/fd/0)"
 	echo "argc=$#"
-} >"$w/$vm.$st.env"
+} >"$w/$vm.$st.env.tmp"
+mv "$w/$vm.$st.env.tmp" "$w/$vm.$st.env"
+printf '%s %s prev=%s pid=%s restarts=%s reason=%s\n' "$vm" "$st" \
+	"$VMSTATED_PREVIOUS_STATE" "${VMSTATED_PID:-none}" "$VMSTATED_RESTARTS" \
+	"$VMSTATED_REASON" >>"$w/$vm.rec"
+echo "$vm $st" >>"$w/all.rec"
 echo "hook $st of $vm says hello"
 if [ -e "$w/$vm.$st.hang" ]; then
 	: >"$w/$vm.$st.hanging"
