@@ -106,7 +106,10 @@ func TestFullCycle(t *testing.T) {
 	waitUntil(t, "the log to hold the stopped hook's output", func() bool {
 		return strings.Contains(e.readLog(vm), "hook stopped of "+vm+" says hello")
 	})
-	log := e.readLog(vm)
+	log, errOut, code := e.ctl("log", vm)
+	if code != 0 {
+		t.Errorf("vmstatedctl log exited %d: %s", code, errOut)
+	}
 	for _, want := range []string{"stopped -> start_network", "stop_network -> stopped", "hook running of " + vm + " says hello", "guest console line"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("log of %s lacks %q:\n%s", vm, want, log)

@@ -1,0 +1,114 @@
+//go:build linux
+
+package tests
+
+import (
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/vmstated/vmstated/api"
+	"github.com/vmstated/vmstated/statemachine"
+)
+
+// A VM process that dies while the daemon is down is a crash for the
+// daemon that comes back: it is restarted per policy, counted in the
+// budget.
+func TestCrashWhileDaemonDown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	vm := e.addVM("downcrash", sleeper("    maxrestart = 3;\n    maxrestarttime = 1h;\n"))
+	d := e.start()
+	d.do(vm, api.ActionStart)
+	st := d.waitState(vm, statemachine.Running)
+	e.waitLastHook(vm, "running")
+	d.term()
+	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, st.PID)
+
+	d2 := e.start()
+	st2 := d2.waitStatus(vm, "running again with a new process", func(s api.Status) bool {
+		return s.State == statemachine.Running && s.PID != 0 && s.PID != st.PID
+	})
+	if st2.Restarts != 1 {
+		t.Errorf("restarts %d after a crash while the daemon was down, want 1", st2.Restarts)
+	}
+	recs := e.waitLastHook(vm, "restarted")
+	if got := strings.Join(states(recs), " "); !strings.HasPrefix(got, "start_network start_storage running restarting restarted") {
+		t.Errorf("hooks: %s", got)
+	}
+	d2.do(vm, api.ActionStop)
+	d2.waitState(vm, statemachine.Stopped)
+	waitGone(t, st2.PID)
+}
+
+// A daemon killed (SIGKILL) during a graceful stop: the next one re-arms
+// the stop deadline, forces the stubborn VM and runs the remaining
+// teardown hooks once.
+func TestDaemonKilledWhileStopping(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	vm := e.addVM("killstop", execVM([]string{"/bin/sh", "-c", "trap '' TERM; exec /bin/sleep 1000"}, "")+"    stop_timeout = 3;\n")
+	d := e.start()
+	d.do(vm, api.ActionStart)
+	st := d.waitState(vm, statemachine.Running)
+	d.do(vm, api.ActionStop)
+	d.waitState(vm, statemachine.Stopping)
+	e.waitLastHook(vm, "stopping")
+	_ = d.cmd.Process.Kill()
+	<-d.done
+	if !alive(st.PID) {
+		t.Fatalf("VM process %d died with the daemon", st.PID)
+	}
+
+	d2 := e.start()
+	d2.waitState(vm, statemachine.Stopped)
+	waitGone(t, st.PID)
+	recs := e.waitLastHook(vm, "stopped")
+	got := strings.Join(states(recs), " ")
+	if !strings.HasPrefix(got, "start_network start_storage running stopping") ||
+		!strings.HasSuffix(got, "stop_storage stop_network stopped") ||
+		strings.Count(got, "stop_storage") != 1 || strings.Count(got, "stop_network") != 1 {
+		t.Errorf("hooks: %s; want the teardown to finish, each hook once", got)
+	}
+}
+
+// A daemon that exits while a start hook hangs: the next daemon finishes
+// the interrupted start or tears it down, and runs no teardown hook twice.
+func TestDaemonExitDuringStartHook(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	vm := e.addVM("midstart", sleeper(""))
+	e.control(vm, "start_storage", "hang", true)
+	d := e.start()
+	d.do(vm, api.ActionStart)
+	waitUntil(t, "start_storage to hang", func() bool { return exists(e.work + "/" + vm + ".start_storage.hanging") })
+	d.term()
+	e.control(vm, "start_storage", "hang", false)
+
+	d2 := e.start()
+	st := d2.waitStatus(vm, "settled", func(s api.Status) bool { return s.State.Steady() })
+	t.Logf("after the restart: %s (%s)", st.State, st.Reason)
+	switch st.State {
+	case statemachine.Running:
+		d2.do(vm, api.ActionStop)
+		d2.waitState(vm, statemachine.Stopped)
+		waitGone(t, st.PID)
+	case statemachine.Failed:
+		d2.do(vm, api.ActionFailReset)
+		d2.waitState(vm, statemachine.Stopped)
+	}
+	recs := strings.Join(states(e.waitLastHook(vm, "stopped")), " ")
+	t.Logf("hooks: %s", recs)
+	// Each start attempt is torn down once: no teardown hook twice
+	// between two start_network hooks.
+	for i, seg := range strings.Split(recs, "start_network")[1:] {
+		for _, h := range []string{"stop_storage", "stop_network", "stopped"} {
+			if strings.Count(seg, h) != 1 {
+				t.Errorf("start attempt %d ran %s %d times: %s", i+1, h, strings.Count(seg, h), recs)
+			}
+		}
+	}
+}
