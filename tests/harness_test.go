@@ -267,6 +267,23 @@ func (e *env) waitLastHook(name, state string) []hookCall {
 	return got
 }
 
+// waitHookRan waits until a VM's hook for state has run at least once and
+// returns all hook runs so far.
+func (e *env) waitHookRan(name, state string) []hookCall {
+	e.t.Helper()
+	var got []hookCall
+	waitUntil(e.t, fmt.Sprintf("hook %s of %s", state, name), func() bool {
+		got = e.records(name)
+		for _, c := range got {
+			if c.state == state {
+				return true
+			}
+		}
+		return false
+	})
+	return got
+}
+
 // waitUntil polls cond until it holds; guard only catches deadlocks.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()

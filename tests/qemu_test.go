@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/vmstated/vmstated/api"
@@ -47,13 +48,24 @@ func TestQEMU(t *testing.T) {
 		t.Errorf("running hook saw VMSTATED_PID=%s, QEMU is %d", calls[2].pid, st.PID)
 	}
 
+	// QEMU killed behind the daemon's back is a crash: relaunched.
+	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	ev.waitEnter(t, statemachine.Running, 2)
+	first := st.PID
+	st = d.waitState(vm, statemachine.Running)
+	if st.PID == first || !alive(st.PID) || st.Restarts != 1 || st.LastExit == nil || st.LastExit.Reason != "crash" {
+		t.Errorf("after QEMU was killed: %+v (first pid %d)", st, first)
+	}
+
 	if _, err := d.c.Stop(ctx(t), vm, api.StopOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	ev.waitEnter(t, statemachine.Stopped, 1)
 	waitGone(t, st.PID)
-	e.waitHooks(vm, "start_network", "start_storage", "running", "stopping", "stop_storage", "stop_network", "stopped")
-	if got := strings.Join(ev.path(), " "); got != "start_network start_storage running stopping stop_storage stop_network stopped" {
+	e.waitHooks(vm, "start_network", "start_storage", "running", "restarting", "restarted", "running", "stopping", "stop_storage", "stop_network", "stopped")
+	if got := strings.Join(ev.path(), " "); got != "start_network start_storage running restarting restarted running stopping stop_storage stop_network stopped" {
 		t.Errorf("transitions: %s", got)
 	}
 	log := e.readLog(vm)
