@@ -656,6 +656,24 @@ func waitGone(t *testing.T, pid int) {
 	waitUntil(t, fmt.Sprintf("process %d to end", pid), func() bool { return !alive(pid) })
 }
 
+// vmProcs returns the live processes running in a VM's run directory: its
+// hypervisor, whatever its pid.
+func (e *env) vmProcs(name string) []int {
+	dir := filepath.Join(e.runDir, name)
+	var out []int
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(filepath.Base(p))
+		if err != nil {
+			continue
+		}
+		if cwd, err := os.Readlink(filepath.Join(p, "cwd")); err == nil && cwd == dir && alive(pid) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
 // cleanup stops the daemons, then kills every process left behind by this
 // test: VM processes (their working directory is their run directory) and
 // hooks (their working directory is under the test's directory).

@@ -126,16 +126,19 @@ func TestHookFailureTeardown(t *testing.T) {
 	cases := []struct {
 		short, fail string
 		stop        bool // the failure is on the way down: stop the VM first
+		restart     bool // the failure is in a restart: restart the VM first
 		want        []string
 		reason      string
 	}{
-		{"f-net", "start_network", false, []string{"start_network", "failed"}, "start_network"},
-		{"f-stor", "start_storage", false, []string{"start_network", "start_storage", "stop_network", "failed"}, "start_storage"},
-		{"f-launch", "", false, []string{"start_network", "start_storage", "stop_storage", "stop_network", "failed"}, "launch failed"},
-		{"f-run", "running", false, []string{"start_network", "start_storage", "running", "stopping", "stop_storage", "stop_network", "failed"}, "running"},
-		{"f-stopping", "stopping", true, []string{"start_network", "start_storage", "running", "stopping", "stop_storage", "stop_network", "failed"}, "stopping"},
-		{"f-sstor", "stop_storage", true, []string{"start_network", "start_storage", "running", "stopping", "stop_storage", "stop_network", "failed"}, "stop_storage"},
-		{"f-snet", "stop_network", true, []string{"start_network", "start_storage", "running", "stopping", "stop_storage", "stop_network", "failed"}, "stop_network"},
+		{"f-net", "start_network", false, false, []string{"start_network", "failed"}, "start_network"},
+		{"f-stor", "start_storage", false, false, []string{"start_network", "start_storage", "stop_network", "failed"}, "start_storage"},
+		{"f-launch", "", false, false, []string{"start_network", "start_storage", "stop_storage", "stop_network", "failed"}, "launch failed"},
+		{"f-run", "running", false, false, []string{"start_network", "start_storage", "running", "stopping", "stop_storage", "stop_network", "failed"}, "running"},
+		{"f-stopping", "stopping", true, false, []string{"start_network", "start_storage", "running", "stopping", "stop_storage", "stop_network", "failed"}, "stopping"},
+		{"f-sstor", "stop_storage", true, false, []string{"start_network", "start_storage", "running", "stopping", "stop_storage", "stop_network", "failed"}, "stop_storage"},
+		{"f-snet", "stop_network", true, false, []string{"start_network", "start_storage", "running", "stopping", "stop_storage", "stop_network", "failed"}, "stop_network"},
+		{"f-rsting", "restarting", false, true, []string{"start_network", "start_storage", "running", "restarting", "stop_storage", "stop_network", "failed"}, "restarting"},
+		{"f-rsted", "restarted", false, true, []string{"start_network", "start_storage", "running", "restarting", "restarted", "stopping", "stop_storage", "stop_network", "failed"}, "restarted"},
 	}
 	names := map[string]string{}
 	for _, tc := range cases {
@@ -154,10 +157,15 @@ func TestHookFailureTeardown(t *testing.T) {
 			t.Parallel()
 			vm := names[tc.short]
 			d.do(vm, api.ActionStart)
-			if tc.stop {
+			if tc.stop || tc.restart {
 				st := d.waitState(vm, statemachine.Running)
+				e.waitHookRan(vm, "running")
 				defer waitGone(t, st.PID)
-				d.do(vm, api.ActionStop)
+				if tc.stop {
+					d.do(vm, api.ActionStop)
+				} else {
+					d.do(vm, api.ActionRestart)
+				}
 			}
 			st := d.waitState(vm, statemachine.Failed)
 			calls := e.waitHooks(vm, tc.want...)
@@ -170,6 +178,7 @@ func TestHookFailureTeardown(t *testing.T) {
 			if st.PID != 0 {
 				t.Errorf("failed VM still shows pid %d", st.PID)
 			}
+			waitUntil(t, "no process of "+vm+" left", func() bool { return len(e.vmProcs(vm)) == 0 })
 			if r := calls[len(calls)-1].reason; !strings.Contains(r, tc.reason) {
 				t.Errorf("failed hook's VMSTATED_REASON %q does not name %q", r, tc.reason)
 			}
