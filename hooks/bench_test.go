@@ -49,3 +49,17 @@ func BenchmarkOSExecTrivial(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRunTrivialWithStatusFile is BenchmarkRunTrivial with the exit
+// status recorded through the sh wrapper, as the daemon runs hooks.
+func BenchmarkRunTrivialWithStatusFile(b *testing.B) {
+	dir, _ := trivialHook(b)
+	req := Request{Env: Env{Name: "bench", State: "start_network", ConfigDir: dir},
+		StatusFile: filepath.Join(b.TempDir(), "status")}
+	ctx := context.Background()
+	for b.Loop() {
+		if res := Run(ctx, req); !res.OK() {
+			b.Fatal(res.Reason())
+		}
+	}
+}

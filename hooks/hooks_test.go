@@ -880,3 +880,39 @@ func TestRunTextFileBusy(t *testing.T) {
 		t.Fatal("Run did not return")
 	}
 }
+
+func TestStatusFileOutlivesTheCaller(t *testing.T) {
+	dir := t.TempDir()
+	status := filepath.Join(dir, "status")
+	if err := os.WriteFile(filepath.Join(dir, "start_storage"), []byte("#!/bin/sh\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var started int
+	res := Run(context.Background(), Request{
+		Env:        Env{Name: "vm0", State: "start_storage", ConfigDir: dir},
+		StatusFile: status,
+		Started:    func(pid int) { started = pid },
+		Strict:     StrictOff,
+	})
+	if res.ExitCode != 3 || res.OK() || started == 0 {
+		t.Fatalf("result %+v, started pid %d", res, started)
+	}
+	if code, ok := ReadStatus(status); !ok || code != 3 {
+		t.Fatalf("status file: %d %v", code, ok)
+	}
+	// A hook killed by a signal is reported as such through the wrapper.
+	if err := os.WriteFile(filepath.Join(dir, "stop_storage"), []byte("#!/bin/sh\nkill -KILL $$\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	res = Run(context.Background(), Request{
+		Env:        Env{Name: "vm0", State: "stop_storage", ConfigDir: dir},
+		StatusFile: filepath.Join(dir, "status2"),
+		Strict:     StrictOff,
+	})
+	if res.Signal != "SIGKILL" || res.Reason() != "hook stop_storage was killed by signal SIGKILL" {
+		t.Fatalf("result %+v: %s", res, res.Reason())
+	}
+	if _, ok := ReadStatus(filepath.Join(dir, "missing")); ok {
+		t.Fatal("a missing status file read as a status")
+	}
+}

@@ -39,6 +39,36 @@ type Request struct {
 	// Strict selects the owner and permission checks; the zero value
 	// checks when the daemon runs as root.
 	Strict Strictness
+	// StatusFile, when set, makes the hook's outcome outlive the caller:
+	// the hook runs under a small /bin/sh wrapper that writes its exit
+	// status to StatusFile when it exits. The hook runs in its own process
+	// group, so it is not killed when the daemon dies; a daemon started
+	// afterwards learns from the file whether the hook completed and how
+	// (ReadStatus), instead of running it a second time.
+	StatusFile string
+	// Started, when set, is called with the hook's process id (the
+	// wrapper's, with StatusFile) once it has started, before Run waits.
+	Started func(pid int)
+}
+
+// shell runs the status wrapper.
+const shell = "/bin/sh"
+
+// statusShim runs "$@" and records its exit status in the file named by
+// its first argument. A hook killed by signal N is recorded, like sh
+// reports it, as 128+N.
+const statusShim = `f=$1; shift; "$@"; s=$?; printf '%s\n' "$s" > "$f"; exit "$s"`
+
+// ReadStatus reads a status file written for a hook run with
+// Request.StatusFile. ok is false when there is none (the hook has not
+// finished, or never ran) or it is incomplete.
+func ReadStatus(path string) (code int, ok bool) {
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) == 0 || b[len(b)-1] != '\n' {
+		return 0, false
+	}
+	code, err = strconv.Atoi(strings.TrimSpace(string(b)))
+	return code, err == nil
 }
 
 // Result is what happened to one hook run.
@@ -149,9 +179,15 @@ func Run(ctx context.Context, req Request) Result {
 	var cmd *exec.Cmd
 	var start time.Time
 	for attempt := 0; ; attempt++ {
+		argv := []string{path, env.Name, env.State}
+		bin := path
+		if req.StatusFile != "" {
+			bin = shell
+			argv = append([]string{shell, "-c", statusShim, "vmstated-hook", req.StatusFile}, argv...)
+		}
 		cmd = &exec.Cmd{
-			Path:   path,
-			Args:   []string{path, env.Name, env.State},
+			Path:   bin,
+			Args:   argv,
 			Env:    environ,
 			Dir:    dir,
 			Stdout: outW, // *os.File: handed to the child as is, no copying goroutine
@@ -181,6 +217,9 @@ func Run(ctx context.Context, req Request) Result {
 		return res
 	}
 
+	if req.Started != nil {
+		req.Started(cmd.Process.Pid)
+	}
 	sink := newLineSink(req.Output)
 	streams := []*lineStream{
 		sink.stream(outR, "[hook "+env.State+"] "),
@@ -235,6 +274,10 @@ func Run(ctx context.Context, req Request) Result {
 		res.Signal = signalName(ws.Signal())
 	} else {
 		res.ExitCode = cmd.ProcessState.ExitCode()
+		if req.StatusFile != "" && res.ExitCode > 128 && res.ExitCode < 128+65 {
+			// The wrapper turns the hook's death by a signal into 128+N.
+			res.Signal, res.ExitCode = signalName(syscall.Signal(res.ExitCode-128)), -1
+		}
 	}
 	res.Err = failure(res, stoppedAt)
 	return res

@@ -245,51 +245,77 @@ func (v *vm) resume(ctx context.Context, inst hypervisor.Instance, why string) {
 		v.inst = nil
 		v.afterExit(ctx, *v.lastExit)
 	case statemachine.Stopping:
-		if inst == nil {
-			_ = v.fire(ctx, statemachine.Done, "hypervisor gone while the daemon was down")
-			return
-		}
 		v.inst = inst
-		// Re-arm the persisted deadline with the time left, or force now
-		// when it has passed.
-		opts := StopOptions{}
-		if !v.deadline.IsZero() {
-			left := v.deadline.Sub(v.sup.now())
-			if left <= 0 {
-				opts.Force = true
+		if inst != nil && !v.deadline.IsZero() {
+			// Re-arm the persisted deadline with the time left, or force
+			// now when it has passed.
+			if left := v.deadline.Sub(v.sup.now()); left <= 0 {
+				v.stopOpts = StopOptions{Force: true}
 				v.log.Printf("stop deadline passed while the daemon was down; forcing")
 			} else {
-				opts.Timeout = left
+				v.stopOpts = StopOptions{Timeout: left}
 			}
 		}
-		v.stopOpts = opts
-		v.startStop(ctx, statemachine.Transition{VM: v.name, From: statemachine.Paused, To: statemachine.Stopping,
-			Reason: "continuing the stop after a daemon restart"})
-	case statemachine.StartNetwork, statemachine.StartStorage:
-		if inst != nil && st == statemachine.StartStorage {
-			v.setInstance(inst)
-			_ = v.fire(ctx, statemachine.Done, "re-adopted after a daemon restart")
-			return
-		}
-		// The step may have half happened: tear down from here (hooks are
-		// written to be run again), then start over if it was wanted.
-		v.startWhenStopped = wantRunning
-		v.desired = statemachine.Stopped
-		_ = v.fire(ctx, statemachine.Abort, "daemon restarted during "+string(st))
-	case statemachine.Restarting:
+		v.spawn(ctx, stepJournal, v.journalWork(st))
+	case statemachine.StartStorage, statemachine.Restarting:
 		if inst != nil {
+			// Launched just before the daemon went down.
 			v.setInstance(inst)
 			_ = v.fire(ctx, statemachine.Done, "re-adopted after a daemon restart")
 			return
 		}
-		v.spawn(ctx, stepRestart, v.restartWork(nil, statemachine.Transition{VM: v.name, From: statemachine.Restarting,
-			To: statemachine.Restarting, Reason: "relaunch after a daemon restart"}))
-	case statemachine.StopStorage, statemachine.StopNetwork:
+		v.spawn(ctx, stepJournal, v.journalWork(st))
+	case statemachine.StartNetwork, statemachine.StopStorage, statemachine.StopNetwork:
 		if inst != nil {
 			_ = inst.Kill()
 		}
-		v.spawn(ctx, stepHook, v.hookWork(st, statemachine.Transition{VM: v.name, From: st, To: st,
-			Reason: "continuing the stop after a daemon restart"}))
+		v.spawn(ctx, stepJournal, v.journalWork(st))
+	}
+}
+
+// afterJournal continues a step whose hook the previous daemon ran: with
+// the hook's outcome as if it had just finished, or by running it again
+// when it did not finish.
+func (v *vm) afterJournal(ctx context.Context, r workResult) {
+	st := v.m.State()
+	tr := statemachine.Transition{VM: v.name, From: st, To: st, Reason: "continuing after a daemon restart"}
+	if r.rerun {
+		v.log.Printf("hook %s did not finish before the daemon restarted; running it again", st)
+	} else if r.ok {
+		v.log.Printf("hook %s finished while the daemon was down", st)
+	} else {
+		v.log.Printf("%s", r.reason)
+	}
+	switch st {
+	case statemachine.Stopping:
+		if r.rerun {
+			v.startStop(ctx, tr, nil)
+		} else {
+			v.startStop(ctx, tr, &hookDone{ok: r.ok, reason: r.reason})
+		}
+	case statemachine.Restarting:
+		switch {
+		case r.rerun:
+			v.spawn(ctx, stepRestart, v.restartWork(nil, tr))
+		case !r.ok:
+			_ = v.fire(ctx, statemachine.Fail, r.reason)
+		default:
+			s := v.cfg
+			v.spawn(ctx, stepRestart, func(ctx context.Context) workResult {
+				inst, err := v.launch(ctx, s)
+				if err != nil {
+					return workResult{reason: "relaunch failed: " + err.Error()}
+				}
+				return workResult{ok: true, inst: inst}
+			})
+		}
+	default:
+		if r.rerun {
+			v.spawn(ctx, stepHook, v.hookWork(st, tr))
+			return
+		}
+		// As if the hook's own work had just reported.
+		v.onWork(ctx, workResult{gen: v.gen, step: stepHook, ok: r.ok, reason: r.reason})
 	}
 }
 

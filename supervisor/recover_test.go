@@ -1,14 +1,17 @@
 package supervisor
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/vmstated/vmstated/hooks"
 	"github.com/vmstated/vmstated/hypervisor"
 )
 
@@ -152,16 +155,105 @@ func TestCorruptRecordMovedAside(t *testing.T) {
 	f.waitState("vm0", sRunning)
 }
 
-func TestInterruptedStartIsCompensatedThenStartedAgain(t *testing.T) {
+func TestInterruptedHookRunsAgain(t *testing.T) {
 	f := newFixture(t)
 	f.addVM("vm0", sleeper)
 	f.sync()
 	f.stop()
+	// The daemon went down after entering start_storage, before its hook
+	// had finished (no journal of it): the hook runs again and the start
+	// goes on.
 	writeRec(t, f, Record{Version: recordVersion, Name: "vm0", State: sStartStorage, Desired: sRunning, Since: time.Now()})
 	f.start()
 	f.sup.Load(loadRoot(t, f.root), LoadOptions{})
 	f.waitState("vm0", sRunning)
-	f.waitHooks("vm0", sStopStorage, sStopNetwork, sStopped, sStartNetwork, sStartStorage, sRunning)
+	f.waitHooks("vm0", sStartStorage, sRunning)
+}
+
+func TestHookFinishedWhileDaemonDownIsNotRunAgain(t *testing.T) {
+	for _, code := range []string{"0", "5"} {
+		t.Run("status "+code, func(t *testing.T) {
+			f := newFixture(t)
+			f.addVM("vm0", sleeper)
+			f.sync()
+			f.stop()
+			since := time.Now()
+			writeRec(t, f, Record{Version: recordVersion, Name: "vm0", State: sStopNetwork, Desired: sStopped, Since: since})
+			// The journal of a stop_network run that finished after the
+			// daemon died.
+			dir := filepath.Join(f.base, "run", "vm0", "hooks")
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			base := filepath.Join(dir, "stop_network."+strconv.FormatInt(since.UnixNano(), 10))
+			if err := os.WriteFile(base+".status", []byte(code+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			f.start()
+			f.sup.Load(loadRoot(t, f.root), LoadOptions{})
+			if code == "0" {
+				f.waitState("vm0", sStopped)
+			} else {
+				st := f.waitState("vm0", sFailed)
+				if !strings.Contains(st.Reason, "hook stop_network exited with status 5 while the daemon was down") {
+					t.Fatalf("reason %q", st.Reason)
+				}
+			}
+			// Only the notification hook ran: stop_network was not run again.
+			want := sStopped
+			if code != "0" {
+				want = sFailed
+			}
+			f.waitHooks("vm0", want)
+		})
+	}
+}
+
+func TestJournalSettlesARunningHook(t *testing.T) {
+	tests := []struct {
+		name    string
+		script  string
+		timeout time.Duration
+		want    outcome
+		code    int
+	}{
+		{"finishes while waited for", "sleep 0.3; exit 4", time.Minute, outcomeDone, 4},
+		{"runs past its timeout", "sleep 100", 300 * time.Millisecond, outcomeNone, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "stop_storage"), []byte("#!/bin/sh\n"+tt.script+"\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			base := filepath.Join(dir, "hooks", "stop_storage.1")
+			j := journal{pid: base + ".pid", status: base + ".status", dir: filepath.Join(dir, "hooks"), state: "stop_storage"}
+			j.begin()
+			// The run of the daemon that "went away": a plain goroutine.
+			done := make(chan hooks.Result, 1)
+			go func() {
+				done <- hooks.Run(context.Background(), hooks.Request{
+					Env:        hooks.Env{Name: "vm0", State: "stop_storage", ConfigDir: dir},
+					StatusFile: j.status, Started: j.started, Strict: hooks.StrictOff, Timeout: time.Hour,
+				})
+			}()
+			deadline := time.Now().Add(waitLimit)
+			for {
+				if _, err := os.Stat(j.pid); err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("no pid file")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			o, code := j.settle(context.Background(), tt.timeout)
+			if o != tt.want || code != tt.code {
+				t.Fatalf("settle: %v %d, want %v %d", o, code, tt.want, tt.code)
+			}
+			<-done
+		})
+	}
 }
 
 func TestFailedStaysFailedAcrossRestart(t *testing.T) {

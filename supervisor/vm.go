@@ -20,7 +20,8 @@ const (
 	stepRestart = "restart"
 	stepStop    = "stop"
 	stepDeps    = "deps"
-	stepNotify  = "notify" // a hook whose outcome changes nothing (stopped, failed)
+	stepNotify  = "notify"  // a hook whose outcome changes nothing (stopped, failed)
+	stepJournal = "journal" // what became of a hook the last daemon ran
 )
 
 // killWait bounds the wait for a process to disappear after SIGKILL.
@@ -62,9 +63,6 @@ type vm struct {
 	deadline time.Time // when a graceful stop in progress turns forced
 	// recovery is the record being recovered from after a daemon restart.
 	recovery *recovering
-	// startWhenStopped starts the VM again once a teardown that recovery
-	// began has ended (the VM was starting when the daemon went down).
-	startWhenStopped bool
 	// orphan notes a hypervisor process found without a record.
 	orphan string
 	// resetAsked marks the running instance as reset by a user: its next
@@ -90,6 +88,8 @@ type workResult struct {
 	ok     bool
 	reason string
 	inst   hypervisor.Instance
+	// rerun: a hook interrupted by a daemon restart has to run again.
+	rerun bool
 }
 
 // configUpdate carries a config change to the actor.
@@ -237,7 +237,7 @@ func (v *vm) enter(ctx context.Context, tr statemachine.Transition) {
 		v.inst = nil
 		v.spawn(ctx, stepRestart, v.restartWork(old, tr))
 	case statemachine.Stopping:
-		v.startStop(ctx, tr)
+		v.startStop(ctx, tr, nil)
 	case statemachine.Stopped, statemachine.Failed:
 		v.inst = nil
 		v.desired = statemachine.Stopped
@@ -247,13 +247,6 @@ func (v *vm) enter(ctx context.Context, tr statemachine.Transition) {
 			v.log.Printf("config directory removed: dropping the VM now that it is %s", st)
 			v.dropped = true
 			v.sup.forget(v)
-			return
-		}
-		if st == statemachine.Stopped && v.startWhenStopped {
-			v.startWhenStopped = false
-			if err := v.onCommand(ctx, command{op: statemachine.Start, reason: "start again after a daemon restart"}); err != nil {
-				v.log.Printf("starting again: %v", err)
-			}
 			return
 		}
 	}
@@ -317,6 +310,10 @@ func (v *vm) hookWork(st statemachine.State, tr statemachine.Transition) func(co
 }
 
 func (v *vm) onWork(ctx context.Context, r workResult) {
+	if r.step == stepJournal && r.gen == v.gen {
+		v.afterJournal(ctx, r)
+		return
+	}
 	if r.step == stepRecover && r.gen == v.gen {
 		if !r.ok {
 			v.resume(ctx, nil, r.reason)
@@ -456,9 +453,17 @@ func (v *vm) restartWork(old hypervisor.Instance, tr statemachine.Transition) fu
 	}
 }
 
-// startStop begins the stopping state's work: the stopping hook, then a
-// graceful stop of the hypervisor with a deadline, then force.
-func (v *vm) startStop(ctx context.Context, tr statemachine.Transition) {
+// hookDone is the outcome of a hook that already ran (found in its
+// journal after a daemon restart).
+type hookDone struct {
+	ok     bool
+	reason string
+}
+
+// startStop begins the stopping state's work: the stopping hook (unless
+// done says it already ran), then a graceful stop of the hypervisor with a
+// deadline, then force.
+func (v *vm) startStop(ctx context.Context, tr statemachine.Transition, done *hookDone) {
 	inst := v.inst
 	if inst != nil && isDone(inst) {
 		inst = nil
@@ -480,7 +485,13 @@ func (v *vm) startStop(ctx context.Context, tr statemachine.Transition) {
 	wasPaused := tr.From == statemachine.Paused
 	call := v.hookCall(statemachine.Stopping, tr)
 	v.spawn(ctx, stepStop, func(ctx context.Context) workResult {
-		ok, reason := v.sup.runHook(ctx, call, v.log)
+		var ok bool
+		var reason string
+		if done != nil {
+			ok, reason = done.ok, done.reason
+		} else {
+			ok, reason = v.sup.runHook(ctx, call, v.log)
+		}
 		if inst != nil {
 			if wasPaused {
 				// A frozen guest cannot answer the power button.
