@@ -674,6 +674,23 @@ func (e *env) vmProcs(name string) []int {
 	return out
 }
 
+// hookProcs returns the live processes whose working directory is in the
+// config root: running hooks.
+func (e *env) hookProcs() []int {
+	var out []int
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(filepath.Base(p))
+		if err != nil {
+			continue
+		}
+		if cwd, err := os.Readlink(filepath.Join(p, "cwd")); err == nil && strings.HasPrefix(cwd, e.root+"/") && alive(pid) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
 // cleanup stops the daemons, then kills every process left behind by this
 // test: VM processes (their working directory is their run directory) and
 // hooks (their working directory is under the test's directory).
