@@ -100,13 +100,34 @@ func TestHookProblems(t *testing.T) {
 	if err := os.Chmod(filepath.Join(e.root, noexec, "start_storage"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cases := map[string]string{slow: "timed out", noexec: "chmod +x"}
+	dangling := e.addVM("dangling", sleeper(""))
+	hook := filepath.Join(e.root, dangling, "start_storage")
+	if err := os.Remove(hook); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/nonexistent/hook", hook); err != nil {
+		t.Fatal(err)
+	}
+	isdir := e.addVM("isdir", sleeper(""))
+	hook = filepath.Join(e.root, isdir, "start_storage")
+	if err := os.Remove(hook); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(hook, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]string{slow: "timed out", noexec: "chmod +x", dangling: "does not exist", isdir: "is a directory"}
 	if os.Geteuid() == 0 {
 		unsafe := e.addVM("unsafe", sleeper(""))
 		if err := os.Chmod(filepath.Join(e.root, unsafe, "start_storage"), 0o757); err != nil {
 			t.Fatal(err)
 		}
 		cases[unsafe] = "writable by others"
+		foreign := e.addVM("foreign", sleeper(""))
+		if err := os.Chown(filepath.Join(e.root, foreign, "start_storage"), 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		cases[foreign] = "owned by uid 65534"
 	}
 	d := e.start()
 	for vm, want := range cases {
