@@ -22,6 +22,12 @@ func TestCommandLine(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.addVM("ok", sleeper(""))
+	// A root whose only problem is a warning checks fine and says so.
+	warnRoot := filepath.Join(e.dir, "warnroot")
+	if err := os.MkdirAll(filepath.Join(warnRoot, "w"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e.writeFile(filepath.Join(warnRoot, "w", "config"), "w {\n"+sleeper("    maxrestrat = 2;\n")+"}\n")
 	for _, tc := range []struct {
 		name   string
 		args   []string
@@ -34,6 +40,7 @@ func TestCommandLine(t *testing.T) {
 		{"stray argument", []string{"-f", "extra"}, 2, "", "unexpected argument"},
 		{"missing value", []string{"-c"}, 2, "", "usage: vmstated"},
 		{"check good root", []string{"-n", "-c", e.root}, 0, "configuration ok", ""},
+		{"check warning", []string{"-n", "-c", warnRoot}, 0, "configuration ok", filepath.Join(warnRoot, "w", "config") + ":4:5: maxrestrat: warning:"},
 		{"check missing root", []string{"-n", "-c", filepath.Join(e.dir, "nowhere")}, 1, "", "nowhere"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

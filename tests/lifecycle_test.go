@@ -125,20 +125,20 @@ func TestHookFailureTeardown(t *testing.T) {
 	e := newEnv(t)
 	cases := []struct {
 		short, fail string
-		stop        bool // the failure is on the way down: stop the VM first
-		restart     bool // the failure is in a restart: restart the VM first
+		action      api.Action // asked for once the VM runs, to reach the failing step
 		want        []string
 		reason      string
 	}{
-		{"f-net", "start_network", false, false, []string{"start_network", "failed"}, "start_network"},
-		{"f-stor", "start_storage", false, false, []string{"start_network", "start_storage", "stop_network", "failed"}, "start_storage"},
-		{"f-launch", "", false, false, []string{"start_network", "start_storage", "stop_storage", "stop_network", "failed"}, "launch failed"},
-		{"f-run", "running", false, false, []string{"start_network", "start_storage", "running", "stopping", "stop_storage", "stop_network", "failed"}, "running"},
-		{"f-stopping", "stopping", true, false, []string{"start_network", "start_storage", "running", "stopping", "stop_storage", "stop_network", "failed"}, "stopping"},
-		{"f-sstor", "stop_storage", true, false, []string{"start_network", "start_storage", "running", "stopping", "stop_storage", "stop_network", "failed"}, "stop_storage"},
-		{"f-snet", "stop_network", true, false, []string{"start_network", "start_storage", "running", "stopping", "stop_storage", "stop_network", "failed"}, "stop_network"},
-		{"f-rsting", "restarting", false, true, []string{"start_network", "start_storage", "running", "restarting", "stop_storage", "stop_network", "failed"}, "restarting"},
-		{"f-rsted", "restarted", false, true, []string{"start_network", "start_storage", "running", "restarting", "restarted", "stopping", "stop_storage", "stop_network", "failed"}, "restarted"},
+		{"f-net", "start_network", "", []string{"start_network", "failed"}, "start_network"},
+		{"f-stor", "start_storage", "", []string{"start_network", "start_storage", "stop_network", "failed"}, "start_storage"},
+		{"f-launch", "", "", []string{"start_network", "start_storage", "stop_storage", "stop_network", "failed"}, "launch failed"},
+		{"f-run", "running", "", []string{"start_network", "start_storage", "running", "stopping", "stop_storage", "stop_network", "failed"}, "running"},
+		{"f-stopping", "stopping", api.ActionStop, []string{"start_network", "start_storage", "running", "stopping", "stop_storage", "stop_network", "failed"}, "stopping"},
+		{"f-sstor", "stop_storage", api.ActionStop, []string{"start_network", "start_storage", "running", "stopping", "stop_storage", "stop_network", "failed"}, "stop_storage"},
+		{"f-snet", "stop_network", api.ActionStop, []string{"start_network", "start_storage", "running", "stopping", "stop_storage", "stop_network", "failed"}, "stop_network"},
+		{"f-rsting", "restarting", api.ActionRestart, []string{"start_network", "start_storage", "running", "restarting", "stop_storage", "stop_network", "failed"}, "restarting"},
+		{"f-paused", "paused", api.ActionPause, []string{"start_network", "start_storage", "running", "paused", "stopping", "stop_storage", "stop_network", "failed"}, "paused"},
+		{"f-rsted", "restarted", api.ActionRestart, []string{"start_network", "start_storage", "running", "restarting", "restarted", "stopping", "stop_storage", "stop_network", "failed"}, "restarted"},
 	}
 	names := map[string]string{}
 	for _, tc := range cases {
@@ -157,15 +157,11 @@ func TestHookFailureTeardown(t *testing.T) {
 			t.Parallel()
 			vm := names[tc.short]
 			d.do(vm, api.ActionStart)
-			if tc.stop || tc.restart {
+			if tc.action != "" {
 				st := d.waitState(vm, statemachine.Running)
 				e.waitHookRan(vm, "running")
 				defer waitGone(t, st.PID)
-				if tc.stop {
-					d.do(vm, api.ActionStop)
-				} else {
-					d.do(vm, api.ActionRestart)
-				}
+				d.do(vm, tc.action)
 			}
 			st := d.waitState(vm, statemachine.Failed)
 			calls := e.waitHooks(vm, tc.want...)
