@@ -17,7 +17,7 @@ FUZZTIME ?= 30s
 
 CMDS := $(notdir $(wildcard cmd/*))
 
-.PHONY: all build test vet fmt-check cross bench fuzz install uninstall clean
+.PHONY: all build test vet fmt-check cross bench fuzz chaos install uninstall clean
 
 all: build
 
@@ -45,6 +45,12 @@ test: fmt-check vet cross
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+# Kill the daemon with SIGKILL at random points while VMs cycle, and check
+# that nothing is orphaned, lost or torn down twice. CHAOS_SEED replays a run.
+CHAOS_SEED ?= 20261122
+chaos:
+	VMSTATED_CHAOS=1 VMSTATED_CHAOS_SEED=$(CHAOS_SEED) $(GO) test -count=1 -v -run Chaos ./tests/chaos
 
 # Every Fuzz* function in the tree, each for FUZZTIME.
 fuzz:

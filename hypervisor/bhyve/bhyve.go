@@ -217,6 +217,8 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 		RunDir:    spec.RunDir,
 		Extra:     x,
 	}
+	// A daemon that dies from here on finds this process through the file.
+	_ = hypervisor.WriteHandleFile(h)
 	return newInstance(p, h, fl, spec.Name, o), nil
 }
 

@@ -128,7 +128,11 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 		fl.Stop()
 		return nil, err
 	}
-	return newInstance(p, handle(spec, p, out), fl, o), nil
+	h := handle(spec, p, out)
+	// Before anything else can go wrong: a daemon that dies now must find
+	// this process again.
+	_ = hypervisor.WriteHandleFile(h)
+	return newInstance(p, h, fl, o), nil
 }
 
 func handle(spec hypervisor.Spec, p *process.Process, out string) hypervisor.Handle {

@@ -176,6 +176,9 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 
 	inst := newInstance(d, spec, proc, p, follower)
 	inst.accel = accel
+	// A daemon that dies from here on finds this QEMU through the file
+	// instead of starting a second one.
+	_ = hypervisor.WriteHandleFile(inst.Handle())
 	c, sub, err := connect(ctx, p.QMP, proc)
 	if err != nil {
 		if errors.Is(err, errExited) {
