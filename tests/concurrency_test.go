@@ -133,3 +133,23 @@ func TestDependsOnFailure(t *testing.T) {
 		t.Errorf("hooks of %s ran although its dependency failed: %v", app, recs)
 	}
 }
+
+// A hook that leaves a process behind holding its output open has still
+// finished when it exits: the VM goes on (waiting for the output to close
+// would run into hook_timeout and fail the step).
+func TestHookBackgroundChild(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	vm := e.addVM("bgchild", sleeper("    hook_timeout = 5;\n"))
+	e.control(vm, "start_network", "bg", true)
+	d := e.start()
+	d.do(vm, api.ActionStart)
+	st := d.waitState(vm, statemachine.Running)
+	e.waitHookRan(vm, "running")
+	if len(e.hookProcs()) == 0 {
+		t.Errorf("the hook's background process is gone; the test proves nothing")
+	}
+	d.do(vm, api.ActionStop)
+	d.waitState(vm, statemachine.Stopped)
+	waitGone(t, st.PID)
+}

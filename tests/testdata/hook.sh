@@ -8,6 +8,8 @@
 #   <vm>.<state>.hang     block until <vm>.<state>.release exists
 #                         (writing <vm>.<state>.hanging first); gives up
 #                         after about two minutes so nothing outlives a test
+#   <vm>.<state>.bg       leave a background process behind that keeps the
+#                         hook's stdout and stderr open for a minute
 w="$(dirname "$VMSTATED_CONFIG_DIR")/../work"
 vm="$1"
 st="$2"
@@ -31,6 +33,9 @@ if [ -e "$w/$vm.$st.hang" ]; then
 		sleep 0.1
 		i=$((i + 1))
 	done
+fi
+if [ -e "$w/$vm.$st.bg" ]; then
+	sleep 60 &
 fi
 if [ -e "$w/$vm.$st.fail" ]; then
 	echo "hook $st of $vm fails on purpose" >&2
