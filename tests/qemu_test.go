@@ -48,11 +48,20 @@ func TestQEMU(t *testing.T) {
 		t.Errorf("running hook saw VMSTATED_PID=%s, QEMU is %d", calls[2].pid, st.PID)
 	}
 
+	// Pause and unpause go through QMP; info asks QEMU about itself.
+	d.do(vm, api.ActionPause)
+	d.waitState(vm, statemachine.Paused)
+	d.do(vm, api.ActionUnpause)
+	d.waitState(vm, statemachine.Running)
+	if info, err := d.c.Info(ctx(t), vm); err != nil || len(info) == 0 {
+		t.Errorf("info: %v, %v", info, err)
+	}
+
 	// QEMU killed behind the daemon's back is a crash: relaunched.
 	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	ev.waitEnter(t, statemachine.Running, 2)
+	ev.waitEnter(t, statemachine.Running, 3)
 	first := st.PID
 	st = d.waitState(vm, statemachine.Running)
 	if st.PID == first || !alive(st.PID) || st.Restarts != 1 || st.LastExit == nil || st.LastExit.Reason != "crash" {
@@ -64,8 +73,8 @@ func TestQEMU(t *testing.T) {
 	}
 	ev.waitEnter(t, statemachine.Stopped, 1)
 	waitGone(t, st.PID)
-	e.waitHooks(vm, "start_network", "start_storage", "running", "restarting", "restarted", "running", "stopping", "stop_storage", "stop_network", "stopped")
-	if got := strings.Join(ev.path(), " "); got != "start_network start_storage running restarting restarted running stopping stop_storage stop_network stopped" {
+	e.waitHooks(vm, "start_network", "start_storage", "running", "paused", "running", "restarting", "restarted", "running", "stopping", "stop_storage", "stop_network", "stopped")
+	if got := strings.Join(ev.path(), " "); got != "start_network start_storage running paused running restarting restarted running stopping stop_storage stop_network stopped" {
 		t.Errorf("transitions: %s", got)
 	}
 	log := e.readLog(vm)
