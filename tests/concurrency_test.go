@@ -153,3 +153,38 @@ func TestHookBackgroundChild(t *testing.T) {
 	d.waitState(vm, statemachine.Stopped)
 	waitGone(t, st.PID)
 }
+
+// A stop while a VM waits for the VM it depends on cancels its start: it
+// stays stopped once the dependency is up.
+func TestStopWhileWaitingForDependency(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	db := e.addVM("slowdb", sleeper(""))
+	app := e.addVM("waiter", sleeper("    depends = "+db+";\n"))
+	e.control(db, "start_network", "hang", true)
+	d := e.start()
+	d.do(app, api.ActionStart)
+	waitUntil(t, db+" to hang in start_network", func() bool {
+		return exists(filepath.Join(e.work, db+".start_network.hanging"))
+	})
+	if st := d.get(app); st.State != statemachine.Stopped || st.Desired != statemachine.Running {
+		t.Errorf("%s while its dependency starts: %+v", app, st)
+	}
+	d.do(app, api.ActionStop)
+	e.control(db, "start_network", "release", true)
+	st := d.waitState(db, statemachine.Running)
+	e.waitHookRan(db, "running")
+	appSt := d.get(app)
+	if appSt.State != statemachine.Stopped || appSt.Desired != statemachine.Stopped {
+		t.Errorf("%s after its cancelled start: %+v", app, appSt)
+	}
+	if recs := e.records(app); len(recs) != 0 {
+		t.Errorf("hooks of %s ran after its start was cancelled: %v", app, states(recs))
+	}
+	d.do(db, api.ActionStop)
+	d.waitState(db, statemachine.Stopped)
+	waitGone(t, st.PID)
+	if recs := e.records(app); len(recs) != 0 {
+		t.Errorf("hooks of %s ran after its start was cancelled: %v", app, states(recs))
+	}
+}
