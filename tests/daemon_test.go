@@ -211,7 +211,8 @@ func TestSIGTERMLeavesVMRunning(t *testing.T) {
 	}
 
 	d2 := e.start()
-	st2 := d2.waitState(vm, statemachine.Running)
+	// While it re-adopts the process the VM shows running with no pid yet.
+	st2 := d2.waitStatus(vm, "running with a pid", func(s api.Status) bool { return s.State == statemachine.Running && s.PID != 0 })
 	if st2.PID != st.PID {
 		t.Errorf("after a daemon restart: pid %d, want the re-adopted %d", st2.PID, st.PID)
 	}
@@ -249,4 +250,37 @@ func TestSIGHUPRescan(t *testing.T) {
 		_, err := d.c.Get(ctx(t), third)
 		return err == nil
 	})
+}
+
+// autostart VMs start on the daemon's first start of a boot (a fresh
+// runtime directory), not on later starts of the same boot.
+func TestAutostart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	auto := e.addVM("auto", sleeper("    autostart = true;\n"))
+	manual := e.addVM("manual", sleeper(""))
+	d := e.start()
+	st := d.waitState(auto, statemachine.Running)
+	e.waitHooks(auto, "start_network", "start_storage", "running")
+	if m := d.get(manual); m.State != statemachine.Stopped {
+		t.Errorf("%s without autostart is %s", manual, m.State)
+	}
+	d.do(auto, api.ActionStop)
+	d.waitState(auto, statemachine.Stopped)
+	waitGone(t, st.PID)
+	e.waitLastHook(auto, "stopped")
+	d.term()
+
+	d2 := e.start()
+	// Let the new daemon settle: its hooks for auto would run before
+	// those of a start we ask for now.
+	d2.do(manual, api.ActionStart)
+	st = d2.waitState(manual, statemachine.Running)
+	if a := d2.get(auto); a.State != statemachine.Stopped {
+		t.Errorf("%s was started again on a second daemon start of the same boot: %s", auto, a.State)
+	}
+	d2.do(manual, api.ActionStop)
+	d2.waitState(manual, statemachine.Stopped)
+	waitGone(t, st.PID)
+	e.waitHooks(auto, "start_network", "start_storage", "running", "stopping", "stop_storage", "stop_network", "stopped")
 }

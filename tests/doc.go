@@ -10,9 +10,10 @@
 // directory next to the config root, and control files there make it fail
 // or block.
 //
-// Run as root, the daemon keeps VM runtime directories under /run/vmstated
-// whatever the environment says (no flag moves them), so test VM names end
-// in a suffix unique to the run and each test removes its directories. The
+// Every path the daemon uses is given by a flag (-c -l -S -s -p -R), so
+// nothing lands in the system's directories; VM names still end in a
+// suffix unique to the run, and a test fails if a VM's runtime directory
+// appears in the default place. The
 // tests kill every process they leave behind, found by working directory.
 // Under -race the binaries are built with the race detector, and a race
 // report from the daemon fails the test.

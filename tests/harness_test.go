@@ -48,8 +48,11 @@ type env struct {
 	socket   string
 	pidfile  string
 	notify   string // NOTIFY_SOCKET path
-	runDir   string // where the daemon puts VM runtime directories
-	environ  []string
+	runDir   string // VM runtime directories (-R)
+	// defaultRunDir is the runtime directory the daemon would use without
+	// -R; nothing may appear there.
+	defaultRunDir string
+	environ       []string
 
 	mu      sync.Mutex
 	vms     []string
@@ -90,9 +93,10 @@ func newEnv(t *testing.T) *env {
 	for k, v := range vars {
 		e.environ = append(e.environ, k+"="+v)
 	}
-	// The VM runtime directories are not among the flags: they follow the
-	// daemon's defaults for its environment.
-	e.runDir = daemon.DefaultPaths(os.Geteuid(), runtime.GOOS, func(k string) string { return vars[k] }).RunDir
+	e.runDir = filepath.Join(dir, "run")
+	// Nothing may land in the defaults for this environment (as root, the
+	// system run directory).
+	e.defaultRunDir = daemon.DefaultPaths(os.Geteuid(), runtime.GOOS, func(k string) string { return vars[k] }).RunDir
 	t.Cleanup(e.cleanup)
 	return e
 }
@@ -326,7 +330,7 @@ func (l *lockedBuffer) String() string {
 
 // flags are the daemon's path flags for this env.
 func (e *env) flags() []string {
-	return []string{"-c", e.root, "-l", e.logDir, "-S", e.stateDir, "-s", e.socket, "-p", e.pidfile}
+	return []string{"-c", e.root, "-l", e.logDir, "-S", e.stateDir, "-s", e.socket, "-p", e.pidfile, "-R", e.runDir}
 }
 
 // start runs the daemon in the foreground and returns once it said
@@ -732,7 +736,10 @@ func (e *env) cleanup() {
 		}
 	}
 	for _, vm := range vms {
-		_ = os.RemoveAll(filepath.Join(e.runDir, vm))
+		if _, err := os.Stat(filepath.Join(e.defaultRunDir, vm)); err == nil {
+			e.t.Errorf("%s has a runtime directory in the default place %s despite -R", vm, e.defaultRunDir)
+			_ = os.RemoveAll(filepath.Join(e.defaultRunDir, vm))
+		}
 	}
 	races, _ := filepath.Glob(filepath.Join(e.dir, "race.*"))
 	for _, r := range races {
@@ -744,7 +751,9 @@ func (e *env) cleanup() {
 			e.t.Errorf("vmstated reported a race or panic:\n%s", s)
 		}
 	}
-	if e.t.Failed() {
+	// VMSTATED_E2E_LOGS=1 shows the daemons' output and the VM logs of
+	// passing tests too.
+	if e.t.Failed() || os.Getenv("VMSTATED_E2E_LOGS") != "" {
 		for i, d := range daemons {
 			e.t.Logf("vmstated #%d output:\n%s", i, d.stderr)
 		}
