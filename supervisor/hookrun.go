@@ -3,6 +3,8 @@ package supervisor
 import (
 	"context"
 	"errors"
+	"io/fs"
+	"os"
 	"time"
 
 	"github.com/vmstated/vmstated/hooks"
@@ -18,10 +20,15 @@ type hookCall struct {
 	reason     string
 	scriptPath string
 	dir        string
-	timeout    time.Duration
-	pid        int
-	restarts   int
-	scalars    map[string]string
+	// movedDir and movedScriptPath are where the VM's directory is now,
+	// when a config waiting for the next start comes from another
+	// directory (the directory was renamed while the VM ran).
+	movedDir        string
+	movedScriptPath string
+	timeout         time.Duration
+	pid             int
+	restarts        int
+	scalars         map[string]string
 	// journal names the files that let a later daemon learn this run's
 	// outcome; empty when the daemon keeps no runtime directory.
 	journal journal
@@ -33,6 +40,9 @@ func (v *vm) hookCall(st statemachine.State, tr statemachine.Transition) hookCal
 	if cfg := v.cfg; cfg != nil {
 		c.scriptPath, c.dir, c.scalars = cfg.scriptPath, cfg.dir, cfg.scalars
 		c.timeout = cfg.hookTimeoutFor(st)
+		if p := v.pending; p != nil && p.dir != cfg.dir && cfg.scriptPath == cfg.dir && p.scriptPath == p.dir {
+			c.movedDir, c.movedScriptPath = p.dir, p.scriptPath
+		}
 	}
 	if v.inst != nil && !isDone(v.inst) {
 		c.pid = v.inst.Handle().PID
@@ -46,6 +56,14 @@ func (v *vm) hookCall(st statemachine.State, tr statemachine.Transition) hookCal
 func (s *Supervisor) runHook(ctx context.Context, c hookCall, log *vmLog) (bool, string) {
 	if c.scriptPath == "" {
 		return true, ""
+	}
+	if c.movedDir != "" {
+		if _, err := os.Stat(c.dir); errors.Is(err, fs.ErrNotExist) {
+			// The hooks that set the VM up moved with its directory;
+			// the ones that tear it down must still run.
+			log.Printf("hook %s: the VM's directory %s is now %s; running the hook from there", c.state, c.dir, c.movedDir)
+			c.dir, c.scriptPath = c.movedDir, c.movedScriptPath
+		}
 	}
 	c.journal.begin()
 	res := hooks.Run(ctx, hooks.Request{

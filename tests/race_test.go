@@ -1,0 +1,5 @@
+//go:build linux && race
+
+package tests
+
+func init() { raceBuild = true }

@@ -1,0 +1,185 @@
+//go:build linux
+
+package tests
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/vmstated/vmstated/api"
+	"github.com/vmstated/vmstated/statemachine"
+)
+
+// A VM process that dies while the daemon is down is a crash for the
+// daemon that comes back: it is restarted per policy, counted in the
+// budget.
+func TestCrashWhileDaemonDown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	vm := e.addVM("downcrash", sleeper("    maxrestart = 3;\n    maxrestarttime = 1h;\n"))
+	d := e.start()
+	d.do(vm, api.ActionStart)
+	st := d.waitState(vm, statemachine.Running)
+	e.waitLastHook(vm, "running")
+	d.term()
+	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, st.PID)
+
+	d2 := e.start()
+	st2 := d2.waitStatus(vm, "running again with a new process", func(s api.Status) bool {
+		return s.State == statemachine.Running && s.PID != 0 && s.PID != st.PID
+	})
+	if st2.Restarts != 1 {
+		t.Errorf("restarts %d after a crash while the daemon was down, want 1", st2.Restarts)
+	}
+	recs := e.waitHookRan(vm, "restarted")
+	if got := strings.Join(states(recs), " "); !strings.HasPrefix(got, "start_network start_storage running restarting restarted") {
+		t.Errorf("hooks: %s", got)
+	}
+	d2.do(vm, api.ActionStop)
+	d2.waitState(vm, statemachine.Stopped)
+	waitGone(t, st2.PID)
+}
+
+// A daemon killed (SIGKILL) during a graceful stop: the next one re-arms
+// the stop deadline, forces the stubborn VM and runs the remaining
+// teardown hooks once.
+func TestDaemonKilledWhileStopping(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	vm := e.addVM("killstop", execVM([]string{"/bin/sh", "-c", "trap '' TERM; exec /bin/sleep 1000"}, "")+"    stop_timeout = 3;\n")
+	d := e.start()
+	d.do(vm, api.ActionStart)
+	st := d.waitState(vm, statemachine.Running)
+	d.do(vm, api.ActionStop)
+	d.waitState(vm, statemachine.Stopping)
+	e.waitLastHook(vm, "stopping")
+	_ = d.cmd.Process.Kill()
+	<-d.done
+	if !alive(st.PID) {
+		t.Fatalf("VM process %d died with the daemon", st.PID)
+	}
+
+	d2 := e.start()
+	d2.waitState(vm, statemachine.Stopped)
+	waitGone(t, st.PID)
+	recs := e.waitLastHook(vm, "stopped")
+	got := strings.Join(states(recs), " ")
+	if !strings.HasPrefix(got, "start_network start_storage running stopping") ||
+		!strings.HasSuffix(got, "stop_storage stop_network stopped") ||
+		strings.Count(got, "stop_storage") != 1 || strings.Count(got, "stop_network") != 1 {
+		t.Errorf("hooks: %s; want the teardown to finish, each hook once", got)
+	}
+}
+
+// A daemon that exits while a start hook hangs: the hook is stopped with
+// the daemon; the next daemon runs that step's hook again (its journal
+// says it did not finish) and goes on with the start: no step is skipped,
+// none before it is repeated, nothing is torn down.
+func TestDaemonExitDuringStartHook(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	vm := e.addVM("midstart", sleeper(""))
+	e.control(vm, "start_storage", "hang", true)
+	d := e.start()
+	d.do(vm, api.ActionStart)
+	waitUntil(t, "start_storage to hang", func() bool { return exists(e.work + "/" + vm + ".start_storage.hanging") })
+	d.term()
+	e.control(vm, "start_storage", "hang", false)
+
+	d2 := e.start()
+	st := d2.waitState(vm, statemachine.Running)
+	e.waitHooks(vm, "start_network", "start_storage", "start_storage", "running")
+	d2.do(vm, api.ActionStop)
+	d2.waitState(vm, statemachine.Stopped)
+	waitGone(t, st.PID)
+	e.waitHooks(vm, "start_network", "start_storage", "start_storage", "running", "stopping", "stop_storage", "stop_network", "stopped")
+}
+
+// A daemon killed outright while a start hook runs: the hook lives on and
+// finishes while no daemon runs; the next daemon learns it succeeded and
+// goes on without running it again.
+func TestDaemonKilledDuringStartHook(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	vm := e.addVM("hookalone", sleeper(""))
+	e.control(vm, "start_storage", "hang", true)
+	d := e.start()
+	d.do(vm, api.ActionStart)
+	waitUntil(t, "start_storage to hang", func() bool { return exists(e.work + "/" + vm + ".start_storage.hanging") })
+	_ = d.cmd.Process.Kill()
+	<-d.done
+	e.control(vm, "start_storage", "hang", false)
+	e.control(vm, "start_storage", "release", true)
+	// The hook ends on its own; its last act is the sleep loop's exit.
+	waitUntil(t, "the orphaned hook to finish", func() bool {
+		for _, pid := range e.hookProcs() {
+			if alive(pid) {
+				return false
+			}
+		}
+		return true
+	})
+
+	d2 := e.start()
+	st := d2.waitState(vm, statemachine.Running)
+	e.waitHooks(vm, "start_network", "start_storage", "running")
+	d2.do(vm, api.ActionStop)
+	d2.waitState(vm, statemachine.Stopped)
+	waitGone(t, st.PID)
+}
+
+// A daemon that exits while the stopped hook (or the failed hook) runs:
+// the next daemon runs it again, as it does for the other hooks, so that
+// no state entry goes without its hook.
+func TestDaemonExitDuringNoticeHook(t *testing.T) {
+	knownBug(t, "after a daemon restart the stopped and failed hooks are not run again when the previous daemon exited while they ran (supervisor/recover.go resume: the Stopped and Failed cases do not consult the hook journal)")
+	t.Parallel()
+	e := newEnv(t)
+	for _, tc := range []struct{ short, state string }{{"notestop", "stopped"}, {"notefail", "failed"}} {
+		vm := e.addVM(tc.short, sleeper(""))
+		e.control(vm, tc.state, "hang", true)
+		if tc.state == "failed" {
+			e.control(vm, "start_network", "fail", true)
+		}
+	}
+	stopVM, failVM := e.name("notestop"), e.name("notefail")
+	d := e.start()
+	d.do(stopVM, api.ActionStart)
+	st := d.waitState(stopVM, statemachine.Running)
+	d.do(stopVM, api.ActionStop)
+	d.do(failVM, api.ActionStart)
+	for _, x := range [][2]string{{stopVM, "stopped"}, {failVM, "failed"}} {
+		waitUntil(t, x[1]+" hook to hang", func() bool { return exists(filepath.Join(e.work, x[0]+"."+x[1]+".hanging")) })
+	}
+	waitGone(t, st.PID)
+	d.term()
+	for _, x := range [][2]string{{stopVM, "stopped"}, {failVM, "failed"}} {
+		e.control(x[0], x[1], "hang", false)
+	}
+	e.start()
+	parent := e.t
+	defer func() { e.t = parent }()
+	t.Run("stopped", func(t *testing.T) {
+		e.t = t
+		e.waitHooks(stopVM, "start_network", "start_storage", "running", "stopping", "stop_storage", "stop_network", "stopped", "stopped")
+	})
+	t.Run("failed", func(t *testing.T) {
+		e.t = t
+		e.waitHooks(failVM, "start_network", "failed", "failed")
+	})
+}
+
+// knownBug skips a test that shows a bug not fixed yet, unless
+// VMSTATED_E2E_KNOWN_BUGS is set.
+func knownBug(t *testing.T, what string) {
+	t.Helper()
+	if os.Getenv("VMSTATED_E2E_KNOWN_BUGS") == "" {
+		t.Skip("known bug, not fixed yet (set VMSTATED_E2E_KNOWN_BUGS=1 to run): " + what)
+	}
+}
