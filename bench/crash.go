@@ -150,7 +150,7 @@ func (s *Suite) reloadOn(ctx context.Context, d *daemon, path string) error {
 		if err != nil {
 			return err
 		}
-		ev = append(ev, te.Sub(t0))
+		ev = append(ev, te.t.Sub(t0))
 		for {
 			st, err := d.client.Get(ctx, "reload")
 			if err != nil {

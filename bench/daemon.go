@@ -158,8 +158,16 @@ type watcher struct {
 	stream *api.EventStream
 	cancel context.CancelFunc
 	mu     sync.Mutex
-	want   map[string]chan time.Time
+	want   map[string]chan hit
 	lost   bool
+}
+
+// hit is an awaited event: when it was read, the state entered (or
+// "config") and the daemon's reason.
+type hit struct {
+	t      time.Time
+	state  string
+	reason string
 }
 
 func newWatcher(ctx context.Context, c *api.Client) (*watcher, error) {
@@ -169,7 +177,7 @@ func newWatcher(ctx context.Context, c *api.Client) (*watcher, error) {
 		cancel()
 		return nil, fmt.Errorf("opening the event stream: %w", err)
 	}
-	w := &watcher{stream: st, cancel: cancel, want: map[string]chan time.Time{}}
+	w := &watcher{stream: st, cancel: cancel, want: map[string]chan hit{}}
 	go w.read()
 	return w, nil
 }
@@ -181,12 +189,12 @@ func (w *watcher) read() {
 		if err != nil {
 			return
 		}
-		var key string
+		var state string
 		switch e.Kind {
 		case api.KindTransition:
-			key = e.VM + "/" + string(e.To)
+			state = string(e.To)
 		case api.KindConfig:
-			key = e.VM + "/config"
+			state = "config"
 		case api.KindLost:
 			w.mu.Lock()
 			w.lost = true
@@ -195,21 +203,29 @@ func (w *watcher) read() {
 		default:
 			continue
 		}
+		key := e.VM + "/" + state
 		w.mu.Lock()
 		if ch, ok := w.want[key]; ok {
-			ch <- now
-			delete(w.want, key)
+			// One channel may wait for several states: unregister all.
+			for k, c := range w.want {
+				if c == ch {
+					delete(w.want, k)
+				}
+			}
+			ch <- hit{t: now, state: state, reason: e.Reason}
 		}
 		w.mu.Unlock()
 	}
 }
 
-// expect registers for the next event of vm entering state (or "config"
-// for a config event); register before causing it.
-func (w *watcher) expect(vm, state string) <-chan time.Time {
-	ch := make(chan time.Time, 1)
+// expect registers for the next event of vm entering one of states (or
+// "config" for a config event); register before causing it.
+func (w *watcher) expect(vm string, states ...string) <-chan hit {
+	ch := make(chan hit, 1)
 	w.mu.Lock()
-	w.want[vm+"/"+state] = ch
+	for _, st := range states {
+		w.want[vm+"/"+st] = ch
+	}
 	w.mu.Unlock()
 	return ch
 }
@@ -229,16 +245,31 @@ func (w *watcher) close() {
 // errTimeout: an awaited event did not come.
 var errTimeout = errors.New("timed out")
 
-// wait returns the time ch delivered, or errTimeout.
-func wait(ctx context.Context, ch <-chan time.Time, limit time.Duration, what string) (time.Time, error) {
+// wait returns what ch delivered, or errTimeout.
+func wait(ctx context.Context, ch <-chan hit, limit time.Duration, what string) (hit, error) {
+	t := time.NewTimer(limit)
+	defer t.Stop()
 	select {
-	case t := <-ch:
-		return t, nil
+	case h := <-ch:
+		return h, nil
 	case <-ctx.Done():
-		return time.Time{}, ctx.Err()
-	case <-time.After(limit):
-		return time.Time{}, fmt.Errorf("%s: %w after %v", what, errTimeout, limit)
+		return hit{}, ctx.Err()
+	case <-t.C:
+		return hit{}, fmt.Errorf("%s: %w after %v", what, errTimeout, limit)
 	}
+}
+
+// waitState is wait for an action that ends in want; reaching "failed"
+// instead is an error that carries the daemon's reason.
+func waitState(ctx context.Context, ch <-chan hit, limit time.Duration, vm, want string) (time.Time, error) {
+	h, err := wait(ctx, ch, limit, vm+" reaching "+want)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if h.state != want {
+		return h.t, fmt.Errorf("%s reached %s instead of %s: %s", vm, h.state, want, h.reason)
+	}
+	return h.t, nil
 }
 
 // cleanEnv is the environment for the processes the suite starts: ours

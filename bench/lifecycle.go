@@ -169,7 +169,7 @@ func (s *Suite) lifecycle(ctx context.Context) error {
 // timedAction asks for an action and times it to the VM's event of
 // entering state, as read from the event stream.
 func (s *Suite) timedAction(ctx context.Context, d *daemon, name string, a api.Action, state string) (time.Duration, error) {
-	ch := d.events.expect(name, state)
+	ch := d.events.expect(name, state, "failed")
 	t0 := time.Now()
 	var err error
 	if a == api.ActionStop {
@@ -180,7 +180,7 @@ func (s *Suite) timedAction(ctx context.Context, d *daemon, name string, a api.A
 	if err != nil {
 		return 0, fmt.Errorf("%s %s: %w", a, name, err)
 	}
-	t1, err := wait(ctx, ch, time.Minute, fmt.Sprintf("%s %s reaching %s", a, name, state))
+	t1, err := waitState(ctx, ch, time.Minute, name, state)
 	if err != nil {
 		return 0, err
 	}

@@ -72,12 +72,12 @@ func (s *Suite) qemu(ctx context.Context) error {
 			rss = append(rss, float64(kb)/1024)
 		}
 		for _, name := range names {
-			ch := d.events.expect(name, "stopped")
+			ch := d.events.expect(name, "stopped", "failed")
 			t0 := time.Now()
 			if _, err := d.client.Stop(ctx, name, api.StopOptions{Force: true}); err != nil {
 				return fmt.Errorf("stop %s: %w", name, err)
 			}
-			t1, err := wait(ctx, ch, time.Minute, "forced stop of "+name)
+			t1, err := waitState(ctx, ch, time.Minute, name, "stopped")
 			if err != nil {
 				return err
 			}

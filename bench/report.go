@@ -132,6 +132,7 @@ func describeEnv(ctx context.Context, repo string) [][2]string {
 		{"machine", fmt.Sprintf("%s, %d CPUs, %s", cpuModel(), runtime.NumCPU(), memTotal())},
 		{"kernel", run("uname", "-sr")},
 		{"go", runtime.Version()},
+		{"limits", limits()},
 		{"qemu", qv},
 		{"libvirt", lv},
 	}
@@ -262,4 +263,18 @@ func (r *Report) UpdateDoc(path, chart string) error {
 	b.WriteString("\n")
 	b.WriteString(s[j:])
 	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// limits names the kernel limits that bound how many VMs one daemon can
+// run.
+func limits() string {
+	read := func(p string) string {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return "?"
+		}
+		return strings.TrimSpace(string(b))
+	}
+	return fmt.Sprintf("fs.inotify.max_user_instances=%s, max_user_watches=%s, euid %d",
+		read("/proc/sys/fs/inotify/max_user_instances"), read("/proc/sys/fs/inotify/max_user_watches"), os.Geteuid())
 }

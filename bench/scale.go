@@ -50,6 +50,8 @@ func (s *Suite) scale(ctx context.Context) error {
 		rss, rssEmpty                     floats // MiB
 		status, statusRef, ctl, ctlRef    Sample
 		idleCPU                           floats // % of a core
+		startFailures                     int
+		failReason                        string
 	)
 	for r := 0; r < s.opt.ScaleRounds; r++ {
 		// The reference daemon: same binary, empty config root.
@@ -71,10 +73,18 @@ func (s *Suite) scale(ctx context.Context) error {
 			return err
 		}
 		load = append(load, ms(t))
-		wall, err := s.allAction(ctx, d, names, api.ActionStart, "running")
+		wall, failed, err := s.allAction(ctx, d, names, api.ActionStart, "running")
 		if err != nil {
 			d.close(ctx)
 			return err
+		}
+		if len(failed) > 0 {
+			startFailures = max(startFailures, len(failed))
+			for _, why := range failed {
+				failReason = why
+				break
+			}
+			s.logf("   %d of %d VMs failed to start, e.g.: %s", len(failed), n, failReason)
 		}
 		startAll = append(startAll, wall.Seconds())
 		time.Sleep(200 * time.Millisecond) // let start-up garbage be collected
@@ -93,7 +103,13 @@ func (s *Suite) scale(ctx context.Context) error {
 			}
 			idleCPU = append(idleCPU, cpu)
 		}
-		wall, err = s.allAction(ctx, d, names, api.ActionStop, "stopped")
+		up := make([]string, 0, n)
+		for _, name := range names {
+			if _, bad := failed[name]; !bad {
+				up = append(up, name)
+			}
+		}
+		wall, _, err = s.allAction(ctx, d, up, api.ActionStop, "stopped")
 		if err != nil {
 			d.close(ctx)
 			return err
@@ -111,19 +127,23 @@ func (s *Suite) scale(ctx context.Context) error {
 	}
 	rep := &s.Report
 	scen := fmt.Sprintf("2. scale, %d VMs", n)
+	if startFailures > 0 {
+		rep.add(Row{scen, "VMs that failed to start", fmt.Sprintf("%d of %d", startFailures, n), "0 (shell)", "—",
+			"0", "MISSED: " + failReason})
+	}
 	rep.add(Row{scen, "daemon start → all configs loaded", spreadF(load, "ms", 0), spreadF(loadRef, "ms", 0) + " (empty root)",
 		ratioF(load, loadRef), "< 500 ms", verdict(load.median() < 500)})
 	rep.add(Row{scen, "start all (wall)", spreadF(startAll, "s", 2), spreadF(startRef, "s", 2) + " (shell)",
 		ratioF(startAll, startRef), "—", "reported"})
 	rep.add(Row{scen, "stop all (wall)", spreadF(stopAll, "s", 2), spreadF(stop, "s", 2) + " (shell)",
 		ratioF(stopAll, stop), "—", "reported"})
-	rep.add(Row{scen, fmt.Sprintf("daemon RSS, %d running", n), spreadF(rss, "MiB", 1), spreadF(rssEmpty, "MiB", 1) + " (no VMs)",
+	rep.add(Row{scen, fmt.Sprintf("daemon RSS, %d running", n-startFailures), spreadF(rss, "MiB", 1), spreadF(rssEmpty, "MiB", 1) + " (no VMs)",
 		ratioF(rss, rssEmpty), "≤ 60 MB", verdict(rss.median()*1.048576 <= 60)})
 	rep.add(Row{scen, "status of all (GET /v1/vms)", sampleSummary(status), sampleSummary(statusRef) + " (no VMs)",
 		fmt.Sprintf("%.2f", float64(status.Median())/float64(statusRef.Median())), "< 20 ms", verdict(status.Median() < 20*time.Millisecond)})
 	rep.add(Row{scen, "`vmstatedctl status` (process included)", sampleSummary(ctl), sampleSummary(ctlRef) + " (no VMs)",
 		fmt.Sprintf("%.2f", float64(ctl.Median())/float64(ctlRef.Median())), "—", "reported"})
-	rep.add(Row{scen, fmt.Sprintf("daemon CPU idle %v, %d running", s.opt.Idle, n), fmt.Sprintf("%.3f %% of a core", idleCPU.median()),
+	rep.add(Row{scen, fmt.Sprintf("daemon CPU idle %v, %d running", s.opt.Idle, n-startFailures), fmt.Sprintf("%.3f %% of a core", idleCPU.median()),
 		"—", "—", "< 0.5 %", verdict(idleCPU.median() < 0.5)})
 	return nil
 }
@@ -152,11 +172,11 @@ func (s *Suite) timeStatus(ctx context.Context, d *daemon, api_, ctl *Sample) er
 
 // allAction asks for a on every VM (a few requests in flight at once, as a
 // script with xargs -P would) and returns the wall time until the last
-// one reached state.
-func (s *Suite) allAction(ctx context.Context, d *daemon, names []string, a api.Action, state string) (time.Duration, error) {
-	chans := make([]<-chan time.Time, len(names))
+// one reached state or failed, with the VMs that failed and why.
+func (s *Suite) allAction(ctx context.Context, d *daemon, names []string, a api.Action, state string) (time.Duration, map[string]string, error) {
+	chans := make([]<-chan hit, len(names))
 	for i, n := range names {
-		chans[i] = d.events.expect(n, state)
+		chans[i] = d.events.expect(n, state, "failed")
 	}
 	t0 := time.Now()
 	work := make(chan string)
@@ -189,27 +209,29 @@ func (s *Suite) allAction(ctx context.Context, d *daemon, names []string, a api.
 	wg.Wait()
 	select {
 	case err := <-errs:
-		return 0, err
+		return 0, nil, err
 	default:
 	}
+	failed := map[string]string{}
+	deadline := t0.Add(5 * time.Minute)
 	var last time.Time
 	for i, ch := range chans {
-		limit := 5 * time.Minute
-		if d.events.hadLoss() {
-			limit = 0
-		}
-		t, err := wait(ctx, ch, limit, fmt.Sprintf("%s %s", a, names[i]))
+		h, err := wait(ctx, ch, max(time.Until(deadline), time.Millisecond), fmt.Sprintf("%s %s", a, names[i]))
 		if err != nil {
 			if d.events.hadLoss() {
-				return s.pollAll(ctx, d, state, t0)
+				wall, err := s.pollAll(ctx, d, state, t0)
+				return wall, failed, err
 			}
-			return 0, err
+			return 0, nil, err
 		}
-		if t.After(last) {
-			last = t
+		if h.state != state {
+			failed[names[i]] = h.reason
+		}
+		if h.t.After(last) {
+			last = h.t
 		}
 	}
-	return last.Sub(t0), nil
+	return last.Sub(t0), failed, nil
 }
 
 // pollAll waits by listing when the event stream lost events.
