@@ -9,20 +9,26 @@
 //     be run (not executable, a directory, a dangling link, not a regular
 //     file) is a failure, with a reason that says what to fix.
 //   - In strict mode (the default when the daemon runs as root) a hook that
-//     is writable by group or others, or is not owned by root, is refused,
-//     and so is a hook whose directory has those faults; the reason names
-//     the file and the fault. Like sshd's StrictModes, this stops anyone who
-//     can edit a hook from gaining root through it.
+//     is writable by group or others, or is owned by anyone but root (or the
+//     daemon's own user), is refused, and so is a hook whose directory has
+//     those faults; the reason names the file and the fault. Like sshd's
+//     StrictModes, this stops anyone who can edit a hook from gaining root
+//     through it.
 //   - The hook runs as `<hook> <vm-name> <state>` in the VM's config
 //     directory with stdin from /dev/null and a clean environment (see Env).
 //   - Its stdout and stderr reach the caller's writer (the VM's log) one line
-//     per Write call, each line prefixed with the hook's tag (see Request).
+//     per Write call, each line prefixed with the hook's tag (see
+//     Request.Output). Lines of the two streams never mix, a line longer
+//     than MaxLine is delivered in MaxLine pieces, and a last line without
+//     a newline is delivered too.
 //   - Exit status 0 is success; any other status, a signal, a timeout or a
 //     cancellation is a failure.
 //   - On timeout or cancellation the hook's process group gets SIGTERM, then
-//     SIGKILL after a grace period. Run waits for the hook process to exit,
-//     not for its output pipes to close: a background process that keeps
-//     them open does not hold the caller up.
+//     SIGKILL after a grace period if the hook, or anything else in its
+//     group, is still there. Run waits for the hook process to exit, not
+//     for its output pipes to close: a background process that keeps
+//     them open does not hold the caller up. (A process the hook moved
+//     into a session or group of its own escapes these signals.)
 //   - Processes a successful hook leaves behind (a daemon it started on
 //     purpose, such as dnsmasq for the VM's network) are left running and
 //     are not waited for. Their output is read and thrown away once the hook
@@ -39,7 +45,7 @@ import (
 	"time"
 )
 
-// Defaults used when a Request leaves the field zero.
+// Defaults for a Request's zero fields, and fixed limits.
 const (
 	// DefaultTimeout is how long a hook may run before it is stopped
 	// (the config's hook_timeout default).

@@ -344,9 +344,9 @@ func TestRunTimeout(t *testing.T) {
 		timeout time.Duration
 		stopped string // the last signal Run had to send
 	}{
-		// sleep dies of SIGTERM at once.
+		// SIGTERM ends it, whether sh has reached sleep yet or not.
 		{name: "sleeps past timeout", fixture: "sleep.sh", timeout: 300 * time.Millisecond, stopped: "SIGTERM"},
-		// The timeout leaves the shell ample time to set its trap first.
+		// It prints "started" only once its trap is set; see below.
 		{name: "ignores SIGTERM", fixture: "ignoreterm.sh", timeout: 2 * time.Second, stopped: "SIGKILL"},
 	}
 	for _, tt := range tests {
@@ -363,6 +363,10 @@ func TestRunTimeout(t *testing.T) {
 			if res.OK() || !res.TimedOut || res.Canceled || !errors.Is(res.Err, ErrTimeout) {
 				t.Fatalf("result = %+v, want a timeout", res)
 			}
+			out := log.stream("[hook start_network] ")
+			if tt.stopped == "SIGKILL" && len(out) == 0 {
+				t.Skip("the machine is so loaded that the hook did not set its trap before the timeout")
+			}
 			if res.Stopped != tt.stopped || res.Signal != tt.stopped || res.ExitCode != -1 {
 				t.Errorf("Stopped = %q, Signal = %q, ExitCode = %d; want %s", res.Stopped, res.Signal, res.ExitCode, tt.stopped)
 			}
@@ -373,10 +377,36 @@ func TestRunTimeout(t *testing.T) {
 			if res.Duration < tt.timeout {
 				t.Errorf("Duration %s is shorter than the timeout %s", res.Duration, tt.timeout)
 			}
-			if got := log.stream("[hook start_network] "); !slices.Equal(got, []string{"started"}) {
-				t.Errorf("stdout = %q", got)
+			if len(out) > 1 || (len(out) == 1 && out[0] != "started") {
+				t.Errorf("stdout = %q", out)
 			}
 		})
+	}
+}
+
+// TestRunCanceledIgnoresSIGTERM cancels a hook that ignores SIGTERM once it
+// is known to ignore it: the process group gets SIGKILL after the grace.
+func TestRunCanceledIgnoresSIGTERM(t *testing.T) {
+	dir := hookDir(t)
+	installHook(t, dir, "stop_network", "ignoreterm.sh", 0o755)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := &lineLog{onLine: func(line string) {
+		if strings.HasSuffix(line, "] started") {
+			cancel()
+		}
+	}}
+	res := run(t, ctx, Request{
+		Env:     Env{State: "stop_network", ConfigDir: dir},
+		Timeout: 10 * time.Minute,
+		Grace:   200 * time.Millisecond,
+		Output:  log,
+	})
+	if !res.Canceled || res.Stopped != "SIGKILL" || res.Signal != "SIGKILL" || !errors.Is(res.Err, ErrCanceled) {
+		t.Fatalf("result = %+v, want canceled and killed with SIGKILL", res)
+	}
+	if r := res.Reason(); !strings.Contains(r, "canceled after") || !strings.Contains(r, "killed with SIGKILL") {
+		t.Errorf("Reason() = %q", r)
 	}
 }
 
@@ -395,13 +425,18 @@ func readPid(t *testing.T, path string) int {
 }
 
 func TestRunBackgroundChildHoldsPipe(t *testing.T) {
-	for _, fixture := range []string{"background.sh", "chatty.sh"} {
-		t.Run(fixture, func(t *testing.T) {
+	// With no delay the hook usually exits before reader goroutines start;
+	// with one, they are running when it exits. Both paths must finish.
+	for _, tc := range []struct{ fixture, delay string }{
+		{"background.sh", "0"}, {"background.sh", "0.2"},
+		{"chatty.sh", "0"}, {"chatty.sh", "0.2"},
+	} {
+		t.Run(tc.fixture+"/delay="+tc.delay, func(t *testing.T) {
 			dir := hookDir(t)
-			installHook(t, dir, "start_network", fixture, 0o755)
+			installHook(t, dir, "start_network", tc.fixture, 0o755)
 			log := &lineLog{}
 			res := run(t, context.Background(), Request{
-				Env: Env{State: "start_network", ConfigDir: dir},
+				Env: Env{State: "start_network", ConfigDir: dir, Config: map[string]string{"delay": tc.delay}},
 				// Were Run waiting for the pipe to close, it would hit this.
 				Timeout: 10 * time.Minute,
 				Output:  log,
@@ -665,9 +700,12 @@ func TestRunConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	results := make([]Result, n)
 	logs := make([]*lineLog, n)
+	dirs := make([]string, n)
 	for i := range n {
-		dir := hookDir(t)
-		installHook(t, dir, "start_storage", "ok.sh", 0o755)
+		dirs[i] = hookDir(t)
+		installHook(t, dirs[i], "start_storage", "ok.sh", 0o755)
+	}
+	for i, dir := range dirs {
 		logs[i] = &lineLog{}
 		wg.Go(func() {
 			results[i] = Run(context.Background(), Request{
@@ -729,5 +767,152 @@ func TestLineSinkSplitsAndFlushes(t *testing.T) {
 	ls.feed([]byte("after detach\n"))
 	if got, want := buf.String(), "> abc\n> def\n> \n> tail\n"; got != want {
 		t.Errorf("output = %q, want %q", got, want)
+	}
+}
+
+func TestRunStrictness(t *testing.T) {
+	dir := hookDir(t)
+	installHook(t, dir, "start_network", "ok.sh", 0o777)
+	tests := []struct {
+		strict Strictness
+		ok     bool
+	}{
+		{StrictOff, true},
+		{StrictOn, false},
+		{StrictAuto, os.Geteuid() != 0},
+	}
+	for _, tt := range tests {
+		res := run(t, context.Background(), Request{Env: Env{State: "start_network", ConfigDir: dir}, Strict: tt.strict})
+		if res.OK() != tt.ok {
+			t.Errorf("Strict=%d: %s, want ok=%v", tt.strict, res.Reason(), tt.ok)
+		}
+		if !tt.ok && !errors.Is(res.Err, ErrInsecure) {
+			t.Errorf("Strict=%d: Err = %v, want ErrInsecure", tt.strict, res.Err)
+		}
+	}
+}
+
+func TestRunSeparateScriptPath(t *testing.T) {
+	// Hooks live elsewhere; they still run in the config dir.
+	config, scripts := hookDir(t), hookDir(t)
+	installHook(t, scripts, "stop_network", "env.sh", 0o755)
+	res := run(t, context.Background(), Request{
+		Env:        Env{State: "stop_network", ConfigDir: config},
+		ScriptPath: scripts,
+	})
+	if !res.OK() || res.Path != filepath.Join(scripts, "stop_network") {
+		t.Fatalf("result = %+v", res)
+	}
+	if b, err := os.ReadFile(filepath.Join(config, "cwd.out")); err != nil || strings.TrimSpace(string(b)) != config {
+		t.Errorf("cwd.out = %q, %v; want %s", b, err, config)
+	}
+}
+
+func TestRunBadRequest(t *testing.T) {
+	dir := hookDir(t)
+	for _, req := range []Request{
+		{Env: Env{Name: "", State: "start_network", ConfigDir: dir}},
+		{Env: Env{Name: "vm", State: "../x", ConfigDir: dir}},
+		{Env: Env{Name: "vm", State: "start_network"}},
+	} {
+		res := Run(context.Background(), req)
+		if res.OK() || !errors.Is(res.Err, ErrInvalid) || res.Reason() == "" {
+			t.Errorf("Run(%+v) = %+v, want ErrInvalid", req, res)
+		}
+	}
+}
+
+// TestRunTimeoutKillsLeftovers: when a hook is stopped, members of its
+// process group that survive SIGTERM get SIGKILL after the grace period,
+// even though the hook itself died of SIGTERM.
+func TestRunTimeoutKillsLeftovers(t *testing.T) {
+	dir := hookDir(t)
+	installHook(t, dir, "start_network", "termchild.sh", 0o755)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := &lineLog{onLine: func(line string) {
+		if strings.HasSuffix(line, "] started") {
+			cancel()
+		}
+	}}
+	res := run(t, ctx, Request{
+		Env:     Env{State: "start_network", ConfigDir: dir},
+		Timeout: 10 * time.Minute,
+		Grace:   300 * time.Millisecond,
+		Output:  log,
+	})
+	pgid := readPid(t, filepath.Join(dir, "pgid"))
+	t.Cleanup(func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) })
+	if !res.Canceled || res.Signal != "SIGTERM" || res.Stopped != "SIGKILL" {
+		t.Fatalf("result = %+v; want canceled, the hook dead of SIGTERM, its group sent SIGKILL", res)
+	}
+	// The child is killed; its parent is gone, so init reaps it.
+	deadline := time.Now().Add(guard)
+	for syscall.Kill(-pgid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the child that ignored SIGTERM is still alive")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestRunTextFileBusy: a hook that is briefly open for writing (being
+// saved) makes exec fail with ETXTBSY; Run tries again.
+func TestRunTextFileBusy(t *testing.T) {
+	dir := hookDir(t)
+	path := installHook(t, dir, "start_storage", "ok.sh", 0o755)
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan Result, 1)
+	go func() {
+		done <- Run(context.Background(), Request{Env: Env{Name: "vm", State: "start_storage", ConfigDir: dir}})
+	}()
+	time.Sleep(20 * time.Millisecond)
+	f.Close()
+	select {
+	case res := <-done:
+		if !res.OK() {
+			t.Fatalf("Run: %s", res.Reason())
+		}
+	case <-time.After(guard):
+		t.Fatal("Run did not return")
+	}
+}
+
+func TestStatusFileOutlivesTheCaller(t *testing.T) {
+	dir := t.TempDir()
+	status := filepath.Join(dir, "status")
+	if err := os.WriteFile(filepath.Join(dir, "start_storage"), []byte("#!/bin/sh\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var started int
+	res := Run(context.Background(), Request{
+		Env:        Env{Name: "vm0", State: "start_storage", ConfigDir: dir},
+		StatusFile: status,
+		Started:    func(pid int) { started = pid },
+		Strict:     StrictOff,
+	})
+	if res.ExitCode != 3 || res.OK() || started == 0 {
+		t.Fatalf("result %+v, started pid %d", res, started)
+	}
+	if code, ok := ReadStatus(status); !ok || code != 3 {
+		t.Fatalf("status file: %d %v", code, ok)
+	}
+	// A hook killed by a signal is reported as such through the wrapper.
+	if err := os.WriteFile(filepath.Join(dir, "stop_storage"), []byte("#!/bin/sh\nkill -KILL $$\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	res = Run(context.Background(), Request{
+		Env:        Env{Name: "vm0", State: "stop_storage", ConfigDir: dir},
+		StatusFile: filepath.Join(dir, "status2"),
+		Strict:     StrictOff,
+	})
+	if res.Signal != "SIGKILL" || res.Reason() != "hook stop_storage was killed by signal SIGKILL" {
+		t.Fatalf("result %+v: %s", res, res.Reason())
+	}
+	if _, ok := ReadStatus(filepath.Join(dir, "missing")); ok {
+		t.Fatal("a missing status file read as a status")
 	}
 }

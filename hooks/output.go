@@ -7,8 +7,17 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
+
+const readBufSize = 32 * 1024
+
+// readBufs recycles read buffers between runs: a fresh 32 KiB buffer per
+// stream would grow each reader goroutine's stack, which is a noticeable
+// part of the cost of a hook that prints nothing. A Pool holds no lock
+// while a hook runs.
+var readBufs = sync.Pool{New: func() any { return new([readBufSize]byte) }}
 
 // lineSink turns the bytes of a hook's stdout and stderr into whole,
 // tagged lines on one writer. Both streams share its mutex, which also
@@ -114,54 +123,124 @@ func (s *lineSink) detach() {
 	s.buf = nil
 }
 
-// read copies the pipe into the sink until end of file or until draining
-// has emptied it. Then it signals stopped and goes on reading, discarding,
-// until every writer (a leftover background process) has closed the pipe.
+// read is the reader goroutine of a hook that runs longer than
+// readerDelay: it copies the pipe into the sink until end of file, or,
+// once drain has been called, until the pipe is empty. Then it signals
+// stopped and discards whatever leftover background processes still write.
 func (ls *lineStream) read() {
-	f := ls.f
-	buf := make([]byte, 32*1024)
+	bp := readBufs.Get().(*[readBufSize]byte)
+	defer readBufs.Put(bp)
+	eof := ls.copyOut(bp[:])
+	close(ls.stopped)
+	if !eof {
+		ls.discard(bp[:])
+	}
+	_ = ls.f.Close()
+}
+
+// finishInline drains the pipe in the caller's goroutine, for a hook that
+// exited before any reader goroutine was started. Only when a leftover
+// process still holds the pipe open does a goroutine take over, to discard
+// what it writes.
+func (ls *lineStream) finishInline() {
+	ls.draining.Store(true)
+	bp := readBufs.Get().(*[readBufSize]byte)
+	eof := ls.copyOut(bp[:])
+	readBufs.Put(bp)
+	close(ls.stopped)
+	if eof {
+		_ = ls.f.Close()
+		return
+	}
+	go func() {
+		bp := readBufs.Get().(*[readBufSize]byte)
+		defer readBufs.Put(bp)
+		ls.discard(bp[:])
+		_ = ls.f.Close()
+	}()
+}
+
+// copyOut feeds the pipe's data to the sink. It reports whether it saw end
+// of file (every writer gone) rather than stopping at an empty pipe after
+// drain, or at drainLimit.
+func (ls *lineStream) copyOut(buf []byte) (eof bool) {
 	var drainStart time.Time
-	eof := false
 	for {
 		if ls.draining.Load() {
+			// The hook has exited, so whatever it wrote is in the pipe
+			// now: read until the pipe is empty, never waiting for more.
 			if drainStart.IsZero() {
 				drainStart = time.Now()
+			} else if time.Since(drainStart) > drainLimit {
+				return false
 			}
-			// The hook has exited, so whatever it wrote is in the pipe
-			// now. Read exactly that much (and whatever else turns up
-			// meanwhile), never waiting for more.
-			n, err := pending(f)
-			if err != nil || n == 0 || time.Since(drainStart) > drainLimit {
-				break
+			_ = ls.f.SetReadDeadline(time.Time{})
+			n, err := readNow(ls.f, buf)
+			if n > 0 {
+				ls.feed(buf[:n])
+				continue
 			}
-			_ = f.SetReadDeadline(time.Time{})
+			switch {
+			case err == nil:
+				return true // n == 0: end of file
+			case errors.Is(err, syscall.EAGAIN):
+				return false // empty, but someone still holds it open
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				continue // drain's wake-up call; the deadline is cleared above
+			default:
+				return true
+			}
 		}
-		n, err := f.Read(buf)
+		n, err := ls.f.Read(buf)
 		if n > 0 {
 			ls.feed(buf[:n])
 		}
-		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				continue
-			}
-			eof = true
-			break
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			return true
 		}
 	}
-	close(ls.stopped)
-	if !eof {
-		_ = f.SetReadDeadline(time.Time{})
-		for {
-			if _, err := f.Read(buf); err != nil {
-				break
-			}
-		}
-	}
-	_ = f.Close()
 }
 
-// drain asks the reader to finish with what is in the pipe and not to wait
-// for more, waking it if it is blocked in Read.
+// discard reads and drops data until end of file, so that a background
+// process the hook left holding the pipe neither blocks on a full pipe nor
+// dies of SIGPIPE.
+func (ls *lineStream) discard(buf []byte) {
+	_ = ls.f.SetReadDeadline(time.Time{})
+	for {
+		if _, err := ls.f.Read(buf); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			return
+		}
+	}
+}
+
+// readNow makes one non-blocking read attempt: data, end of file (0, nil),
+// or EAGAIN when the pipe is empty.
+func readNow(f *os.File, buf []byte) (int, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	var rerr error
+	err = rc.Read(func(fd uintptr) bool {
+		for {
+			n, rerr = syscall.Read(int(fd), buf)
+			if rerr != syscall.EINTR {
+				return true // never wait for readiness
+			}
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	if n < 0 {
+		n = 0
+	}
+	return n, rerr
+}
+
+// drain asks the reader goroutine to finish with what is in the pipe and
+// not to wait for more, waking it if it is blocked in Read.
 func (ls *lineStream) drain() {
 	ls.draining.Store(true)
 	_ = ls.f.SetReadDeadline(time.Now())

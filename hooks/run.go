@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -18,7 +19,8 @@ import (
 // Request describes one hook run.
 type Request struct {
 	// Env names the VM and the state; Env.Name and Env.State are required.
-	// Env.ConfigDir is the hook's working directory.
+	// Env.ConfigDir is the hook's working directory (ScriptPath when it is
+	// empty).
 	Env Env
 	// ScriptPath is the directory holding the hooks; empty means
 	// Env.ConfigDir. It must be absolute.
@@ -37,6 +39,36 @@ type Request struct {
 	// Strict selects the owner and permission checks; the zero value
 	// checks when the daemon runs as root.
 	Strict Strictness
+	// StatusFile, when set, makes the hook's outcome outlive the caller:
+	// the hook runs under a small /bin/sh wrapper that writes its exit
+	// status to StatusFile when it exits. The hook runs in its own process
+	// group, so it is not killed when the daemon dies; a daemon started
+	// afterwards learns from the file whether the hook completed and how
+	// (ReadStatus), instead of running it a second time.
+	StatusFile string
+	// Started, when set, is called with the hook's process id (the
+	// wrapper's, with StatusFile) once it has started, before Run waits.
+	Started func(pid int)
+}
+
+// shell runs the status wrapper.
+const shell = "/bin/sh"
+
+// statusShim runs "$@" and records its exit status in the file named by
+// its first argument. A hook killed by signal N is recorded, like sh
+// reports it, as 128+N.
+const statusShim = `f=$1; shift; "$@"; s=$?; printf '%s\n' "$s" > "$f"; exit "$s"`
+
+// ReadStatus reads a status file written for a hook run with
+// Request.StatusFile. ok is false when there is none (the hook has not
+// finished, or never ran) or it is incomplete.
+func ReadStatus(path string) (code int, ok bool) {
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) == 0 || b[len(b)-1] != '\n' {
+		return 0, false
+	}
+	code, err = strconv.Atoi(strings.TrimSpace(string(b)))
+	return code, err == nil
 }
 
 // Result is what happened to one hook run.
@@ -143,18 +175,37 @@ func Run(ctx context.Context, req Request) Result {
 		res.Err = &hookError{ErrStart, fmt.Sprintf("hook %s could not be started: %v", env.State, err)}
 		return res
 	}
-	cmd := &exec.Cmd{
-		Path:   path,
-		Args:   []string{path, env.Name, env.State},
-		Env:    env.Environ(),
-		Dir:    dir,
-		Stdout: outW, // *os.File: handed to the child as is, no copying goroutine
-		Stderr: errW,
-		// Stdin nil: os/exec opens /dev/null.
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+	environ := env.Environ()
+	var cmd *exec.Cmd
+	var start time.Time
+	for attempt := 0; ; attempt++ {
+		argv := []string{path, env.Name, env.State}
+		bin := path
+		if req.StatusFile != "" {
+			bin = shell
+			argv = append([]string{shell, "-c", statusShim, "vmstated-hook", req.StatusFile}, argv...)
+		}
+		cmd = &exec.Cmd{
+			Path:   bin,
+			Args:   argv,
+			Env:    environ,
+			Dir:    dir,
+			Stdout: outW, // *os.File: handed to the child as is, no copying goroutine
+			Stderr: errW,
+			// Stdin nil: os/exec opens /dev/null.
+			SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+		}
+		start = time.Now()
+		err = cmd.Start()
+		// "Text file busy": some process has the hook open for writing.
+		// That is usually brief (an editor saving it, or another fork of
+		// this process holding the descriptor until its exec), so try a
+		// few more times before failing.
+		if !errors.Is(err, syscall.ETXTBSY) || attempt >= 7 || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(time.Duration(attempt+1) * 10 * time.Millisecond)
 	}
-	start := time.Now()
-	err = cmd.Start()
 	// The child holds its own copies now; ours must go so that end of file
 	// comes when the hook (and everything it started) is done writing.
 	outW.Close()
@@ -166,61 +217,176 @@ func Run(ctx context.Context, req Request) Result {
 		return res
 	}
 
+	if req.Started != nil {
+		req.Started(cmd.Process.Pid)
+	}
 	sink := newLineSink(req.Output)
 	streams := []*lineStream{
 		sink.stream(outR, "[hook "+env.State+"] "),
 		sink.stream(errR, "[hook "+env.State+" stderr] "),
 	}
-	for _, ls := range streams {
-		go ls.read()
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait() // the status is read from cmd.ProcessState below
-		close(exited)
-	}()
-
-	pgid := cmd.Process.Pid // Setpgid: the hook leads its own group
-	timer := time.NewTimer(timeout)
-	select {
-	case <-exited:
-	case <-timer.C:
-		res.TimedOut = true
-	case <-ctx.Done():
-		res.Canceled = true
-	}
-	timer.Stop()
-	stoppedAt := time.Since(start)
-	if res.TimedOut || res.Canceled {
-		res.Stopped = "SIGTERM"
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		grace := time.NewTimer(grace)
-		select {
-		case <-exited:
-		case <-grace.C:
-			res.Stopped = "SIGKILL"
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			<-exited
-		}
-		grace.Stop()
-	}
+	// Most hooks print little and finish in a few milliseconds: their
+	// output fits in the pipes, and Run reads it after they exit without
+	// starting any goroutine. Readers start only for a hook still running
+	// after readerDelay, so that a chatty one never blocks on a full pipe
+	// for longer than that.
+	lazy := &lazyReaders{}
+	readerTimer := time.AfterFunc(readerDelay, func() { lazy.start(streams) })
+	// Wait in this goroutine, as plain os/exec does, and enforce the
+	// timeout and cancellation from timer and context callbacks: extra
+	// goroutines to hand the wait to cost a measurable share of a short
+	// hook's run on a small machine.
+	st := &stopper{pgid: cmd.Process.Pid, grace: grace, start: start}
+	timer := time.AfterFunc(timeout, func() { st.stop(false) })
+	stopCtx := context.AfterFunc(ctx, func() { st.stop(true) })
+	waitErr := cmd.Wait() // an exit status is read from cmd.ProcessState below
 	res.Duration = time.Since(start)
-
-	for _, ls := range streams {
-		ls.drain()
+	timer.Stop()
+	stopCtx()
+	w := st.finish()
+	res.TimedOut, res.Canceled, res.Stopped = w.timedOut, w.canceled, w.stopped
+	stoppedAt := w.at
+	if w.stopped == "SIGTERM" && pursueGroup(cmd.Process.Pid, start.Add(w.at+grace)) {
+		res.Stopped = "SIGKILL"
 	}
-	for _, ls := range streams {
-		<-ls.stopped
+
+	readerTimer.Stop()
+	if lazy.finish() {
+		for _, ls := range streams {
+			ls.drain()
+		}
+		for _, ls := range streams {
+			<-ls.stopped
+		}
+	} else {
+		for _, ls := range streams {
+			ls.finishInline()
+		}
 	}
 	sink.detach()
 
+	if cmd.ProcessState == nil {
+		// Only if something else in the process reaped the child.
+		res.Err = &hookError{ErrFailed, fmt.Sprintf("hook %s: its exit status is lost: %v", env.State, waitErr)}
+		return res
+	}
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		res.Signal = signalName(ws.Signal())
 	} else {
 		res.ExitCode = cmd.ProcessState.ExitCode()
+		if req.StatusFile != "" && res.ExitCode > 128 && res.ExitCode < 128+65 {
+			// The wrapper turns the hook's death by a signal into 128+N.
+			res.Signal, res.ExitCode = signalName(syscall.Signal(res.ExitCode-128)), -1
+		}
 	}
 	res.Err = failure(res, stoppedAt)
 	return res
+}
+
+// readerDelay is how long a hook runs before goroutines start reading its
+// output; until then the pipes buffer it.
+const readerDelay = 10 * time.Millisecond
+
+// lazyReaders starts the reader goroutines once, unless the hook has
+// exited first.
+type lazyReaders struct {
+	mu       sync.Mutex
+	started  bool
+	finished bool
+}
+
+func (l *lazyReaders) start(streams []*lineStream) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.finished {
+		return
+	}
+	l.started = true
+	for _, ls := range streams {
+		go ls.read()
+	}
+}
+
+// finish reports whether the readers were started; after it, they never
+// will be.
+func (l *lazyReaders) finish() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.finished = true
+	return l.started
+}
+
+// watchOutcome is what the stopper did to the hook.
+type watchOutcome struct {
+	timedOut, canceled bool
+	stopped            string        // strongest signal sent, if any
+	at                 time.Duration // when stopping began, after start
+}
+
+// stopper ends a hook's process group on timeout or cancellation: SIGTERM
+// first, SIGKILL if the hook has not exited after the grace period. Its
+// mutex belongs to one run.
+type stopper struct {
+	mu     sync.Mutex
+	pgid   int
+	grace  time.Duration
+	start  time.Time
+	exited bool
+	kill   *time.Timer
+	w      watchOutcome
+}
+
+func (s *stopper) stop(canceled bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.exited || s.w.stopped != "" {
+		return
+	}
+	s.w.timedOut, s.w.canceled = !canceled, canceled
+	s.w.at = time.Since(s.start)
+	s.w.stopped = "SIGTERM"
+	// The leader may have been reaped an instant ago (finish runs right
+	// after); the group id cannot have been reused in that time, and any
+	// leftover members of the group belong to this hook.
+	_ = syscall.Kill(-s.pgid, syscall.SIGTERM)
+	s.kill = time.AfterFunc(s.grace, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if !s.exited {
+			s.w.stopped = "SIGKILL"
+			_ = syscall.Kill(-s.pgid, syscall.SIGKILL)
+		}
+	})
+}
+
+// finish records that the hook has exited, so no signal is sent after it,
+// and reports what was done.
+func (s *stopper) finish() watchOutcome {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.exited = true
+	if s.kill != nil {
+		s.kill.Stop()
+	}
+	return s.w
+}
+
+// pursueGroup finishes stopping a hook whose own process exited after
+// SIGTERM: members of its group that are still there when the grace period
+// ends get SIGKILL too, as a stopped hook must not leave its work running.
+// It reports whether it had to send SIGKILL. (A successful hook's leftover
+// processes are never pursued; only a timed-out or canceled one's are.)
+func pursueGroup(pgid int, deadline time.Time) (killed bool) {
+	// While any member is alive the kernel keeps the group id in use, so
+	// it cannot name some other group.
+	for syscall.Kill(-pgid, 0) == nil {
+		if !time.Now().Before(deadline) {
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			return true
+		}
+		time.Sleep(min(20*time.Millisecond, time.Until(deadline)+time.Millisecond))
+	}
+	return false
 }
 
 // failure builds the error for a finished run, nil on success.
@@ -258,6 +424,8 @@ func startFailure(state, path, dir string, err error) string {
 		msg += fmt.Sprintf(": make %s start with a #! line naming its interpreter", path)
 	case errors.Is(err, syscall.ENOENT):
 		msg += fmt.Sprintf(": the interpreter named on the #! line of %s may not exist", path)
+	case errors.Is(err, syscall.ETXTBSY):
+		msg += fmt.Sprintf(": a process keeps %s open for writing", path)
 	case errors.Is(err, syscall.EACCES):
 		msg += fmt.Sprintf(": check the permissions of %s and its interpreter, and that its file system is not mounted noexec", path)
 	}

@@ -56,6 +56,9 @@ type Options struct {
 	MaxRestartTime time.Duration
 	// Now is the clock; nil means time.Now. Tests inject their own.
 	Now func() time.Time
+	// Since is when Initial was entered; zero means now. A re-adopted VM
+	// keeps the time it really entered its state.
+	Since time.Time
 }
 
 // Machine is the lifecycle of one VM. It is not safe for concurrent use:
@@ -79,11 +82,15 @@ func New(opts Options) *Machine {
 	if now == nil {
 		now = time.Now
 	}
+	since := opts.Since
+	if since.IsZero() {
+		since = now()
+	}
 	return &Machine{
 		name:   opts.Name,
 		fsm:    newFSM(initial),
 		now:    now,
-		since:  now(),
+		since:  since,
 		budget: RestartBudget{Max: opts.MaxRestart, Window: opts.MaxRestartTime},
 	}
 }

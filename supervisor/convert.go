@@ -6,6 +6,7 @@ import (
 
 	"github.com/vmstated/vmstated/config"
 	"github.com/vmstated/vmstated/hypervisor"
+	"github.com/vmstated/vmstated/hypervisor/bhyve"
 	"github.com/vmstated/vmstated/hypervisor/exec"
 	"github.com/vmstated/vmstated/hypervisor/process"
 	"github.com/vmstated/vmstated/hypervisor/qemu"
@@ -54,6 +55,8 @@ func settingsFrom(c *config.VM) *settings {
 		s.spec.Options = qemuOptions(c.QEMU)
 	case config.HypervisorExec:
 		s.spec.Options = execOptions(c.Exec)
+	case config.HypervisorBhyve:
+		s.spec.Options = bhyveOptions(c)
 	}
 	return s
 }
@@ -97,6 +100,22 @@ func execOptions(e *config.Exec) *exec.Options {
 		for _, k := range keys {
 			o.Env = append(o.Env, k+"="+e.Env[k])
 		}
+	}
+	return o
+}
+
+// bhyveOptions carries the bhyve switches only when the config sets them,
+// so that the user's bhyve config file keeps its own values otherwise.
+func bhyveOptions(c *config.VM) *bhyve.Options {
+	o := &bhyve.Options{}
+	if c.Bhyve != nil {
+		o.Binary, o.Bhyvectl = c.Bhyve.Binary, c.Bhyve.Bhyvectl
+	}
+	if c.IsSet("generate_acpi_tables") {
+		o.GenerateACPITables = bhyve.Bool(c.GenerateACPITables)
+	}
+	if c.IsSet("vmexit_on_halt") {
+		o.VMExitOnHalt = bhyve.Bool(c.VMExitOnHalt)
 	}
 	return o
 }

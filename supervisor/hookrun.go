@@ -22,11 +22,14 @@ type hookCall struct {
 	pid        int
 	restarts   int
 	scalars    map[string]string
+	// journal names the files that let a later daemon learn this run's
+	// outcome; empty when the daemon keeps no runtime directory.
+	journal journal
 }
 
 func (v *vm) hookCall(st statemachine.State, tr statemachine.Transition) hookCall {
 	c := hookCall{vm: v.name, state: st, prev: tr.From, reason: tr.Reason,
-		restarts: v.m.Budget().Count(v.sup.now())}
+		restarts: v.m.Budget().Count(v.sup.now()), journal: v.journal(st)}
 	if cfg := v.cfg; cfg != nil {
 		c.scriptPath, c.dir, c.scalars = cfg.scriptPath, cfg.dir, cfg.scalars
 		c.timeout = cfg.hookTimeoutFor(st)
@@ -44,7 +47,10 @@ func (s *Supervisor) runHook(ctx context.Context, c hookCall, log *vmLog) (bool,
 	if c.scriptPath == "" {
 		return true, ""
 	}
+	c.journal.begin()
 	res := hooks.Run(ctx, hooks.Request{
+		StatusFile: c.journal.status,
+		Started:    c.journal.started,
 		ScriptPath: c.scriptPath,
 		Env: hooks.Env{
 			Name:          c.vm,

@@ -148,18 +148,23 @@ func (s *Supervisor) logFor(name string, cfg *settings) *vmLog {
 
 // add creates and starts the actor of a VM.
 func (s *Supervisor) add(name string, cfg *settings, configErr string, initial statemachine.State) *vm {
-	v := newVM(s, name, cfg, s.logFor(name, cfg), initial)
+	v := newVM(s, name, cfg, s.logFor(name, cfg), initial, time.Time{})
 	v.configErr = configErr
 	v.publishStatus()
+	s.register(v)
+	return v
+}
+
+// register adds an actor to the registry and starts it.
+func (s *Supervisor) register(v *vm) {
 	s.mu.Lock()
-	s.vms[name] = v
+	s.vms[v.name] = v
 	s.mu.Unlock()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		v.run(s.ctx)
 	}()
-	return v
 }
 
 // forget removes an actor from the registry (called by the actor itself as
@@ -268,18 +273,12 @@ func notSupported(st Status, what string) error {
 	return fmt.Errorf("%w: the %s driver cannot %s (vm %s)", hypervisor.ErrNotSupported, st.Hypervisor, what, st.Name)
 }
 
-// Reset hard-resets a VM's guest, like the reset button.
+// Reset hard-resets a VM's guest, like the reset button. Hypervisors that
+// run guests with reboots turned into exits (QEMU's -no-reboot, bhyve) end
+// the process on a reset; the VM is then relaunched as for a user restart,
+// without counting toward the restart budget.
 func (s *Supervisor) Reset(ctx context.Context, name string) error {
-	inst, st, err := s.instance(name)
-	if err != nil {
-		return err
-	}
-	r, ok := inst.(hypervisor.Resetter)
-	if !ok {
-		return notSupported(st, "reset")
-	}
-	s.logFor(name, nil).Printf("hard reset requested")
-	return r.Reset(ctx)
+	return s.command(ctx, name, command{op: opReset})
 }
 
 // NMI injects a non-maskable interrupt into a VM's guest.

@@ -14,6 +14,7 @@ import (
 	"github.com/vmstated/vmstated/config"
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/hypervisor/exec"
+	"github.com/vmstated/vmstated/hypervisor/qemu"
 	"github.com/vmstated/vmstated/statemachine"
 )
 
@@ -22,14 +23,16 @@ const waitLimit = 15 * time.Second
 
 // fixture is a config root with VM directories, and a supervisor on it.
 type fixture struct {
-	t      *testing.T
-	root   string
-	record string // hooks append a line here for every run
-	sup    *Supervisor
-	cancel context.CancelFunc
-	sub    *Subscription
-	mu     sync.Mutex
-	seen   []Event
+	t       *testing.T
+	base    string
+	subDone chan struct{}
+	root    string
+	record  string // hooks append a line here for every run
+	sup     *Supervisor
+	cancel  context.CancelFunc
+	sub     *Subscription
+	mu      sync.Mutex
+	seen    []Event
 }
 
 // recordHook appends "<vm> <state> prev=<prev> reason=<reason>" to the
@@ -53,38 +56,66 @@ var allHooks = []statemachine.State{
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	base := t.TempDir()
-	f := &fixture{t: t, root: filepath.Join(base, "etc"), record: filepath.Join(base, "record")}
+	f := &fixture{t: t, base: base, root: filepath.Join(base, "etc"), record: filepath.Join(base, "record")}
 	for _, d := range []string{f.root, filepath.Join(base, "run"), filepath.Join(base, "log"), filepath.Join(base, "state")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	f.cancel = cancel
-	f.sup = New(ctx, Options{
-		RunDir:   filepath.Join(base, "run"),
-		LogDir:   filepath.Join(base, "log"),
-		StateDir: filepath.Join(base, "state"),
-		Drivers:  map[string]hypervisor.Driver{"exec": exec.New()},
-		Logf:     t.Logf,
-	})
-	f.sub = f.sup.Bus().Subscribe(0)
-	go func() {
-		for e := range f.sub.C() {
-			f.mu.Lock()
-			f.seen = append(f.seen, e)
-			f.mu.Unlock()
-		}
-	}()
+	f.start()
 	t.Cleanup(func() {
 		// Stop whatever still runs, then end the actors.
 		sctx, c := context.WithTimeout(context.Background(), waitLimit)
 		defer c()
 		_ = f.sup.StopAll(sctx, StopOptions{Force: true})
-		cancel()
-		f.sup.Wait()
+		f.stop()
 	})
 	return f
+}
+
+// start creates a supervisor on the fixture's directories, as a daemon
+// start does.
+func (f *fixture) start() {
+	f.mu.Lock()
+	f.seen = nil
+	f.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	f.cancel = cancel
+	f.sup = New(ctx, Options{
+		RunDir:   filepath.Join(f.base, "run"),
+		LogDir:   filepath.Join(f.base, "log"),
+		StateDir: filepath.Join(f.base, "state"),
+		Drivers:  map[string]hypervisor.Driver{"exec": exec.New(), "qemu": qemu.New()},
+		Logf:     f.t.Logf,
+	})
+	f.sub = f.sup.Bus().Subscribe(0)
+	sub := f.sub
+	f.subDone = make(chan struct{})
+	done := f.subDone
+	go func() {
+		defer close(done)
+		for e := range sub.C() {
+			f.mu.Lock()
+			f.seen = append(f.seen, e)
+			f.mu.Unlock()
+		}
+	}()
+}
+
+// stop ends the supervisor as a daemon exit does: the actors end, the VMs
+// keep running.
+func (f *fixture) stop() {
+	f.cancel()
+	f.sup.Wait()
+	<-f.subDone
+}
+
+// restart simulates a daemon restart and loads the config root again.
+func (f *fixture) restart(opts LoadOptions) {
+	f.t.Helper()
+	f.stop()
+	f.start()
+	f.sup.Load(loadRoot(f.t, f.root), opts)
 }
 
 // addVM writes a VM directory with the given config body and every hook.
@@ -127,11 +158,16 @@ func (f *fixture) set(vm, file, content string) {
 
 func (f *fixture) sync() {
 	f.t.Helper()
-	snap := config.LoadRoot(f.root, config.LoadOptions{})
+	f.sup.Sync(loadRoot(f.t, f.root))
+}
+
+func loadRoot(t *testing.T, root string) *config.Snapshot {
+	t.Helper()
+	snap := config.LoadRoot(root, config.LoadOptions{})
 	if snap.RootErr != nil {
-		f.t.Fatal(snap.RootErr)
+		t.Fatal(snap.RootErr)
 	}
-	f.sup.Sync(snap)
+	return snap
 }
 
 // waitState waits until vm is in state want.
@@ -147,6 +183,21 @@ func (f *fixture) waitState(vm string, want statemachine.State) Status {
 	}
 	st, _ := f.sup.Get(vm)
 	f.t.Fatalf("%s did not reach %s; it is %s (%s)\nrecord:\n%s", vm, want, st.State, st.Reason, f.records())
+	return st
+}
+
+// waitPID waits until vm runs with a known hypervisor pid.
+func (f *fixture) waitPID(vm string) Status {
+	f.t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for time.Now().Before(deadline) {
+		if st, err := f.sup.Get(vm); err == nil && st.State == sRunning && st.PID != 0 {
+			return st
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	st, _ := f.sup.Get(vm)
+	f.t.Fatalf("%s has no running hypervisor: %+v", vm, st)
 	return st
 }
 
@@ -546,7 +597,7 @@ func TestStopDuringStartNetworkAborts(t *testing.T) {
 
 func TestHungHookBlocksOnlyItsVM(t *testing.T) {
 	f := newFixture(t)
-	f.addVM("slow", sleeper+"\nhook_timeout = 600;")
+	f.addVM("slow", sleeper+"\nhook_timeout = 5;")
 	f.set("slow", "start_network.sleep", "x")
 	f.addVM("fast", sleeper)
 	f.sync()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -19,7 +20,8 @@ const (
 	stepRestart = "restart"
 	stepStop    = "stop"
 	stepDeps    = "deps"
-	stepNotify  = "notify" // a hook whose outcome changes nothing (stopped, failed)
+	stepNotify  = "notify"  // a hook whose outcome changes nothing (stopped, failed)
+	stepJournal = "journal" // what became of a hook the last daemon ran
 )
 
 // killWait bounds the wait for a process to disappear after SIGKILL.
@@ -59,13 +61,24 @@ type vm struct {
 	lastWork chan struct{}
 	stopOpts StopOptions
 	deadline time.Time // when a graceful stop in progress turns forced
+	// recovery is the record being recovered from after a daemon restart.
+	recovery *recovering
+	// orphan notes a hypervisor process found without a record.
+	orphan string
+	// resetAsked marks the running instance as reset by a user: its next
+	// reboot-like exit is the reset, not the guest's doing.
+	resetAsked hypervisor.Instance
 }
+
+// opReset is the reset command; it changes no state by itself.
+const opReset statemachine.Event = "reset"
 
 // command is a request from a user.
 type command struct {
-	op    statemachine.Event
-	stop  StopOptions
-	reply chan error
+	op     statemachine.Event
+	stop   StopOptions
+	reason string // why, when not a user's request (autostart)
+	reply  chan error
 }
 
 // workResult is the outcome of a piece of work started by the actor.
@@ -75,6 +88,8 @@ type workResult struct {
 	ok     bool
 	reason string
 	inst   hypervisor.Instance
+	// rerun: a hook interrupted by a daemon restart has to run again.
+	rerun bool
 }
 
 // configUpdate carries a config change to the actor.
@@ -90,7 +105,7 @@ type inspect struct {
 	done chan struct{}
 }
 
-func newVM(sup *Supervisor, name string, cfg *settings, log *vmLog, initial statemachine.State) *vm {
+func newVM(sup *Supervisor, name string, cfg *settings, log *vmLog, initial statemachine.State, since time.Time) *vm {
 	v := &vm{
 		name:    name,
 		sup:     sup,
@@ -100,7 +115,7 @@ func newVM(sup *Supervisor, name string, cfg *settings, log *vmLog, initial stat
 		cfg:     cfg,
 		desired: statemachine.Stopped,
 	}
-	opts := statemachine.Options{Name: name, Initial: initial, Now: sup.now}
+	opts := statemachine.Options{Name: name, Initial: initial, Now: sup.now, Since: since}
 	if cfg != nil {
 		opts.MaxRestart, opts.MaxRestartTime = cfg.maxRestart, cfg.maxRestartTime
 	}
@@ -179,6 +194,8 @@ func (v *vm) handle(ctx context.Context, msg any) {
 	case inspect:
 		m.fn()
 		close(m.done)
+	case recovering:
+		v.onRecover(ctx, m)
 	}
 }
 
@@ -220,7 +237,7 @@ func (v *vm) enter(ctx context.Context, tr statemachine.Transition) {
 		v.inst = nil
 		v.spawn(ctx, stepRestart, v.restartWork(old, tr))
 	case statemachine.Stopping:
-		v.startStop(ctx, tr)
+		v.startStop(ctx, tr, nil)
 	case statemachine.Stopped, statemachine.Failed:
 		v.inst = nil
 		v.desired = statemachine.Stopped
@@ -230,6 +247,7 @@ func (v *vm) enter(ctx context.Context, tr statemachine.Transition) {
 			v.log.Printf("config directory removed: dropping the VM now that it is %s", st)
 			v.dropped = true
 			v.sup.forget(v)
+			return
 		}
 	}
 	// A stop asked for while the VM was busy takes effect here, at the
@@ -292,6 +310,18 @@ func (v *vm) hookWork(st statemachine.State, tr statemachine.Transition) func(co
 }
 
 func (v *vm) onWork(ctx context.Context, r workResult) {
+	if r.step == stepJournal && r.gen == v.gen {
+		v.afterJournal(ctx, r)
+		return
+	}
+	if r.step == stepRecover && r.gen == v.gen {
+		if !r.ok {
+			v.resume(ctx, nil, r.reason)
+		} else {
+			v.resume(ctx, r.inst, "")
+		}
+		return
+	}
 	if r.gen != v.gen || r.step == stepNotify {
 		if r.step == stepNotify && !r.ok {
 			v.log.Printf("%s", r.reason)
@@ -383,6 +413,9 @@ func (v *vm) setInstance(inst hypervisor.Instance) {
 
 // launch starts the hypervisor for settings s.
 func (v *vm) launch(ctx context.Context, s *settings) (hypervisor.Instance, error) {
+	if s == nil {
+		return nil, fmt.Errorf("%w: %s has no valid config to launch from", ErrInvalidConfig, v.name)
+	}
 	drv := v.sup.drivers[s.driver]
 	if drv == nil {
 		return nil, fmt.Errorf("no %q driver in this daemon (hypervisor = %s in %s)", s.driver, s.driver, s.file)
@@ -399,9 +432,13 @@ func (v *vm) launch(ctx context.Context, s *settings) (hypervisor.Instance, erro
 func (v *vm) restartWork(old hypervisor.Instance, tr statemachine.Transition) func(context.Context) workResult {
 	call := v.hookCall(statemachine.Restarting, tr)
 	s := v.cfg
+	timeout := 60 * time.Second
+	if s != nil && s.stopTimeout > 0 {
+		timeout = s.stopTimeout
+	}
 	return func(ctx context.Context) workResult {
 		if old != nil {
-			if err := v.stopInstance(ctx, old, false, s.stopTimeout, nil); err != nil {
+			if err := v.stopInstance(ctx, old, false, timeout, nil); err != nil {
 				return workResult{reason: err.Error()}
 			}
 		}
@@ -416,9 +453,17 @@ func (v *vm) restartWork(old hypervisor.Instance, tr statemachine.Transition) fu
 	}
 }
 
-// startStop begins the stopping state's work: the stopping hook, then a
-// graceful stop of the hypervisor with a deadline, then force.
-func (v *vm) startStop(ctx context.Context, tr statemachine.Transition) {
+// hookDone is the outcome of a hook that already ran (found in its
+// journal after a daemon restart).
+type hookDone struct {
+	ok     bool
+	reason string
+}
+
+// startStop begins the stopping state's work: the stopping hook (unless
+// done says it already ran), then a graceful stop of the hypervisor with a
+// deadline, then force.
+func (v *vm) startStop(ctx context.Context, tr statemachine.Transition, done *hookDone) {
 	inst := v.inst
 	if inst != nil && isDone(inst) {
 		inst = nil
@@ -433,12 +478,20 @@ func (v *vm) startStop(ctx context.Context, tr statemachine.Transition) {
 		timeout = 60 * time.Second
 	}
 	if inst != nil && !opts.Force {
+		// Persisted, so that a daemon restart re-arms it.
 		v.deadline = v.sup.now().Add(timeout)
+		v.persist()
 	}
 	wasPaused := tr.From == statemachine.Paused
 	call := v.hookCall(statemachine.Stopping, tr)
 	v.spawn(ctx, stepStop, func(ctx context.Context) workResult {
-		ok, reason := v.sup.runHook(ctx, call, v.log)
+		var ok bool
+		var reason string
+		if done != nil {
+			ok, reason = done.ok, done.reason
+		} else {
+			ok, reason = v.sup.runHook(ctx, call, v.log)
+		}
 		if inst != nil {
 			if wasPaused {
 				// A frozen guest cannot answer the power button.
@@ -472,6 +525,11 @@ func (v *vm) stopInstance(ctx context.Context, inst hypervisor.Instance, force b
 		sctx, cancel := context.WithTimeout(ctx, controlTimeout)
 		err := inst.Shutdown(sctx)
 		cancel()
+		if ctx.Err() != nil {
+			// The daemon is exiting: the VM outlives it, and the next
+			// daemon continues this stop from its record.
+			return ctx.Err()
+		}
 		if err != nil && !errors.Is(err, hypervisor.ErrExited) {
 			if log != nil {
 				log.Printf("asking the guest to power off failed: %v; forcing", err)
@@ -492,6 +550,9 @@ func (v *vm) stopInstance(ctx context.Context, inst hypervisor.Instance, force b
 			}
 		}
 	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
 	if err := inst.Kill(); err != nil && log != nil {
 		log.Printf("kill: %v", err)
 	}
@@ -510,9 +571,22 @@ func (v *vm) stopInstance(ctx context.Context, inst hypervisor.Instance, force b
 // onExit handles a hypervisor exit in a state that watches for one.
 func (v *vm) onExit(ctx context.Context) {
 	ex, _ := v.inst.Exit()
+	wasReset := v.resetAsked == v.inst
+	v.resetAsked = nil
 	v.lastExit = &ex
 	v.inst = nil
 	v.log.Printf("hypervisor exited: %s (status %d%s)", ex, ex.Code, signalSuffix(ex.Signal))
+	if wasReset && ex.Reason == hypervisor.ExitReboot && v.desired == statemachine.Running {
+		// The reset a user asked for: relaunch like a restart, outside
+		// the budget.
+		_ = v.fire(ctx, statemachine.Restart, "reset requested")
+		return
+	}
+	v.afterExit(ctx, ex)
+}
+
+// afterExit applies the exit policy to a hypervisor exit.
+func (v *vm) afterExit(ctx context.Context, ex hypervisor.Exit) {
 	why := "guest " + string(ex.Reason)
 	if ex.Detail != "" {
 		why += " (" + ex.Detail + ")"
@@ -521,7 +595,11 @@ func (v *vm) onExit(ctx context.Context) {
 		_ = v.fire(ctx, statemachine.Exited, why)
 		return
 	}
-	switch v.cfg.policyFor(ex.Reason) {
+	policy := PolicyStop
+	if v.cfg != nil {
+		policy = v.cfg.policyFor(ex.Reason)
+	}
+	switch policy {
 	case PolicyRestart:
 		_ = v.fire(ctx, statemachine.AutoRestart, why)
 		if v.m.State() == statemachine.Stopping {
@@ -559,6 +637,10 @@ func (v *vm) onCommand(ctx context.Context, c command) error {
 		}
 		v.applyPending()
 		v.desired = statemachine.Running
+		reason := c.reason
+		if reason == "" {
+			reason = "start requested"
+		}
 		if len(v.cfg.depends) > 0 {
 			v.lastReason = "waiting for " + joinNames(v.cfg.depends)
 			deps := v.cfg.depends
@@ -570,7 +652,7 @@ func (v *vm) onCommand(ctx context.Context, c command) error {
 			})
 			return nil
 		}
-		return v.fire(ctx, statemachine.Start, "start requested")
+		return v.fire(ctx, statemachine.Start, reason)
 
 	case statemachine.Stop:
 		switch {
@@ -632,6 +714,24 @@ func (v *vm) onCommand(ctx context.Context, c command) error {
 			return fmt.Errorf("%s %s: %w", c.op, v.name, err)
 		}
 		return v.fire(ctx, c.op, string(c.op)+" requested")
+
+	case opReset:
+		if v.inst == nil || !watchesExit(st) {
+			return &statemachine.NotAllowedError{VM: v.name, Event: c.op, State: st}
+		}
+		r, ok := v.inst.(hypervisor.Resetter)
+		if !ok {
+			return fmt.Errorf("%w: the %s driver cannot reset (vm %s)", hypervisor.ErrNotSupported, v.inst.Handle().Driver, v.name)
+		}
+		v.log.Printf("hard reset requested")
+		v.resetAsked = v.inst
+		cctx, cancel := context.WithTimeout(ctx, controlTimeout)
+		defer cancel()
+		if err := r.Reset(cctx); err != nil {
+			v.resetAsked = nil
+			return fmt.Errorf("reset %s: %w", v.name, err)
+		}
+		return nil
 
 	case statemachine.FailReset:
 		if !v.m.Can(c.op) {
@@ -743,6 +843,9 @@ func (v *vm) publishStatus() {
 	}
 	if f := v.m.Failure(); f != "" {
 		s.Reason = f
+	}
+	if v.orphan != "" {
+		s.Reason = strings.TrimPrefix(s.Reason+"; "+v.orphan, "; ")
 	}
 	if v.inst != nil && !isDone(v.inst) {
 		s.PID = v.inst.Handle().PID

@@ -14,6 +14,7 @@ import (
 	"github.com/vmstated/vmstated/config"
 	"github.com/vmstated/vmstated/daemon"
 	"github.com/vmstated/vmstated/hypervisor"
+	"github.com/vmstated/vmstated/hypervisor/bhyve"
 	"github.com/vmstated/vmstated/hypervisor/exec"
 	"github.com/vmstated/vmstated/hypervisor/qemu"
 	"github.com/vmstated/vmstated/supervisor"
@@ -71,7 +72,11 @@ func run(ctx context.Context, o options, stderr io.Writer) (err error) {
 		stopActors()
 		sup.Wait()
 	}()
-	sup.Sync(initial)
+	first, err := supervisor.FirstStartThisBoot(o.paths.RunDir)
+	if err != nil {
+		log.Warn("cannot tell whether the host has rebooted; not autostarting", "err", err)
+	}
+	sup.Load(initial, supervisor.LoadOptions{FirstStartThisBoot: first})
 
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
@@ -132,8 +137,9 @@ func run(ctx context.Context, o options, stderr io.Writer) (err error) {
 // drivers returns the hypervisor drivers this build has.
 func drivers() map[string]hypervisor.Driver {
 	return map[string]hypervisor.Driver{
-		"qemu": qemu.New(),
-		"exec": exec.New(),
+		"qemu":  qemu.New(),
+		"bhyve": bhyve.New(),
+		"exec":  exec.New(),
 	}
 }
 

@@ -3,4 +3,5 @@
 echo $$ > "$VMSTATED_CONFIG_DIR/pgid"
 (while :; do echo tick; done) &
 echo "left a chatty child behind"
+sleep "${VMSTATED_CFG_DELAY:-0}"
 exit 0

@@ -2,6 +2,10 @@
 // VM process: a launcher script, another VMM, or a stand-in for tests. It
 // runs as soon as it is started; a stop signal asks it to end, and its
 // exit code says whether it powered off, wants a reboot, or crashed.
+//
+// Shutdown sends the stop signal to the process alone (a launcher passes
+// it on as it sees fit); Kill ends its whole process group, so a launcher
+// and the VMM it started die together.
 package exec
 
 import (
@@ -188,6 +192,7 @@ func newInstance(p *process.Process, h hypervisor.Handle, fl *process.Follower, 
 		Handle:     h,
 		Follower:   fl,
 		StopSignal: o.StopSignal,
+		KillGroup:  true,
 		Classify: func(s process.Status, req vmproc.Requests) hypervisor.Exit {
 			return classify(s, req, o)
 		},

@@ -11,8 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-
-	"github.com/fsnotify/fsnotify"
+	"syscall"
 )
 
 // OffsetSuffix is appended to a followed file's path to name the sidecar
@@ -30,13 +29,14 @@ const maxLine = 64 << 10
 // batch, so a follower started after a daemon restart resumes where the
 // last one stopped: lines are neither lost nor repeated (unless the host
 // crashes between a write and the sidecar update, which can repeat that
-// batch). The followed file is expected only to grow; if it shrinks below
-// the saved offset, following restarts from its beginning.
+// batch). The followed file is expected to grow; when another file takes
+// its name (a different inode) or it shrinks below the saved offset,
+// following restarts from its beginning.
 type Follower struct {
 	path    string
 	offPath string
 	w       io.Writer
-	watcher *fsnotify.Watcher
+	wake    chan struct{}
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -44,8 +44,11 @@ type Follower struct {
 
 	// Owned by the run goroutine until done is closed.
 	f       *os.File
-	off     int64 // bytes of the file consumed (copied or held in partial)
+	off     int64  // bytes of the file consumed (copied or held in partial)
+	ino     uint64 // inode of the file off belongs to, 0 if unknown
 	partial []byte
+	buf     []byte
+	offFile *os.File
 	err     error
 }
 
@@ -58,46 +61,54 @@ func Follow(ctx context.Context, path string, w io.Writer) (*Follower, error) {
 	if w == nil {
 		w = io.Discard
 	}
-	fl := &Follower{
-		path:    filepath.Clean(path),
-		offPath: filepath.Clean(path) + OffsetSuffix,
-		w:       w,
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
-	}
-	off, err := readOffset(fl.offPath)
-	if err != nil {
-		return nil, err
-	}
-	fl.off = off
-	watcher, err := fsnotify.NewWatcher()
+	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("follow %s: %w", path, err)
 	}
-	if err := watcher.Add(filepath.Dir(fl.path)); err != nil {
-		watcher.Close()
-		return nil, fmt.Errorf("follow %s: watch its directory (does it exist?): %w", path, err)
+	fl := &Follower{
+		path:    abs,
+		offPath: abs + OffsetSuffix,
+		w:       w,
+		wake:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
 	}
-	fl.watcher = watcher
+	off, ino, err := readOffset(fl.offPath)
+	if err != nil {
+		return nil, err
+	}
+	fl.off, fl.ino = off, ino
+	if err := files.subscribe(fl.path, fl.wake); err != nil {
+		return nil, fmt.Errorf("follow %s: %w", path, err)
+	}
 	go fl.run(ctx)
 	return fl, nil
 }
 
-// readOffset reads a saved offset; a missing or unreadable sidecar means
-// start from the beginning.
-func readOffset(path string) (int64, error) {
+// readOffset reads a saved offset and the inode number of the file it
+// belongs to (0 if unknown); a missing or unreadable sidecar means start
+// from the beginning.
+func readOffset(path string) (int64, uint64, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
+		return 0, 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("read follow offset: %w", err)
+		return 0, 0, fmt.Errorf("read follow offset: %w", err)
 	}
-	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, 0, nil
+	}
+	n, err := strconv.ParseInt(f[0], 10, 64)
 	if err != nil || n < 0 {
-		return 0, nil
+		return 0, 0, nil
 	}
-	return n, nil
+	var ino uint64
+	if len(f) > 1 {
+		ino, _ = strconv.ParseUint(f[1], 10, 64)
+	}
+	return n, ino, nil
 }
 
 // Stop copies the lines the file holds now (and a final line without its
@@ -113,36 +124,27 @@ func (fl *Follower) Stop() error {
 func (fl *Follower) Done() <-chan struct{} { return fl.done }
 
 func (fl *Follower) run(ctx context.Context) {
-	defer close(fl.done)
-	defer fl.watcher.Close()
 	defer func() {
+		files.unsubscribe(fl.path, fl.wake)
 		if fl.f != nil {
 			fl.f.Close()
 		}
+		if fl.offFile != nil {
+			fl.offFile.Close()
+		}
+		close(fl.done)
 	}()
-	base := filepath.Base(fl.path)
+	fl.copy(false)
 	for {
-		fl.copy(false)
 		select {
-		case ev, ok := <-fl.watcher.Events:
-			if !ok {
-				fl.copy(true)
-				return
-			}
-			if filepath.Base(ev.Name) != base {
-				continue
-			}
-			if ev.Has(fsnotify.Create) || ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
-				// Read the old file to its end, then switch.
+		case <-fl.wake:
+			fl.copy(false)
+			if fl.replaced() {
+				// The old file has been read to its end; switch to the
+				// one that now has the name.
+				fl.f.Close()
+				fl.f = nil
 				fl.copy(false)
-				if fl.f != nil {
-					fl.f.Close()
-					fl.f = nil
-				}
-			}
-		case err, ok := <-fl.watcher.Errors:
-			if ok && fl.err == nil && err != nil {
-				fl.err = fmt.Errorf("follow %s: %w", fl.path, err)
 			}
 		case <-fl.stop:
 			fl.copy(true)
@@ -152,6 +154,20 @@ func (fl *Follower) run(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// replaced reports whether the open file no longer has the followed name
+// (removed, or another file renamed over it).
+func (fl *Follower) replaced() bool {
+	if fl.f == nil {
+		return false
+	}
+	cur, err := fl.f.Stat()
+	if err != nil {
+		return true
+	}
+	now, err := os.Stat(fl.path)
+	return err != nil || !os.SameFile(cur, now)
 }
 
 // copy passes on the complete lines appended since the last call; final
@@ -166,17 +182,31 @@ func (fl *Follower) copy(final bool) {
 			return
 		}
 		fl.f = f
-		if fi, err := f.Stat(); err == nil && fi.Size() < fl.off-int64(len(fl.partial)) {
-			fl.off, fl.partial = 0, nil
+		if fi, err := f.Stat(); err == nil {
+			ino := inode(fi)
+			switch {
+			case fl.ino != 0 && ino != 0 && ino != fl.ino:
+				// Another file now has the name: it starts afresh.
+				// What is left of the old one's last line ends here.
+				if len(fl.partial) > 0 {
+					fl.write(append(fl.partial, '\n'))
+				}
+				fl.off, fl.partial = 0, nil
+			case fi.Size() < fl.off-int64(len(fl.partial)):
+				fl.off, fl.partial = 0, nil
+			}
+			fl.ino = ino
 		}
 	}
 	start := fl.off - int64(len(fl.partial))
-	buf := make([]byte, 32<<10)
+	if fl.buf == nil {
+		fl.buf = make([]byte, 32<<10)
+	}
 	for {
-		n, err := fl.f.ReadAt(buf, fl.off)
+		n, err := fl.f.ReadAt(fl.buf, fl.off)
 		if n > 0 {
 			fl.off += int64(n)
-			fl.emit(buf[:n])
+			fl.emit(fl.buf[:n])
 		}
 		if err != nil {
 			if err != io.EOF {
@@ -231,15 +261,28 @@ func (fl *Follower) setErr(err error) {
 	}
 }
 
-// saveOffset replaces the sidecar atomically, so a crash leaves either the
-// old or the new offset.
+// saveOffset overwrites the sidecar in place with fixed-width numbers (the
+// offset and the file's inode): a write of 42 bytes at offset 0 lands
+// within one disk sector, so a crash leaves the old or the new value, and
+// it costs no file creation per batch.
 func (fl *Follower) saveOffset(off int64) {
-	tmp := fl.offPath + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.FormatInt(off, 10)+"\n"), 0o640); err != nil {
-		fl.setErr(fmt.Errorf("save follow offset: %w", err))
-		return
+	if fl.offFile == nil {
+		f, err := os.OpenFile(fl.offPath, os.O_RDWR|os.O_CREATE, 0o640)
+		if err != nil {
+			fl.setErr(fmt.Errorf("save follow offset: %w", err))
+			return
+		}
+		fl.offFile = f
 	}
-	if err := os.Rename(tmp, fl.offPath); err != nil {
+	if _, err := fl.offFile.WriteAt([]byte(fmt.Sprintf("%020d %020d\n", off, fl.ino)), 0); err != nil {
 		fl.setErr(fmt.Errorf("save follow offset: %w", err))
 	}
+}
+
+// inode returns the inode number of a file, 0 if unknown.
+func inode(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Ino)
+	}
+	return 0
 }

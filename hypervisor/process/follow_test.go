@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -206,5 +207,113 @@ func TestFollowErrors(t *testing.T) {
 	}
 	if err := fl.Stop(); !errors.Is(err, errWrite) {
 		t.Errorf("Stop: err = %v, want the write error", err)
+	}
+}
+
+// BenchmarkFollowLine measures the time from appending a line to the file
+// until the follower has written it out.
+func BenchmarkFollowLine(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "out.log")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	got := make(chan struct{}, 1)
+	fl, err := Follow(context.Background(), path, writerFunc(func(p []byte) (int, error) {
+		got <- struct{}{}
+		return len(p), nil
+	}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer fl.Stop()
+	line := []byte("a line of VM output\n")
+	for b.Loop() {
+		if _, err := f.Write(line); err != nil {
+			b.Fatal(err)
+		}
+		<-got
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (w writerFunc) Write(p []byte) (int, error) { return w(p) }
+
+func TestFollowReplacedFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "out.log")
+	appendFile(t, path, "a\n")
+	w := newLines()
+	fl, err := Follow(context.Background(), path, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.waitCount(t, 1)
+	// Same size as the old file: only the inode tells them apart.
+	next := filepath.Join(dir, "next")
+	appendFile(t, next, "b\n")
+	if err := os.Rename(next, path); err != nil {
+		t.Fatal(err)
+	}
+	w.waitCount(t, 2)
+	if err := fl.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Replaced while nobody follows.
+	appendFile(t, next, "c\n")
+	if err := os.Rename(next, path); err != nil {
+		t.Fatal(err)
+	}
+	fl2, err := Follow(context.Background(), path, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fl2.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"a\n", "b\n", "c\n"}; !reflect.DeepEqual(w.snapshot(), want) {
+		t.Fatalf("got %q, want %q", w.snapshot(), want)
+	}
+}
+
+// TestFollowMany follows more files than Linux allows inotify instances
+// per user by default (128): all followers share one.
+func TestFollowMany(t *testing.T) {
+	const n = 200
+	root := t.TempDir()
+	ws := make([]*lines, n)
+	fls := make([]*Follower, n)
+	paths := make([]string, n)
+	for i := range n {
+		dir := filepath.Join(root, strconv.Itoa(i))
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		paths[i] = filepath.Join(dir, "out.log")
+		ws[i] = newLines()
+		fl, err := Follow(context.Background(), paths[i], ws[i])
+		if err != nil {
+			t.Fatalf("follower %d: %v", i, err)
+		}
+		fls[i] = fl
+	}
+	for i := range n {
+		appendFile(t, paths[i], "line "+strconv.Itoa(i)+"\n")
+	}
+	for i := range n {
+		ws[i].waitCount(t, 1)
+		if err := fls[i].Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if got := ws[i].snapshot(); len(got) != 1 || got[0] != "line "+strconv.Itoa(i)+"\n" {
+			t.Fatalf("follower %d got %q", i, got)
+		}
+	}
+	files.mu.Lock()
+	defer files.mu.Unlock()
+	if len(files.subs) != 0 {
+		t.Errorf("%d paths still subscribed after Stop", len(files.subs))
 	}
 }

@@ -193,11 +193,41 @@ func (p *Process) Status() (s Status, ok bool) {
 }
 
 // Signal sends sig to the process. Signalling a process that has already
-// exited is not an error. For attached processes the signal can never reach
-// another process that reused the pid.
+// exited is not an error. On Linux the signal can never reach another
+// process that reused the pid; on FreeBSD the start time is checked right
+// before the signal is sent.
 func (p *Process) Signal(sig syscall.Signal) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.signalLocked(sig)
+}
+
+// SignalGroup sends sig to the whole process group the process leads.
+// Start makes every process the leader of its own session and group, so
+// this also reaches the processes it started (unless they left the group):
+// a launcher script and the VMM it runs end together. When the process
+// does not lead a group (an attached process started otherwise), only the
+// process is signalled. Signalling after the exit is not an error and
+// sends nothing.
+func (p *Process) SignalGroup(sig syscall.Signal) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.exited {
+		return nil
+	}
+	// The process is alive (its exit has not been seen), so its pid, and
+	// with it the group id, still names it.
+	if pgid, err := syscall.Getpgid(p.pid); err != nil || pgid != p.pid {
+		return p.signalLocked(sig)
+	}
+	if err := syscall.Kill(-p.pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("signal %v to process group %d: %w", sig, p.pid, err)
+	}
+	return nil
+}
+
+// signalLocked signals the process alone; p.mu is held.
+func (p *Process) signalLocked(sig syscall.Signal) error {
 	if p.exited {
 		return nil
 	}

@@ -65,11 +65,16 @@ func parseStat(pid int, b []byte) (uint64, byte, error) {
 
 func (p *Process) attach() error {
 	fd, err := unix.PidfdOpen(p.pid, unix.PIDFD_NONBLOCK)
+	if errors.Is(err, unix.EINVAL) {
+		// Before Linux 5.10 there is no PIDFD_NONBLOCK; watch then
+		// blocks a thread in poll instead of using the runtime's epoll.
+		fd, err = unix.PidfdOpen(p.pid, 0)
+	}
 	if err != nil {
 		if errors.Is(err, unix.ESRCH) {
 			return fmt.Errorf("attach to pid %d: %w", p.pid, hypervisor.ErrGone)
 		}
-		return fmt.Errorf("attach to pid %d: pidfd_open (needs Linux 5.10 or later): %w", p.pid, err)
+		return fmt.Errorf("attach to pid %d: pidfd_open (needs Linux 5.3 or later): %w", p.pid, err)
 	}
 	// The pidfd now pins the process we will watch; check that it is the
 	// one we want. If the pid was reused before pidfd_open, the start time

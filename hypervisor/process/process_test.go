@@ -212,3 +212,42 @@ func TestAttachChildSeesExit(t *testing.T) {
 		t.Errorf("Attach(0): err = %v, want ErrGone", err)
 	}
 }
+
+func TestSignalGroup(t *testing.T) {
+	dir := t.TempDir()
+	childPid := filepath.Join(dir, "child")
+	cfg := sh(t, `sleep 300 & echo $! > `+childPid+`; echo ready; wait`)
+	p, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitOutput(t, cfg.OutputPath, "ready\n")
+	b, err := os.ReadFile(childPid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := StartTimeOf(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Watch the grandchild, which is not our child.
+	child, err := Attach(pid, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { child.Signal(syscall.SIGKILL) })
+	if err := p.SignalGroup(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if s := waitDone(t, p); s.Signal != syscall.SIGKILL {
+		t.Errorf("leader status %+v", s)
+	}
+	waitDone(t, child) // ended with its group
+	if err := p.SignalGroup(syscall.SIGKILL); err != nil {
+		t.Errorf("SignalGroup after exit: %v", err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 // File names inside a VM's run directory.
 const (
 	qmpSocket    = "qmp.sock"
+	qmpAltSocket = "qmp-alt.sock"
 	serialSocket = "serial.sock"
 	vncSocket    = "vnc.sock"
 	pidFile      = "qemu.pid"
@@ -24,12 +25,13 @@ const maxSocketPath = 103
 
 // runPaths are the files QEMU creates in the run directory.
 type runPaths struct {
-	QMP, Serial, VNC, PID, Output string
+	QMP, QMPAlt, Serial, VNC, PID, Output string
 }
 
 func pathsFor(runDir string) runPaths {
 	return runPaths{
 		QMP:    filepath.Join(runDir, qmpSocket),
+		QMPAlt: filepath.Join(runDir, qmpAltSocket),
 		Serial: filepath.Join(runDir, serialSocket),
 		VNC:    filepath.Join(runDir, vncSocket),
 		PID:    filepath.Join(runDir, pidFile),
@@ -83,6 +85,10 @@ func buildArgs(spec hypervisor.Spec, o Options, accel, readConfig string) []stri
 	a = append(a,
 		"-chardev", "socket,id=qmp,path="+escape(p.QMP)+",server=on,wait=off",
 		"-mon", "chardev=qmp,mode=control",
+		// A QMP socket serves one client at a time; the second one lets a
+		// restarted daemon connect while a stale connection lingers.
+		"-chardev", "socket,id=qmp-alt,path="+escape(p.QMPAlt)+",server=on,wait=off",
+		"-mon", "chardev=qmp-alt,mode=control",
 		"-pidfile", p.PID,
 	)
 	if o.Serial {
@@ -92,6 +98,17 @@ func buildArgs(spec hypervisor.Spec, o Options, accel, readConfig string) []stri
 		)
 	}
 	scsi := false
+	ide := 0
+	// ideSlot places IDE devices explicitly: q35's AHCI has six buses of
+	// one unit each, the pc machines two buses of two units.
+	ideSlot := func() string {
+		n := ide
+		ide++
+		if o.Machine == "pc" || strings.HasPrefix(o.Machine, "pc-i440fx") || o.Machine == "isapc" {
+			return fmt.Sprintf(",bus=ide.%d,unit=%d", n/2, n%2)
+		}
+		return fmt.Sprintf(",bus=ide.%d", n)
+	}
 	for i, d := range o.Disks {
 		id := fmt.Sprintf("disk%d", i)
 		drive := "file=" + escape(d.Path) + ",if=none,id=" + id
@@ -109,7 +126,7 @@ func buildArgs(spec hypervisor.Spec, o Options, accel, readConfig string) []stri
 		case "virtio":
 			a = append(a, "-device", "virtio-blk-pci,drive="+id)
 		case "ide":
-			a = append(a, "-device", "ide-hd,drive="+id)
+			a = append(a, "-device", "ide-hd,drive="+id+ideSlot())
 		case "scsi":
 			if !scsi {
 				a = append(a, "-device", "virtio-scsi-pci,id=scsi0")
@@ -121,7 +138,7 @@ func buildArgs(spec hypervisor.Spec, o Options, accel, readConfig string) []stri
 	if o.CDROM != "" {
 		a = append(a,
 			"-drive", "file="+escape(o.CDROM)+",if=none,id=cdrom0,media=cdrom,readonly=on",
-			"-device", "ide-cd,drive=cdrom0",
+			"-device", "ide-cd,drive=cdrom0"+ideSlot(),
 		)
 	}
 	for i, n := range o.NICs {
@@ -185,7 +202,7 @@ func generatedSections(spec hypervisor.Spec, o Options, accel string) []hypervis
 // checkSocketPaths reports a run directory too long for unix sockets.
 func checkSocketPaths(runDir string) error {
 	p := pathsFor(runDir)
-	for _, s := range []string{p.QMP, p.Serial, p.VNC} {
+	for _, s := range []string{p.QMP, p.QMPAlt, p.Serial, p.VNC} {
 		if len(s) > maxSocketPath {
 			return fmt.Errorf("%w: socket path %s is longer than %d bytes, the limit for unix sockets: use a shorter run directory", ErrInvalidOptions, s, maxSocketPath)
 		}

@@ -58,6 +58,8 @@ func TestCommandLineRich(t *testing.T) {
 		"-vnc", "unix:/run/vmstated/web/vnc.sock",
 		"-chardev", "socket,id=qmp,path=/run/vmstated/web/qmp.sock,server=on,wait=off",
 		"-mon", "chardev=qmp,mode=control",
+		"-chardev", "socket,id=qmp-alt,path=/run/vmstated/web/qmp-alt.sock,server=on,wait=off",
+		"-mon", "chardev=qmp-alt,mode=control",
 		"-pidfile", "/run/vmstated/web/qemu.pid",
 		"-chardev", "socket,id=serial0,path=/run/vmstated/web/serial.sock,server=on,wait=off",
 		"-serial", "chardev:serial0",
@@ -67,10 +69,10 @@ func TestCommandLineRich(t *testing.T) {
 		"-device", "virtio-scsi-pci,id=scsi0",
 		"-device", "scsi-hd,bus=scsi0.0,drive=disk1",
 		"-drive", "file=/var/lib/vm/old.img,if=none,id=disk2",
-		"-device", "ide-hd,drive=disk2",
+		"-device", "ide-hd,drive=disk2,bus=ide.0",
 		"-drive", "file=/var/lib/vm/spare.img,if=none,id=disk3",
 		"-drive", "file=/iso/install.iso,if=none,id=cdrom0,media=cdrom,readonly=on",
-		"-device", "ide-cd,drive=cdrom0",
+		"-device", "ide-cd,drive=cdrom0,bus=ide.1",
 		"-netdev", "user,id=net0",
 		"-device", "virtio-net-pci,netdev=net0",
 		"-netdev", "tap,id=net1,ifname=tap-web,script=no,downscript=no",
@@ -90,7 +92,8 @@ func TestCommandLineMinimalAndConfigFile(t *testing.T) {
 	}
 	got := strings.Join(args, " ")
 	want := "-name guest=m -machine q35,accel=tcg -nodefaults -no-user-config -no-reboot -display none " +
-		"-chardev socket,id=qmp,path=/r/qmp.sock,server=on,wait=off -mon chardev=qmp,mode=control -pidfile /r/qemu.pid"
+		"-chardev socket,id=qmp,path=/r/qmp.sock,server=on,wait=off -mon chardev=qmp,mode=control " +
+		"-chardev socket,id=qmp-alt,path=/r/qmp-alt.sock,server=on,wait=off -mon chardev=qmp-alt,mode=control -pidfile /r/qemu.pid"
 	if got != want {
 		t.Errorf("minimal:\n got %s\nwant %s", got, want)
 	}
@@ -140,6 +143,9 @@ func TestValidate(t *testing.T) {
 		{"nic type missing", Options{NICs: []NIC{{}}}, "type is missing"},
 		{"nic type", Options{NICs: []NIC{{Type: "bridge"}}}, "type \"bridge\""},
 		{"bad mac", Options{NICs: []NIC{{Type: "user", MAC: "52:54:00"}}}, "mac"},
+		{"daemonize", Options{ExtraArgs: []string{"-daemonize"}}, "-daemonize"},
+		{"no-shutdown", Options{ExtraArgs: []string{"-no-shutdown"}}, "-no-shutdown"},
+		{"paused start", Options{ExtraArgs: []string{"-S"}}, "-S"},
 		{"two problems", Options{Accel: "x", VGA: "y"}, "vga"},
 	}
 	for _, tt := range tests {

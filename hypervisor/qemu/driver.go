@@ -122,9 +122,12 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 		return nil, fmt.Errorf("qemu: run directory: %w", err)
 	}
 	p := pathsFor(spec.RunDir)
+	if err := checkPidfile(p.PID); err != nil {
+		return nil, err
+	}
 	// Stale sockets and pidfile from an earlier run would make us talk to
 	// nothing or read the wrong pid.
-	for _, f := range []string{p.QMP, p.Serial, p.VNC, p.PID} {
+	for _, f := range []string{p.QMP, p.QMPAlt, p.Serial, p.VNC, p.PID} {
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("qemu: removing stale %s: %w", f, err)
 		}
@@ -172,6 +175,7 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 	}
 
 	inst := newInstance(d, spec, proc, p, follower)
+	inst.accel = accel
 	c, sub, err := connect(ctx, p.QMP, proc)
 	if err != nil {
 		if errors.Is(err, errExited) {
@@ -213,11 +217,13 @@ func (d *Driver) Recover(ctx context.Context, spec hypervisor.Spec, h hypervisor
 	}
 	p := pathsFor(h.RunDir)
 	p.QMP = sock
+	p.QMPAlt = h.Sockets["qmp-alt"]
 	if s := h.Sockets["serial"]; s != "" {
 		p.Serial = s
 	}
 	var extra handleExtra
 	if len(h.Extra) > 0 {
+		// Unknown or damaged private state only costs the defaults.
 		if err := json.Unmarshal(h.Extra, &extra); err == nil && extra.Output != "" {
 			p.Output = extra.Output
 		}
@@ -231,7 +237,8 @@ func (d *Driver) Recover(ctx context.Context, spec hypervisor.Spec, h hypervisor
 	}
 	inst := newInstance(d, spec, proc, p, follower)
 	inst.sockets = h.Sockets
-	c, sub, err := connect(ctx, sock, proc)
+	inst.accel = extra.Accel
+	c, sub, err := connectAny(ctx, []string{p.QMP, p.QMPAlt}, proc)
 	if err != nil {
 		if follower != nil {
 			follower.Stop()
@@ -248,10 +255,64 @@ func (d *Driver) Recover(ctx context.Context, spec hypervisor.Spec, h hypervisor
 
 var errExited = errors.New("qemu exited")
 
+// connectAny connects to whichever of the QMP sockets answers first. A
+// socket whose single client slot is taken (an earlier connection still
+// open) accepts but stays silent, so the sockets are tried at once.
+func connectAny(ctx context.Context, socks []string, proc *process.Process) (*qmp.Client, *qmp.Subscription, error) {
+	var live []string
+	for _, s := range socks {
+		if s != "" {
+			live = append(live, s)
+		}
+	}
+	if len(live) == 1 {
+		return connect(ctx, live[0], proc)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type res struct {
+		c   *qmp.Client
+		sub *qmp.Subscription
+		err error
+	}
+	ch := make(chan res, len(live))
+	for _, s := range live {
+		go func() {
+			c, sub, err := connect(ctx, s, proc)
+			ch <- res{c, sub, err}
+		}()
+	}
+	var win res
+	var errs []error
+	for range live {
+		r := <-ch
+		switch {
+		case r.err == nil && win.c == nil:
+			win = r
+			cancel()
+		case r.err == nil:
+			r.c.Close()
+		default:
+			errs = append(errs, r.err)
+		}
+	}
+	if win.c != nil {
+		return win.c, win.sub, nil
+	}
+	for _, e := range errs {
+		if errors.Is(e, errExited) {
+			return nil, nil, e
+		}
+	}
+	return nil, nil, errors.Join(errs...)
+}
+
 // connect dials the QMP socket until it answers, the process exits, or
 // ctx ends. It subscribes to events before the first one can arrive.
 func connect(ctx context.Context, sock string, proc *process.Process) (*qmp.Client, *qmp.Subscription, error) {
-	delay := 2 * time.Millisecond
+	// Poll briskly: QEMU creates the socket 20-40 ms after exec, and a
+	// long backoff step would add to every start.
+	delay := time.Millisecond
 	for {
 		select {
 		case <-proc.Done():
@@ -276,7 +337,7 @@ func connect(ctx context.Context, sock string, proc *process.Process) (*qmp.Clie
 			return nil, nil, ctx.Err()
 		case <-t.C:
 		}
-		if delay < 100*time.Millisecond {
+		if delay < 10*time.Millisecond {
 			delay *= 2
 		}
 	}

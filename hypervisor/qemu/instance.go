@@ -37,6 +37,8 @@ type shutdownEvent struct {
 // handleExtra is the driver-private part of a Handle.
 type handleExtra struct {
 	Output string `json:"output,omitempty"`
+	// Accel is the accelerator the VM was started with (auto resolved).
+	Accel string `json:"accel,omitempty"`
 }
 
 // instance is one QEMU process.
@@ -47,6 +49,7 @@ type instance struct {
 	paths    runPaths
 	follower *process.Follower
 	sockets  map[string]string
+	accel    string
 
 	mu       sync.Mutex
 	qmp      *qmp.Client
@@ -61,7 +64,7 @@ type instance struct {
 
 func newInstance(d *Driver, spec hypervisor.Spec, proc *process.Process, p runPaths, f *process.Follower) *instance {
 	o, _ := options(spec)
-	sockets := map[string]string{"qmp": p.QMP}
+	sockets := map[string]string{"qmp": p.QMP, "qmp-alt": p.QMPAlt}
 	if o.Serial {
 		sockets["serial"] = p.Serial
 	}
@@ -141,7 +144,7 @@ func (i *instance) run() {
 				}
 				cancel()
 			}()
-			nc, sub, err := connect(ctx, i.paths.QMP, i.proc)
+			nc, sub, err := connectAny(ctx, []string{i.paths.QMP, i.paths.QMPAlt}, i.proc)
 			cancel()
 			if err != nil {
 				<-i.proc.Done()
@@ -222,7 +225,7 @@ func signalName(s syscall.Signal) string {
 
 // Handle returns what Recover needs.
 func (i *instance) Handle() hypervisor.Handle {
-	extra, _ := json.Marshal(handleExtra{Output: i.paths.Output})
+	extra, _ := json.Marshal(handleExtra{Output: i.paths.Output, Accel: i.accel})
 	sockets := make(map[string]string, len(i.sockets))
 	for k, v := range i.sockets {
 		sockets[k] = v
@@ -302,18 +305,18 @@ func (i *instance) Kill() error {
 	i.killed = true
 	c := i.qmp
 	i.mu.Unlock()
-	grace := i.drv.killGrace()
 	if c != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), grace)
+		// One grace period covers both the quit command (a hung QEMU
+		// never answers) and the exit that follows it.
+		ctx, cancel := context.WithTimeout(context.Background(), i.drv.killGrace())
 		c.Run(ctx, "quit", nil, nil) // the reply may be lost as QEMU exits
-		cancel()
-		t := time.NewTimer(grace)
 		select {
 		case <-i.done:
-			t.Stop()
+			cancel()
 			return nil
-		case <-t.C:
+		case <-ctx.Done():
 		}
+		cancel()
 	}
 	if err := i.proc.Signal(syscall.SIGKILL); err != nil {
 		return fmt.Errorf("qemu: SIGKILL to pid %d: %w", i.proc.PID(), err)
@@ -393,6 +396,9 @@ var infoQueries = []struct{ key, cmd string }{
 // that fails is reported under "errors" rather than failing the lot.
 func (i *instance) Info(ctx context.Context) (map[string]any, error) {
 	out := map[string]any{"pid": i.proc.PID()}
+	if i.accel != "" {
+		out["accel"] = i.accel
+	}
 	errs := map[string]string{}
 	for _, q := range infoQueries {
 		var v any

@@ -179,5 +179,15 @@ func (o Options) Validate() error {
 			bad("nic %d: mac %q: write it as 52:54:00:12:34:56", i+1, n.MAC)
 		}
 	}
+	for _, a := range o.ExtraArgs {
+		switch a {
+		case "-daemonize", "--daemonize":
+			bad("extra_args: %s would detach QEMU from vmstated, which must stay its parent; remove it", a)
+		case "-no-shutdown", "--no-shutdown":
+			bad("extra_args: %s would keep QEMU alive after the guest powers off, so the exit would never be seen; remove it", a)
+		case "-S":
+			bad("extra_args: -S would leave the guest paused at start; pause it after start instead")
+		}
+	}
 	return errors.Join(errs...)
 }

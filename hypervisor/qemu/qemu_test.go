@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/hypervisor/process"
+	"github.com/vmstated/vmstated/hypervisor/qemu/qmp"
 )
 
 // guard bounds waits that should end quickly; it catches deadlocks and is
@@ -142,9 +144,6 @@ func TestQEMUControls(t *testing.T) {
 	if s := status(t, inst); s != "running" {
 		t.Errorf("after Resume: %q", s)
 	}
-	if err := inst.(hypervisor.NMIer).NMI(ctx); err != nil {
-		t.Errorf("NMI: %v", err)
-	}
 
 	var img bytes.Buffer
 	format, err := inst.(hypervisor.Screenshotter).Screenshot(ctx, &img)
@@ -166,6 +165,9 @@ func TestQEMUControls(t *testing.T) {
 		if _, ok := info[k]; !ok {
 			t.Errorf("Info has no %q (errors: %v)", k, info["errors"])
 		}
+	}
+	if info["accel"] != "tcg" {
+		t.Errorf("Info accel %v", info["accel"])
 	}
 	if _, err := json.Marshal(info); err != nil {
 		t.Errorf("Info is not JSON-ready: %v", err)
@@ -205,6 +207,72 @@ func TestQEMUReset(t *testing.T) {
 	}
 	if e := waitExit(t, inst); e.Reason != hypervisor.ExitReboot || e.Detail != "host-qmp-system-reset" {
 		t.Errorf("exit %+v, want reboot after a reset under -no-reboot", e)
+	}
+}
+
+// An NMI reaches the firmware, which may not expect one: SeaBIOS at "No
+// bootable device" sometimes triple-faults, and under -no-reboot that
+// ends QEMU as a guest reset.
+func TestQEMUNMI(t *testing.T) {
+	needQEMU(t)
+	inst := start(t, &Driver{}, diskless(t, nil))
+	if err := inst.(hypervisor.NMIer).NMI(testCtx(t)); err != nil {
+		t.Fatalf("NMI: %v", err)
+	}
+	if err := inst.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if e := waitExit(t, inst); e.Reason != hypervisor.ExitKilled && e.Detail != "guest-reset" {
+		t.Errorf("exit %+v, want killed, or a guest reset caused by the NMI", e)
+	}
+}
+
+// The QMP connection breaking while QEMU lives is not an exit: the
+// instance reconnects (to either socket) and carries on.
+func TestQEMUReconnectsQMP(t *testing.T) {
+	needQEMU(t)
+	inst := start(t, &Driver{}, diskless(t, nil))
+	i := inst.(*instance)
+	i.mu.Lock()
+	old := i.qmp
+	i.mu.Unlock()
+	old.Close()
+	ctx := testCtx(t)
+	for {
+		i.mu.Lock()
+		c := i.qmp
+		i.mu.Unlock()
+		if c != nil && c != old {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("no new QMP connection")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if _, ok := inst.Exit(); ok {
+		t.Fatal("a broken QMP connection was taken for an exit")
+	}
+	if s := status(t, inst); s != "running" {
+		t.Errorf("status after reconnecting: %q", s)
+	}
+	if err := inst.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if e := waitExit(t, inst); e.Reason != hypervisor.ExitKilled {
+		t.Errorf("exit %+v", e)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	needQEMU(t)
+	v, err := Version(testCtx(t), "")
+	if err != nil || !regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+`).MatchString(v) {
+		t.Errorf("Version = %q, %v", v, err)
+	}
+	if _, err := Version(testCtx(t), "/bin/true"); err == nil {
+		t.Error("Version of a program that prints nothing succeeded")
 	}
 }
 
@@ -275,6 +343,24 @@ func TestQEMUStartErrors(t *testing.T) {
 			t.Log(err)
 		})
 	}
+}
+
+func TestQEMUStartTwice(t *testing.T) {
+	needQEMU(t)
+	spec := diskless(t, nil)
+	inst := start(t, &Driver{}, spec)
+	_, err := (&Driver{}).Start(testCtx(t), spec)
+	if !errors.Is(err, ErrAlreadyRunning) || !strings.Contains(err.Error(), fmt.Sprint(inst.Handle().PID)) {
+		t.Fatalf("second Start in the same run directory: %v", err)
+	}
+	if s := status(t, inst); s != "running" {
+		t.Errorf("the first VM is %q after the refused start", s)
+	}
+	inst.Kill()
+	waitExit(t, inst)
+	// The pidfile left behind is no obstacle.
+	again := start(t, &Driver{}, spec)
+	again.Kill()
 }
 
 func TestQEMUStartCancelled(t *testing.T) {
@@ -356,6 +442,9 @@ func TestQEMURecoverFromAnotherProcess(t *testing.T) {
 	if s := status(t, inst); s != "running" {
 		t.Errorf("status %q", s)
 	}
+	if !strings.Contains(string(inst.Handle().Extra), `"accel":"tcg"`) {
+		t.Errorf("recovered handle extra %s", inst.Handle().Extra)
+	}
 	if inst.Handle().PID != h.PID || inst.Handle().StartTime != h.StartTime {
 		t.Errorf("handle changed: %+v vs %+v", inst.Handle(), h)
 	}
@@ -428,6 +517,94 @@ func BenchmarkQEMUProcessOnly(b *testing.B) {
 			time.Sleep(time.Millisecond)
 		}
 		b.StopTimer()
+		p.Signal(syscall.SIGKILL)
+		<-p.Done()
+		b.StartTimer()
+	}
+}
+
+// TestQEMURichConfig boots the devices of a rich config (every disk
+// interface, a CD, two NICs, a display, VNC and serial) to show QEMU
+// accepts the generated command line.
+func TestQEMURichConfig(t *testing.T) {
+	needQEMU(t)
+	img := t.TempDir()
+	qcow := filepath.Join(img, "a,b.qcow2") // a comma, which must be escaped
+	if b, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", qcow, "16M").CombinedOutput(); err != nil {
+		t.Skipf("qemu-img create: %v: %s", err, b)
+	}
+	raw := func(name string) string {
+		p := filepath.Join(img, name)
+		if err := os.WriteFile(p, make([]byte, 1<<20), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	spec := diskless(t, &Options{
+		VGA: "std", VNC: "unix", Serial: true,
+		Disks: []Disk{
+			{Path: qcow, Format: "qcow2", Cache: "none"},
+			{Path: raw("scsi.raw"), Format: "raw", Interface: "scsi", ReadOnly: true},
+			{Path: raw("ide.raw"), Format: "raw", Interface: "ide", Cache: "writeback"},
+			{Path: raw("none.raw"), Format: "raw", Interface: "none"},
+		},
+		CDROM: raw("cd.iso"),
+		NICs: []NIC{
+			{Type: "user"},
+			{Type: "user", Model: "e1000", MAC: "52:54:00:12:34:56"},
+		},
+		ExtraArgs: []string{"-device", "virtio-rng-pci"},
+	})
+	spec.CPUs, spec.Sockets, spec.Cores, spec.Threads = 2, 1, 2, 1
+	inst := start(t, &Driver{}, spec)
+	info, err := inst.(hypervisor.Inspector).Info(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(info)
+	for _, want := range []string{`"device":"disk0"`, `"device":"disk1"`, `"device":"disk2"`, `"device":"disk3"`,
+		`"device":"cdrom0"`, `"ro":true`, `"label":"serial0"`, `"enabled":true`} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("Info lacks %s", want)
+		}
+	}
+	if cpus, _ := info["cpus"].([]any); len(cpus) != 2 {
+		t.Errorf("%d CPUs, want 2", len(cpus))
+	}
+}
+
+// BenchmarkQEMUProcessAndQMP adds to BenchmarkQEMUProcessOnly what QEMU
+// itself needs before it answers: the QMP handshake and the first
+// query-status. BenchmarkQEMUStart minus this is the driver's own
+// overhead.
+func BenchmarkQEMUProcessAndQMP(b *testing.B) {
+	needQEMU(b)
+	dir := runDir(b)
+	spec := hypervisor.Spec{Name: "bench", RunDir: dir, MemoryMB: 64, Options: &Options{Accel: "tcg"}}
+	bin, args, err := CommandLine(spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	bin, _ = exec.LookPath(bin)
+	sock := filepath.Join(dir, qmpSocket)
+	for b.Loop() {
+		os.Remove(sock)
+		p, err := process.Start(process.Config{Path: bin, Args: args, Dir: dir, OutputPath: filepath.Join(dir, "out")})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var c *qmp.Client
+		for {
+			if c, err = qmp.Dial(context.Background(), sock); err == nil {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if _, err := c.Execute(context.Background(), "query-status", nil); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		c.Close()
 		p.Signal(syscall.SIGKILL)
 		<-p.Done()
 		b.StartTimer()

@@ -46,6 +46,9 @@ type Config struct {
 	AfterExit func() string
 	// OnKill, if not nil, runs after SIGKILL was sent by Kill.
 	OnKill func()
+	// KillGroup makes Kill end the process's whole process group (the
+	// processes it started), not just the process.
+	KillGroup bool
 }
 
 // Instance implements hypervisor.Instance for a single-process VM.
@@ -134,7 +137,12 @@ func (i *Instance) Kill() error {
 	i.mu.Lock()
 	i.req.Kill = true
 	i.mu.Unlock()
-	err := i.cfg.Proc.Signal(syscall.SIGKILL)
+	var err error
+	if i.cfg.KillGroup {
+		err = i.cfg.Proc.SignalGroup(syscall.SIGKILL)
+	} else {
+		err = i.cfg.Proc.Signal(syscall.SIGKILL)
+	}
 	if i.cfg.OnKill != nil {
 		i.cfg.OnKill()
 	}

@@ -11,6 +11,11 @@
 // and when it is full further events for that subscriber are dropped and
 // counted (see Subscription.Dropped). Subscribe before the first command
 // (WithSubscription) to be sure to see every event.
+//
+// Messages are read as a stream of JSON objects, so both QEMU's one-line
+// output and its pretty-printed form work. Anything that is not JSON ends
+// the connection with an error wrapping ErrProtocol and ErrClosed. The
+// size of one message is not limited: the server is trusted that far.
 package qmp
 
 import (
@@ -282,25 +287,26 @@ func (c *Client) write(ctx context.Context, b []byte) error {
 	return err
 }
 
-// forget removes a pending call whose caller no longer waits.
+// forget drops a pending call whose caller no longer waits. Its id stays
+// in the send order until its reply arrives, so that a reply without an id
+// is still matched to the right command.
 func (c *Client) forget(id uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.removeLocked(id)
+	delete(c.pending, id)
 }
 
+// removeLocked takes id out of the send order and returns its call, or
+// nil when nobody waits for it any more.
 func (c *Client) removeLocked(id uint64) *call {
-	cl, ok := c.pending[id]
-	if !ok {
-		return nil
-	}
-	delete(c.pending, id)
 	for i, v := range c.order {
 		if v == id {
 			c.order = append(c.order[:i], c.order[i+1:]...)
 			break
 		}
 	}
+	cl := c.pending[id]
+	delete(c.pending, id)
 	return cl
 }
 

@@ -218,6 +218,28 @@ func TestReplyWithoutIDGoesToOldest(t *testing.T) {
 	}
 }
 
+func TestReplyWithoutIDAfterAbandonedCall(t *testing.T) {
+	c, f := start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan command, 1)
+	go func() { got <- f.recv() }()
+	abandoned := make(chan error, 1)
+	go func() { _, err := c.Execute(ctx, "abandoned", nil); abandoned <- err }()
+	<-got
+	cancel()
+	<-abandoned
+	done := make(chan error, 1)
+	go func() { _, err := c.Execute(ctxT(t), "waiting", nil); done <- err }()
+	w := f.recv()
+	// The server could not parse the abandoned command: its id-less error
+	// must not be taken for the reply to the next one.
+	f.send(`{"error": {"class": "GenericError", "desc": "JSON parse error"}}`)
+	f.reply(w, `"ok"`)
+	if err := <-done; err != nil {
+		t.Fatalf("waiting call got %v", err)
+	}
+}
+
 func TestGarbageClosesConnection(t *testing.T) {
 	sub := NewSubscription(4)
 	c, f := start(t, WithSubscription(sub))

@@ -74,9 +74,17 @@ func nextEvent(t *testing.T, s *Subscription, name string) Event {
 func TestRealQEMU(t *testing.T) {
 	sock, cmd, exited := startQEMU(t)
 	sub := NewSubscription(32)
-	c, err := Dial(ctxT(t), sock, WithSubscription(sub))
-	if err != nil {
-		t.Fatal(err)
+	// The socket file appears at bind(), a moment before listen().
+	var c *Client
+	var err error
+	for deadline := time.Now().Add(guard); ; {
+		if c, err = Dial(ctxT(t), sock, WithSubscription(sub)); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	defer c.Close()
 	if c.Greeting().Version.Major < 2 {

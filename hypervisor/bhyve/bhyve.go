@@ -1,0 +1,361 @@
+// Package bhyve is the hypervisor driver for FreeBSD's bhyve.
+//
+// Like vmstated, it writes <configfile>.generated (the user's bhyve config
+// with the settings vmstated generates, which win), starts
+// "bhyve -k <generated> <name>", and reads the guest's fate from bhyve's
+// exit status. SIGTERM makes bhyve press the guest's ACPI power button.
+// After every exit, and on a forced stop, "bhyvectl --destroy" frees the
+// VM's kernel state so that the name can be used again.
+//
+// The binaries are configurable, so the driver also runs (in tests) against
+// stand-ins on hosts without bhyve.
+package bhyve
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vmstated/vmstated/hypervisor"
+	"github.com/vmstated/vmstated/hypervisor/internal/vmproc"
+	"github.com/vmstated/vmstated/hypervisor/process"
+)
+
+// Name is the driver's name in configs.
+const Name = "bhyve"
+
+// OutputFile is the file under RunDir that captures bhyve's stdout and
+// stderr.
+const OutputFile = "output.log"
+
+// ConfigFile is the name under RunDir of the config written (as
+// ConfigFile+".generated") when the VM has no config file of its own.
+const ConfigFile = "bhyve.conf"
+
+// Default binary paths.
+const (
+	DefaultBinary   = "/usr/sbin/bhyve"
+	DefaultBhyvectl = "/usr/sbin/bhyvectl"
+)
+
+// bhyvectlTimeout bounds a bhyvectl run.
+const bhyvectlTimeout = 30 * time.Second
+
+// Options are the bhyve driver's settings (Spec.Options is *Options). The
+// guest's size and firmware come from the Spec.
+type Options struct {
+	// Binary is the bhyve program; empty means DefaultBinary.
+	Binary string
+	// Bhyvectl is the bhyvectl program; empty means DefaultBhyvectl.
+	Bhyvectl string
+	// GenerateACPITables sets acpi_tables (bhyve -A); most guests need it
+	// on. Nil leaves whatever the user's config file says: like
+	// vmstated(8), only settings the VM's config names are generated.
+	GenerateACPITables *bool
+	// VMExitOnHalt sets x86.vmexit_on_hlt (bhyve -H), so that an idle
+	// guest does not spin a host CPU. Nil leaves the config file's value.
+	VMExitOnHalt *bool
+}
+
+// Bool returns a pointer to b, for the optional switches of Options.
+func Bool(b bool) *bool { return &b }
+
+// DefaultOptions are used when Spec.Options is nil: both switches on.
+func DefaultOptions() Options {
+	return Options{Binary: DefaultBinary, Bhyvectl: DefaultBhyvectl, GenerateACPITables: Bool(true), VMExitOnHalt: Bool(true)}
+}
+
+// ErrBadSpec is wrapped by errors about an unusable Spec or Options.
+var ErrBadSpec = errors.New("bad bhyve spec")
+
+func options(spec hypervisor.Spec) (Options, error) {
+	var o Options
+	switch v := spec.Options.(type) {
+	case *Options:
+		if v == nil {
+			o = DefaultOptions()
+		} else {
+			o = *v
+		}
+	case Options:
+		o = v
+	case nil:
+		o = DefaultOptions()
+	default:
+		return o, fmt.Errorf("%w: Spec.Options is %T, want *bhyve.Options", ErrBadSpec, spec.Options)
+	}
+	if o.Binary == "" {
+		o.Binary = DefaultBinary
+	}
+	if o.Bhyvectl == "" {
+		o.Bhyvectl = DefaultBhyvectl
+	}
+	return o, nil
+}
+
+// vmName matches names bhyve accepts for /dev/vmm/NAME.
+var vmName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.\-]*$`)
+
+// Settings returns the settings vmstated generates for spec, in the order
+// they are written: acpi_tables, x86.vmexit_on_hlt, memory.size, cpus,
+// sockets, cores, threads and lpc.bootrom (the last six only when set).
+func Settings(spec hypervisor.Spec, o Options) []hypervisor.Setting {
+	var s []hypervisor.Setting
+	if o.GenerateACPITables != nil {
+		s = append(s, hypervisor.Setting{Key: "acpi_tables", Value: strconv.FormatBool(*o.GenerateACPITables)})
+	}
+	if o.VMExitOnHalt != nil {
+		s = append(s, hypervisor.Setting{Key: "x86.vmexit_on_hlt", Value: strconv.FormatBool(*o.VMExitOnHalt)})
+	}
+	if spec.MemoryMB > 0 {
+		s = append(s, hypervisor.Setting{Key: "memory.size", Value: strconv.FormatInt(spec.MemoryMB, 10) + "M"})
+	}
+	for _, kv := range []struct {
+		key string
+		n   int
+	}{{"cpus", spec.CPUs}, {"sockets", spec.Sockets}, {"cores", spec.Cores}, {"threads", spec.Threads}} {
+		if kv.n > 0 {
+			s = append(s, hypervisor.Setting{Key: kv.key, Value: strconv.Itoa(kv.n)})
+		}
+	}
+	if spec.BootROM != "" {
+		s = append(s, hypervisor.Setting{Key: "lpc.bootrom", Value: spec.BootROM})
+	}
+	return s
+}
+
+// WriteConfig writes the config bhyve is started with and returns its
+// path: Spec.ConfigFile+".generated" when the VM has a config file, else
+// RunDir/bhyve.conf.generated holding only the generated settings.
+func WriteConfig(spec hypervisor.Spec, o Options) (string, error) {
+	var user []byte
+	base := spec.ConfigFile
+	if base != "" {
+		b, err := os.ReadFile(base)
+		if err != nil {
+			return "", fmt.Errorf("read the VM's bhyve config file: %w", err)
+		}
+		user = b
+	} else {
+		base = filepath.Join(spec.RunDir, ConfigFile)
+	}
+	content, err := hypervisor.CombineBhyveConfig(user, Settings(spec, o))
+	if err != nil {
+		if spec.ConfigFile != "" {
+			return "", fmt.Errorf("bhyve config file %s: %w", spec.ConfigFile, err)
+		}
+		return "", err
+	}
+	return hypervisor.WriteGenerated(base, content)
+}
+
+// Driver starts bhyve VMs. The zero value is ready to use and holds no
+// state: any Driver value can Recover what another started.
+type Driver struct{}
+
+// New returns a Driver.
+func New() *Driver { return &Driver{} }
+
+// Name returns "bhyve".
+func (*Driver) Name() string { return Name }
+
+// extra is the driver-private part of the Handle.
+type extra struct {
+	Name   string `json:"name"`
+	Config string `json:"config"`
+	Output string `json:"output"`
+}
+
+// Start writes the generated config and starts bhyve. bhyve counts as
+// running once its process has started.
+func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Instance, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	o, err := options(spec)
+	if err != nil {
+		return nil, err
+	}
+	if !vmName.MatchString(spec.Name) {
+		return nil, fmt.Errorf("%w: VM name %q: bhyve needs letters, digits, '_', '.' and '-', not starting with '.' or '-'", ErrBadSpec, spec.Name)
+	}
+	if spec.RunDir == "" {
+		return nil, fmt.Errorf("%w: Spec.RunDir is empty", ErrBadSpec)
+	}
+	if err := os.MkdirAll(spec.RunDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create run directory: %w", err)
+	}
+	conf, err := WriteConfig(spec, o)
+	if err != nil {
+		return nil, err
+	}
+	out := filepath.Join(spec.RunDir, OutputFile)
+	fl, err := process.Follow(context.Background(), out, spec.Output)
+	if err != nil {
+		return nil, err
+	}
+	p, err := process.Start(process.Config{Path: o.Binary, Args: []string{"-k", conf, spec.Name}, Dir: spec.RunDir, OutputPath: out})
+	if err != nil {
+		fl.Stop()
+		return nil, fmt.Errorf("start bhyve (set the bhyve binary path if it is not %s): %w", o.Binary, err)
+	}
+	x, _ := json.Marshal(extra{Name: spec.Name, Config: conf, Output: out})
+	h := hypervisor.Handle{
+		Version:   hypervisor.HandleVersion,
+		Driver:    Name,
+		PID:       p.PID(),
+		StartTime: p.StartTime(),
+		RunDir:    spec.RunDir,
+		Extra:     x,
+	}
+	return newInstance(p, h, fl, spec.Name, o), nil
+}
+
+// Recover re-adopts a bhyve process started by an earlier daemon. Its exit
+// status cannot be observed, so its exit is classified from what was asked
+// of it.
+func (d *Driver) Recover(ctx context.Context, spec hypervisor.Spec, h hypervisor.Handle) (hypervisor.Instance, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if h.Driver != Name {
+		return nil, fmt.Errorf("recover: handle is for driver %q, not %q", h.Driver, Name)
+	}
+	if h.Version > hypervisor.HandleVersion {
+		return nil, fmt.Errorf("recover: handle version %d is newer than this daemon understands (%d)", h.Version, hypervisor.HandleVersion)
+	}
+	o, err := options(spec)
+	if err != nil {
+		return nil, err
+	}
+	var x extra
+	if len(h.Extra) > 0 {
+		if err := json.Unmarshal(h.Extra, &x); err != nil {
+			return nil, fmt.Errorf("recover: driver state in handle: %w", err)
+		}
+	}
+	if x.Name == "" {
+		x.Name = spec.Name
+	}
+	if x.Output == "" {
+		x.Output = filepath.Join(h.RunDir, OutputFile)
+	}
+	p, err := process.Attach(h.PID, h.StartTime)
+	if err != nil {
+		return nil, fmt.Errorf("recover: %w", err)
+	}
+	fl, err := process.Follow(context.Background(), x.Output, spec.Output)
+	if err != nil {
+		fl = nil // the VM runs on; only its output is not followed
+	}
+	return newInstance(p, h, fl, x.Name, o), nil
+}
+
+// Instance is a running bhyve VM. Besides hypervisor.Instance it is a
+// hypervisor.Resetter and hypervisor.NMIer (through bhyvectl).
+type Instance struct {
+	*vmproc.Instance
+	name string
+	opts Options
+}
+
+func newInstance(p *process.Process, h hypervisor.Handle, fl *process.Follower, name string, o Options) *Instance {
+	i := &Instance{name: name, opts: o}
+	destroy := func() string {
+		if err := i.bhyvectl(context.Background(), "--destroy"); err != nil {
+			return err.Error()
+		}
+		return ""
+	}
+	i.Instance = vmproc.New(vmproc.Config{
+		Proc:       p,
+		Handle:     h,
+		Follower:   fl,
+		StopSignal: syscall.SIGTERM,
+		Classify:   classify,
+		AfterExit:  destroy,
+		OnKill:     func() { destroy() },
+	})
+	return i
+}
+
+// bhyvectl runs "bhyvectl args... --vm=NAME".
+func (i *Instance) bhyvectl(ctx context.Context, args ...string) error {
+	ctx, cancel := context.WithTimeout(ctx, bhyvectlTimeout)
+	defer cancel()
+	argv := append(append([]string(nil), args...), "--vm="+i.name)
+	cmd := osexec.CommandContext(ctx, i.opts.Bhyvectl, argv...)
+	cmd.Env = process.DefaultEnv
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		msg := strings.TrimSpace(string(out))
+		if msg != "" {
+			return fmt.Errorf("%s %s: %w: %s", i.opts.Bhyvectl, strings.Join(argv, " "), err, msg)
+		}
+		return fmt.Errorf("%s %s: %w", i.opts.Bhyvectl, strings.Join(argv, " "), err)
+	}
+	return nil
+}
+
+// Reset hard-resets the guest (bhyvectl --force-reset).
+func (i *Instance) Reset(ctx context.Context) error {
+	if _, exited := i.Exit(); exited {
+		return fmt.Errorf("reset %s: %w", i.name, hypervisor.ErrExited)
+	}
+	return i.bhyvectl(ctx, "--force-reset")
+}
+
+// NMI injects a non-maskable interrupt (bhyvectl --inject-nmi).
+func (i *Instance) NMI(ctx context.Context) error {
+	if _, exited := i.Exit(); exited {
+		return fmt.Errorf("nmi %s: %w", i.name, hypervisor.ErrExited)
+	}
+	return i.bhyvectl(ctx, "--inject-nmi")
+}
+
+// exitMeaning is what bhyve's exit statuses say about the guest.
+var exitMeaning = map[int]struct {
+	reason hypervisor.ExitReason
+	what   string
+}{
+	0: {hypervisor.ExitReboot, "reboot"},
+	1: {hypervisor.ExitPoweroff, "powered off"},
+	2: {hypervisor.ExitPoweroff, "halted"},
+	3: {hypervisor.ExitCrash, "triple fault"},
+	4: {hypervisor.ExitCrash, "error"},
+}
+
+// classify maps bhyve's exit: status 0 reboot, 1 poweroff, 2 halt
+// (poweroff), 3 triple fault and 4 error (crash); other statuses are
+// crashes. Signals and unobservable statuses are classified alike for all
+// single-process drivers (vmproc.ClassifySignalled).
+func classify(s process.Status, req vmproc.Requests) hypervisor.Exit {
+	if e, ok := vmproc.ClassifySignalled(s, req, syscall.SIGTERM); ok {
+		return e
+	}
+	e := hypervisor.Exit{Code: s.Code, Reason: hypervisor.ExitCrash}
+	m, ok := exitMeaning[s.Code]
+	if ok {
+		e.Reason = m.reason
+		e.Detail = fmt.Sprintf("bhyve exit %d: %s", s.Code, m.what)
+	} else {
+		e.Detail = fmt.Sprintf("bhyve exit %d: unexpected status", s.Code)
+	}
+	return e
+}
+
+var (
+	_ hypervisor.Driver   = (*Driver)(nil)
+	_ hypervisor.Instance = (*Instance)(nil)
+	_ hypervisor.Resetter = (*Instance)(nil)
+	_ hypervisor.NMIer    = (*Instance)(nil)
+)

@@ -1,0 +1,39 @@
+package qemu
+
+import (
+	"testing"
+	"time"
+
+	"github.com/vmstated/vmstated/hypervisor"
+	"github.com/vmstated/vmstated/hypervisor/drivertest"
+)
+
+// TestConformance runs the shared driver suite against real QEMU under
+// TCG. Both kinds of VM boot the test guest with its console on QEMU's
+// stdout; the stubborn one is told on its kernel command line to ignore
+// the power button.
+func TestConformance(t *testing.T) {
+	needQEMU(t)
+	if testing.Short() {
+		t.Skip("boots Linux guests; skipped with -short")
+	}
+	kernel, initrd := testGuest(t)
+	drivertest.Run(t, drivertest.Harness{
+		NewDriver: func() hypervisor.Driver { return New() },
+		Spec: func(t *testing.T, kind drivertest.Kind) hypervisor.Spec {
+			cmdline := "console=ttyS0 quiet"
+			if kind == drivertest.Stubborn {
+				cmdline += " vmstated.stubborn"
+			}
+			return hypervisor.Spec{
+				Name: "conformance", MemoryMB: 128, CPUs: 1,
+				Options: &Options{Accel: "tcg", ExtraArgs: []string{
+					"-kernel", kernel, "-initrd", initrd, "-append", cmdline,
+					"-serial", "stdio",
+				}},
+			}
+		},
+		OutputMarker: "VMSTATED-GUEST-READY",
+		Timeout:      3 * time.Minute,
+	})
+}

@@ -1,0 +1,402 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/vmstated/vmstated/config"
+	"github.com/vmstated/vmstated/hypervisor"
+	"github.com/vmstated/vmstated/statemachine"
+)
+
+// stepRecover is the work of finding a VM's hypervisor again after a
+// daemon restart.
+const stepRecover = "recover"
+
+// recovering carries a VM's persisted record to its actor.
+type recovering struct {
+	rec       Record
+	autostart bool
+}
+
+// LoadOptions tune Load.
+type LoadOptions struct {
+	// FirstStartThisBoot is true on the daemon's first start since the host
+	// booted: VMs with autostart are started. Otherwise the desired states
+	// recorded by the previous daemon are restored.
+	FirstStartThisBoot bool
+}
+
+// Load creates the VMs of the first config snapshot and recovers what an
+// earlier daemon left: running hypervisors are re-adopted (same pid and
+// start time), ones that died meanwhile are handled as crashes,
+// interrupted steps are completed or compensated, persisted stop
+// deadlines are re-armed, and failed VMs stay failed. Then autostart VMs
+// start on the first daemon start of a boot.
+func (s *Supervisor) Load(snap *config.Snapshot, opts LoadOptions) {
+	records := s.readRecords()
+	names := make(map[string]*settings)
+	errs := make(map[string]string)
+	if snap.RootErr == nil {
+		for name, c := range snap.VMs {
+			names[name] = settingsFrom(c)
+		}
+		for _, inv := range snap.Invalid {
+			if inv.Name != "" {
+				if _, ok := names[inv.Name]; !ok {
+					names[inv.Name] = nil
+					errs[inv.Name] = inv.Diagnostics.Errors().Error()
+				}
+			}
+		}
+	}
+	sorted := make([]string, 0, len(names))
+	for n := range names {
+		sorted = append(sorted, n)
+	}
+	sort.Strings(sorted)
+	for _, name := range sorted {
+		cfg := names[name]
+		r, ok := records[name]
+		switch {
+		case !ok:
+			v := s.add(name, cfg, errs[name], statemachine.Stopped)
+			if opts.FirstStartThisBoot && cfg != nil && cfg.autostart {
+				_ = v.send(s.ctx, recovering{rec: Record{Name: name, State: statemachine.Stopped}, autostart: true})
+			}
+		case r.err != nil:
+			s.add(name, cfg, errs[name], statemachine.Failed).setFailure(r.err.Error())
+		default:
+			v := s.addRecovered(name, cfg, errs[name], r.rec)
+			_ = v.send(s.ctx, recovering{rec: r.rec, autostart: opts.FirstStartThisBoot && cfg != nil && cfg.autostart})
+		}
+	}
+	// Records of VMs whose directory went away while the daemon was down:
+	// a hypervisor that still runs is kept (and can be stopped), as for a
+	// directory removed while the daemon runs; the rest are forgotten.
+	for name, r := range records {
+		if _, ok := names[name]; ok {
+			continue
+		}
+		if r.err != nil || r.rec.Handle == nil {
+			s.removeRecord(name)
+			continue
+		}
+		cfg := &settings{name: name, driver: r.rec.Handle.Driver, spec: hypervisor.Spec{Name: name},
+			stopTimeout: config.DefaultStopTimeout, maxRestartTime: config.DefaultMaxRestartTime}
+		v := s.addRecovered(name, cfg, "", r.rec)
+		_ = v.send(s.ctx, recovering{rec: r.rec})
+		_ = v.send(s.ctx, configUpdate{removed: true})
+	}
+	s.reportOrphans(records)
+}
+
+// loaded is one record read from the state directory.
+type loaded struct {
+	rec Record
+	err error // the record was unreadable and has been moved aside
+}
+
+// readRecords reads every state record. An unreadable one is moved aside
+// (never deleted) and reported; its VM then waits in failed for a person to
+// check on it, rather than being taken for stopped.
+func (s *Supervisor) readRecords() map[string]loaded {
+	out := make(map[string]loaded)
+	if s.stateDir == "" {
+		return out
+	}
+	entries, err := os.ReadDir(s.stateDir)
+	if err != nil {
+		if !os.IsNotExist(err) {
+			s.logf("reading state directory: %v", err)
+		}
+		return out
+	}
+	for _, e := range entries {
+		n := e.Name()
+		if e.IsDir() || strings.HasPrefix(n, ".") || !strings.HasSuffix(n, ".json") {
+			continue
+		}
+		name := strings.TrimSuffix(n, ".json")
+		path := filepath.Join(s.stateDir, n)
+		rec, err := readRecord(path)
+		if err == nil && rec.Name != name {
+			err = fmt.Errorf("%s: record is for %q", path, rec.Name)
+		}
+		if err != nil {
+			aside := fmt.Sprintf("%s.corrupt-%s", path, s.now().UTC().Format("20060102T150405"))
+			if mvErr := os.Rename(path, aside); mvErr != nil {
+				s.logf("state record %s is unreadable (%v) and could not be moved aside: %v", path, err, mvErr)
+			} else {
+				s.logf("state record %s is unreadable (%v); moved to %s", path, err, aside)
+			}
+			out[name] = loaded{err: fmt.Errorf("state record was unreadable (%v), moved to %s; check whether the VM's hypervisor still runs, stop it by hand if so, then run failreset", err, aside)}
+			continue
+		}
+		out[name] = loaded{rec: rec}
+	}
+	return out
+}
+
+// addRecovered creates an actor in the state its record names.
+func (s *Supervisor) addRecovered(name string, cfg *settings, configErr string, r Record) *vm {
+	v := newVM(s, name, cfg, s.logFor(name, cfg), r.State, r.Since)
+	v.configErr = configErr
+	v.desired = r.Desired
+	if v.desired == "" {
+		v.desired = statemachine.Stopped
+	}
+	v.lastExit, v.lastReason, v.deadline = r.LastExit, r.Reason, r.StopDeadline
+	v.m.Budget().SetTimes(r.Restarts)
+	if r.Failure != "" {
+		v.m.MarkFailed(r.Failure)
+	}
+	v.publishStatus()
+	s.register(v)
+	return v
+}
+
+// setFailure puts a fresh actor in failure mode with a reason (a VM whose
+// record was unreadable). Only used before the actor runs.
+func (v *vm) setFailure(reason string) {
+	v.m.MarkFailed(reason)
+	v.lastReason = reason
+	v.log.Printf("%s", reason)
+	v.publishStatus()
+}
+
+// onRecover starts recovering from a record: the hypervisor is looked for
+// first when one may run.
+func (v *vm) onRecover(ctx context.Context, r recovering) {
+	v.recovery = &r
+	st := v.m.State()
+	if st != statemachine.Stopped || r.rec.Handle != nil {
+		v.log.Printf("daemon restarted; recovering from %s", st)
+	}
+	h := r.rec.Handle
+	if h == nil {
+		v.resume(ctx, nil, "")
+		return
+	}
+	drv := v.sup.drivers[h.Driver]
+	if drv == nil {
+		v.resume(ctx, nil, fmt.Sprintf("no %q driver in this daemon", h.Driver))
+		return
+	}
+	var spec hypervisor.Spec
+	if v.cfg != nil {
+		spec = v.cfg.spec
+	}
+	spec.Name = v.name
+	spec.RunDir = filepath.Join(v.sup.runDir, v.name)
+	spec.Output = v.log.Writer(h.Driver)
+	handle := *h
+	v.spawn(ctx, stepRecover, func(ctx context.Context) workResult {
+		inst, err := drv.Recover(ctx, spec, handle)
+		if err != nil {
+			return workResult{reason: err.Error()}
+		}
+		return workResult{ok: true, inst: inst}
+	})
+}
+
+// resume continues the lifecycle after a daemon restart, with the
+// re-adopted instance or nil when no hypervisor runs any more.
+func (v *vm) resume(ctx context.Context, inst hypervisor.Instance, why string) {
+	r := v.recovery
+	v.recovery = nil
+	st := v.m.State()
+	wantRunning := r.rec.Desired == statemachine.Running
+	if inst != nil {
+		v.log.Printf("re-adopted %s pid %d", inst.Handle().Driver, inst.Handle().PID)
+	} else if r.rec.Handle != nil {
+		v.log.Printf("hypervisor pid %d is gone (%s)", r.rec.Handle.PID, orUnknown(why))
+	}
+	switch st {
+	case statemachine.Stopped:
+		if r.autostart || wantRunning {
+			v.desired = statemachine.Stopped
+			reason := "desired state restored"
+			if r.autostart {
+				reason = "autostart"
+			}
+			if err := v.onCommand(ctx, command{op: statemachine.Start, reason: reason}); err != nil {
+				v.log.Printf("%s: %v", reason, err)
+			}
+		}
+	case statemachine.Failed:
+		// Failure mode survives restarts; failreset ends it.
+	case statemachine.Running, statemachine.Paused, statemachine.Restarted:
+		if inst != nil {
+			v.setInstance(inst)
+			if st == statemachine.Restarted {
+				_ = v.fire(ctx, statemachine.Done, "")
+			}
+			return
+		}
+		v.lastExit = &hypervisor.Exit{Reason: hypervisor.ExitCrash, Code: -1, Time: v.sup.now(),
+			Detail: "the hypervisor ended while the daemon was down"}
+		v.inst = nil
+		v.afterExit(ctx, *v.lastExit)
+	case statemachine.Stopping:
+		v.inst = inst
+		if inst != nil && !v.deadline.IsZero() {
+			// Re-arm the persisted deadline with the time left, or force
+			// now when it has passed.
+			if left := v.deadline.Sub(v.sup.now()); left <= 0 {
+				v.stopOpts = StopOptions{Force: true}
+				v.log.Printf("stop deadline passed while the daemon was down; forcing")
+			} else {
+				v.stopOpts = StopOptions{Timeout: left}
+			}
+		}
+		v.spawn(ctx, stepJournal, v.journalWork(st))
+	case statemachine.StartStorage, statemachine.Restarting:
+		if inst != nil {
+			// Launched just before the daemon went down.
+			v.setInstance(inst)
+			_ = v.fire(ctx, statemachine.Done, "re-adopted after a daemon restart")
+			return
+		}
+		v.spawn(ctx, stepJournal, v.journalWork(st))
+	case statemachine.StartNetwork, statemachine.StopStorage, statemachine.StopNetwork:
+		if inst != nil {
+			_ = inst.Kill()
+		}
+		v.spawn(ctx, stepJournal, v.journalWork(st))
+	}
+}
+
+// afterJournal continues a step whose hook the previous daemon ran: with
+// the hook's outcome as if it had just finished, or by running it again
+// when it did not finish.
+func (v *vm) afterJournal(ctx context.Context, r workResult) {
+	st := v.m.State()
+	tr := statemachine.Transition{VM: v.name, From: st, To: st, Reason: "continuing after a daemon restart"}
+	if r.rerun {
+		v.log.Printf("hook %s did not finish before the daemon restarted; running it again", st)
+	} else if r.ok {
+		v.log.Printf("hook %s finished while the daemon was down", st)
+	} else {
+		v.log.Printf("%s", r.reason)
+	}
+	switch st {
+	case statemachine.Stopping:
+		if r.rerun {
+			v.startStop(ctx, tr, nil)
+		} else {
+			v.startStop(ctx, tr, &hookDone{ok: r.ok, reason: r.reason})
+		}
+	case statemachine.Restarting:
+		switch {
+		case r.rerun:
+			v.spawn(ctx, stepRestart, v.restartWork(nil, tr))
+		case !r.ok:
+			_ = v.fire(ctx, statemachine.Fail, r.reason)
+		default:
+			s := v.cfg
+			v.spawn(ctx, stepRestart, func(ctx context.Context) workResult {
+				inst, err := v.launch(ctx, s)
+				if err != nil {
+					return workResult{reason: "relaunch failed: " + err.Error()}
+				}
+				return workResult{ok: true, inst: inst}
+			})
+		}
+	default:
+		if r.rerun {
+			v.spawn(ctx, stepHook, v.hookWork(st, tr))
+			return
+		}
+		// As if the hook's own work had just reported.
+		v.onWork(ctx, workResult{gen: v.gen, step: stepHook, ok: r.ok, reason: r.reason})
+	}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "not found"
+	}
+	return s
+}
+
+// reportOrphans logs hypervisor processes that a runtime directory names
+// but no record claims. They are never killed: a person decides.
+func (s *Supervisor) reportOrphans(records map[string]loaded) {
+	if s.runDir == "" {
+		return
+	}
+	entries, err := os.ReadDir(s.runDir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		name := e.Name()
+		if r, ok := records[name]; ok && r.err == nil && r.rec.Handle != nil {
+			continue
+		}
+		for _, pid := range livePidfiles(filepath.Join(s.runDir, name)) {
+			msg := fmt.Sprintf("orphan: process %d from %s runs but no state record claims it; it was not adopted nor killed, stop it by hand if it is not wanted", pid, filepath.Join(s.runDir, name))
+			s.logf("%s", msg)
+			if v, err := s.lookup(name); err == nil {
+				_ = v.send(s.ctx, inspect{fn: func() { v.orphan = msg }, done: make(chan struct{})})
+			}
+		}
+	}
+}
+
+// livePidfiles returns the live processes named by *.pid files in dir.
+func livePidfiles(dir string) []int {
+	matches, _ := filepath.Glob(filepath.Join(dir, "*.pid"))
+	var out []int
+	for _, m := range matches {
+		b, err := os.ReadFile(m)
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if err := signalZero(pid); err == nil {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// FirstStartThisBoot reports whether this is the daemon's first start since
+// the host booted, and notes that it has started. The marker lives in the
+// runtime directory (a tmpfs on most systems) and holds the boot's identity,
+// so it is right even where the runtime directory survives a reboot.
+func FirstStartThisBoot(runDir string) (bool, error) {
+	id, err := bootID()
+	if err != nil {
+		return false, err
+	}
+	marker := filepath.Join(runDir, "boot-id")
+	old, err := os.ReadFile(marker)
+	if err == nil && strings.TrimSpace(string(old)) == id {
+		return false, nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return false, err
+	}
+	if err := os.MkdirAll(runDir, 0o700); err != nil {
+		return true, err
+	}
+	tmp := marker + ".tmp"
+	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o644); err != nil {
+		return true, err
+	}
+	return true, os.Rename(tmp, marker)
+}
