@@ -32,7 +32,7 @@ func init() {
 		{name: "reset", args: "vmname", summary: "hard-reset a VM's guest (the reset button)", vmArg: 1, run: simpleAction(api.ActionReset)},
 		{name: "nmi", args: "vmname", summary: "inject a non-maskable interrupt", vmArg: 1, run: simpleAction(api.ActionNMI)},
 		{name: "screenshot", args: "vmname file", summary: "save an image of a VM's display ('-' = stdout)", vmArg: 1, run: cmdScreenshot},
-		{name: "info", args: "vmname", summary: "show what the hypervisor says about a running VM", vmArg: 1, run: cmdInfo},
+		{name: "info", args: "[-a] vmname", summary: "show what the hypervisor says about a running VM", vmArg: 1, run: cmdInfo},
 		{name: "log", args: "[-f] [-n lines] vmname", summary: "show a VM's log", vmArg: 1, run: cmdLog},
 		{name: "events", args: "[-after seq] [vmname]", summary: "stream state changes as they happen", vmArg: 1, run: cmdEvents},
 		{name: "reload", args: "", summary: "rescan the config directories now", run: cmdReload},
@@ -60,6 +60,9 @@ stopping).`,
 	"wait": `Without a state, waits until the VM settles in stopped, running, paused
 or failed. Exit 1 if it settles in failed (unless failed was asked for),
 or when -t seconds pass first.`,
+	"info": `Shows the hypervisor's version, state, accelerator, CPUs, disks, PCI
+devices, VNC and character devices; -a shows every detail it reports,
+-o json all of it as JSON.`,
 	"log": `-n lines shows only the last lines; -f keeps following new lines until
 interrupted.`,
 	"events": `Each line: time, sequence number, VM, transition and reason. -after seq
@@ -443,6 +446,7 @@ func writeFileAtomic(path string, data []byte) error {
 
 func cmdInfo(e *env, args []string) error {
 	fs := e.newFlags("info")
+	all := fs.Bool("a", false, "every detail")
 	pos, err := e.parse(fs, args, 1, 1)
 	if err != nil {
 		return err
@@ -455,7 +459,9 @@ func cmdInfo(e *env, args []string) error {
 		writeJSON(e.stdout, info)
 		return nil
 	}
-	printInfo(e.stdout, map[string]any(info))
+	if *all || !printInfoSummary(e.stdout, info) {
+		printInfo(e.stdout, info)
+	}
 	return nil
 }
 

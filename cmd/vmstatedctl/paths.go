@@ -2,36 +2,24 @@ package main
 
 import (
 	"os"
-	"path/filepath"
 	"runtime"
-	"strconv"
+
+	"github.com/vmstated/vmstated/daemon"
 )
 
-// defaultSocket is where the daemon listens unless told otherwise; the
-// rule is the daemon's own: root uses the system run directory, everyone
-// else $XDG_RUNTIME_DIR/vmstated/vmstated.sock, or a per-user directory
-// under the temporary directory when XDG_RUNTIME_DIR is unset.
-// VMSTATED_SOCKET overrides it.
-func defaultSocket(euid int, goos string, getenv func(string) string) string {
+// defaultPaths are the daemon's own defaults for this user, so that
+// vmstatedctl finds the socket (and check the config root) of a daemon
+// started without flags. VMSTATED_SOCKET overrides the socket.
+func defaultPaths(euid int, goos string, getenv func(string) string) daemon.Paths {
+	p := daemon.DefaultPaths(euid, goos, getenv)
 	if s := getenv("VMSTATED_SOCKET"); s != "" {
-		return s
+		p.Socket = s
 	}
-	if euid == 0 {
-		if goos == "freebsd" {
-			return "/var/run/vmstated.sock"
-		}
-		return "/run/vmstated.sock"
-	}
-	if d := getenv("XDG_RUNTIME_DIR"); d != "" {
-		return filepath.Join(d, "vmstated", "vmstated.sock")
-	}
-	tmp := getenv("TMPDIR")
-	if tmp == "" {
-		tmp = os.TempDir()
-	}
-	return filepath.Join(tmp, "vmstated-"+strconv.Itoa(euid), "vmstated.sock")
+	return p
 }
 
-func hostDefaultSocket() string {
-	return defaultSocket(os.Geteuid(), runtime.GOOS, os.Getenv)
+func hostDefaultPaths() daemon.Paths {
+	return defaultPaths(os.Geteuid(), runtime.GOOS, os.Getenv)
 }
+
+func hostDefaultSocket() string { return hostDefaultPaths().Socket }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/vmstated/vmstated/api"
 )
@@ -149,6 +150,9 @@ func report(e *env, c *cmd, err error) int {
 		msg := err.Error()
 		if errors.As(err, &ur) {
 			msg = fmt.Sprintf("cannot reach vmstated at %s (%v): start the daemon with 'vmstated', or name its socket with -s or VMSTATED_SOCKET", ur.Socket, ur.Err)
+			if errors.Is(ur.Err, syscall.EACCES) {
+				msg = fmt.Sprintf("cannot reach vmstated at %s: permission denied; that daemon belongs to another user: name your own daemon's socket with -s, or ask its owner", ur.Socket)
+			}
 		}
 		printErr(e, "unreachable", msg)
 		return exitUnreachable

@@ -1,0 +1,58 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/vmstated/vmstated/api"
+	"github.com/vmstated/vmstated/api/server"
+)
+
+// benchDaemon serves 100 stopped exec VMs.
+func benchDaemon(b *testing.B) *daemon {
+	vms := map[string]string{}
+	for i := 0; i < 100; i++ {
+		n := fmt.Sprintf("vm%03d", i)
+		vms[n] = sleeper(n, "")
+	}
+	return startDaemon(b, vms, server.Options{Logf: func(string, ...any) {}})
+}
+
+// BenchmarkGet measures one status request over the socket.
+func BenchmarkGet(b *testing.B) {
+	d := benchDaemon(b)
+	ctx := context.Background()
+	for b.Loop() {
+		if _, err := d.client.Get(ctx, "vm042"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkList measures listing 100 VMs over the socket.
+func BenchmarkList(b *testing.B) {
+	d := benchDaemon(b)
+	ctx := context.Background()
+	for b.Loop() {
+		if l, err := d.client.List(ctx); err != nil || len(l) != 100 {
+			b.Fatal(len(l), err)
+		}
+	}
+}
+
+// BenchmarkGetParallel measures status requests from many clients at once.
+func BenchmarkGetParallel(b *testing.B) {
+	d := benchDaemon(b)
+	ctx := context.Background()
+	b.RunParallel(func(pb *testing.PB) {
+		c := api.NewClient(d.socket)
+		defer c.Close()
+		for pb.Next() {
+			if _, err := c.Get(ctx, "vm042"); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

@@ -1,0 +1,94 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"os/exec"
+	"testing"
+
+	"github.com/vmstated/vmstated/api"
+	"github.com/vmstated/vmstated/api/server"
+	"github.com/vmstated/vmstated/statemachine"
+)
+
+// TestQEMU drives a real QEMU (TCG, no disk: the firmware runs) through
+// the API for what only QEMU can do: info, screenshot, reset, NMI.
+func TestQEMU(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts QEMU")
+	}
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 is not installed")
+	}
+	d := startDaemon(t, map[string]string{
+		"q": "q {\n hypervisor = qemu;\n memory = 64;\n cpus = 1;\n stop_timeout = 2s;\n qemu { accel = tcg; vga = std; serial = false; }\n}\n",
+	}, server.Options{})
+	ctx := context.Background()
+	c := d.client
+	d.run("q")
+
+	info, err := c.Info(ctx, "q")
+	if err != nil {
+		t.Fatalf("info: %v", err)
+	}
+	if len(info) == 0 {
+		t.Fatal("info is empty")
+	}
+	t.Logf("info keys: %v", keys(info))
+
+	var img bytes.Buffer
+	format, err := c.Screenshot(ctx, "q", &img)
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	switch format {
+	case "png":
+		if !bytes.HasPrefix(img.Bytes(), []byte("\x89PNG")) {
+			t.Fatalf("png screenshot starts with %q", img.Bytes()[:8])
+		}
+	case "ppm":
+		if !bytes.HasPrefix(img.Bytes(), []byte("P6")) {
+			t.Fatalf("ppm screenshot starts with %q", img.Bytes()[:8])
+		}
+	default:
+		t.Fatalf("screenshot format %q", format)
+	}
+
+	if _, err := c.Do(ctx, "q", api.ActionNMI, nil); err != nil {
+		t.Fatalf("nmi: %v", err)
+	}
+	if _, err := c.Do(ctx, "q", api.ActionPause, nil); err != nil {
+		t.Fatalf("pause: %v", err)
+	}
+	if _, err := c.Do(ctx, "q", api.ActionUnpause, nil); err != nil {
+		t.Fatalf("unpause: %v", err)
+	}
+	// A reset under -no-reboot ends the process like a guest reboot: the
+	// VM goes through restarting and runs again.
+	if _, err := c.Do(ctx, "q", api.ActionReset, nil); err != nil {
+		t.Fatalf("reset: %v", err)
+	}
+	if _, err := c.Stop(ctx, "q", api.StopOptions{}); err != nil && !isConflict(err) {
+		t.Fatalf("stop: %v", err)
+	}
+	d.waitState("q", statemachine.Stopped, statemachine.Failed)
+
+	// Stopped: info and screenshot are not allowed now (409), not
+	// unsupported.
+	_, err = c.Info(ctx, "q")
+	apiError(t, err, http.StatusConflict, api.CodeNotAllowed)
+}
+
+func isConflict(err error) bool {
+	ae, ok := err.(*api.Error)
+	return ok && ae.Status == http.StatusConflict
+}
+
+func keys(m map[string]any) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
