@@ -68,6 +68,7 @@ type Suite struct {
 	mu      sync.Mutex
 	daemons []*daemon
 	others  []*exec.Cmd
+	domains []string // libvirt domains defined
 
 	// Report is filled as scenarios finish.
 	Report Report
@@ -190,14 +191,15 @@ func (s *Suite) trackCmd(c *exec.Cmd) {
 // the suite started, and finally anything left below us.
 func (s *Suite) cleanup() {
 	s.mu.Lock()
-	ds, os_ := s.daemons, s.others
-	s.daemons, s.others = nil, nil
+	ds, os_, doms := s.daemons, s.others, s.domains
+	s.daemons, s.others, s.domains = nil, nil, nil
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	for _, d := range ds {
 		d.close(ctx)
 	}
+	undefineDomains(doms)
 	for _, c := range os_ {
 		if c.Process != nil && c.ProcessState == nil {
 			_ = c.Process.Kill()
