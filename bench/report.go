@@ -70,10 +70,14 @@ func spreadF(f floats, unit string, prec int) string {
 	if len(f) == 0 {
 		return "no data"
 	}
-	if len(f) == 1 {
-		return fmt.Sprintf("%.*f %s", prec, f[0], unit)
+	u := ""
+	if unit != "" {
+		u = " " + unit
 	}
-	return fmt.Sprintf("%.*f %s [%.*f–%.*f]", prec, f.median(), unit, prec, f.min(), prec, f.max())
+	if len(f) == 1 {
+		return fmt.Sprintf("%.*f%s", prec, f[0], u)
+	}
+	return fmt.Sprintf("%.*f%s [%.*f–%.*f]", prec, f.median(), u, prec, f.min(), prec, f.max())
 }
 
 // ratioF is the median and range of the per-run ratios a[i]/b[i].
