@@ -39,6 +39,9 @@ type Options struct {
 	Reloads int
 	// QEMUVMs is the VM count of scenario 5 (0 skips it).
 	QEMUVMs int
+	// Libvirt runs scenario 5's comparison with libvirt when libvirtd
+	// answers (it defines and undefines domains there).
+	Libvirt bool
 	// Only, when not empty, names the scenarios to run (lifecycle, scale,
 	// crash, qemu); the others are reported as skipped.
 	Only []string
@@ -55,7 +58,7 @@ func Short(repo string) Options {
 // Full are the sizes of `make bench`.
 func Full(repo string) Options {
 	return Options{Repo: repo, Rounds: 5, LifecycleVMs: 50, ScaleVMs: 1000, ScaleRounds: 3,
-		Idle: 30 * time.Second, Crashes: 50, Reloads: 20, QEMUVMs: 10}
+		Idle: 30 * time.Second, Crashes: 50, Reloads: 20, QEMUVMs: 10, Libvirt: true}
 }
 
 // Suite is one run.
