@@ -20,7 +20,7 @@ FUZZTIME ?= 30s
 
 CMDS := $(notdir $(wildcard cmd/*))
 
-.PHONY: all build test vet fmt-check cross bench bench-go fuzz install uninstall clean
+.PHONY: all build test vet fmt-check cross bench bench-go fuzz chaos install uninstall clean
 
 all: build
 
@@ -52,6 +52,12 @@ bench:
 
 bench-go:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+# Kill the daemon with SIGKILL at random points while VMs cycle, and check
+# that nothing is orphaned, lost or torn down twice. CHAOS_SEED replays a run.
+CHAOS_SEED ?= 20261122
+chaos:
+	VMSTATED_CHAOS=1 VMSTATED_CHAOS_SEED=$(CHAOS_SEED) $(GO) test -count=1 -v -run Chaos ./tests/chaos
 
 # Every Fuzz* function in the tree, each for FUZZTIME.
 fuzz:

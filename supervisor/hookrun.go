@@ -69,6 +69,8 @@ func (s *Supervisor) runHook(ctx context.Context, c hookCall, log *vmLog) (bool,
 		Strict: s.strictHooks,
 	})
 	if res.Skipped {
+		// No hook is a hook that succeeded, for a later daemon too.
+		c.journal.skipped()
 		return true, ""
 	}
 	if errors.Is(res.Err, hooks.ErrNoScriptDir) && c.scriptPath == c.dir {

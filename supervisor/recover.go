@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/vmstated/vmstated/config"
 	"github.com/vmstated/vmstated/hypervisor"
+	"github.com/vmstated/vmstated/hypervisor/process"
 	"github.com/vmstated/vmstated/statemachine"
 )
 
@@ -180,6 +182,15 @@ func (v *vm) onRecover(ctx context.Context, r recovering) {
 		v.log.Printf("daemon restarted; recovering from %s", st)
 	}
 	h := r.rec.Handle
+	if st == statemachine.StartStorage || st == statemachine.Restarting {
+		// The daemon may have died between a launch and saving its handle
+		// (the record may still name the hypervisor a restart replaced);
+		// the driver left the newest handle in the run directory.
+		if fh, err := hypervisor.ReadHandleFile(filepath.Join(v.sup.runDir, v.name)); err == nil {
+			h = &fh
+			r.rec.Handle = h
+		}
+	}
 	if h == nil {
 		v.resume(ctx, nil, "")
 		return
@@ -341,10 +352,18 @@ func (s *Supervisor) reportOrphans(records map[string]loaded) {
 			continue
 		}
 		name := e.Name()
-		if r, ok := records[name]; ok && r.err == nil && r.rec.Handle != nil {
+		if r, ok := records[name]; ok && r.err == nil &&
+			(r.rec.Handle != nil || r.rec.State == statemachine.StartStorage || r.rec.State == statemachine.Restarting) {
+			// Claimed, or about to be adopted from the driver's handle file.
 			continue
 		}
-		for _, pid := range livePidfiles(filepath.Join(s.runDir, name)) {
+		pids := livePidfiles(filepath.Join(s.runDir, name))
+		if h, err := hypervisor.ReadHandleFile(filepath.Join(s.runDir, name)); err == nil && h.PID > 0 {
+			if st, err := process.StartTimeOf(h.PID); err == nil && st == h.StartTime && !slices.Contains(pids, h.PID) {
+				pids = append(pids, h.PID)
+			}
+		}
+		for _, pid := range pids {
 			msg := fmt.Sprintf("orphan: process %d from %s runs but no state record claims it; it was not adopted nor killed, stop it by hand if it is not wanted", pid, filepath.Join(s.runDir, name))
 			s.logf("%s", msg)
 			if v, err := s.lookup(name); err == nil {

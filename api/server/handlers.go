@@ -136,6 +136,11 @@ func (s *Server) failErr(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, supervisor.ErrInvalidConfig):
 		status, body.Code = http.StatusConflict, api.CodeInvalidConfig
 		body.Error += "; fix the config file and run 'vmstatedctl reload'"
+	case errors.Is(err, hypervisor.ErrExited), errors.Is(err, hypervisor.ErrGone):
+		// The hypervisor ended under the request; the VM's actor is
+		// about to act on the exit.
+		status, body.Code = http.StatusConflict, api.CodeNotAllowed
+		body.Error += "; the hypervisor has just exited: see 'vmstatedctl status' and try again"
 	case errors.Is(err, hypervisor.ErrNotSupported):
 		status, body.Code = http.StatusNotImplemented, api.CodeNotSupported
 	case errors.Is(err, supervisor.ErrShuttingDown):
@@ -429,6 +434,10 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		after = n
+	}
+	if !peerOf(r).known {
+		s.fail(w, http.StatusForbidden, api.CodeForbidden, "permission denied: the daemon could not learn who you are")
+		return
 	}
 	only := q.Get("vm")
 	if only != "" {

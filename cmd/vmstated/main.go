@@ -25,7 +25,7 @@ type options struct {
 	check      bool
 }
 
-const usage = `usage: vmstated [-fhnv] [-c configdir] [-p pidfile] [-s socket] [-l logdir] [-S statedir]
+const usage = `usage: vmstated [-fhnv] [-c configdir] [-p pidfile] [-s socket] [-l logdir] [-S statedir] [-R rundir]
 
   -c configdir  config root: one sub-directory per VM (default %s)
   -f            stay in the foreground (for service managers and debugging)
@@ -35,6 +35,7 @@ const usage = `usage: vmstated [-fhnv] [-c configdir] [-p pidfile] [-s socket] [
   -s socket     control socket for vmstatedctl (default %s)
   -l logdir     per-VM logs, <name>.log (default %s)
   -S statedir   per-VM state records (default %s)
+  -R rundir     per-VM runtime files: sockets, pidfiles, hook journals (default %s)
   -v            verbose: log debug messages too
 `
 
@@ -49,12 +50,13 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.paths.Socket, "s", def.Socket, "")
 	fs.StringVar(&o.paths.LogDir, "l", def.LogDir, "")
 	fs.StringVar(&o.paths.StateDir, "S", def.StateDir, "")
+	fs.StringVar(&o.paths.RunDir, "R", def.RunDir, "")
 	fs.BoolVar(&o.foreground, "f", false, "")
 	fs.BoolVar(&o.verbose, "v", false, "")
 	fs.BoolVar(&o.check, "n", false, "")
 	help := fs.Bool("h", false, "")
 	printUsage := func() {
-		fmt.Fprintf(stderr, usage, def.ConfigDir, def.Pidfile, def.Socket, def.LogDir, def.StateDir)
+		fmt.Fprintf(stderr, usage, def.ConfigDir, def.Pidfile, def.Socket, def.LogDir, def.StateDir, def.RunDir)
 	}
 	if err := fs.Parse(args); err != nil {
 		printUsage()

@@ -514,17 +514,28 @@ func cmdEvents(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer s.Close()
+	defer func() { s.Close() }()
 	for {
 		ev, err := s.Next()
 		if err != nil {
 			if e.ctx.Err() != nil {
 				return nil
 			}
-			if errors.Is(err, io.EOF) {
-				return fmt.Errorf("the daemon ended the event stream after %d; resume with 'vmstatedctl events -after %d'", s.Last, s.Last)
+			if !errors.Is(err, io.EOF) {
+				return err
 			}
-			return err
+			// The daemon ended the stream (this reader fell behind, or
+			// the daemon exits): resume where it stopped. The lost
+			// notice already told of any gap.
+			s.Close()
+			opts.After = s.Last
+			if s, err = e.client().Events(e.ctx, opts); err != nil {
+				if e.ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("the event stream ended after %d: %w", opts.After, err)
+			}
+			continue
 		}
 		if e.json() {
 			writeJSON(e.stdout, ev)

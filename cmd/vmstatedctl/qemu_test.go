@@ -34,10 +34,21 @@ func TestQEMUCommands(t *testing.T) {
 	if fi, err := os.Stat(file); err != nil || fi.Size() == 0 {
 		t.Fatalf("screenshot file: %v", err)
 	}
-	for _, a := range []string{"nmi", "reset"} {
-		if code, _, errs = d.ctl(t, a, "q"); code != 0 {
-			t.Fatalf("%s: %d %s", a, code, errs)
-		}
+	if code, _, errs = d.ctl(t, "reset", "q"); code != 0 {
+		t.Fatalf("reset: %d %s", code, errs)
+	}
+	if code, _, errs = d.ctl(t, "wait", "q", "running"); code != 0 {
+		t.Fatalf("wait running after reset: %d %s", code, errs)
+	}
+	// With no operating system the firmware answers an NMI with a reset,
+	// which ends QEMU (-no-reboot), sometimes before it replies: the NMI
+	// must be supported, and the daemon must carry on.
+	// The reset's relaunch may also still be under way (409).
+	if code, _, errs = d.ctl(t, "nmi", "q"); code != 0 && (strings.Contains(errs, "cannot inject") || code != exitFailed) {
+		t.Fatalf("nmi: %d %s", code, errs)
+	}
+	if code, _, errs = d.ctl(t, "status", "q"); code != 0 {
+		t.Fatalf("status after nmi: %d %s", code, errs)
 	}
 	if code, out, errs = d.ctl(t, "stop", "-w", "-f", "q"); code != 0 {
 		t.Fatalf("stop -w -f: %d %s\n%s", code, errs, out)

@@ -203,7 +203,7 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 	if err != nil {
 		return nil, err
 	}
-	p, err := process.Start(process.Config{Path: o.Binary, Args: []string{"-k", conf, spec.Name}, Dir: spec.RunDir, OutputPath: out})
+	p, err := process.Start(process.Config{Path: o.Binary, Args: []string{"-k", conf, spec.Name}, Dir: spec.RunDir, OutputPath: out, Gated: true})
 	if err != nil {
 		fl.Stop()
 		return nil, fmt.Errorf("start bhyve (set the bhyve binary path if it is not %s): %w", o.Binary, err)
@@ -216,6 +216,14 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 		StartTime: p.StartTime(),
 		RunDir:    spec.RunDir,
 		Extra:     x,
+	}
+	// A daemon that dies from here on finds this process through the file.
+	_ = hypervisor.WriteHandleFile(h)
+	if err := p.Release(); err != nil {
+		_ = p.Signal(syscall.SIGKILL)
+		<-p.Done()
+		fl.Stop()
+		return nil, fmt.Errorf("start bhyve: %w", err)
 	}
 	return newInstance(p, h, fl, spec.Name, o), nil
 }

@@ -123,12 +123,22 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 	if dir == "" {
 		dir = spec.RunDir
 	}
-	p, err := process.Start(process.Config{Path: o.Command[0], Args: o.Command[1:], Env: o.Env, Dir: dir, OutputPath: out})
+	p, err := process.Start(process.Config{Path: o.Command[0], Args: o.Command[1:], Env: o.Env, Dir: dir, OutputPath: out, Gated: true})
 	if err != nil {
 		fl.Stop()
 		return nil, err
 	}
-	return newInstance(p, handle(spec, p, out), fl, o), nil
+	h := handle(spec, p, out)
+	// Before anything else can go wrong: a daemon that dies now must find
+	// this process again.
+	_ = hypervisor.WriteHandleFile(h)
+	if err := p.Release(); err != nil {
+		_ = p.Signal(syscall.SIGKILL)
+		<-p.Done()
+		fl.Stop()
+		return nil, fmt.Errorf("start %s: %w", o.Command[0], err)
+	}
+	return newInstance(p, h, fl, o), nil
 }
 
 func handle(spec hypervisor.Spec, p *process.Process, out string) hypervisor.Handle {

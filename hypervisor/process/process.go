@@ -35,7 +35,19 @@ type Config struct {
 	// opened O_APPEND (created 0640 if missing), so it keeps output across
 	// restarts of the VM. Empty means /dev/null.
 	OutputPath string
+	// Gated holds the program back until Release is called: the process
+	// starts as a small /bin/sh that waits on a pipe and then executes the
+	// program in its place (same pid, same start time). If the caller dies
+	// before releasing it, the pipe closes and the process exits without
+	// running the program. A driver records the process (its handle file)
+	// between Start and Release, so no VM can run that a restarted daemon
+	// cannot find.
+	Gated bool
 }
+
+// gateScript waits for the word on fd 3, closes it and becomes the program
+// ($0 with its arguments). Exit status 125 means the gate was never opened.
+const gateScript = `read -r go <&3 || exit 125; exec 3<&-; exec "$0" "$@"`
 
 // DefaultEnv is the environment given to a process whose Config.Env is nil.
 var DefaultEnv = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
@@ -67,6 +79,11 @@ type Process struct {
 	child *os.Process
 	// attached holds the OS-specific handle of a re-adopted process.
 	attached attachHandle
+
+	// gate is the write end of a Gated process's pipe until Release.
+	gate     *os.File
+	gateOnce sync.Once
+	gateErr  error
 }
 
 // ErrInvalid is wrapped by errors about an unusable Config.
@@ -86,6 +103,23 @@ func Start(cfg Config) (*Process, error) {
 	defer out.Close() // the child holds its own copy
 
 	cmd := exec.Command(cfg.Path, cfg.Args...)
+	var gate *os.File
+	if cfg.Gated {
+		// The wrapper would report a missing program only as an exit
+		// status; check now so the caller gets a real error.
+		path, err := exec.LookPath(cfg.Path)
+		if err != nil {
+			return nil, fmt.Errorf("start %s: %w", cfg.Path, err)
+		}
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, fmt.Errorf("start %s: %w", cfg.Path, err)
+		}
+		defer r.Close() // the child holds its own copy
+		gate = w
+		cmd = exec.Command("/bin/sh", append([]string{"-c", gateScript, path}, cfg.Args...)...)
+		cmd.ExtraFiles = []*os.File{r}
+	}
 	cmd.Dir = cfg.Dir
 	if cmd.Dir == "" {
 		cmd.Dir = "/"
@@ -101,9 +135,12 @@ func Start(cfg Config) (*Process, error) {
 	// daemon (Ctrl-C, kill -- -pgid) do not reach the VM.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
+		if gate != nil {
+			gate.Close()
+		}
 		return nil, fmt.Errorf("start %s: %w", cfg.Path, err)
 	}
-	p := &Process{pid: cmd.Process.Pid, done: make(chan struct{}), child: cmd.Process}
+	p := &Process{pid: cmd.Process.Pid, done: make(chan struct{}), child: cmd.Process, gate: gate}
 	// The child cannot be reaped before we Wait, so its stat entry exists.
 	st, err := StartTimeOf(p.pid)
 	if err != nil {
@@ -126,6 +163,21 @@ func Start(cfg Config) (*Process, error) {
 		p.finish(s)
 	}()
 	return p, nil
+}
+
+// Release lets a Gated process run its program. It does nothing for a
+// process that was not gated or was released already.
+func (p *Process) Release() error {
+	p.gateOnce.Do(func() {
+		if p.gate == nil {
+			return
+		}
+		_, p.gateErr = p.gate.Write([]byte("go\n"))
+		if err := p.gate.Close(); p.gateErr == nil {
+			p.gateErr = err
+		}
+	})
+	return p.gateErr
 }
 
 func openOutput(path string) (*os.File, error) {

@@ -251,3 +251,51 @@ func TestSignalGroup(t *testing.T) {
 		t.Errorf("SignalGroup after exit: %v", err)
 	}
 }
+
+func TestGatedStartWaitsForRelease(t *testing.T) {
+	cfg := sh(t, "echo ran; exit 7")
+	cfg.Gated = true
+	p, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := p.StartTime()
+	// Held back: nothing ran yet, and the pid is already known.
+	time.Sleep(50 * time.Millisecond)
+	if b, _ := os.ReadFile(cfg.OutputPath); len(b) != 0 {
+		t.Fatalf("the program ran before Release: %q", b)
+	}
+	if err := p.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if s := waitDone(t, p); s.Code != 7 {
+		t.Fatalf("status %+v", s)
+	}
+	waitOutput(t, cfg.OutputPath, "ran")
+	if p.StartTime() != start {
+		t.Fatal("start time changed across the exec")
+	}
+}
+
+func TestGatedStartWithoutReleaseRunsNothing(t *testing.T) {
+	cfg := sh(t, "echo ran")
+	cfg.Gated = true
+	p, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The caller going away closes the pipe, as dropping the gate does.
+	p.gate.Close()
+	if s := waitDone(t, p); s.Code != 125 {
+		t.Fatalf("status %+v, want 125", s)
+	}
+	if b, _ := os.ReadFile(cfg.OutputPath); len(b) != 0 {
+		t.Fatalf("the program ran: %q", b)
+	}
+}
+
+func TestGatedStartOfAMissingProgram(t *testing.T) {
+	if _, err := Start(Config{Path: "/nonexistent/vmm", Gated: true}); err == nil {
+		t.Fatal("a missing program started")
+	}
+}

@@ -159,7 +159,7 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 		}
 	}
 
-	proc, err := process.Start(process.Config{Path: bin, Args: args, Dir: spec.RunDir, OutputPath: p.Output})
+	proc, err := process.Start(process.Config{Path: bin, Args: args, Dir: spec.RunDir, OutputPath: p.Output, Gated: true})
 	if err != nil {
 		stopFollower()
 		return nil, fmt.Errorf("qemu: starting %s: %w", bin, err)
@@ -176,6 +176,12 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 
 	inst := newInstance(d, spec, proc, p, follower)
 	inst.accel = accel
+	// A daemon that dies from here on finds this QEMU through the file
+	// instead of starting a second one.
+	_ = hypervisor.WriteHandleFile(inst.Handle())
+	if err := proc.Release(); err != nil {
+		return fail(fmt.Errorf("qemu: starting %s: %w", bin, err))
+	}
 	c, sub, err := connect(ctx, p.QMP, proc)
 	if err != nil {
 		if errors.Is(err, errExited) {

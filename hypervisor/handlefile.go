@@ -1,0 +1,46 @@
+package hypervisor
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// HandleFile is the name, inside an instance's RunDir, of the file holding
+// its Handle. Drivers write it as soon as the process exists, before Start
+// returns: a daemon that dies between the launch and saving the handle in
+// its own records finds the process through this file instead of
+// launching a second one and leaving the first orphaned.
+const HandleFile = "handle.json"
+
+// WriteHandleFile stores h in h.RunDir/HandleFile (temp file and rename,
+// so a reader sees the old file or the new one).
+func WriteHandleFile(h Handle) error {
+	if h.RunDir == "" {
+		return fmt.Errorf("handle of pid %d has no run directory", h.PID)
+	}
+	data, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(h.RunDir, HandleFile)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// ReadHandleFile reads the handle a driver left in runDir.
+func ReadHandleFile(runDir string) (Handle, error) {
+	var h Handle
+	data, err := os.ReadFile(filepath.Join(runDir, HandleFile))
+	if err != nil {
+		return h, err
+	}
+	if err := json.Unmarshal(data, &h); err != nil {
+		return h, fmt.Errorf("%s: %w", filepath.Join(runDir, HandleFile), err)
+	}
+	return h, nil
+}
