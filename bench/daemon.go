@@ -49,7 +49,7 @@ func (s *Suite) startDaemon(ctx context.Context, tag, root string, want int) (*d
 	}
 	defer errf.Close()
 	d.cmd = exec.Command(s.bin("vmstated"), "-f", "-c", root, "-p", filepath.Join(run, "vmstated.pid"),
-		"-s", d.socket, "-l", logs, "-S", state)
+		"-s", d.socket, "-l", logs, "-S", state, "-R", run)
 	d.cmd.Env = append(cleanEnv(), "XDG_RUNTIME_DIR="+run, "XDG_STATE_HOME="+xdg, "XDG_CONFIG_HOME="+xdg)
 	d.cmd.Stdout, d.cmd.Stderr = errf, errf
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // a ^C at the terminal is ours to handle
