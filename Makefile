@@ -2,7 +2,10 @@
 #
 #   make build     both binaries into bin/
 #   make test      gofmt check, go vet, cross-build check, go test -race ./...
-#   make bench     benchmarks (figures, not pass/fail)
+#   make bench     benchmark suite: the daemon measured from outside against
+#                  same-run references; updates docs/benchmarks.md (figures,
+#                  not pass/fail; about 5 minutes)
+#   make bench-go  the packages' go test benchmarks
 #   make fuzz      bounded fuzz runs (FUZZTIME per target, default 30s)
 #   make demo      run the daemon in the foreground on the demo VMs (no root)
 #   make install   binaries, man pages and the service file; PREFIX (default
@@ -26,7 +29,7 @@ FUZZTIME ?= 30s
 
 CMDS := $(notdir $(wildcard cmd/*))
 
-.PHONY: all build test vet fmt-check cross bench fuzz chaos demo install uninstall clean
+.PHONY: all build test vet fmt-check cross bench bench-go fuzz chaos demo install uninstall clean
 
 all: build
 
@@ -52,7 +55,11 @@ cross:
 test: fmt-check vet cross
 	$(GO) test -race -count=1 ./...
 
+# BENCHFLAGS passes options to the suite, e.g. BENCHFLAGS=-short.
 bench:
+	$(GO) run ./bench/cmd/vmbench -doc docs/benchmarks.md -chart docs/benchmarks-latency.svg $(BENCHFLAGS)
+
+bench-go:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 
 # Kill the daemon with SIGKILL at random points while VMs cycle, and check
