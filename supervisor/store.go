@@ -59,39 +59,27 @@ func (v *vm) record() Record {
 // persist writes the actor's record. A failure to write is logged, never
 // fatal: the VM goes on, and the next write may succeed.
 //
-// Every record is renamed into place before the VM moves on, which is all
-// a restarted daemon needs after the daemon itself died: the page cache
-// outlives the process. Only records of settled states (stopped, running,
-// paused, failed) are also flushed to disk: a transient state (start and
-// stop steps, restarting) matters only while the VM's process lives, and a
-// host crash ends that process too. Flushing those as well cost two fsyncs
-// (a millisecond or more each) on the path of every step of every start,
-// stop and crash restart.
+// Every record's data is flushed before it is renamed into place, so a
+// crash of the daemon or of the host at any instant leaves the old record
+// or the new one, never a torn one. The rename itself is made durable (the
+// directory flushed) only for steady states (stopped, running, paused,
+// failed): a transient state (start and stop steps, restarting) matters
+// only while the VM's process lives, and a host crash ends that process
+// too, so after one the previous record is as good. That saves one of the
+// two flushes on every step of every start, stop and crash restart.
 func (v *vm) persist() {
 	if v.sup.stateDir == "" {
 		return
 	}
-	if err := writeRecord(v.sup.stateDir, v.record(), settled(v.m.State())); err != nil {
+	if err := writeRecord(v.sup.stateDir, v.record(), v.m.State().Steady()); err != nil {
 		v.log.Printf("saving state: %v", err)
 		v.sup.logf("%s: saving state: %v", v.name, err)
 	}
 }
 
-// settled reports whether st is a state a VM stays in without the daemon
-// acting: its record is worth flushing to disk.
-func settled(st statemachine.State) bool {
-	switch st {
-	case statemachine.Stopped, statemachine.Running, statemachine.Paused, statemachine.Failed:
-		return true
-	}
-	return false
-}
-
-// writeRecord stores r atomically: a temp file, rename over the old
-// record; with durable, fsync of the file before the rename and of the
-// directory after. A crash of the daemon at any instant leaves the old
-// record or the new one, never a torn one; with durable, so does a crash
-// of the host.
+// writeRecord stores r atomically: a temp file, fsync, rename over the old
+// record, and with durable an fsync of the directory so the rename
+// survives a host crash too.
 func writeRecord(dir string, r Record, durable bool) error {
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
@@ -108,11 +96,9 @@ func writeRecord(dir string, r Record, durable bool) error {
 		tmp.Close()
 		return err
 	}
-	if durable {
-		if err := tmp.Sync(); err != nil {
-			tmp.Close()
-			return err
-		}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
 	}
 	if err := tmp.Close(); err != nil {
 		return err
