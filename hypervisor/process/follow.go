@@ -47,7 +47,6 @@ type Follower struct {
 	off     int64  // bytes of the file consumed (copied or held in partial)
 	ino     uint64 // inode of the file off belongs to, 0 if unknown
 	partial []byte
-	buf     []byte
 	offFile *os.File
 	err     error
 }
@@ -199,14 +198,16 @@ func (fl *Follower) copy(final bool) {
 		}
 	}
 	start := fl.off - int64(len(fl.partial))
-	if fl.buf == nil {
-		fl.buf = make([]byte, 32<<10)
-	}
+	// A buffer only while copying: a host with a thousand quiet VMs should
+	// not keep a thousand idle buffers.
+	bp := readBuffers.Get().(*[]byte)
+	defer readBuffers.Put(bp)
+	buf := *bp
 	for {
-		n, err := fl.f.ReadAt(fl.buf, fl.off)
+		n, err := fl.f.ReadAt(buf, fl.off)
 		if n > 0 {
 			fl.off += int64(n)
-			fl.emit(fl.buf[:n])
+			fl.emit(buf[:n])
 		}
 		if err != nil {
 			if err != io.EOF {
@@ -223,6 +224,9 @@ func (fl *Follower) copy(final bool) {
 		fl.saveOffset(end)
 	}
 }
+
+// readBuffers lends the copy loop its read buffer.
+var readBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // emit splits b into lines, writing complete ones and holding the rest.
 func (fl *Follower) emit(b []byte) {

@@ -150,6 +150,10 @@ func Start(cfg Config) (*Process, error) {
 	}
 	p.startTime = st
 	go func() {
+		// Park until the child has exited without holding an OS thread
+		// (where the platform allows), then reap it: a thousand VMs must
+		// not mean a thousand threads blocked in wait.
+		awaitExit(p.pid)
 		ps, err := cmd.Process.Wait()
 		s := Status{Code: -1}
 		if err == nil {

@@ -125,6 +125,27 @@ func (p *Process) watch(f *os.File) {
 	p.finish(Status{Code: -1})
 }
 
+// awaitExit returns once the child pid has exited (it is then a zombie for
+// the caller to reap), waiting in the runtime's poller on a pidfd. Without
+// pidfds it returns at once and the caller's wait blocks as usual.
+func awaitExit(pid int) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return
+	}
+	f := os.NewFile(uintptr(fd), "pidfd:"+strconv.Itoa(pid))
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Read(func(fd uintptr) bool {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 0)
+		return n > 0 || (err != nil && err != unix.EINTR)
+	})
+}
+
 // releaseAttached closes the pidfd; p.mu is held.
 func (p *Process) releaseAttached() {
 	if p.attached.pidfd != nil {

@@ -25,3 +25,6 @@ func (p *Process) releaseAttached() {}
 func (p *Process) signalAttached(sig syscall.Signal) error {
 	return hypervisor.ErrNotSupported
 }
+
+// awaitExit returns at once: the caller's wait blocks a thread.
+func awaitExit(pid int) {}
