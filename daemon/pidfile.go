@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,6 +25,10 @@ type Pidfile struct {
 	path string
 }
 
+// staleLockWait bounds how long LockPidfile waits for a lock whose holder,
+// as the file names it, no longer exists.
+const staleLockWait = 3 * time.Second
+
 // LockPidfile takes the pidfile lock at path and writes the current pid into
 // the file. When another process holds it, the error matches ErrRunning and
 // reads "vmstated is already running (pid 1234, pidfile /run/vmstated.pid)".
@@ -33,7 +38,8 @@ func LockPidfile(path string) (*Pidfile, error) {
 	// holder between our open and our lock: a lock on an unlinked file
 	// excludes nobody. Each retry means another process made progress, so
 	// the bound is only a guard against a pathological churn.
-	for range 100 {
+	heldByTheDead := time.Now().Add(staleLockWait)
+	for replaced := 0; replaced < 100; {
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 		if err != nil {
 			return nil, fmt.Errorf("open pidfile: %w", err)
@@ -42,6 +48,13 @@ func LockPidfile(path string) (*Pidfile, error) {
 		if errors.Is(err, unix.EWOULDBLOCK) {
 			pid := readPid(f)
 			f.Close()
+			if pid > 0 && unix.Kill(pid, 0) == unix.ESRCH && time.Now().Before(heldByTheDead) {
+				// The daemon named in the file is gone, yet the lock is
+				// held: it is being released (the holder is still
+				// exiting, or a child it forked has not reached exec).
+				time.Sleep(20 * time.Millisecond)
+				continue
+			}
 			who := "pid unknown"
 			if pid > 0 {
 				who = "pid " + strconv.Itoa(pid)
@@ -59,6 +72,7 @@ func LockPidfile(path string) (*Pidfile, error) {
 		}
 		if !same {
 			f.Close()
+			replaced++
 			continue
 		}
 		p := &Pidfile{f: f, path: path}
