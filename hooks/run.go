@@ -54,10 +54,12 @@ type Request struct {
 // shell runs the status wrapper.
 const shell = "/bin/sh"
 
-// statusShim runs "$@" and records its exit status in the file named by
-// its first argument. A hook killed by signal N is recorded, like sh
-// reports it, as 128+N.
-const statusShim = `f=$1; shift; "$@"; s=$?; printf '%s\n' "$s" > "$f"; exit "$s"`
+// statusShim waits for the word on fd 3 (sent once the caller has noted
+// the wrapper's pid: a caller that dies first closes the pipe and the hook
+// never runs, so a later daemon knows to run it), then runs "$@" and
+// records its exit status in the file named by its first argument. A hook
+// killed by signal N is recorded, like sh reports it, as 128+N.
+const statusShim = `f=$1; shift; read -r go <&3 || exit 125; exec 3<&-; "$@"; s=$?; printf '%s\n' "$s" > "$f"; exit "$s"`
 
 // ReadStatus reads a status file written for a hook run with
 // Request.StatusFile. ok is false when there is none (the hook has not
@@ -176,6 +178,18 @@ func Run(ctx context.Context, req Request) Result {
 		return res
 	}
 	environ := env.Environ()
+	var gateR, gateW *os.File
+	if req.StatusFile != "" {
+		if gateR, gateW, err = os.Pipe(); err != nil {
+			outR.Close()
+			outW.Close()
+			errR.Close()
+			errW.Close()
+			res.Err = &hookError{ErrStart, fmt.Sprintf("hook %s could not be started: %v", env.State, err)}
+			return res
+		}
+		defer gateW.Close()
+	}
 	var cmd *exec.Cmd
 	var start time.Time
 	for attempt := 0; ; attempt++ {
@@ -195,6 +209,9 @@ func Run(ctx context.Context, req Request) Result {
 			// Stdin nil: os/exec opens /dev/null.
 			SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 		}
+		if gateR != nil {
+			cmd.ExtraFiles = []*os.File{gateR}
+		}
 		start = time.Now()
 		err = cmd.Start()
 		// "Text file busy": some process has the hook open for writing.
@@ -210,6 +227,9 @@ func Run(ctx context.Context, req Request) Result {
 	// comes when the hook (and everything it started) is done writing.
 	outW.Close()
 	errW.Close()
+	if gateR != nil {
+		gateR.Close()
+	}
 	if err != nil {
 		outR.Close()
 		errR.Close()
@@ -219,6 +239,12 @@ func Run(ctx context.Context, req Request) Result {
 
 	if req.Started != nil {
 		req.Started(cmd.Process.Pid)
+	}
+	if gateW != nil {
+		// Noted: let the hook run. A wrapper that died already makes the
+		// write fail, and its exit status says what happened.
+		_, _ = gateW.Write([]byte("go\n"))
+		gateW.Close()
 	}
 	sink := newLineSink(req.Output)
 	streams := []*lineStream{
