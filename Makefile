@@ -66,7 +66,7 @@ bench-go:
 # that nothing is orphaned, lost or torn down twice. CHAOS_SEED replays a run.
 CHAOS_SEED ?= 20261122
 chaos:
-	VMSTATED_CHAOS=1 VMSTATED_CHAOS_SEED=$(CHAOS_SEED) $(GO) test -count=1 -v -run Chaos ./tests/chaos
+	VMSTATED_CHAOS_SEED=$(CHAOS_SEED) $(GO) test -race -count=1 -v -run Chaos ./tests/chaos
 
 # Every Fuzz* function in the tree, each for FUZZTIME.
 fuzz:

@@ -268,8 +268,8 @@ func (r *rig) hookCounts() map[string]int {
 }
 
 func TestChaosKillDaemonAtRandomPoints(t *testing.T) {
-	if os.Getenv("VMSTATED_CHAOS") == "" {
-		t.Skip("stress test: run it with make chaos (VMSTATED_CHAOS=1); it kills daemons at random points for a minute or more")
+	if testing.Short() {
+		t.Skip("stress test skipped with -short")
 	}
 	seed := int64(20261122)
 	if s := os.Getenv("VMSTATED_CHAOS_SEED"); s != "" {
