@@ -218,11 +218,7 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 		Extra:     x,
 	}
 	// A daemon that dies from here on finds this process through the file.
-	_ = hypervisor.WriteHandleFile(h)
-	if err := p.Release(); err != nil {
-		_ = p.Signal(syscall.SIGKILL)
-		<-p.Done()
-		fl.Stop()
+	if err := vmproc.Launch(p, h, fl); err != nil {
 		return nil, fmt.Errorf("start bhyve: %w", err)
 	}
 	return newInstance(p, h, fl, spec.Name, o), nil
@@ -235,21 +231,13 @@ func (d *Driver) Recover(ctx context.Context, spec hypervisor.Spec, h hypervisor
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if h.Driver != Name {
-		return nil, fmt.Errorf("recover: handle is for driver %q, not %q", h.Driver, Name)
-	}
-	if h.Version > hypervisor.HandleVersion {
-		return nil, fmt.Errorf("recover: handle version %d is newer than this daemon understands (%d)", h.Version, hypervisor.HandleVersion)
+	var x extra
+	if err := vmproc.DecodeHandle(h, Name, &x); err != nil {
+		return nil, err
 	}
 	o, err := options(spec)
 	if err != nil {
 		return nil, err
-	}
-	var x extra
-	if len(h.Extra) > 0 {
-		if err := json.Unmarshal(h.Extra, &x); err != nil {
-			return nil, fmt.Errorf("recover: driver state in handle: %w", err)
-		}
 	}
 	if x.Name == "" {
 		x.Name = spec.Name

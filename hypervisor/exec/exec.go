@@ -131,11 +131,7 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 	h := handle(spec, p, out)
 	// Before anything else can go wrong: a daemon that dies now must find
 	// this process again.
-	_ = hypervisor.WriteHandleFile(h)
-	if err := p.Release(); err != nil {
-		_ = p.Signal(syscall.SIGKILL)
-		<-p.Done()
-		fl.Stop()
+	if err := vmproc.Launch(p, h, fl); err != nil {
 		return nil, fmt.Errorf("start %s: %w", o.Command[0], err)
 	}
 	return newInstance(p, h, fl, o), nil
@@ -160,21 +156,13 @@ func (d *Driver) Recover(ctx context.Context, spec hypervisor.Spec, h hypervisor
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if h.Driver != Name {
-		return nil, fmt.Errorf("recover: handle is for driver %q, not %q", h.Driver, Name)
-	}
-	if h.Version > hypervisor.HandleVersion {
-		return nil, fmt.Errorf("recover: handle version %d is newer than this daemon understands (%d)", h.Version, hypervisor.HandleVersion)
+	var x extra
+	if err := vmproc.DecodeHandle(h, Name, &x); err != nil {
+		return nil, err
 	}
 	o, err := options(spec)
 	if err != nil {
 		return nil, err
-	}
-	var x extra
-	if len(h.Extra) > 0 {
-		if err := json.Unmarshal(h.Extra, &x); err != nil {
-			return nil, fmt.Errorf("recover: driver state in handle: %w", err)
-		}
 	}
 	if x.Output == "" {
 		x.Output = filepath.Join(h.RunDir, OutputFile)

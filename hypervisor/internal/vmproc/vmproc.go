@@ -6,6 +6,7 @@ package vmproc
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"syscall"
@@ -205,4 +206,37 @@ func ClassifySignalled(s process.Status, req Requests, stopSig syscall.Signal) (
 		return e, true
 	}
 	return hypervisor.Exit{Code: s.Code}, false
+}
+
+// Launch finishes a gated start: it leaves h in the run directory, where a
+// daemon that dies from here on finds the process, then lets the process
+// run. If that fails the process is killed and the follower stopped.
+func Launch(p *process.Process, h hypervisor.Handle, fl *process.Follower) error {
+	_ = hypervisor.WriteHandleFile(h)
+	if err := p.Release(); err != nil {
+		_ = p.Signal(syscall.SIGKILL)
+		<-p.Done()
+		if fl != nil {
+			_ = fl.Stop()
+		}
+		return err
+	}
+	return nil
+}
+
+// DecodeHandle checks that h is a handle of driver this daemon can read and
+// decodes its driver-private part into extra.
+func DecodeHandle(h hypervisor.Handle, driver string, extra any) error {
+	if h.Driver != driver {
+		return fmt.Errorf("recover: handle is for driver %q, not %q", h.Driver, driver)
+	}
+	if h.Version > hypervisor.HandleVersion {
+		return fmt.Errorf("recover: handle version %d is newer than this daemon understands (%d)", h.Version, hypervisor.HandleVersion)
+	}
+	if len(h.Extra) > 0 {
+		if err := json.Unmarshal(h.Extra, extra); err != nil {
+			return fmt.Errorf("recover: driver state in handle: %w", err)
+		}
+	}
+	return nil
 }
