@@ -47,18 +47,11 @@ else
     echo "demo: qemu-system-x86_64 is not installed; running the exec VM only"
 fi
 
-# Per-VM runtime files (sockets, the guest's working directory) go under
-# XDG_RUNTIME_DIR for a user; root's are fixed.
-if [ "$(id -u)" -eq 0 ]; then
-    case $(uname -s) in
-    FreeBSD) rundir=/var/run/vmstated ;;
-    *) rundir=/run/vmstated ;;
-    esac
-else
-    XDG_RUNTIME_DIR=$demo/run
-    export XDG_RUNTIME_DIR
-    rundir=$demo/run/vmstated
-fi
+# Per-VM runtime files (sockets, the guest's working directory) stay under
+# the demo's directory too (-R), for root as for a user.
+rundir=$demo/run/vmstated
+XDG_RUNTIME_DIR=$demo/run
+export XDG_RUNTIME_DIR
 # The guest reboots once per demo: forget the earlier demo's reboot.
 rm -f "$rundir/demo/rebooted-once"
 
@@ -68,7 +61,7 @@ rm -f "$rundir/demo/rebooted-once"
 set -m 2>/dev/null || true
 
 "$bin/vmstated" -f -c "$demo/config" -l "$demo/log" -S "$demo/state" \
-    -s "$sock" -p "$demo/run/vmstated.pid" &
+    -s "$sock" -p "$demo/run/vmstated.pid" -R "$rundir" &
 daemon=$!
 
 i=0
