@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/vmstated/vmstated/config"
 	"github.com/vmstated/vmstated/hypervisor"
@@ -231,6 +232,7 @@ func (v *vm) resume(ctx context.Context, inst hypervisor.Instance, why string) {
 	}
 	switch st {
 	case statemachine.Stopped:
+		v.resumeNotice(ctx, st)
 		if r.autostart || wantRunning {
 			v.desired = statemachine.Stopped
 			reason := "desired state restored"
@@ -243,6 +245,7 @@ func (v *vm) resume(ctx context.Context, inst hypervisor.Instance, why string) {
 		}
 	case statemachine.Failed:
 		// Failure mode survives restarts; failreset ends it.
+		v.resumeNotice(ctx, st)
 	case statemachine.Running, statemachine.Paused, statemachine.Restarted:
 		if inst != nil {
 			v.setInstance(inst)
@@ -282,6 +285,33 @@ func (v *vm) resume(ctx context.Context, inst hypervisor.Instance, why string) {
 		}
 		v.spawn(ctx, stepJournal, v.journalWork(st))
 	}
+}
+
+// resumeNotice runs the hook of a resting state (stopped, failed) again
+// when the previous daemon started it and it did not finish. A hook that
+// never started leaves no journal (after a reboot the runtime directory is
+// empty), so nothing runs twice and nothing runs at every boot.
+func (v *vm) resumeNotice(ctx context.Context, st statemachine.State) {
+	j := v.journal(st)
+	if j.pid == "" {
+		return
+	}
+	if _, err := os.Stat(j.pid); err != nil {
+		return
+	}
+	timeout := 60 * time.Second
+	if v.cfg != nil {
+		timeout = v.cfg.hookTimeoutFor(st)
+	}
+	again := v.hookWork(st, statemachine.Transition{VM: v.name, From: st, To: st,
+		Reason: "continuing after a daemon restart"})
+	v.spawn(ctx, stepNotify, func(ctx context.Context) workResult {
+		if o, _ := j.settle(ctx, timeout); o == outcomeDone {
+			return workResult{ok: true}
+		}
+		v.log.Printf("hook %s did not finish before the daemon restarted; running it again", st)
+		return again(ctx)
+	})
 }
 
 // afterJournal continues a step whose hook the previous daemon ran: with

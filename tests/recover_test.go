@@ -3,7 +3,6 @@
 package tests
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -138,7 +137,6 @@ func TestDaemonKilledDuringStartHook(t *testing.T) {
 // the next daemon runs it again, as it does for the other hooks, so that
 // no state entry goes without its hook.
 func TestDaemonExitDuringNoticeHook(t *testing.T) {
-	knownBug(t, "after a daemon restart the stopped and failed hooks are not run again when the previous daemon exited while they ran (supervisor/recover.go resume: the Stopped and Failed cases do not consult the hook journal)")
 	t.Parallel()
 	e := newEnv(t)
 	for _, tc := range []struct{ short, state string }{{"notestop", "stopped"}, {"notefail", "failed"}} {
@@ -173,13 +171,4 @@ func TestDaemonExitDuringNoticeHook(t *testing.T) {
 		e.t = t
 		e.waitHooks(failVM, "start_network", "failed", "failed")
 	})
-}
-
-// knownBug skips a test that shows a bug not fixed yet, unless
-// VMSTATED_E2E_KNOWN_BUGS is set.
-func knownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("VMSTATED_E2E_KNOWN_BUGS") == "" {
-		t.Skip("known bug, not fixed yet (set VMSTATED_E2E_KNOWN_BUGS=1 to run): " + what)
-	}
 }
