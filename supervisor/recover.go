@@ -73,6 +73,14 @@ func (s *Supervisor) Load(snap *config.Snapshot, opts LoadOptions) {
 			if opts.FirstStartThisBoot && cfg != nil && cfg.autostart {
 				_ = v.send(s.ctx, recovering{rec: Record{Name: name, State: statemachine.Stopped}, autostart: true})
 			}
+		case r.err != nil && opts.FirstStartThisBoot:
+			// The host rebooted: no process of the VM survived, so an
+			// unreadable record (torn by the crash) means stopped.
+			s.logf("%s: %v; the host has rebooted since, so the VM is taken for stopped", name, r.err)
+			v := s.add(name, cfg, errs[name], statemachine.Stopped)
+			if cfg != nil && cfg.autostart {
+				_ = v.send(s.ctx, recovering{rec: Record{Name: name, State: statemachine.Stopped}, autostart: true})
+			}
 		case r.err != nil:
 			s.add(name, cfg, errs[name], statemachine.Failed).setFailure(r.err.Error())
 		default:

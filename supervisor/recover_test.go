@@ -155,6 +155,24 @@ func TestCorruptRecordMovedAside(t *testing.T) {
 	f.waitState("vm0", sRunning)
 }
 
+func TestCorruptRecordAfterRebootMeansStopped(t *testing.T) {
+	f := newFixture(t)
+	f.addVM("vm0", sleeper+"\nautostart = true;")
+	f.sync()
+	f.stop()
+	path := filepath.Join(f.base, "state", "vm0.json")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.start()
+	f.sup.Load(loadRoot(t, f.root), LoadOptions{FirstStartThisBoot: true})
+	// Not failed: nothing can have survived the reboot; autostart applies.
+	f.waitPID("vm0")
+	if aside, _ := filepath.Glob(path + ".corrupt-*"); len(aside) != 1 {
+		t.Fatalf("moved-aside files: %v", aside)
+	}
+}
+
 func TestInterruptedHookRunsAgain(t *testing.T) {
 	f := newFixture(t)
 	f.addVM("vm0", sleeper)

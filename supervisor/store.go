@@ -59,14 +59,15 @@ func (v *vm) record() Record {
 // persist writes the actor's record. A failure to write is logged, never
 // fatal: the VM goes on, and the next write may succeed.
 //
-// Every record's data is flushed before it is renamed into place, so a
-// crash of the daemon or of the host at any instant leaves the old record
-// or the new one, never a torn one. The rename itself is made durable (the
-// directory flushed) only for steady states (stopped, running, paused,
-// failed): a transient state (start and stop steps, restarting) matters
-// only while the VM's process lives, and a host crash ends that process
-// too, so after one the previous record is as good. That saves one of the
-// two flushes on every step of every start, stop and crash restart.
+// Every record is renamed into place atomically, so a crash of the daemon
+// at any instant leaves the old record or the new one. Records of steady
+// states (stopped, running, paused, failed) are also flushed to disk,
+// file and directory, so they survive a crash of the host. Transient
+// states (the start and stop steps, restarting) are not: they matter only
+// while the VM's process lives, and a host crash ends that process too; a
+// record torn by one is recognised after the reboot and taken for stopped
+// (see Load). That keeps fsync off the path of every step of every start,
+// stop and crash restart.
 func (v *vm) persist() {
 	if v.sup.stateDir == "" {
 		return
@@ -77,9 +78,9 @@ func (v *vm) persist() {
 	}
 }
 
-// writeRecord stores r atomically: a temp file, fsync, rename over the old
-// record, and with durable an fsync of the directory so the rename
-// survives a host crash too.
+// writeRecord stores r atomically: a temp file renamed over the old record;
+// with durable, the file is flushed before the rename and the directory
+// after it, so the record survives a host crash too.
 func writeRecord(dir string, r Record, durable bool) error {
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
@@ -96,9 +97,11 @@ func writeRecord(dir string, r Record, durable bool) error {
 		tmp.Close()
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
+	if durable {
+		if err := tmp.Sync(); err != nil {
+			tmp.Close()
+			return err
+		}
 	}
 	if err := tmp.Close(); err != nil {
 		return err
