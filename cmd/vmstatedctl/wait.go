@@ -45,6 +45,13 @@ func (e *env) waitFor(name string, g goal, act func() error) (api.Status, error)
 		return st, err
 	}
 	if done, err := g.check(st, false); done || err != nil {
+		// Settled before any event was read (a quick stop): say where it
+		// ended, since the states it passed are not shown.
+		if err == nil && !g.quiet && !e.json() {
+			progressMu.Lock()
+			fmt.Fprintf(e.stdout, "%s: %s\n", name, st.State)
+			progressMu.Unlock()
+		}
 		return st, err
 	}
 	for {
