@@ -2,7 +2,6 @@ package supervisor
 
 import (
 	"fmt"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -15,5 +14,3 @@ func bootID() (string, error) {
 	}
 	return fmt.Sprintf("%d.%06d", tv.Sec, tv.Usec), nil
 }
-
-func signalZero(pid int) error { return syscall.Kill(pid, 0) }

@@ -3,7 +3,6 @@ package supervisor
 import (
 	"os"
 	"strings"
-	"syscall"
 )
 
 // bootID identifies the current boot of the host.
@@ -14,5 +13,3 @@ func bootID() (string, error) {
 	}
 	return strings.TrimSpace(string(b)), nil
 }
-
-func signalZero(pid int) error { return syscall.Kill(pid, 0) }

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/vmstated/vmstated/config"
@@ -424,7 +425,7 @@ func livePidfiles(dir string) []int {
 		if err != nil || pid <= 0 {
 			continue
 		}
-		if err := signalZero(pid); err == nil {
+		if err := syscall.Kill(pid, 0); err == nil {
 			out = append(out, pid)
 		}
 	}

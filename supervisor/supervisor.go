@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vmstated/vmstated/config"
 	"github.com/vmstated/vmstated/hooks"
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/statemachine"
@@ -423,45 +424,12 @@ func (s *Supervisor) StopAll(ctx context.Context, opts StopOptions) error {
 // VM it depends on.
 func (s *Supervisor) stopOrder() [][]string {
 	all := s.List()
-	deps := make(map[string][]string)
-	for _, st := range all {
-		deps[st.Name] = st.Depends
+	deps := make(map[string][]string, len(all))
+	names := make([]string, len(all))
+	for i, st := range all {
+		deps[st.Name], names[i] = st.Depends, st.Name
 	}
-	// depth(v) = 1 + max depth of the VMs depending on v.
-	dependants := make(map[string][]string)
-	for n, ds := range deps {
-		for _, d := range ds {
-			dependants[d] = append(dependants[d], n)
-		}
-	}
-	depth := make(map[string]int)
-	var visit func(n string, seen map[string]bool) int
-	visit = func(n string, seen map[string]bool) int {
-		if d, ok := depth[n]; ok {
-			return d
-		}
-		if seen[n] { // a cycle: config validation prevents it; do not loop
-			return 0
-		}
-		seen[n] = true
-		d := 0
-		for _, m := range dependants[n] {
-			if x := visit(m, seen) + 1; x > d {
-				d = x
-			}
-		}
-		depth[n] = d
-		return d
-	}
-	waves := [][]string{}
-	for _, st := range all {
-		d := visit(st.Name, map[string]bool{})
-		for len(waves) <= d {
-			waves = append(waves, nil)
-		}
-		waves[d] = append(waves[d], st.Name)
-	}
-	return waves
+	return config.StopWaves(deps, names)
 }
 
 // waitSettled waits until a VM rests in stopped or failed.

@@ -642,7 +642,7 @@ func (v *vm) onCommand(ctx context.Context, c command) error {
 			reason = "start requested"
 		}
 		if len(v.cfg.depends) > 0 {
-			v.lastReason = "waiting for " + joinNames(v.cfg.depends)
+			v.lastReason = "waiting for " + strings.Join(v.cfg.depends, ", ")
 			deps := v.cfg.depends
 			v.spawn(ctx, stepDeps, func(ctx context.Context) workResult {
 				if err := v.sup.startDeps(ctx, v.name, deps); err != nil {
@@ -859,15 +859,4 @@ func (v *vm) publishStatus() {
 	b := v.m.Budget()
 	s.restartTimes, s.window = b.Times(), b.Window
 	v.status.Store(s)
-}
-
-func joinNames(names []string) string {
-	out := ""
-	for i, n := range names {
-		if i > 0 {
-			out += ", "
-		}
-		out += n
-	}
-	return out
 }

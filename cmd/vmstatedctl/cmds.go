@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/vmstated/vmstated/api"
+	"github.com/vmstated/vmstated/config"
 	"github.com/vmstated/vmstated/statemachine"
 )
 
@@ -257,56 +258,15 @@ func (e *env) stopAll(opts api.StopOptions) error {
 // stopWaves groups the VMs that are not at rest (stopped or failed) in
 // waves: every VM comes in an earlier wave than the VMs it depends on.
 func stopWaves(list []api.Status) [][]string {
-	active := map[string]bool{}
+	deps := make(map[string][]string, len(list))
+	var active []string
 	for _, st := range list {
+		deps[st.Name] = st.Depends
 		if st.State != statemachine.Stopped && st.State != statemachine.Failed {
-			active[st.Name] = true
+			active = append(active, st.Name)
 		}
 	}
-	dependants := map[string][]string{}
-	for _, st := range list {
-		for _, d := range st.Depends {
-			dependants[d] = append(dependants[d], st.Name)
-		}
-	}
-	depth := map[string]int{}
-	var visit func(n string, seen map[string]bool) int
-	visit = func(n string, seen map[string]bool) int {
-		if d, ok := depth[n]; ok {
-			return d
-		}
-		if seen[n] {
-			return 0 // a cycle; configs with one do not load
-		}
-		seen[n] = true
-		d := 0
-		for _, m := range dependants[n] {
-			if x := visit(m, seen) + 1; x > d {
-				d = x
-			}
-		}
-		depth[n] = d
-		return d
-	}
-	var waves [][]string
-	for _, st := range list {
-		if !active[st.Name] {
-			continue
-		}
-		d := visit(st.Name, map[string]bool{})
-		for len(waves) <= d {
-			waves = append(waves, nil)
-		}
-		waves[d] = append(waves[d], st.Name)
-	}
-	out := waves[:0]
-	for _, w := range waves {
-		if len(w) > 0 {
-			sort.Strings(w)
-			out = append(out, w)
-		}
-	}
-	return out
+	return config.StopWaves(deps, active)
 }
 
 func cmdStatus(e *env, args []string) error {

@@ -167,13 +167,9 @@ func (d *Driver) Recover(ctx context.Context, spec hypervisor.Spec, h hypervisor
 	if x.Output == "" {
 		x.Output = filepath.Join(h.RunDir, OutputFile)
 	}
-	p, err := process.Attach(h.PID, h.StartTime)
+	p, fl, err := vmproc.Reattach(h, x.Output, spec.Output)
 	if err != nil {
-		return nil, fmt.Errorf("recover: %w", err)
-	}
-	fl, err := process.Follow(context.Background(), x.Output, spec.Output)
-	if err != nil {
-		fl = nil // the VM runs on; only its output is not followed
+		return nil, err
 	}
 	return newInstance(p, h, fl, o), nil
 }

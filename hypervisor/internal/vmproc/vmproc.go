@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"sync"
 	"syscall"
 	"time"
@@ -239,4 +240,19 @@ func DecodeHandle(h hypervisor.Handle, driver string, extra any) error {
 		}
 	}
 	return nil
+}
+
+// Reattach finds a process of an earlier daemon again by its handle and
+// resumes following its output file into w. A follower that cannot be set
+// up is left out: the VM runs on, only its output is not followed.
+func Reattach(h hypervisor.Handle, output string, w io.Writer) (*process.Process, *process.Follower, error) {
+	p, err := process.Attach(h.PID, h.StartTime)
+	if err != nil {
+		return nil, nil, fmt.Errorf("recover: %w", err)
+	}
+	fl, err := process.Follow(context.Background(), output, w)
+	if err != nil {
+		fl = nil
+	}
+	return p, fl, nil
 }
