@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -370,5 +371,25 @@ func writeRec(t *testing.T, f *fixture, r Record) {
 	b, _ := json.Marshal(r)
 	if err := os.WriteFile(filepath.Join(f.base, "state", r.Name+".json"), b, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A hook cut short by a daemon exit is not a failed hook. The exit and the
+// hook's result race in the actor and the result must lose; the daemon
+// here exits the moment the VM enters running, while its running hook is
+// being started. Several rounds, since either could come first in any one.
+func TestHookCutByDaemonExitIsNotAFailure(t *testing.T) {
+	for round := range 8 {
+		t.Run(fmt.Sprint(round), func(t *testing.T) {
+			f := newFixture(t)
+			f.addVM("vm0", sleeper)
+			f.sync()
+			if err := f.sup.Start(ctx(t), "vm0"); err != nil {
+				t.Fatal(err)
+			}
+			f.waitState("vm0", sRunning)
+			f.restart(LoadOptions{})
+			f.waitPID("vm0")
+		})
 	}
 }

@@ -164,6 +164,14 @@ func (v *vm) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case msg := <-v.inbox:
+			if ctx.Err() != nil {
+				// The daemon is exiting. Both cases of the select were
+				// ready; a result now is most likely work cut short by
+				// the exit, which must not count as its failure. The
+				// journal and the record tell the next daemon where
+				// the VM stands.
+				return
+			}
 			v.handle(ctx, msg)
 		case <-exited:
 			v.onExit(ctx)
