@@ -48,6 +48,10 @@ type Status struct {
 	Removed bool `json:"removed,omitempty"`
 	// LastExit is how the hypervisor last ended.
 	LastExit *Exit `json:"last_exit,omitempty"`
+	// Hook names the state whose hook the VM waits for. A running VM
+	// with no hook pending is up: the VMs that depend on it start, and
+	// vmstatedctl start -w returns.
+	Hook statemachine.State `json:"hook,omitempty"`
 }
 
 // Exit is how a hypervisor process ended.
@@ -68,6 +72,9 @@ const (
 	// KindConfig: a VM's config was added, changed, removed or found
 	// invalid.
 	KindConfig = "config"
+	// KindHook: the hook of state To finished; Reason is empty when it
+	// succeeded, else why it failed (a transition follows).
+	KindHook = "hook"
 	// KindLost: events were missed; resume after Seq or re-read the
 	// status.
 	KindLost = "lost"

@@ -137,7 +137,8 @@
 //	    hooks ran) so it can be looked at before it runs again; failreset
 //	    clears it. Every automatic restart counts toward maxrestart.
 //	depends       list of VM names         default: none
-//	    VMs that must be running before this one starts: depends = [ db ];
+//	    VMs that must be up (running, their running hook finished) before
+//	    this one starts: depends = [ db ];
 //	    (a single name needs no brackets). Each must exist in the root; no
 //	    cycles.
 //	log_max_size  size      default: 10 (MB)   range 1 MB..1 TiB

@@ -15,6 +15,9 @@ const (
 	// KindConfig: a VM's config was added, changed, removed or found
 	// invalid.
 	KindConfig = "config"
+	// KindHook: the hook of state To finished. Reason is empty when it
+	// succeeded and says why when it did not (a transition follows).
+	KindHook = "hook"
 	// KindLost: the subscriber missed events (it asked to resume after a
 	// sequence number no longer kept, or it read too slowly).
 	KindLost = "lost"

@@ -260,6 +260,13 @@ func (v *vm) resume(ctx context.Context, inst hypervisor.Instance, why string) {
 			v.setInstance(inst)
 			if st == statemachine.Restarted {
 				_ = v.fire(ctx, statemachine.Done, "")
+				return
+			}
+			// The state's hook may not have finished, or not even
+			// started, when the last daemon went down: its journal says.
+			if v.journal(st).pid != "" && v.cfg != nil && v.cfg.scriptPath != "" {
+				v.hook = st
+				v.spawn(ctx, stepJournal, v.journalWork(st))
 			}
 			return
 		}
@@ -287,11 +294,15 @@ func (v *vm) resume(ctx context.Context, inst hypervisor.Instance, why string) {
 			_ = v.fire(ctx, statemachine.Done, "re-adopted after a daemon restart")
 			return
 		}
+		if hookStep(st) {
+			v.hook = st
+		}
 		v.spawn(ctx, stepJournal, v.journalWork(st))
 	case statemachine.StartNetwork, statemachine.StopStorage, statemachine.StopNetwork:
 		if inst != nil {
 			_ = inst.Kill()
 		}
+		v.hook = st
 		v.spawn(ctx, stepJournal, v.journalWork(st))
 	}
 }
@@ -361,7 +372,7 @@ func (v *vm) afterJournal(ctx context.Context, r workResult) {
 		}
 	default:
 		if r.rerun {
-			v.spawn(ctx, stepHook, v.hookWork(st, tr))
+			v.runStateHook(ctx, st, tr)
 			return
 		}
 		// As if the hook's own work had just reported.

@@ -393,3 +393,44 @@ func TestHookCutByDaemonExitIsNotAFailure(t *testing.T) {
 		})
 	}
 }
+
+// A running hook that a daemon exit interrupted runs again once the next
+// daemon has re-adopted the VM, and the VM counts as up only after it.
+func TestRunningHookInterruptedRunsAgain(t *testing.T) {
+	f := newFixture(t)
+	f.addVM("vm0", sleeper)
+	release := filepath.Join(f.base, "release")
+	hook := fmt.Sprintf("#!/bin/sh\necho \"vm0 running\" >> %q\nwhile [ ! -f %q ]; do sleep 0.02; done\n", f.record, release)
+	if err := os.WriteFile(filepath.Join(f.root, "vm0", "running"), []byte(hook), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f.sync()
+	if err := f.sup.Start(ctx(t), "vm0"); err != nil {
+		t.Fatal(err)
+	}
+	f.waitHooks("vm0", sStartNetwork, sStartStorage, sRunning)
+	pid := f.waitPID("vm0").PID
+	f.restart(LoadOptions{})
+	f.waitHooks("vm0", sStartNetwork, sStartStorage, sRunning, sRunning)
+	st := f.waitPID("vm0")
+	if st.PID != pid {
+		t.Fatalf("hypervisor pid %d, was %d", st.PID, pid)
+	}
+	if st.Up() {
+		t.Fatalf("up while its running hook runs again: %+v", st)
+	}
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(waitLimit)
+	for {
+		st, _ := f.sup.Get("vm0")
+		if st.Up() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not up after its running hook finished: %+v", st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

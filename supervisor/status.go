@@ -43,10 +43,19 @@ type Status struct {
 	Removed bool `json:"removed,omitempty"`
 	// LastExit is how the hypervisor last ended.
 	LastExit *hypervisor.Exit `json:"last_exit,omitempty"`
+	// Hook names the state whose hook the VM waits for; a running VM
+	// with no hook pending is up.
+	Hook statemachine.State `json:"hook,omitempty"`
 
 	restartTimes []time.Time
 	window       time.Duration
 	instance     hypervisor.Instance
+}
+
+// Up reports whether the VM runs and its running hook has finished: what
+// a VM that depends on it waits for.
+func (s Status) Up() bool {
+	return s.State == statemachine.Running && s.Hook == ""
 }
 
 // withRestarts fills Restarts as of now from the recorded restart times.

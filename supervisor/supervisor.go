@@ -342,7 +342,8 @@ func (s *Supervisor) FollowLog(name string) (<-chan []byte, func(), error) {
 }
 
 // startDeps starts the VMs name depends on (each after its own
-// dependencies) and waits until all of them run.
+// dependencies) and waits until all of them are up: running, with their
+// running hook finished.
 func (s *Supervisor) startDeps(ctx context.Context, name string, deps []string) error {
 	sub := s.bus.Subscribe(0)
 	defer sub.Close()
@@ -352,7 +353,12 @@ func (s *Supervisor) startDeps(ctx context.Context, name string, deps []string) 
 		if err != nil {
 			return fmt.Errorf("%s depends on %s, which does not exist", name, d)
 		}
-		if st.State == statemachine.Running {
+		if st.Up() {
+			continue
+		}
+		if st.State == statemachine.Running || st.State == statemachine.Restarted {
+			// Its running hook has not finished yet.
+			waiting[d] = true
 			continue
 		}
 		if st.State == statemachine.Failed {
@@ -365,7 +371,7 @@ func (s *Supervisor) startDeps(ctx context.Context, name string, deps []string) 
 	}
 	// Catch up with anything that happened before the subscription.
 	for d := range waiting {
-		if st, _ := s.Get(d); st.State == statemachine.Running {
+		if st, _ := s.Get(d); st.Up() {
 			delete(waiting, d)
 		}
 	}
@@ -378,18 +384,23 @@ func (s *Supervisor) startDeps(ctx context.Context, name string, deps []string) 
 				sub.Close()
 				sub = s.bus.Subscribe(0)
 				for d := range waiting {
-					if st, _ := s.Get(d); st.State == statemachine.Running {
+					if st, _ := s.Get(d); st.Up() {
 						delete(waiting, d)
 					}
 				}
 				continue
 			}
-			if e.Kind != KindTransition || !waiting[e.VM] {
+			if !waiting[e.VM] || (e.Kind != KindTransition && e.Kind != KindHook) {
+				continue
+			}
+			if st, _ := s.Get(e.VM); st.Up() {
+				delete(waiting, e.VM)
+				continue
+			}
+			if e.Kind != KindTransition {
 				continue
 			}
 			switch e.To {
-			case statemachine.Running:
-				delete(waiting, e.VM)
 			case statemachine.Failed:
 				return fmt.Errorf("%s depends on %s, which failed: %s", name, e.VM, e.Reason)
 			case statemachine.Stopped:

@@ -895,3 +895,77 @@ func TestStopOrderWaves(t *testing.T) {
 		t.Fatalf("waves %v", got)
 	}
 }
+
+// A dependant starts once the VM it depends on is up: running, with its
+// running hook finished. Until then the status names the pending hook.
+func TestDependantWaitsForRunningHook(t *testing.T) {
+	f := newFixture(t)
+	f.addVM("db", sleeper)
+	f.addVM("app", sleeper+"\ndepends = [ db ];")
+	release := filepath.Join(f.base, "release")
+	hook := fmt.Sprintf("#!/bin/sh\necho \"db running\" >> %q\nwhile [ ! -f %q ]; do sleep 0.02; done\necho \"db running-done\" >> %q\n",
+		f.record, release, f.record)
+	if err := os.WriteFile(filepath.Join(f.root, "db", "running"), []byte(hook), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f.sync()
+	if err := f.sup.Start(ctx(t), "app"); err != nil {
+		t.Fatal(err)
+	}
+	f.waitHooks("db", sStartNetwork, sStartStorage, sRunning)
+	st, _ := f.sup.Get("db")
+	if st.State != sRunning || st.Hook != sRunning || st.Up() {
+		t.Fatalf("db while its running hook runs: %+v", st)
+	}
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.waitState("app", sRunning)
+	if st, _ := f.sup.Get("db"); !st.Up() {
+		t.Fatalf("db not up once its hook finished: %+v", st)
+	}
+	lines := strings.Split(strings.TrimSpace(f.records()), "\n")
+	done, appStart := -1, -1
+	for i, l := range lines {
+		switch {
+		case strings.HasPrefix(l, "db running-done"):
+			done = i
+		case strings.HasPrefix(l, "app start_network") && appStart < 0:
+			appStart = i
+		}
+	}
+	if done < 0 || appStart < done {
+		t.Fatalf("app started before db's running hook finished:\n%s", f.records())
+	}
+	// The hook's end is an event of its own.
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, e := range f.seen {
+		if e.Kind == KindHook && e.VM == "db" && e.To == sRunning && e.Reason == "" {
+			return
+		}
+	}
+	t.Fatal("no hook event for db's running hook")
+}
+
+// A dependency whose running hook fails is not up: its dependant fails
+// with the reason instead of starting.
+func TestDependencyRunningHookFailure(t *testing.T) {
+	f := newFixture(t)
+	f.addVM("db", sleeper)
+	f.set("db", "running.exit", "4")
+	f.addVM("app", sleeper+"\ndepends = [ db ];")
+	f.sync()
+	if err := f.sup.Start(ctx(t), "app"); err != nil {
+		t.Fatal(err)
+	}
+	st := f.waitState("app", sFailed)
+	if !strings.Contains(st.Reason, "depends on db") {
+		t.Fatalf("reason %q", st.Reason)
+	}
+	for _, h := range f.hookRuns("app") {
+		if h == string(sStartNetwork) {
+			t.Fatalf("app started although db's running hook failed:\n%s", f.records())
+		}
+	}
+}

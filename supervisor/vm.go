@@ -54,7 +54,10 @@ type vm struct {
 	inst       hypervisor.Instance
 	lastExit   *hypervisor.Exit
 	lastReason string
-	gen        uint64 // numbers the work in flight; older results are stale
+	// hook is the state whose hook the VM waits for before it moves on
+	// (or, in running, before it counts as up); "" when none.
+	hook statemachine.State
+	gen  uint64 // numbers the work in flight; older results are stale
 	// lastWork is closed when the most recently spawned ordered work has
 	// finished. Ordered work waits for its predecessor, so a VM's hooks run
 	// one at a time and in the order of the states entered.
@@ -224,6 +227,10 @@ func (v *vm) enter(ctx context.Context, tr statemachine.Transition) {
 		msg += ": " + tr.Reason
 	}
 	v.log.Printf("%s", msg)
+	v.hook = ""
+	if hookStep(tr.To) {
+		v.hook = tr.To
+	}
 	// Status first: whoever reacts to the event must find it up to date.
 	v.publishStatus()
 	v.sup.bus.Publish(Event{Time: tr.Time, Kind: KindTransition, VM: v.name, Event: tr.Event,
@@ -231,22 +238,19 @@ func (v *vm) enter(ctx context.Context, tr statemachine.Transition) {
 	v.persist()
 
 	st := tr.To
-	switch st {
-	case statemachine.StartNetwork, statemachine.StopStorage, statemachine.StopNetwork,
-		statemachine.Running, statemachine.Paused, statemachine.Restarted:
-		v.spawn(ctx, stepHook, v.hookWork(st, tr))
-	case statemachine.StartStorage:
-		v.spawn(ctx, stepHook, v.hookWork(st, tr))
-	case statemachine.Restarting:
+	switch {
+	case hookStep(st):
+		v.runStateHook(ctx, st, tr)
+	case st == statemachine.Restarting:
 		old := v.inst
 		if old != nil && isDone(old) {
 			old = nil
 		}
 		v.inst = nil
 		v.spawn(ctx, stepRestart, v.restartWork(old, tr))
-	case statemachine.Stopping:
+	case st == statemachine.Stopping:
 		v.startStop(ctx, tr, nil)
-	case statemachine.Stopped, statemachine.Failed:
+	case st == statemachine.Stopped || st == statemachine.Failed:
 		v.inst = nil
 		v.desired = statemachine.Stopped
 		v.spawn(ctx, stepNotify, v.hookWork(st, tr))
@@ -263,6 +267,44 @@ func (v *vm) enter(ctx context.Context, tr statemachine.Transition) {
 	if v.desired == statemachine.Stopped && v.m.Can(statemachine.Stop) {
 		_ = v.fire(ctx, statemachine.Stop, "stop requested")
 	}
+}
+
+// hookStep reports whether the work of state s is its hook alone, which
+// the VM waits for (the status shows it as the pending hook).
+func hookStep(s statemachine.State) bool {
+	switch s {
+	case statemachine.StartNetwork, statemachine.StartStorage, statemachine.StopStorage,
+		statemachine.StopNetwork, statemachine.Running, statemachine.Paused, statemachine.Restarted:
+		return true
+	}
+	return false
+}
+
+// runStateHook runs the hook of st as the step the VM waits for; the
+// actor loop publishes the status with it once the message is handled.
+func (v *vm) runStateHook(ctx context.Context, st statemachine.State, tr statemachine.Transition) {
+	v.hook = st
+	v.spawn(ctx, stepHook, v.hookWork(st, tr))
+}
+
+// hookFinished notes that the hook of the current state has reported, in
+// the status first and then as an event, so that whoever waits for the VM
+// to be up (a dependant, vmstatedctl start -w) finds the status current.
+func (v *vm) hookFinished(r workResult) {
+	st := v.hook
+	if st == "" {
+		return
+	}
+	v.hook = ""
+	v.publishStatus()
+	reason := ""
+	if !r.ok {
+		reason = r.reason
+		if reason == "" {
+			reason = "hook " + string(st) + " failed"
+		}
+	}
+	v.sup.bus.Publish(Event{Time: v.sup.now(), Kind: KindHook, VM: v.name, To: st, Reason: reason})
 }
 
 // spawn runs work in its own goroutine; its result comes back to the actor
@@ -335,6 +377,9 @@ func (v *vm) onWork(ctx context.Context, r workResult) {
 			v.log.Printf("%s", r.reason)
 		}
 		return
+	}
+	if r.step == stepHook {
+		v.hookFinished(r)
 	}
 	stopWanted := v.desired == statemachine.Stopped
 	switch st := v.m.State(); st {
@@ -848,6 +893,7 @@ func (v *vm) publishStatus() {
 		Pending:     v.pending != nil,
 		Removed:     v.removed,
 		LastExit:    v.lastExit,
+		Hook:        v.hook,
 	}
 	if f := v.m.Failure(); f != "" {
 		s.Reason = f

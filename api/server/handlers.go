@@ -677,7 +677,7 @@ func toStatus(st supervisor.Status) api.Status {
 		Owner: st.Owner, Group: st.Group, Description: st.Description, Dir: st.Dir,
 		Autostart: st.Autostart, Depends: st.Depends, Restarts: st.Restarts,
 		MaxRestart: st.MaxRestart, Reason: st.Reason, ConfigError: st.ConfigError,
-		Pending: st.Pending, Removed: st.Removed,
+		Pending: st.Pending, Removed: st.Removed, Hook: st.Hook,
 	}
 	if st.Depends != nil {
 		out.Depends = append([]string(nil), st.Depends...)

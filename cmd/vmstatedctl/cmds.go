@@ -46,7 +46,8 @@ func init() {
 
 // cmdDetails are the longer descriptions shown by 'help command'.
 var cmdDetails = map[string]string{
-	"start": `-w waits until the VM runs, showing each state it passes, and fails
+	"start": `-w waits until the VM is up (running, its running hook finished),
+showing each state it passes, and fails
 (exit 1, with the reason) if it ends in failed or stopped instead.`,
 	"stop": `-f kills the hypervisor at once instead of asking the guest to power off.
 -t seconds replaces the VM's stop_timeout for this stop.

@@ -46,6 +46,9 @@ func reasonCell(st api.Status) string {
 	if st.Removed {
 		parts = append(parts, "config removed")
 	}
+	if st.Hook != "" {
+		parts = append(parts, "hook "+string(st.Hook)+" running")
+	}
 	if st.Reason != "" {
 		parts = append(parts, oneLine(st.Reason))
 	}
@@ -123,6 +126,9 @@ func printDetail(w io.Writer, st api.Status, now time.Time) {
 	}
 	if st.PID != 0 {
 		row("pid", strconv.Itoa(st.PID))
+	}
+	if st.Hook != "" {
+		row("hook", string(st.Hook)+" (running; the VM waits for it)")
 	}
 	row("hypervisor", st.Hypervisor)
 	row("cpus", dash(st.CPUs))
@@ -212,6 +218,11 @@ func formatEvent(ev api.Event) string {
 		return s
 	case api.KindLost:
 		return fmt.Sprintf("%s #%d lost: %s", t, ev.Seq, ev.Reason)
+	case api.KindHook:
+		if ev.Reason != "" {
+			return fmt.Sprintf("%s #%d %s: hook %s failed: %s", t, ev.Seq, ev.VM, ev.To, ev.Reason)
+		}
+		return fmt.Sprintf("%s #%d %s: hook %s finished", t, ev.Seq, ev.VM, ev.To)
 	}
 	s := fmt.Sprintf("%s #%d %s: %s", t, ev.Seq, ev.VM, ev.Kind)
 	if ev.Reason != "" {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -362,5 +363,34 @@ func TestBinary(t *testing.T) {
 		if code != tc.code {
 			t.Errorf("%v: exit %d, want %d\n%s", tc.args, code, tc.code, out)
 		}
+	}
+}
+
+// start -w returns once the VM is up: running and its running hook
+// finished, so a script that goes on after it finds what that hook set up.
+func TestStartWaitsForRunningHook(t *testing.T) {
+	d := startDaemon(t, map[string]string{"vm": sleeper("vm", "")})
+	marker := filepath.Join(t.TempDir(), "set-up")
+	hook := fmt.Sprintf("#!/bin/sh\nsleep 0.3\ntouch %q\n", marker)
+	if err := os.WriteFile(filepath.Join(d.root, "vm", "running"), []byte(hook), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := d.ctl(t, "start", "-w", "vm")
+	if code != 0 || !strings.Contains(out, "vm: running") {
+		t.Fatalf("start -w: %d %s %s", code, out, errs)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatalf("start -w returned before the running hook finished: %v", err)
+	}
+	// A failing running hook makes start -w fail with the reason.
+	if code, _, errs = d.ctl(t, "stop", "-w", "vm"); code != 0 {
+		t.Fatalf("stop -w: %d %s", code, errs)
+	}
+	if err := os.WriteFile(filepath.Join(d.root, "vm", "running"), []byte("#!/bin/sh\nexit 7\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs = d.ctl(t, "start", "-w", "vm")
+	if code == 0 || !strings.Contains(errs, "status 7") {
+		t.Fatalf("start -w with a failing running hook: %d %q", code, errs)
 	}
 }

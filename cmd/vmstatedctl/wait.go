@@ -88,6 +88,18 @@ func (e *env) waitFor(name string, g goal, act func() error) (api.Status, error)
 				}
 				return st, fmt.Errorf("%s was removed (its config directory is gone)", name)
 			}
+		case api.KindHook:
+			// The hook the VM waited for in its state finished; a failure
+			// is followed by the transition it causes.
+			if ev.Reason == "" && ev.To == st.State && st.Hook == ev.To {
+				st.Hook = ""
+				if done, err := g.check(st, true); done || err != nil {
+					if fresh, gerr := c.Get(e.ctx, name); gerr == nil && fresh.State == st.State {
+						st = fresh
+					}
+					return st, err
+				}
+			}
 		case api.KindTransition:
 			if !g.quiet && !e.json() {
 				progressMu.Lock()
@@ -101,6 +113,14 @@ func (e *env) waitFor(name string, g goal, act func() error) (api.Status, error)
 			st.State, st.Reason, st.Since = ev.To, ev.Reason, ev.Time
 			if ev.To == statemachine.Stopped || ev.To == statemachine.Failed {
 				st.Desired = statemachine.Stopped
+			}
+			if ev.To == statemachine.Running && g.target == statemachine.Running {
+				// Up only once its running hook has finished: ask.
+				if fresh, gerr := c.Get(e.ctx, name); gerr == nil && fresh.State == statemachine.Running {
+					st.Hook = fresh.Hook
+				} else {
+					st.Hook = statemachine.Running
+				}
 			}
 			if done, err := g.check(st, true); done || err != nil {
 				if fresh, gerr := c.Get(e.ctx, name); gerr == nil && fresh.State == st.State {
@@ -125,7 +145,12 @@ func (g goal) check(st api.Status, moved bool) (bool, error) {
 		return true, nil
 	}
 	if st.State == g.target && (moved || !g.needMove) {
-		return true, nil
+		// A start is done once the VM is up: running with its running
+		// hook finished.
+		if g.target != statemachine.Running || st.Hook == "" {
+			return true, nil
+		}
+		return false, nil
 	}
 	if st.State == statemachine.Failed && g.target != statemachine.Failed {
 		return true, failedErr(st)
