@@ -257,13 +257,17 @@ func (e *env) stopAll(opts api.StopOptions) error {
 }
 
 // stopWaves groups the VMs that are not at rest (stopped or failed) in
-// waves: every VM comes in an earlier wave than the VMs it depends on.
+// waves: every VM comes in an earlier wave than the VMs it depends on. A
+// stopped VM that waits for its dependencies to start counts as active:
+// stopping it cancels that start, where leaving it would have it fail once
+// the VMs it waits for are stopped.
 func stopWaves(list []api.Status) [][]string {
 	deps := make(map[string][]string, len(list))
 	var active []string
 	for _, st := range list {
 		deps[st.Name] = st.Depends
-		if st.State != statemachine.Stopped && st.State != statemachine.Failed {
+		waiting := st.State == statemachine.Stopped && st.Desired == statemachine.Running
+		if waiting || (st.State != statemachine.Stopped && st.State != statemachine.Failed) {
 			active = append(active, st.Name)
 		}
 	}

@@ -394,3 +394,29 @@ func TestStartWaitsForRunningHook(t *testing.T) {
 		t.Fatalf("start -w with a failing running hook: %d %q", code, errs)
 	}
 }
+
+// stop -a also cancels a start that waits for the VMs it depends on, so
+// the VM stays stopped instead of failing once those are stopped.
+func TestStopAllCancelsWaitingStart(t *testing.T) {
+	d := startDaemon(t, map[string]string{
+		"db":  sleeper("db", ""),
+		"app": sleeper("app", "depends = db;"),
+	})
+	if err := os.WriteFile(filepath.Join(d.root, "db", "start_network"), []byte("#!/bin/sh\nsleep 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := d.ctl(t, "start", "app"); code != 0 {
+		t.Fatalf("start app: %d %s", code, errs)
+	}
+	if code, _, errs := d.ctl(t, "stop", "-a", "-w"); code != 0 {
+		t.Fatalf("stop -a: %d %s", code, errs)
+	}
+	code, out, _ := d.ctl(t, "-o", "json", "status", "app")
+	var app api.Status
+	if err := json.Unmarshal([]byte(out), &app); err != nil || code != 0 {
+		t.Fatalf("status app: %d %v %s", code, err, out)
+	}
+	if app.State != statemachine.Stopped || app.Desired != statemachine.Stopped {
+		t.Fatalf("app after stop -a: %s, desired %s (%s)", app.State, app.Desired, app.Reason)
+	}
+}
