@@ -279,14 +279,24 @@ func (i *instance) command(ctx context.Context, cmd string, args, result any) er
 	}
 	err = c.Run(ctx, cmd, args, result)
 	if err != nil && errors.Is(err, qmp.ErrClosed) {
+		// QEMU closes the socket as it exits, a moment before the exit
+		// itself is seen: wait for that moment, so that the caller learns
+		// the VM is gone rather than that QMP failed.
+		t := time.NewTimer(closedExitWait)
+		defer t.Stop()
 		select {
 		case <-i.proc.Done():
 			return fmt.Errorf("qemu: %s: %w", cmd, hypervisor.ErrExited)
-		default:
+		case <-t.C:
+		case <-ctx.Done():
 		}
 	}
 	return err
 }
+
+// closedExitWait bounds the wait for QEMU's exit after its QMP socket
+// closed under a command.
+const closedExitWait = 2 * time.Second
 
 // Shutdown presses the ACPI power button.
 func (i *instance) Shutdown(ctx context.Context) error {

@@ -610,3 +610,19 @@ func BenchmarkQEMUProcessAndQMP(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// A command that meets QMP closing because QEMU is exiting reports the exit
+// (ErrExited), not a broken connection, however the two race.
+func TestQEMUCommandDuringExitIsErrExited(t *testing.T) {
+	needQEMU(t)
+	for round := range 3 {
+		inst := start(t, &Driver{}, diskless(t, nil)).(*instance)
+		if err := inst.command(testCtx(t), "quit", nil, nil); err != nil && !errors.Is(err, hypervisor.ErrExited) {
+			t.Fatalf("round %d: quit: %v", round, err)
+		}
+		if err := inst.Shutdown(testCtx(t)); err != nil && !errors.Is(err, hypervisor.ErrExited) {
+			t.Fatalf("round %d: shutdown while QEMU quits: %v, want ErrExited", round, err)
+		}
+		waitExit(t, inst)
+	}
+}
