@@ -238,10 +238,10 @@ func (p *Process) finish(s Status) {
 }
 
 // OnExit runs fn once the process has exited (Done is closed and Status
-// final); if it has already, fn runs at once in a new goroutine. The functions run one after another
-// in a goroutine that serves only this process's exit, so fn may take its
-// time; unlike a goroutine waiting on Done, a registered fn costs nothing
-// while the process runs.
+// final); if it has already, fn runs at once in a new goroutine. The
+// functions run one after another in a goroutine that serves only this
+// process's exit, so fn may take its time. Unlike a goroutine waiting on
+// Done, a registered fn costs nothing while the process runs.
 func (p *Process) OnExit(fn func()) {
 	p.mu.Lock()
 	if !p.exited {

@@ -75,7 +75,7 @@ func New(cfg Config) *Instance {
 	return i
 }
 
-// settle settles the Exit once the process has ended.
+// settle works out and records the Exit once the process has ended.
 func (i *Instance) settle() {
 	st, _ := i.cfg.Proc.Status()
 	if i.cfg.Follower != nil {
