@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/looplab/fsm"
@@ -65,7 +66,7 @@ type Options struct {
 // exactly one goroutine (the VM's supervisor) owns it.
 type Machine struct {
 	name    string
-	fsm     *fsm.FSM
+	state   State
 	now     func() time.Time
 	since   time.Time
 	failure string
@@ -88,7 +89,7 @@ func New(opts Options) *Machine {
 	}
 	return &Machine{
 		name:   opts.Name,
-		fsm:    newFSM(initial),
+		state:  initial,
 		now:    now,
 		since:  since,
 		budget: RestartBudget{Max: opts.MaxRestart, Window: opts.MaxRestartTime},
@@ -108,8 +109,27 @@ func newFSM(initial State) *fsm.FSM {
 	return fsm.NewFSM(string(initial), events, nil)
 }
 
+// engine is the one looplab/fsm machine every Machine moves through: set
+// to the Machine's state, fired, read back. An fsm per VM would cost
+// kilobytes of maps per VM for a table that is the same for all.
+var engine = struct {
+	mu  sync.Mutex
+	fsm *fsm.FSM
+}{fsm: newFSM(Stopped)}
+
+// step moves from through the shared fsm by e.
+func step(from State, e Event) (State, error) {
+	engine.mu.Lock()
+	defer engine.mu.Unlock()
+	engine.fsm.SetState(string(from))
+	if err := engine.fsm.Event(context.Background(), string(e)); err != nil {
+		return from, err
+	}
+	return State(engine.fsm.Current()), nil
+}
+
 // State returns the current state.
-func (m *Machine) State() State { return State(m.fsm.Current()) }
+func (m *Machine) State() State { return m.state }
 
 // Since returns when the current state was entered.
 func (m *Machine) Since() time.Time { return m.since }
@@ -186,13 +206,14 @@ func (m *Machine) Fire(e Event, reason string) (Transition, error) {
 	case Start:
 		m.failure = ""
 	}
-	if err := m.fsm.Event(context.Background(), string(effective)); err != nil {
+	to, err := step(from, effective)
+	if err != nil {
 		// Next agreed the move is allowed; a refusal here means Table and
 		// the fsm disagree, which tests rule out.
 		return Transition{}, fmt.Errorf("state machine of %s: %s in %s: %w", m.name, effective, from, err)
 	}
-	m.since = now
-	return Transition{VM: m.name, Event: e, From: from, To: m.State(), Reason: reason, Time: now}, nil
+	m.state, m.since = to, now
+	return Transition{VM: m.name, Event: e, From: from, To: to, Reason: reason, Time: now}, nil
 }
 
 // Diagram returns the transition table as a Mermaid state diagram, made by

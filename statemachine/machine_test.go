@@ -2,6 +2,7 @@ package statemachine
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -289,6 +290,51 @@ func TestFormatDuration(t *testing.T) {
 	} {
 		if got := FormatDuration(d); got != want {
 			t.Errorf("FormatDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+// Machines share one fsm engine; many VMs moving at once must each keep
+// their own state.
+func TestMachinesMoveIndependently(t *testing.T) {
+	cycle := []struct {
+		e  Event
+		to State
+	}{
+		{Start, StartNetwork}, {Done, StartStorage}, {Done, Running}, {Stop, Stopping},
+		{Done, StopStorage}, {Done, StopNetwork}, {Done, Stopped},
+	}
+	const n = 50
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			m := New(Options{Name: fmt.Sprintf("vm%d", i)})
+			for round := 0; round < 20; round++ {
+				for _, c := range cycle[:i%len(cycle)+1] {
+					tr, err := m.Fire(c.e, "")
+					if err != nil {
+						errs <- err
+						return
+					}
+					if tr.To != c.to || m.State() != c.to {
+						errs <- fmt.Errorf("vm%d: %s led to %s (machine says %s), want %s", i, c.e, tr.To, m.State(), c.to)
+						return
+					}
+				}
+				// Back to stopped the rest of the way round.
+				for _, c := range cycle[i%len(cycle)+1:] {
+					if _, err := m.Fire(c.e, ""); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
 		}
 	}
 }

@@ -6,8 +6,6 @@ import (
 	"io"
 	"sync"
 	"time"
-
-	"gopkg.in/natefinch/lumberjack.v2"
 )
 
 // Log sources tag every line of a VM's log.
@@ -16,26 +14,21 @@ const (
 )
 
 // vmLog is one VM's log file. There is one per file for the daemon's
-// lifetime (lumberjack must not have two writers on one file), shared by the
+// lifetime (two writers on one file would rotate it twice), shared by the
 // daemon's own lines, the hooks' output and the hypervisor's output. Every
 // line gets a timestamp and the tag of its source.
 type vmLog struct {
 	path string
 
 	mu        sync.Mutex
-	out       *lumberjack.Logger
+	out       *rotatingFile
 	followers map[chan []byte]struct{}
 }
 
 func newVMLog(path string, maxSizeMB, maxFiles int) *vmLog {
 	return &vmLog{
-		path: path,
-		out: &lumberjack.Logger{
-			Filename:   path,
-			MaxSize:    maxSizeMB,
-			MaxBackups: maxFiles,
-			LocalTime:  true,
-		},
+		path:      path,
+		out:       newRotatingFile(path, maxSizeMB, maxFiles),
 		followers: make(map[chan []byte]struct{}),
 	}
 }

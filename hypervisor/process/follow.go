@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -23,7 +24,9 @@ const OffsetSuffix = ".offset"
 const maxLine = 64 << 10
 
 // Follower copies the lines appended to a file into a writer. It is woken
-// by filesystem notifications, so it does no work while the file is idle.
+// by filesystem notifications, so it does no work while the file is idle,
+// and it has no goroutine then either: one runs only while there is
+// something to copy (a host may follow a thousand quiet VMs).
 //
 // How far it has copied is kept in path+OffsetSuffix, updated after every
 // batch, so a follower started after a daemon restart resumes where the
@@ -36,19 +39,25 @@ type Follower struct {
 	path    string
 	offPath string
 	w       io.Writer
-	wake    chan struct{}
 
-	stop     chan struct{}
+	// woken is set from a notification until a copy begins; while it is
+	// set, further notifications need no goroutine of their own (the
+	// pending copy sees their bytes).
+	woken atomic.Bool
+
 	stopOnce sync.Once
 	done     chan struct{}
 
-	// Owned by the run goroutine until done is closed.
-	f       *os.File
-	off     int64  // bytes of the file consumed (copied or held in partial)
-	ino     uint64 // inode of the file off belongs to, 0 if unknown
-	partial []byte
-	offFile *os.File
-	err     error
+	// run is held by whoever copies; it owns the fields below.
+	run         sync.Mutex
+	stopContext func() bool // undoes the context.AfterFunc
+	stopped     bool
+	f           *os.File
+	off         int64  // bytes of the file consumed (copied or held in partial)
+	ino         uint64 // inode of the file off belongs to, 0 if unknown
+	partial     []byte
+	offFile     *os.File
+	err         error
 }
 
 // Follow starts copying the lines appended to path into w, one Write per
@@ -68,8 +77,6 @@ func Follow(ctx context.Context, path string, w io.Writer) (*Follower, error) {
 		path:    abs,
 		offPath: abs + OffsetSuffix,
 		w:       w,
-		wake:    make(chan struct{}, 1),
-		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
 	off, ino, err := readOffset(fl.offPath)
@@ -77,10 +84,14 @@ func Follow(ctx context.Context, path string, w io.Writer) (*Follower, error) {
 		return nil, err
 	}
 	fl.off, fl.ino = off, ino
-	if err := files.subscribe(fl.path, fl.wake); err != nil {
+	if err := files.subscribe(fl.path, fl); err != nil {
 		return nil, fmt.Errorf("follow %s: %w", path, err)
 	}
-	go fl.run(ctx)
+	// What the file holds already.
+	fl.wake()
+	fl.run.Lock()
+	fl.stopContext = context.AfterFunc(ctx, func() { _ = fl.Stop() })
+	fl.run.Unlock()
 	return fl, nil
 }
 
@@ -114,7 +125,23 @@ func readOffset(path string) (int64, uint64, error) {
 // newline), stops following and returns the first error writing to w or
 // reading the file. It may be called more than once.
 func (fl *Follower) Stop() error {
-	fl.stopOnce.Do(func() { close(fl.stop) })
+	fl.stopOnce.Do(func() {
+		files.unsubscribe(fl.path, fl)
+		fl.run.Lock()
+		if fl.stopContext != nil {
+			fl.stopContext()
+		}
+		fl.copy(true)
+		fl.stopped = true
+		if fl.f != nil {
+			fl.f.Close()
+		}
+		if fl.offFile != nil {
+			fl.offFile.Close()
+		}
+		fl.run.Unlock()
+		close(fl.done)
+	})
 	<-fl.done
 	return fl.err
 }
@@ -122,36 +149,33 @@ func (fl *Follower) Stop() error {
 // Done is closed once the follower has stopped.
 func (fl *Follower) Done() <-chan struct{} { return fl.done }
 
-func (fl *Follower) run(ctx context.Context) {
-	defer func() {
-		files.unsubscribe(fl.path, fl.wake)
-		if fl.f != nil {
-			fl.f.Close()
-		}
-		if fl.offFile != nil {
-			fl.offFile.Close()
-		}
-		close(fl.done)
-	}()
+// wake is called when something happened to the file: it starts a
+// goroutine to copy, unless one is started already and has not begun.
+// It never blocks.
+func (fl *Follower) wake() {
+	if fl.woken.Swap(true) {
+		return
+	}
+	go fl.catchUp()
+}
+
+// catchUp copies what was appended since the last copy.
+func (fl *Follower) catchUp() {
+	fl.run.Lock()
+	defer fl.run.Unlock()
+	// From here on a notification starts another copy: this one may have
+	// read past the bytes it announces, or not.
+	fl.woken.Store(false)
+	if fl.stopped {
+		return
+	}
 	fl.copy(false)
-	for {
-		select {
-		case <-fl.wake:
-			fl.copy(false)
-			if fl.replaced() {
-				// The old file has been read to its end; switch to the
-				// one that now has the name.
-				fl.f.Close()
-				fl.f = nil
-				fl.copy(false)
-			}
-		case <-fl.stop:
-			fl.copy(true)
-			return
-		case <-ctx.Done():
-			fl.copy(true)
-			return
-		}
+	if fl.replaced() {
+		// The old file has been read to its end; switch to the one that
+		// now has the name.
+		fl.f.Close()
+		fl.f = nil
+		fl.copy(false)
 	}
 }
 

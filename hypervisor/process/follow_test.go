@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -286,6 +287,7 @@ func TestFollowMany(t *testing.T) {
 	ws := make([]*lines, n)
 	fls := make([]*Follower, n)
 	paths := make([]string, n)
+	g0 := runtime.NumGoroutine()
 	for i := range n {
 		dir := filepath.Join(root, strconv.Itoa(i))
 		if err := os.Mkdir(dir, 0o755); err != nil {
@@ -298,6 +300,13 @@ func TestFollowMany(t *testing.T) {
 			t.Fatalf("follower %d: %v", i, err)
 		}
 		fls[i] = fl
+	}
+	// Idle followers hold no goroutine: the ones that looked at the
+	// (missing) files at the start end.
+	for deadline := time.Now().Add(guard); runtime.NumGoroutine()-g0 >= n/2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d idle followers hold %d goroutines", n, runtime.NumGoroutine()-g0)
+		}
 	}
 	for i := range n {
 		appendFile(t, paths[i], "line "+strconv.Itoa(i)+"\n")

@@ -74,6 +74,7 @@ type Process struct {
 	mu     sync.Mutex
 	exited bool
 	status Status
+	onExit []func()
 
 	// child is set for processes this daemon started.
 	child *os.Process
@@ -149,23 +150,7 @@ func Start(cfg Config) (*Process, error) {
 		return nil, fmt.Errorf("start %s: read start time of pid %d: %w", cfg.Path, p.pid, err)
 	}
 	p.startTime = st
-	go func() {
-		// Park until the child has exited without holding an OS thread
-		// (where the platform allows), then reap it: a thousand VMs must
-		// not mean a thousand threads blocked in wait.
-		awaitExit(p.pid)
-		ps, err := cmd.Process.Wait()
-		s := Status{Code: -1}
-		if err == nil {
-			s.Known = true
-			if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-				s.Signal = ws.Signal()
-			} else {
-				s.Code = ps.ExitCode()
-			}
-		}
-		p.finish(s)
-	}()
+	p.reapWhenExited(cmd.Process)
 	return p, nil
 }
 
@@ -217,17 +202,55 @@ func Attach(pid int, startTime uint64) (*Process, error) {
 	return p, nil
 }
 
-// finish records the exit status once and wakes every waiter.
+// reap waits for child, this daemon's child, and records how it ended.
+func (p *Process) reap(child *os.Process) {
+	ps, err := child.Wait()
+	s := Status{Code: -1}
+	if err == nil {
+		s.Known = true
+		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			s.Signal = ws.Signal()
+		} else {
+			s.Code = ps.ExitCode()
+		}
+	}
+	p.finish(s)
+}
+
+// finish records the exit status once, wakes every waiter and runs the
+// OnExit functions.
 func (p *Process) finish(s Status) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.exited {
+		p.mu.Unlock()
 		return
 	}
 	p.exited = true
 	p.status = s
 	p.releaseAttached()
 	close(p.done)
+	fns := p.onExit
+	p.onExit = nil
+	p.mu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
+}
+
+// OnExit runs fn once the process has exited (Done is closed and Status
+// final); if it has already, fn runs at once in a new goroutine. The
+// functions run one after another in a goroutine that serves only this
+// process's exit, so fn may take its time. Unlike a goroutine waiting on
+// Done, a registered fn costs nothing while the process runs.
+func (p *Process) OnExit(fn func()) {
+	p.mu.Lock()
+	if !p.exited {
+		p.onExit = append(p.onExit, fn)
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+	go fn()
 }
 
 // PID returns the process id.

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"syscall"
 	"unsafe"
 
@@ -133,5 +134,6 @@ func (p *Process) signalAttached(sig syscall.Signal) error {
 	return nil
 }
 
-// awaitExit returns at once on FreeBSD: the caller's wait blocks a thread.
-func awaitExit(pid int) {}
+// reapWhenExited reaps child once it has exited; the wait blocks a
+// thread while the process runs.
+func (p *Process) reapWhenExited(child *os.Process) { go p.reap(child) }

@@ -15,9 +15,11 @@ import (
 	"github.com/vmstated/vmstated/hypervisor"
 )
 
-// attachHandle is the pidfd of an attached process.
+// attachHandle is the pidfd of an attached process, open while open is
+// true.
 type attachHandle struct {
-	pidfd *os.File
+	pidfd int
+	open  bool
 }
 
 // StartTimeOf returns the start time of process pid: field 22 of
@@ -64,12 +66,7 @@ func parseStat(pid int, b []byte) (uint64, byte, error) {
 }
 
 func (p *Process) attach() error {
-	fd, err := unix.PidfdOpen(p.pid, unix.PIDFD_NONBLOCK)
-	if errors.Is(err, unix.EINVAL) {
-		// Before Linux 5.10 there is no PIDFD_NONBLOCK; watch then
-		// blocks a thread in poll instead of using the runtime's epoll.
-		fd, err = unix.PidfdOpen(p.pid, 0)
-	}
+	fd, err := unix.PidfdOpen(p.pid, 0)
 	if err != nil {
 		if errors.Is(err, unix.ESRCH) {
 			return fmt.Errorf("attach to pid %d: %w", p.pid, hypervisor.ErrGone)
@@ -92,86 +89,63 @@ func (p *Process) attach() error {
 		unix.Close(fd)
 		return err
 	}
-	f := os.NewFile(uintptr(fd), "pidfd:"+strconv.Itoa(p.pid))
-	p.attached.pidfd = f
-	go p.watch(f)
+	p.attached = attachHandle{pidfd: fd, open: true}
+	// The pidfd becomes readable when the process dies, even while it is
+	// a zombie its parent has not reaped. finish closes the pidfd.
+	exited := func() { p.finish(Status{Code: -1}) }
+	if exits.add(fd, exited) != nil {
+		go func() {
+			waitReadable(fd)
+			exited()
+		}()
+	}
 	return nil
 }
 
-// watch waits for the pidfd to become readable, which happens when the
-// process dies (even while it is a zombie not yet reaped by its parent).
-// The wait sits in the runtime's epoll: no thread is blocked and nothing
-// polls periodically.
-func (p *Process) watch(f *os.File) {
-	exited := func(fd uintptr) bool {
+// waitReadable blocks the calling thread until fd is readable; the
+// fallback when the shared exit poller cannot be had.
+func waitReadable(fd int) {
+	for {
 		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		n, err := unix.Poll(fds, 0)
-		return n > 0 || (err != nil && err != unix.EINTR)
-	}
-	rc, err := f.SyscallConn()
-	if err == nil {
-		err = rc.Read(exited)
-	}
-	if err != nil {
-		// Not pollable through the runtime: block a thread instead.
-		for {
-			fds := []unix.PollFd{{Fd: int32(f.Fd()), Events: unix.POLLIN}}
-			n, err := unix.Poll(fds, -1)
-			if n > 0 || (err != nil && err != unix.EINTR) {
-				break
-			}
+		n, err := unix.Poll(fds, -1)
+		if n > 0 || (err != nil && err != unix.EINTR) {
+			return
 		}
 	}
-	p.finish(Status{Code: -1})
 }
 
-// awaitExit returns once the child pid has exited (it is then a zombie for
-// the caller to reap), waiting in the runtime's poller on a pidfd. Without
-// pidfds it returns at once and the caller's wait blocks as usual.
-func awaitExit(pid int) {
-	fd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return
+// reapWhenExited reaps child, and records its status, once it has exited,
+// without a goroutine or thread of its own while it runs: its pidfd waits
+// in the shared exit poller, and wait(2) runs only when it will not block.
+// Without pidfds a goroutine blocks a thread in wait(2) instead.
+func (p *Process) reapWhenExited(child *os.Process) {
+	fd, err := unix.PidfdOpen(p.pid, 0)
+	if err == nil {
+		if exits.add(fd, func() { unix.Close(fd); p.reap(child) }) == nil {
+			return
+		}
+		unix.Close(fd)
 	}
-	f := os.NewFile(uintptr(fd), "pidfd:"+strconv.Itoa(pid))
-	defer f.Close()
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return
-	}
-	_ = rc.Read(func(fd uintptr) bool {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		n, err := unix.Poll(fds, 0)
-		return n > 0 || (err != nil && err != unix.EINTR)
-	})
+	go p.reap(child)
 }
 
 // releaseAttached closes the pidfd; p.mu is held.
 func (p *Process) releaseAttached() {
-	if p.attached.pidfd != nil {
-		p.attached.pidfd.Close()
-		p.attached.pidfd = nil
+	if p.attached.open {
+		unix.Close(p.attached.pidfd)
+		p.attached = attachHandle{}
 	}
 }
 
 // signalAttached signals through the pidfd, which cannot reach a process
 // that reused the pid; p.mu is held.
 func (p *Process) signalAttached(sig syscall.Signal) error {
-	if p.attached.pidfd == nil {
+	if !p.attached.open {
 		return nil
 	}
-	rc, err := p.attached.pidfd.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = unix.PidfdSendSignal(int(fd), sig, nil, 0)
-	}); err != nil {
-		return err
-	}
-	if errors.Is(serr, unix.ESRCH) {
+	err := unix.PidfdSendSignal(p.attached.pidfd, sig, nil, 0)
+	if errors.Is(err, unix.ESRCH) {
 		return nil
 	}
-	return serr
+	return err
 }

@@ -2,7 +2,15 @@
 
 package process
 
-import "testing"
+import (
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
 
 func TestParseStatLinux(t *testing.T) {
 	rest := " S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 4242 20 21\n"
@@ -31,5 +39,82 @@ func TestParseStatLinux(t *testing.T) {
 				t.Errorf("got %d %q, want %d %q", st, state, tt.want, tt.state)
 			}
 		})
+	}
+}
+
+// threads returns the number of threads of this process.
+func threads(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Threads:"); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatal("no Threads line in /proc/self/status")
+	return 0
+}
+
+// A host runs many VMs: while their processes run, neither started nor
+// attached ones may hold a goroutine or a thread each, and every exit must
+// still be seen, with its status for started ones.
+func TestManyProcessesWaitWithoutThreads(t *testing.T) {
+	const n = 100
+	g0, t0 := runtime.NumGoroutine(), threads(t)
+	var started, attached []*Process
+	ran := make(chan int, 2*n)
+	for i := 0; i < n; i++ {
+		p, err := Start(Config{Path: "/bin/sleep", Args: []string{"300"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Signal(syscall.SIGKILL) })
+		started = append(started, p)
+		a, err := Attach(p.PID(), p.StartTime())
+		if err != nil {
+			t.Fatal(err)
+		}
+		attached = append(attached, a)
+		p.OnExit(func() { ran <- i })
+		a.OnExit(func() { ran <- i })
+	}
+	if g := runtime.NumGoroutine() - g0; g >= n/2 {
+		t.Errorf("%d running processes (each also attached) added %d goroutines", n, g)
+	}
+	if th := threads(t) - t0; th >= n/2 {
+		t.Errorf("%d running processes (each also attached) added %d threads", n, th)
+	}
+	for i, p := range started {
+		if err := p.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		if s := waitDone(t, p); !s.Known || s.Signal != syscall.SIGKILL {
+			t.Errorf("process %d: status %+v, want killed by SIGKILL", i, s)
+		}
+		if s := waitDone(t, attached[i]); s.Known {
+			t.Errorf("attached process %d: status %+v, want unknown", i, s)
+		}
+	}
+	for i := 0; i < 2*n; i++ {
+		select {
+		case <-ran:
+		case <-time.After(guard):
+			t.Fatalf("only %d of %d OnExit functions ran", i, 2*n)
+		}
+	}
+	// Registered after the exit: runs all the same.
+	late := make(chan struct{})
+	started[0].OnExit(func() { close(late) })
+	select {
+	case <-late:
+	case <-time.After(guard):
+		t.Fatal("OnExit after the exit never ran")
 	}
 }

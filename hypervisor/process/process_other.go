@@ -4,6 +4,7 @@ package process
 
 import (
 	"fmt"
+	"os"
 	"syscall"
 
 	"github.com/vmstated/vmstated/hypervisor"
@@ -26,5 +27,6 @@ func (p *Process) signalAttached(sig syscall.Signal) error {
 	return hypervisor.ErrNotSupported
 }
 
-// awaitExit returns at once: the caller's wait blocks a thread.
-func awaitExit(pid int) {}
+// reapWhenExited reaps child once it has exited; the wait blocks a
+// thread while the process runs.
+func (p *Process) reapWhenExited(child *os.Process) { go p.reap(child) }

@@ -13,18 +13,18 @@ import (
 // VMs a host may run, and closing an instance makes the kernel wait for a
 // grace period (10 ms or more). Watches are per directory and counted;
 // events are passed on by file path.
-var files = &fileWatch{dirs: map[string]int{}, subs: map[string]map[chan struct{}]struct{}{}}
+var files = &fileWatch{dirs: map[string]int{}, subs: map[string]map[*Follower]struct{}{}}
 
 type fileWatch struct {
 	mu      sync.Mutex
 	watcher *fsnotify.Watcher
-	dirs    map[string]int                        // watched directory -> followers
-	subs    map[string]map[chan struct{}]struct{} // file path -> wake channels
+	dirs    map[string]int                    // watched directory -> followers
+	subs    map[string]map[*Follower]struct{} // file path -> its followers
 }
 
-// subscribe arranges for wake to be signalled (without blocking) whenever
-// something happens to the file at path, which must be absolute and clean.
-func (fw *fileWatch) subscribe(path string, wake chan struct{}) error {
+// subscribe arranges for fl to be woken whenever something happens to the
+// file at path, which must be absolute and clean.
+func (fw *fileWatch) subscribe(path string, fl *Follower) error {
 	fw.mu.Lock()
 	defer fw.mu.Unlock()
 	if fw.watcher == nil {
@@ -44,16 +44,16 @@ func (fw *fileWatch) subscribe(path string, wake chan struct{}) error {
 	}
 	fw.dirs[dir]++
 	if fw.subs[path] == nil {
-		fw.subs[path] = map[chan struct{}]struct{}{}
+		fw.subs[path] = map[*Follower]struct{}{}
 	}
-	fw.subs[path][wake] = struct{}{}
+	fw.subs[path][fl] = struct{}{}
 	return nil
 }
 
-func (fw *fileWatch) unsubscribe(path string, wake chan struct{}) {
+func (fw *fileWatch) unsubscribe(path string, fl *Follower) {
 	fw.mu.Lock()
 	defer fw.mu.Unlock()
-	delete(fw.subs[path], wake)
+	delete(fw.subs[path], fl)
 	if len(fw.subs[path]) == 0 {
 		delete(fw.subs, path)
 	}
@@ -73,8 +73,8 @@ func (fw *fileWatch) dispatch(w *fsnotify.Watcher) {
 				return
 			}
 			fw.mu.Lock()
-			for wake := range fw.subs[filepath.Clean(ev.Name)] {
-				signal(wake)
+			for fl := range fw.subs[filepath.Clean(ev.Name)] {
+				fl.wake()
 			}
 			fw.mu.Unlock()
 		case _, ok := <-w.Errors:
@@ -85,18 +85,11 @@ func (fw *fileWatch) dispatch(w *fsnotify.Watcher) {
 			// to catch up with their files.
 			fw.mu.Lock()
 			for _, m := range fw.subs {
-				for wake := range m {
-					signal(wake)
+				for fl := range m {
+					fl.wake()
 				}
 			}
 			fw.mu.Unlock()
 		}
-	}
-}
-
-func signal(c chan struct{}) {
-	select {
-	case c <- struct{}{}:
-	default:
 	}
 }

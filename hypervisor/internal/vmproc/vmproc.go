@@ -70,12 +70,13 @@ func New(cfg Config) *Instance {
 		cfg.StopSignal = syscall.SIGTERM
 	}
 	i := &Instance{cfg: cfg, done: make(chan struct{})}
-	go i.watch()
+	// No goroutine waits while the VM runs: a host may run a thousand.
+	cfg.Proc.OnExit(i.settle)
 	return i
 }
 
-func (i *Instance) watch() {
-	<-i.cfg.Proc.Done()
+// settle works out and records the Exit once the process has ended.
+func (i *Instance) settle() {
 	st, _ := i.cfg.Proc.Status()
 	if i.cfg.Follower != nil {
 		_ = i.cfg.Follower.Stop() // output errors must not hide the exit

@@ -1,0 +1,156 @@
+package supervisor
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// backups lists the rotated files of log path, oldest first.
+func backups(t *testing.T, path string) []string {
+	t.Helper()
+	r := newRotatingFile(path, 1, 0)
+	prefix, ext := r.prefixAndExt()
+	ents, err := os.ReadDir(filepath.Dir(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		n := e.Name()
+		if strings.HasPrefix(n, prefix) && strings.HasSuffix(n, ext) {
+			if _, err := time.Parse(backupTimeFormat, n[len(prefix):len(n)-len(ext)]); err == nil {
+				names = append(names, n)
+			}
+		}
+	}
+	return names // ReadDir sorts by name, and the stamp sorts by time
+}
+
+func TestRotatingFileRotatesAndKeepsTheNewest(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "web.log")
+	// Another VM's log whose name starts like this one's: never pruned.
+	other := filepath.Join(dir, "web-2-"+time.Now().Add(-time.Hour).Format(backupTimeFormat)+".log")
+	if err := os.WriteFile(other, []byte("x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := newRotatingFile(path, 1, 2)
+	line := bytes.Repeat([]byte("a"), 1023)
+	line = append(line, '\n')
+	// 5.5 MiB in 1 KiB lines: five rotations.
+	var all []byte
+	for i := 0; i < 5*1024+512; i++ {
+		l := append([]byte(nil), line...)
+		l[0] = byte('A' + i%26)
+		if _, err := r.Write(l); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, l...)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	bs := backups(t, path)
+	if len(bs) != 2 {
+		t.Fatalf("backups %q, want the newest 2", bs)
+	}
+	var kept []byte
+	for _, b := range bs {
+		data, err := os.ReadFile(filepath.Join(dir, b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(data) != 1<<20 {
+			t.Errorf("backup %s has %d bytes, want %d", b, len(data), 1<<20)
+		}
+		kept = append(kept, data...)
+	}
+	cur, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cur) != 512<<10 {
+		t.Errorf("log has %d bytes, want %d", len(cur), 512<<10)
+	}
+	kept = append(kept, cur...)
+	if !bytes.Equal(kept, all[len(all)-len(kept):]) {
+		t.Error("the backups and the log are not the newest lines in order")
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("another VM's backup was touched: %v", err)
+	}
+}
+
+func TestRotatingFileReopens(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "vm.log")
+	if err := os.WriteFile(path, []byte("old\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	r := newRotatingFile(path, 1, 0)
+	if _, err := r.Write([]byte("new\n")); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if b, _ := os.ReadFile(path); string(b) != "old\nnew\n" {
+		t.Errorf("log = %q, want the old line kept and the new appended", b)
+	}
+	// A write that would fill an existing file rotates it on open, and
+	// the new file keeps the old one's mode.
+	big := append(bytes.Repeat([]byte("b"), 1<<20-4), '\n')
+	r = newRotatingFile(path, 1, 0)
+	if _, err := r.Write(big); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if bs := backups(t, path); len(bs) != 1 {
+		t.Errorf("backups %q, want 1", bs)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() != int64(len(big)) || fi.Mode().Perm() != 0o640 {
+		t.Errorf("log: %d bytes, mode %v; want %d bytes, mode 0640", fi.Size(), fi.Mode().Perm(), len(big))
+	}
+	if _, err := r.Write(make([]byte, 1<<20+1)); err == nil {
+		t.Error("a write larger than the maximum size succeeded")
+	}
+}
+
+func TestRotatingFileKeepsAllWithoutLimit(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "vm.log")
+	r := newRotatingFile(path, 1, 0)
+	chunk := append(bytes.Repeat([]byte("c"), 64<<10-1), '\n')
+	for i := 0; i < 16*4+1; i++ { // four rotations, each within a millisecond or not
+		if _, err := r.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.Close()
+	if bs := backups(t, path); len(bs) != 4 {
+		t.Errorf("backups %q, want all 4", bs)
+	}
+}
+
+// A log per VM must not hold a goroutine per VM (lumberjack's did).
+func TestVMLogsHoldNoGoroutine(t *testing.T) {
+	const n = 100
+	dir := t.TempDir()
+	g0 := runtime.NumGoroutine()
+	for i := 0; i < n; i++ {
+		l := newVMLog(filepath.Join(dir, fmt.Sprintf("vm%d.log", i)), 1, 5)
+		l.Printf("line %d", i)
+		t.Cleanup(func() { l.Close() })
+	}
+	if g := runtime.NumGoroutine() - g0; g >= n/2 {
+		t.Errorf("%d written logs hold %d goroutines", n, g)
+	}
+}
