@@ -6,6 +6,8 @@ import (
 	"io"
 	"sync"
 	"time"
+
+	"github.com/vmstated/vmstated/config"
 )
 
 // Log sources tag every line of a VM's log.
@@ -31,6 +33,26 @@ func newVMLog(path string, maxSizeMB, maxFiles int) *vmLog {
 		out:       newRotatingFile(path, maxSizeMB, maxFiles),
 		followers: make(map[chan []byte]struct{}),
 	}
+}
+
+// logLimits are the rotation settings of cfg: the config's defaults when
+// there is no valid config yet. A log_max_files of 0 keeps every backup.
+func logLimits(cfg *settings) (sizeMB, files int) {
+	if cfg == nil {
+		return config.DefaultLogMaxSizeMB, config.DefaultLogMaxFiles
+	}
+	sizeMB = cfg.logMaxSizeMB
+	if sizeMB <= 0 {
+		sizeMB = config.DefaultLogMaxSizeMB
+	}
+	return sizeMB, cfg.logMaxFiles
+}
+
+// setLimits changes the rotation settings; the next write follows them.
+func (l *vmLog) setLimits(sizeMB, files int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.out.maxSize, l.out.maxBackups = int64(sizeMB)<<20, files
 }
 
 // writeLine writes one complete, already stamped line and hands it to

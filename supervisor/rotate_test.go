@@ -154,3 +154,44 @@ func TestVMLogsHoldNoGoroutine(t *testing.T) {
 		t.Errorf("%d written logs hold %d goroutines", n, g)
 	}
 }
+
+// A VM's log follows its config's rotation settings, including a change
+// of them, and log_max_files = 0 keeps every backup as documented.
+func TestVMLogFollowsConfigLimits(t *testing.T) {
+	f := newFixture(t)
+	f.addVM("vm0", sleeper+"\nlog_max_size = 1;\nlog_max_files = 1;")
+	// About 1.2 MB of hook output per start: one rotation or more each time.
+	noisy := "#!/bin/sh\ni=0\nwhile [ $i -lt 1200 ]; do printf '%01000d\\n' 0; i=$((i+1)); done\n"
+	if err := os.WriteFile(filepath.Join(f.root, "vm0", "start_network"), []byte(noisy), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f.sync()
+	cycle := func() {
+		t.Helper()
+		if err := f.sup.Start(ctx(t), "vm0"); err != nil {
+			t.Fatal(err)
+		}
+		f.waitState("vm0", sRunning)
+		if err := f.sup.Stop(ctx(t), "vm0", StopOptions{Force: true}); err != nil {
+			t.Fatal(err)
+		}
+		f.waitState("vm0", sStopped)
+	}
+	backups := func() int {
+		m, _ := filepath.Glob(filepath.Join(f.base, "log", "vm0-*.log"))
+		return len(m)
+	}
+	cycle()
+	cycle()
+	if n := backups(); n != 1 {
+		t.Fatalf("%d backups with log_max_files = 1", n)
+	}
+	f.writeConfig("vm0", sleeper+"\nlog_max_size = 1;\nlog_max_files = 0;")
+	f.sync()
+	f.waitPending("vm0", false)
+	cycle()
+	cycle()
+	if n := backups(); n < 3 {
+		t.Fatalf("%d backups after log_max_files = 0 (keep all) and two more noisy starts", n)
+	}
+}

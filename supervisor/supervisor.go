@@ -133,15 +133,7 @@ func (s *Supervisor) logFor(name string, cfg *settings) *vmLog {
 	if l, ok := s.logs[name]; ok {
 		return l
 	}
-	size, files := 10, 5
-	if cfg != nil {
-		if cfg.logMaxSizeMB > 0 {
-			size = cfg.logMaxSizeMB
-		}
-		if cfg.logMaxFiles > 0 {
-			files = cfg.logMaxFiles
-		}
-	}
+	size, files := logLimits(cfg)
 	l := newVMLog(filepath.Join(s.logDir, name+".log"), size, files)
 	s.logs[name] = l
 	return l

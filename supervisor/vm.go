@@ -877,6 +877,7 @@ func (v *vm) applyPending() {
 	first := v.cfg == nil
 	v.cfg, v.pending = v.pending, nil
 	v.m.SetBudget(v.cfg.maxRestart, v.cfg.maxRestartTime)
+	v.log.setLimits(logLimits(v.cfg))
 	if !first {
 		v.log.Printf("new config in force")
 	}
