@@ -27,6 +27,24 @@ type Paths struct {
 	Pidfile string
 }
 
+// Absolute returns p with every relative path made absolute against the
+// current directory. The daemon hands these paths to processes that run
+// elsewhere (QEMU writes its pidfile and sockets under RunDir, hooks run
+// in the VM's directory), where a relative path names another place.
+func (p Paths) Absolute() (Paths, error) {
+	for _, f := range []*string{&p.ConfigDir, &p.LogDir, &p.StateDir, &p.RunDir, &p.Socket, &p.Pidfile} {
+		if *f == "" || filepath.IsAbs(*f) {
+			continue
+		}
+		abs, err := filepath.Abs(*f)
+		if err != nil {
+			return p, fmt.Errorf("making %s absolute: %w", *f, err)
+		}
+		*f = abs
+	}
+	return p, nil
+}
+
 // DefaultPaths returns the default locations for a daemon running with
 // effective uid euid on goos, reading environment variables through env
 // (os.Getenv in production). It does not touch the file system.

@@ -208,3 +208,19 @@ func TestEnsureRefuses(t *testing.T) {
 		})
 	}
 }
+
+func TestPathsAbsolute(t *testing.T) {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Paths{ConfigDir: "etc", LogDir: "/var/log/x", RunDir: "./run", Socket: "s.sock"}.Absolute()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Paths{ConfigDir: filepath.Join(wd, "etc"), LogDir: "/var/log/x", RunDir: filepath.Join(wd, "run"),
+		Socket: filepath.Join(wd, "s.sock")}
+	if p != want {
+		t.Fatalf("got %+v, want %+v", p, want)
+	}
+}

@@ -53,6 +53,9 @@ type env struct {
 	// -R; nothing may appear there.
 	defaultRunDir string
 	environ       []string
+	// relative makes start run the daemon in dir, with its path flags
+	// relative to it.
+	relative bool
 
 	mu      sync.Mutex
 	vms     []string
@@ -330,7 +333,15 @@ func (l *lockedBuffer) String() string {
 
 // flags are the daemon's path flags for this env.
 func (e *env) flags() []string {
-	return []string{"-c", e.root, "-l", e.logDir, "-S", e.stateDir, "-s", e.socket, "-p", e.pidfile, "-R", e.runDir}
+	f := []string{"-c", e.root, "-l", e.logDir, "-S", e.stateDir, "-s", e.socket, "-p", e.pidfile, "-R", e.runDir}
+	if e.relative {
+		for i := 1; i < len(f); i += 2 {
+			if rel, err := filepath.Rel(e.dir, f[i]); err == nil {
+				f[i] = rel
+			}
+		}
+	}
+	return f
 }
 
 // start runs the daemon in the foreground and returns once it said
@@ -343,6 +354,9 @@ func (e *env) start(extra ...string) *daemonProc {
 	args := append([]string{"-f"}, e.flags()...)
 	d.cmd = exec.Command(vmstatedBin, append(args, extra...)...)
 	d.cmd.Env = append(e.environ, "NOTIFY_SOCKET="+e.notify)
+	if e.relative {
+		d.cmd.Dir = e.dir
+	}
 	d.cmd.Stdout = d.stderr
 	d.cmd.Stderr = d.stderr
 	if err := d.cmd.Start(); err != nil {

@@ -84,3 +84,25 @@ func TestQEMU(t *testing.T) {
 		}
 	}
 }
+
+// Paths given relative to the directory the daemon starts in work for
+// QEMU too, which runs elsewhere and is told where to put its pidfile and
+// sockets.
+func TestQEMURelativePaths(t *testing.T) {
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
+	}
+	t.Parallel()
+	e := newEnv(t)
+	e.relative = true
+	vm := e.addVM("qemurel", "    hypervisor = qemu;\n    memory = 64;\n    qemu { accel = tcg; serial = false; }\n")
+	d := e.start()
+	d.do(vm, api.ActionStart)
+	if st := d.waitState(vm, statemachine.Running); !alive(st.PID) {
+		t.Fatalf("status: %+v", st)
+	}
+	if _, err := d.c.Stop(ctx(t), vm, api.StopOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	d.waitState(vm, statemachine.Stopped)
+}

@@ -70,6 +70,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		printUsage()
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	abs, err := o.paths.Absolute()
+	if err != nil {
+		return o, err
+	}
+	o.paths = abs
 	return o, nil
 }
 
