@@ -399,11 +399,7 @@ func TestHookCutByDaemonExitIsNotAFailure(t *testing.T) {
 func TestRunningHookInterruptedRunsAgain(t *testing.T) {
 	f := newFixture(t)
 	f.addVM("vm0", sleeper)
-	release := filepath.Join(f.base, "release")
-	hook := fmt.Sprintf("#!/bin/sh\necho \"vm0 running\" >> %q\nwhile [ ! -f %q ]; do sleep 0.02; done\n", f.record, release)
-	if err := os.WriteFile(filepath.Join(f.root, "vm0", "running"), []byte(hook), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	release := f.holdHook("vm0", sRunning)
 	f.sync()
 	if err := f.sup.Start(ctx(t), "vm0"); err != nil {
 		t.Fatal(err)

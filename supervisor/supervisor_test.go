@@ -156,6 +156,20 @@ func (f *fixture) set(vm, file, content string) {
 	}
 }
 
+// holdHook makes vm's hook of st record its start like the other hooks,
+// then wait until the returned file exists, then record
+// "<vm> <state>-done". It returns the file's path.
+func (f *fixture) holdHook(vm string, st statemachine.State) string {
+	f.t.Helper()
+	release := filepath.Join(f.base, vm+"-"+string(st)+".release")
+	hook := fmt.Sprintf("#!/bin/sh\necho \"$1 $2\" >> %[1]q\nwhile [ ! -f %[2]q ]; do sleep 0.02; done\necho \"$1 $2-done\" >> %[1]q\n",
+		f.record, release)
+	if err := os.WriteFile(filepath.Join(f.root, vm, string(st)), []byte(hook), 0o755); err != nil {
+		f.t.Fatal(err)
+	}
+	return release
+}
+
 func (f *fixture) sync() {
 	f.t.Helper()
 	f.sup.Sync(loadRoot(f.t, f.root))
@@ -683,21 +697,28 @@ func (f *fixture) runOrder(st statemachine.State) []string {
 	return out
 }
 
+// A dependency that fails on its way up fails its dependant with the
+// reason, whether a start hook fails or its running hook does (it is not
+// up until that has finished).
 func TestDependencyFailureFailsDependant(t *testing.T) {
-	f := newFixture(t)
-	f.addVM("db", sleeper)
-	f.set("db", "start_network.exit", "1")
-	f.addVM("app", sleeper+"\ndepends = [ db ];")
-	f.sync()
-	if err := f.sup.Start(ctx(t), "app"); err != nil {
-		t.Fatal(err)
+	for _, hook := range []statemachine.State{sStartNetwork, sRunning} {
+		t.Run(string(hook), func(t *testing.T) {
+			f := newFixture(t)
+			f.addVM("db", sleeper)
+			f.set("db", string(hook)+".exit", "1")
+			f.addVM("app", sleeper+"\ndepends = [ db ];")
+			f.sync()
+			if err := f.sup.Start(ctx(t), "app"); err != nil {
+				t.Fatal(err)
+			}
+			st := f.waitState("app", sFailed)
+			if !strings.Contains(st.Reason, "depends on db") {
+				t.Fatalf("reason %q", st.Reason)
+			}
+			f.waitState("db", sFailed)
+			f.waitHooks("app", sFailed)
+		})
 	}
-	st := f.waitState("app", sFailed)
-	if !strings.Contains(st.Reason, "depends on db") {
-		t.Fatalf("reason %q", st.Reason)
-	}
-	f.waitState("db", sFailed)
-	f.waitHooks("app", sFailed)
 }
 
 func TestConfigChangeWhileRunningIsPending(t *testing.T) {
@@ -902,12 +923,7 @@ func TestDependantWaitsForRunningHook(t *testing.T) {
 	f := newFixture(t)
 	f.addVM("db", sleeper)
 	f.addVM("app", sleeper+"\ndepends = [ db ];")
-	release := filepath.Join(f.base, "release")
-	hook := fmt.Sprintf("#!/bin/sh\necho \"db running\" >> %q\nwhile [ ! -f %q ]; do sleep 0.02; done\necho \"db running-done\" >> %q\n",
-		f.record, release, f.record)
-	if err := os.WriteFile(filepath.Join(f.root, "db", "running"), []byte(hook), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	release := f.holdHook("db", sRunning)
 	f.sync()
 	if err := f.sup.Start(ctx(t), "app"); err != nil {
 		t.Fatal(err)
@@ -946,26 +962,4 @@ func TestDependantWaitsForRunningHook(t *testing.T) {
 		}
 	}
 	t.Fatal("no hook event for db's running hook")
-}
-
-// A dependency whose running hook fails is not up: its dependant fails
-// with the reason instead of starting.
-func TestDependencyRunningHookFailure(t *testing.T) {
-	f := newFixture(t)
-	f.addVM("db", sleeper)
-	f.set("db", "running.exit", "4")
-	f.addVM("app", sleeper+"\ndepends = [ db ];")
-	f.sync()
-	if err := f.sup.Start(ctx(t), "app"); err != nil {
-		t.Fatal(err)
-	}
-	st := f.waitState("app", sFailed)
-	if !strings.Contains(st.Reason, "depends on db") {
-		t.Fatalf("reason %q", st.Reason)
-	}
-	for _, h := range f.hookRuns("app") {
-		if h == string(sStartNetwork) {
-			t.Fatalf("app started although db's running hook failed:\n%s", f.records())
-		}
-	}
 }

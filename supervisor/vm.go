@@ -287,18 +287,21 @@ func (v *vm) runStateHook(ctx context.Context, st statemachine.State, tr statema
 	v.spawn(ctx, stepHook, v.hookWork(st, tr))
 }
 
-// hookFinished notes that the hook of the current state has reported, in
-// the status first and then as an event, so that whoever waits for the VM
-// to be up (a dependant, vmstatedctl start -w) finds the status current.
+// hookFinished notes that the hook of the current state has reported: as
+// an event, and, when it succeeded, in the status first, so that whoever
+// waits for the VM to be up (a dependant, vmstatedctl start -w) finds the
+// status current. A failed hook stays pending in the status until the
+// transition its failure causes: the VM must never look up in between.
 func (v *vm) hookFinished(r workResult) {
 	st := v.hook
 	if st == "" {
 		return
 	}
-	v.hook = ""
-	v.publishStatus()
 	reason := ""
-	if !r.ok {
+	if r.ok {
+		v.hook = ""
+		v.publishStatus()
+	} else {
 		reason = r.reason
 		if reason == "" {
 			reason = "hook " + string(st) + " failed"
