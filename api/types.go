@@ -94,6 +94,9 @@ type Event struct {
 	Reason string             `json:"reason,omitempty"`
 	// Lost counts the events a KindLost entry stands for, when known.
 	Lost uint64 `json:"lost,omitempty"`
+	// Skipped marks a KindHook event of a state that has no hook: its
+	// step is done all the same.
+	Skipped bool `json:"skipped,omitempty"`
 }
 
 // Action is what POST /v1/vms/{name}/{action} does.

@@ -35,6 +35,8 @@ type Event struct {
 	Reason string             `json:"reason,omitempty"`
 	// Lost counts the events a KindLost entry stands for, when known.
 	Lost uint64 `json:"lost,omitempty"`
+	// Skipped marks a KindHook event of a state that has no hook.
+	Skipped bool `json:"skipped,omitempty"`
 }
 
 // busHistory is how many past events the bus keeps for subscribers that

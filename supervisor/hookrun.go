@@ -50,12 +50,19 @@ func (v *vm) hookCall(st statemachine.State, tr statemachine.Transition) hookCal
 	return c
 }
 
+// hookOutcome is what became of a hook run: ok (a missing hook is ok and
+// skipped), or why not.
+type hookOutcome struct {
+	ok      bool
+	skipped bool
+	reason  string
+}
+
 // runHook runs the hook of c.state, if the VM has one, with its output in
-// the VM's log. It returns whether the hook succeeded (a missing hook
-// does) and, if not, why.
-func (s *Supervisor) runHook(ctx context.Context, c hookCall, log *vmLog) (bool, string) {
+// the VM's log.
+func (s *Supervisor) runHook(ctx context.Context, c hookCall, log *vmLog) hookOutcome {
 	if c.scriptPath == "" {
-		return true, ""
+		return hookOutcome{ok: true, skipped: true}
 	}
 	if c.movedDir != "" {
 		if _, err := os.Stat(c.dir); errors.Is(err, fs.ErrNotExist) {
@@ -89,17 +96,17 @@ func (s *Supervisor) runHook(ctx context.Context, c hookCall, log *vmLog) (bool,
 	if res.Skipped {
 		// No hook is a hook that succeeded, for a later daemon too.
 		c.journal.skipped()
-		return true, ""
+		return hookOutcome{ok: true, skipped: true}
 	}
 	if errors.Is(res.Err, hooks.ErrNoScriptDir) && c.scriptPath == c.dir {
 		// The VM's own directory is gone: it was removed while the VM
 		// ran. Its hooks went with it; the VM still has to stop cleanly.
 		log.Printf("hook %s skipped: the VM's directory %s is gone", c.state, c.dir)
-		return true, ""
+		return hookOutcome{ok: true, skipped: true}
 	}
 	if res.OK() {
 		log.Printf("hook %s finished in %s", c.state, res.Duration.Round(time.Millisecond))
-		return true, ""
+		return hookOutcome{ok: true}
 	}
-	return false, res.Reason()
+	return hookOutcome{reason: res.Reason()}
 }

@@ -93,6 +93,8 @@ type workResult struct {
 	inst   hypervisor.Instance
 	// rerun: a hook interrupted by a daemon restart has to run again.
 	rerun bool
+	// skipped: the state has no hook.
+	skipped bool
 }
 
 // configUpdate carries a config change to the actor.
@@ -307,7 +309,7 @@ func (v *vm) hookFinished(r workResult) {
 			reason = "hook " + string(st) + " failed"
 		}
 	}
-	v.sup.bus.Publish(Event{Time: v.sup.now(), Kind: KindHook, VM: v.name, To: st, Reason: reason})
+	v.sup.bus.Publish(Event{Time: v.sup.now(), Kind: KindHook, VM: v.name, To: st, Reason: reason, Skipped: r.skipped})
 }
 
 // spawn runs work in its own goroutine; its result comes back to the actor
@@ -357,8 +359,8 @@ func isDone(inst hypervisor.Instance) bool {
 func (v *vm) hookWork(st statemachine.State, tr statemachine.Transition) func(context.Context) workResult {
 	call := v.hookCall(st, tr)
 	return func(ctx context.Context) workResult {
-		ok, reason := v.sup.runHook(ctx, call, v.log)
-		return workResult{ok: ok, reason: reason}
+		o := v.sup.runHook(ctx, call, v.log)
+		return workResult{ok: o.ok, reason: o.reason, skipped: o.skipped}
 	}
 }
 
@@ -498,8 +500,8 @@ func (v *vm) restartWork(old hypervisor.Instance, tr statemachine.Transition) fu
 				return workResult{reason: err.Error()}
 			}
 		}
-		if ok, reason := v.sup.runHook(ctx, call, v.log); !ok {
-			return workResult{reason: reason}
+		if o := v.sup.runHook(ctx, call, v.log); !o.ok {
+			return workResult{reason: o.reason}
 		}
 		inst, err := v.launch(ctx, s)
 		if err != nil {
@@ -546,7 +548,8 @@ func (v *vm) startStop(ctx context.Context, tr statemachine.Transition, done *ho
 		if done != nil {
 			ok, reason = done.ok, done.reason
 		} else {
-			ok, reason = v.sup.runHook(ctx, call, v.log)
+			o := v.sup.runHook(ctx, call, v.log)
+			ok, reason = o.ok, o.reason
 		}
 		if inst != nil {
 			if wasPaused {

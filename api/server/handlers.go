@@ -691,5 +691,5 @@ func toStatus(st supervisor.Status) api.Status {
 
 func toEvent(e supervisor.Event) api.Event {
 	return api.Event{Seq: e.Seq, Time: e.Time, Kind: e.Kind, VM: e.VM, Event: e.Event,
-		From: e.From, To: e.To, Reason: e.Reason, Lost: e.Lost}
+		From: e.From, To: e.To, Reason: e.Reason, Lost: e.Lost, Skipped: e.Skipped}
 }

@@ -494,17 +494,22 @@ func cmdEvents(e *env, args []string) error {
 			// notice already told of any gap.
 			s.Close()
 			opts.After = s.Last
-			if s, err = e.client().Events(e.ctx, opts); err != nil {
+			next, err := e.client().Events(e.ctx, opts)
+			if err != nil {
 				if e.ctx.Err() != nil {
 					return nil
 				}
 				return fmt.Errorf("the event stream ended after %d: %w", opts.After, err)
 			}
+			s = next
 			continue
 		}
-		if e.json() {
+		switch {
+		case e.json():
 			writeJSON(e.stdout, ev)
-		} else {
+		case ev.Kind == api.KindHook && ev.Skipped:
+			// A state without a hook: nothing happened worth a line.
+		default:
 			fmt.Fprintln(e.stdout, formatEvent(ev))
 		}
 	}

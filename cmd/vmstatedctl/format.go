@@ -47,7 +47,7 @@ func reasonCell(st api.Status) string {
 		parts = append(parts, "config removed")
 	}
 	if st.Hook != "" {
-		parts = append(parts, "hook "+string(st.Hook)+" running")
+		parts = append(parts, "waiting for its "+string(st.Hook)+" hook")
 	}
 	if st.Reason != "" {
 		parts = append(parts, oneLine(st.Reason))
@@ -128,7 +128,7 @@ func printDetail(w io.Writer, st api.Status, now time.Time) {
 		row("pid", strconv.Itoa(st.PID))
 	}
 	if st.Hook != "" {
-		row("hook", string(st.Hook)+" (running; the VM waits for it)")
+		row("hook", string(st.Hook)+" (in progress; the VM waits for it)")
 	}
 	row("hypervisor", st.Hypervisor)
 	row("cpus", dash(st.CPUs))
@@ -219,6 +219,9 @@ func formatEvent(ev api.Event) string {
 	case api.KindLost:
 		return fmt.Sprintf("%s #%d lost: %s", t, ev.Seq, ev.Reason)
 	case api.KindHook:
+		if ev.Skipped {
+			return fmt.Sprintf("%s #%d %s: no %s hook", t, ev.Seq, ev.VM, ev.To)
+		}
 		if ev.Reason != "" {
 			return fmt.Sprintf("%s #%d %s: hook %s failed: %s", t, ev.Seq, ev.VM, ev.To, ev.Reason)
 		}

@@ -384,6 +384,18 @@ func TestStartWaitsForRunningHook(t *testing.T) {
 	if _, err := os.Stat(marker); err != nil {
 		t.Fatalf("start -w returned before the running hook finished: %v", err)
 	}
+	// The event stream has a line for the end of the running hook, and
+	// none for the states that have no hook.
+	var evOut syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	go func() { done <- run(ctx, []string{"-s", d.socket, "events", "-after", "1", "vm"}, &evOut, &evOut) }()
+	waitOutput(t, &evOut, "vm: hook running finished")
+	cancel()
+	<-done
+	if strings.Contains(evOut.String(), "start_network hook") {
+		t.Fatalf("events show a state without a hook:\n%s", evOut.String())
+	}
 	// A failing running hook makes start -w fail with the reason.
 	if code, _, errs = d.ctl(t, "stop", "-w", "vm"); code != 0 {
 		t.Fatalf("stop -w: %d %s", code, errs)

@@ -67,9 +67,12 @@ func (e *env) waitFor(name string, g goal, act func() error) (api.Status, error)
 			// and re-read the status for whatever was missed.
 			last := s.Last
 			s.Close()
-			if s, err = c.Events(e.ctx, api.EventOptions{VM: name, After: last}); err != nil {
+			next, err := c.Events(e.ctx, api.EventOptions{VM: name, After: last})
+			if err != nil {
+				// s stays the closed stream: the deferred Close is a no-op.
 				return st, err
 			}
+			s = next
 			ev = api.Event{Kind: api.KindLost}
 		}
 		switch ev.Kind {
