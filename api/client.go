@@ -354,6 +354,8 @@ type EventOptions struct {
 	// still keeps whose sequence number is greater; a KindLost event says
 	// when some are gone.
 	After uint64
+	// Replay asks for the replay even with After 0: every event kept.
+	Replay bool
 	// VM keeps only the events of that VM (and KindLost notices).
 	VM string
 }
@@ -363,7 +365,7 @@ type EventOptions struct {
 // notice).
 func (c *Client) Events(ctx context.Context, opts EventOptions) (*EventStream, error) {
 	q := url.Values{}
-	if opts.After > 0 {
+	if opts.After > 0 || opts.Replay {
 		q.Set("after", strconv.FormatUint(opts.After, 10))
 	}
 	if opts.VM != "" {

@@ -132,12 +132,23 @@ func (s *Subscription) cutOff(lastDelivered uint64) {
 
 // Subscribe starts a subscription. With after > 0 it first replays the kept
 // events whose sequence is greater than after; when some of those are no
-// longer kept, a KindLost event says how many were missed.
+// longer kept, a KindLost event says how many were missed. With after 0 it
+// starts with the next event published.
 func (b *Bus) Subscribe(after uint64) *Subscription {
+	return b.subscribe(after, after > 0)
+}
+
+// SubscribeReplay is Subscribe that replays for after 0 too: from the
+// oldest event kept.
+func (b *Bus) SubscribeReplay(after uint64) *Subscription {
+	return b.subscribe(after, true)
+}
+
+func (b *Bus) subscribe(after uint64, replaying bool) *Subscription {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var replay []Event
-	if after > 0 && after < b.seq {
+	if replaying && after < b.seq {
 		oldest := b.seq + 1 - uint64(len(b.ring))
 		if after+1 < oldest {
 			missed := oldest - after - 1

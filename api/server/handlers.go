@@ -427,6 +427,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	var after uint64
+	replay := q.Has("after")
 	if v := q.Get("after"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
@@ -447,7 +448,12 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 	p := peerOf(r)
 	admin := s.isAdmin(p)
-	sub := s.sup.Bus().Subscribe(after)
+	var sub *supervisor.Subscription
+	if replay {
+		sub = s.sup.Bus().SubscribeReplay(after)
+	} else {
+		sub = s.sup.Bus().Subscribe(0)
+	}
 	defer sub.Close()
 	rc := s.startStream(w, "application/x-ndjson")
 	bw := bufio.NewWriter(w)

@@ -362,6 +362,16 @@ func TestEventsResumeAndLoss(t *testing.T) {
 	}
 	s.Close()
 
+	// Replay from 0: every event kept, the first one included.
+	s, err = c.Events(ctx, api.EventOptions{Replay: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := s.Next(); err != nil || e.Seq != 1 {
+		t.Fatalf("replay from 0 began with %+v (%v), want #1", e, err)
+	}
+	s.Close()
+
 	// Push the early events out of the history: resuming after them is
 	// told how many were lost.
 	bus := d.sup.Bus()

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -472,6 +473,7 @@ func cmdEvents(e *env, args []string) error {
 		return err
 	}
 	opts := api.EventOptions{After: *after}
+	fs.Visit(func(f *flag.Flag) { opts.Replay = opts.Replay || f.Name == "after" })
 	if len(pos) == 1 {
 		opts.VM = pos[0]
 	}

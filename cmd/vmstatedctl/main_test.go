@@ -389,7 +389,7 @@ func TestStartWaitsForRunningHook(t *testing.T) {
 	var evOut syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
-	go func() { done <- run(ctx, []string{"-s", d.socket, "events", "-after", "1", "vm"}, &evOut, &evOut) }()
+	go func() { done <- run(ctx, []string{"-s", d.socket, "events", "-after", "0", "vm"}, &evOut, &evOut) }()
 	waitOutput(t, &evOut, "vm: hook running finished")
 	cancel()
 	<-done
