@@ -500,6 +500,14 @@ func (d *daemonProc) get(name string) api.Status {
 	return st
 }
 
+// waitUp waits until a VM is up: running, its running hook finished.
+func (d *daemonProc) waitUp(name string) api.Status {
+	d.e.t.Helper()
+	return d.waitStatus(name, "up", func(s api.Status) bool {
+		return s.State == statemachine.Running && s.Hook == ""
+	})
+}
+
 // waitStatus polls a VM's status until cond holds and returns it.
 func (d *daemonProc) waitStatus(name, what string, cond func(api.Status) bool) api.Status {
 	d.e.t.Helper()
