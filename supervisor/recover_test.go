@@ -25,7 +25,9 @@ func TestRestartReadoptsRunningVM(t *testing.T) {
 	if err := f.sup.Start(ctx(t), "vm0"); err != nil {
 		t.Fatal(err)
 	}
-	before := f.waitState("vm0", sRunning)
+	f.waitState("vm0", sRunning)
+	// Up, so that the restart cuts no hook short (that one would run again).
+	before := f.waitUp("vm0")
 	f.waitHooks("vm0", sStartNetwork, sStartStorage, sRunning)
 
 	f.restart(LoadOptions{})
@@ -418,15 +420,5 @@ func TestRunningHookInterruptedRunsAgain(t *testing.T) {
 	if err := os.WriteFile(release, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(waitLimit)
-	for {
-		st, _ := f.sup.Get("vm0")
-		if st.Up() {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not up after its running hook finished: %+v", st)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	f.waitUp("vm0")
 }

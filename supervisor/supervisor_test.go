@@ -200,6 +200,21 @@ func (f *fixture) waitState(vm string, want statemachine.State) Status {
 	return st
 }
 
+// waitUp waits until vm is up: running, its running hook finished.
+func (f *fixture) waitUp(vm string) Status {
+	f.t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for time.Now().Before(deadline) {
+		if st, err := f.sup.Get(vm); err == nil && st.Up() {
+			return st
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	st, _ := f.sup.Get(vm)
+	f.t.Fatalf("%s is not up: %+v", vm, st)
+	return st
+}
+
 // waitPID waits until vm runs with a known hypervisor pid.
 func (f *fixture) waitPID(vm string) Status {
 	f.t.Helper()
