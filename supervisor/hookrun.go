@@ -58,6 +58,22 @@ type hookOutcome struct {
 	reason  string
 }
 
+// draining returns the context a hook runs under: it ends hookDrain after
+// ctx does, so that a daemon exit lets a hook that is nearly done finish
+// (and the next daemon learn its status from the journal) rather than
+// stopping it half-way, to be run again. The daemon's exit waits for it.
+func (s *Supervisor) draining(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.hookDrain < 0 {
+		return ctx, func() {}
+	}
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(s.hookDrain, cancel) })
+	return hctx, func() {
+		stop()
+		cancel()
+	}
+}
+
 // runHook runs the hook of c.state, if the VM has one, with its output in
 // the VM's log.
 func (s *Supervisor) runHook(ctx context.Context, c hookCall, log *vmLog) hookOutcome {
@@ -72,8 +88,15 @@ func (s *Supervisor) runHook(ctx context.Context, c hookCall, log *vmLog) hookOu
 			c.dir, c.scriptPath = c.movedDir, c.movedScriptPath
 		}
 	}
+	if ctx.Err() != nil {
+		// The daemon is exiting: start nothing new. The journal shows
+		// the hook never ran, so the next daemon runs it.
+		return hookOutcome{reason: "hook " + string(c.state) + " not run: the daemon is exiting"}
+	}
+	hctx, done := s.draining(ctx)
+	defer done()
 	c.journal.begin()
-	res := hooks.Run(ctx, hooks.Request{
+	res := hooks.Run(hctx, hooks.Request{
 		StatusFile: c.journal.status,
 		Started:    c.journal.started,
 		ScriptPath: c.scriptPath,

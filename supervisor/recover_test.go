@@ -422,3 +422,30 @@ func TestRunningHookInterruptedRunsAgain(t *testing.T) {
 	}
 	f.waitUp("vm0")
 }
+
+// A hook that a daemon exit finds running may finish within the drain
+// period; the next daemon learns its status and does not run it again.
+func TestDaemonExitLetsRunningHookFinish(t *testing.T) {
+	f := newFixture(t)
+	f.drain = waitLimit
+	f.stop()
+	f.start()
+	f.addVM("vm0", sleeper)
+	release := f.holdHook("vm0", sStartStorage)
+	f.sync()
+	if err := f.sup.Start(ctx(t), "vm0"); err != nil {
+		t.Fatal(err)
+	}
+	f.waitHooks("vm0", sStartNetwork, sStartStorage)
+	// The exit waits for the hook, which is released once the exit began.
+	f.cancel()
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.sup.Wait()
+	<-f.subDone
+	f.start()
+	f.sup.Load(loadRoot(t, f.root), LoadOptions{})
+	f.waitUp("vm0")
+	f.waitHooks("vm0", sStartNetwork, sStartStorage, sRunning)
+}

@@ -60,6 +60,12 @@ type Options struct {
 	// HookGrace is how long a timed-out hook has between SIGTERM and
 	// SIGKILL; zero means the hook runner's default.
 	HookGrace time.Duration
+	// HookDrain is how long hooks already running may go on once the
+	// context ends (the daemon exits) before they are stopped; zero means
+	// DefaultHookDrain, a negative value stops them at once. A hook that
+	// finishes in time leaves its status for the next daemon, which then
+	// does not run it again.
+	HookDrain time.Duration
 	// Logf receives the daemon's own messages (not per-VM ones). Nil
 	// discards them.
 	Logf func(format string, args ...any)
@@ -73,6 +79,7 @@ type Supervisor struct {
 	drivers                  map[string]hypervisor.Driver
 	strictHooks              hooks.Strictness
 	hookGrace                time.Duration
+	hookDrain                time.Duration
 	logf                     func(string, ...any)
 	now                      func() time.Time
 	bus                      *Bus
@@ -95,6 +102,7 @@ func New(ctx context.Context, opts Options) *Supervisor {
 		drivers:     opts.Drivers,
 		strictHooks: opts.StrictHooks,
 		hookGrace:   opts.HookGrace,
+		hookDrain:   opts.HookDrain,
 		logf:        opts.Logf,
 		now:         opts.Now,
 		bus:         NewBus(),
@@ -108,8 +116,15 @@ func New(ctx context.Context, opts Options) *Supervisor {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	if s.hookDrain == 0 {
+		s.hookDrain = DefaultHookDrain
+	}
 	return s
 }
+
+// DefaultHookDrain is how long hooks in flight may finish when the daemon
+// exits.
+const DefaultHookDrain = 10 * time.Second
 
 // Bus returns the event bus.
 func (s *Supervisor) Bus() *Bus { return s.bus }

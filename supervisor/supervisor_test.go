@@ -28,11 +28,14 @@ type fixture struct {
 	subDone chan struct{}
 	root    string
 	record  string // hooks append a line here for every run
-	sup     *Supervisor
-	cancel  context.CancelFunc
-	sub     *Subscription
-	mu      sync.Mutex
-	seen    []Event
+	// drain is the supervisor's HookDrain: short by default, so that
+	// hooks left hanging by a test do not hold up its end.
+	drain  time.Duration
+	sup    *Supervisor
+	cancel context.CancelFunc
+	sub    *Subscription
+	mu     sync.Mutex
+	seen   []Event
 }
 
 // recordHook appends "<vm> <state> prev=<prev> reason=<reason>" to the
@@ -56,7 +59,8 @@ var allHooks = []statemachine.State{
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	base := t.TempDir()
-	f := &fixture{t: t, base: base, root: filepath.Join(base, "etc"), record: filepath.Join(base, "record")}
+	f := &fixture{t: t, base: base, root: filepath.Join(base, "etc"), record: filepath.Join(base, "record"),
+		drain: 100 * time.Millisecond}
 	for _, d := range []string{f.root, filepath.Join(base, "run"), filepath.Join(base, "log"), filepath.Join(base, "state")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
@@ -82,11 +86,12 @@ func (f *fixture) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
 	f.sup = New(ctx, Options{
-		RunDir:   filepath.Join(f.base, "run"),
-		LogDir:   filepath.Join(f.base, "log"),
-		StateDir: filepath.Join(f.base, "state"),
-		Drivers:  map[string]hypervisor.Driver{"exec": exec.New(), "qemu": qemu.New()},
-		Logf:     f.t.Logf,
+		RunDir:    filepath.Join(f.base, "run"),
+		LogDir:    filepath.Join(f.base, "log"),
+		StateDir:  filepath.Join(f.base, "state"),
+		Drivers:   map[string]hypervisor.Driver{"exec": exec.New(), "qemu": qemu.New()},
+		Logf:      f.t.Logf,
+		HookDrain: f.drain,
 	})
 	f.sub = f.sup.Bus().Subscribe(0)
 	sub := f.sub
@@ -270,7 +275,7 @@ func (f *fixture) hookRuns(vm string) []string {
 	var out []string
 	for _, line := range strings.Split(strings.TrimSpace(f.records()), "\n") {
 		fields := strings.Fields(line)
-		if len(fields) >= 2 && fields[0] == vm {
+		if len(fields) >= 2 && fields[0] == vm && !strings.HasSuffix(fields[1], "-done") {
 			out = append(out, fields[1])
 		}
 	}

@@ -76,8 +76,9 @@ func TestDaemonKilledWhileStopping(t *testing.T) {
 	}
 }
 
-// A daemon that exits while a start hook hangs: the hook is stopped with
-// the daemon; the next daemon runs that step's hook again (its journal
+// A daemon that exits while a start hook hangs: the hook is stopped once
+// the daemon's drain period is over; the next daemon runs that step's hook
+// again (its journal
 // says it did not finish) and goes on with the start: no step is skipped,
 // none before it is repeated, nothing is torn down.
 func TestDaemonExitDuringStartHook(t *testing.T) {
@@ -171,4 +172,31 @@ func TestDaemonExitDuringNoticeHook(t *testing.T) {
 		e.t = t
 		e.waitHooks(failVM, "start_network", "failed", "failed")
 	})
+}
+
+// A daemon stopped (SIGTERM) while a start hook runs lets the hook finish
+// before it exits; the next daemon learns the hook succeeded and goes on
+// without running it again.
+func TestSIGTERMLetsHookFinish(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	vm := e.addVM("drain", sleeper(""))
+	e.control(vm, "start_storage", "hang", true)
+	d := e.start()
+	d.do(vm, api.ActionStart)
+	waitUntil(t, "start_storage to hang", func() bool { return exists(e.work + "/" + vm + ".start_storage.hanging") })
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	e.control(vm, "start_storage", "release", true)
+	if code := d.term(); code != 0 {
+		t.Errorf("vmstated exited %d on SIGTERM, want 0", code)
+	}
+	e.control(vm, "start_storage", "hang", false)
+	e.control(vm, "start_storage", "release", false)
+
+	d2 := e.start()
+	st := d2.waitState(vm, statemachine.Running)
+	e.waitHooks(vm, "start_network", "start_storage", "running")
+	d2.do(vm, api.ActionStop)
+	d2.waitState(vm, statemachine.Stopped)
+	waitGone(t, st.PID)
 }
