@@ -96,6 +96,8 @@ func (s *Supervisor) runHook(ctx context.Context, c hookCall, log *vmLog) hookOu
 	hctx, done := s.draining(ctx)
 	defer done()
 	c.journal.begin()
+	s.hooksRunning.Add(1)
+	defer s.hooksRunning.Add(-1)
 	res := hooks.Run(hctx, hooks.Request{
 		StatusFile: c.journal.status,
 		Started:    c.journal.started,

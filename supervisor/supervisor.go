@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vmstated/vmstated/config"
@@ -86,6 +87,8 @@ type Supervisor struct {
 
 	ctx context.Context
 	wg  sync.WaitGroup
+	// hooksRunning counts the hook processes running now.
+	hooksRunning atomic.Int64
 
 	mu   sync.Mutex
 	vms  map[string]*vm
@@ -132,6 +135,9 @@ func (s *Supervisor) Bus() *Bus { return s.bus }
 // Wait blocks until every actor and every piece of work it started (hooks,
 // launches) has ended, after the context ended; then it closes the logs.
 func (s *Supervisor) Wait() {
+	if n := s.hooksRunning.Load(); n > 0 && s.ctx.Err() != nil && s.hookDrain > 0 {
+		s.logf("waiting up to %s for %d running hook(s) to finish", statemachine.FormatDuration(s.hookDrain), n)
+	}
 	s.wg.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()

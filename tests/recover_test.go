@@ -186,6 +186,10 @@ func TestSIGTERMLetsHookFinish(t *testing.T) {
 	d.do(vm, api.ActionStart)
 	waitUntil(t, "start_storage to hang", func() bool { return exists(e.work + "/" + vm + ".start_storage.hanging") })
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	// The daemon says it waits for the hook; only then is the hook let go.
+	waitUntil(t, "the daemon to wait for the hook", func() bool {
+		return strings.Contains(d.stderr.String(), "waiting up to 10s for 1 running hook(s) to finish")
+	})
 	e.control(vm, "start_storage", "release", true)
 	if code := d.term(); code != 0 {
 		t.Errorf("vmstated exited %d on SIGTERM, want 0", code)
