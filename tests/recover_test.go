@@ -76,29 +76,55 @@ func TestDaemonKilledWhileStopping(t *testing.T) {
 	}
 }
 
-// A daemon that exits while a start hook hangs: the hook is stopped once
-// the daemon's drain period is over; the next daemon runs that step's hook
-// again (its journal
-// says it did not finish) and goes on with the start: no step is skipped,
-// none before it is repeated, nothing is torn down.
+// A daemon stopped (SIGTERM) while a start hook runs waits for the hook
+// up to its drain period. A hook that finishes meanwhile leaves its status:
+// the next daemon goes on without running it again. One that outlasts the
+// drain is stopped, and the next daemon runs that step's hook again (its
+// journal says it did not finish). Either way the start goes on: no step
+// is skipped, none before it is repeated, nothing is torn down.
 func TestDaemonExitDuringStartHook(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	vm := e.addVM("midstart", sleeper(""))
-	e.control(vm, "start_storage", "hang", true)
-	d := e.start()
-	d.do(vm, api.ActionStart)
-	waitUntil(t, "start_storage to hang", func() bool { return exists(e.work + "/" + vm + ".start_storage.hanging") })
-	d.term()
-	e.control(vm, "start_storage", "hang", false)
+	for _, tc := range []struct {
+		short    string
+		finishes bool
+		storage  []string // the start_storage runs expected
+	}{
+		{"drained", true, []string{"start_storage"}},
+		{"midstart", false, []string{"start_storage", "start_storage"}},
+	} {
+		t.Run(tc.short, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			vm := e.addVM(tc.short, sleeper(""))
+			e.control(vm, "start_storage", "hang", true)
+			d := e.start()
+			d.do(vm, api.ActionStart)
+			waitUntil(t, "start_storage to hang", func() bool { return exists(e.work + "/" + vm + ".start_storage.hanging") })
+			_ = d.cmd.Process.Signal(syscall.SIGTERM)
+			// The daemon says it waits for the hook; only then is the hook
+			// let go, or left to outlast the drain.
+			waitUntil(t, "the daemon to wait for the hook", func() bool {
+				return strings.Contains(d.stderr.String(), "waiting up to 10s for 1 running hook(s) to finish")
+			})
+			if tc.finishes {
+				e.control(vm, "start_storage", "release", true)
+			}
+			if code := d.term(); code != 0 {
+				t.Errorf("vmstated exited %d on SIGTERM, want 0", code)
+			}
+			e.control(vm, "start_storage", "hang", false)
+			e.control(vm, "start_storage", "release", false)
 
-	d2 := e.start()
-	st := d2.waitState(vm, statemachine.Running)
-	e.waitHooks(vm, "start_network", "start_storage", "start_storage", "running")
-	d2.do(vm, api.ActionStop)
-	d2.waitState(vm, statemachine.Stopped)
-	waitGone(t, st.PID)
-	e.waitHooks(vm, "start_network", "start_storage", "start_storage", "running", "stopping", "stop_storage", "stop_network", "stopped")
+			d2 := e.start()
+			st := d2.waitState(vm, statemachine.Running)
+			starts := append(append([]string{"start_network"}, tc.storage...), "running")
+			e.waitHooks(vm, starts...)
+			d2.do(vm, api.ActionStop)
+			d2.waitState(vm, statemachine.Stopped)
+			waitGone(t, st.PID)
+			e.waitHooks(vm, append(starts, "stopping", "stop_storage", "stop_network", "stopped")...)
+		})
+	}
 }
 
 // A daemon killed outright while a start hook runs: the hook lives on and
@@ -172,35 +198,4 @@ func TestDaemonExitDuringNoticeHook(t *testing.T) {
 		e.t = t
 		e.waitHooks(failVM, "start_network", "failed", "failed")
 	})
-}
-
-// A daemon stopped (SIGTERM) while a start hook runs lets the hook finish
-// before it exits; the next daemon learns the hook succeeded and goes on
-// without running it again.
-func TestSIGTERMLetsHookFinish(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	vm := e.addVM("drain", sleeper(""))
-	e.control(vm, "start_storage", "hang", true)
-	d := e.start()
-	d.do(vm, api.ActionStart)
-	waitUntil(t, "start_storage to hang", func() bool { return exists(e.work + "/" + vm + ".start_storage.hanging") })
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	// The daemon says it waits for the hook; only then is the hook let go.
-	waitUntil(t, "the daemon to wait for the hook", func() bool {
-		return strings.Contains(d.stderr.String(), "waiting up to 10s for 1 running hook(s) to finish")
-	})
-	e.control(vm, "start_storage", "release", true)
-	if code := d.term(); code != 0 {
-		t.Errorf("vmstated exited %d on SIGTERM, want 0", code)
-	}
-	e.control(vm, "start_storage", "hang", false)
-	e.control(vm, "start_storage", "release", false)
-
-	d2 := e.start()
-	st := d2.waitState(vm, statemachine.Running)
-	e.waitHooks(vm, "start_network", "start_storage", "running")
-	d2.do(vm, api.ActionStop)
-	d2.waitState(vm, statemachine.Stopped)
-	waitGone(t, st.PID)
 }

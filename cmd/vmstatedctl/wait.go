@@ -54,6 +54,14 @@ func (e *env) waitFor(name string, g goal, act func() error) (api.Status, error)
 		}
 		return st, err
 	}
+	// settled ends the wait with the VM's full status, when it is still
+	// in the state the events brought it to.
+	settled := func(err error) (api.Status, error) {
+		if fresh, gerr := c.Get(e.ctx, name); gerr == nil && fresh.State == st.State {
+			st = fresh
+		}
+		return st, err
+	}
 	for {
 		ev, err := s.Next()
 		if err != nil {
@@ -97,10 +105,7 @@ func (e *env) waitFor(name string, g goal, act func() error) (api.Status, error)
 			if ev.Reason == "" && ev.To == st.State && st.Hook == ev.To {
 				st.Hook = ""
 				if done, err := g.check(st, true); done || err != nil {
-					if fresh, gerr := c.Get(e.ctx, name); gerr == nil && fresh.State == st.State {
-						st = fresh
-					}
-					return st, err
+					return settled(err)
 				}
 			}
 		case api.KindTransition:
@@ -126,10 +131,7 @@ func (e *env) waitFor(name string, g goal, act func() error) (api.Status, error)
 				}
 			}
 			if done, err := g.check(st, true); done || err != nil {
-				if fresh, gerr := c.Get(e.ctx, name); gerr == nil && fresh.State == st.State {
-					st = fresh
-				}
-				return st, err
+				return settled(err)
 			}
 		}
 	}
