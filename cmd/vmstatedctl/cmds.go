@@ -9,14 +9,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/vmstated/vmstated/api"
+	"github.com/vmstated/vmstated/atomicfile"
 	"github.com/vmstated/vmstated/config"
 	"github.com/vmstated/vmstated/statemachine"
 )
@@ -389,25 +388,7 @@ func cmdScreenshot(e *env, args []string) error {
 // writeFileAtomic writes through a temporary file so an interrupted write
 // never leaves half an image under the name.
 func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return atomicfile.Write(path, data, atomicfile.Options{Mode: 0o644})
 }
 
 func cmdInfo(e *env, args []string) error {
