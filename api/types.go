@@ -52,6 +52,13 @@ type Status struct {
 	// with no hook pending is up: the VMs that depend on it start, and
 	// vmstatedctl start -w returns.
 	Hook statemachine.State `json:"hook,omitempty"`
+	// WaitingFor lists the VMs a start waits for: the VM is stopped and
+	// starts once they are up.
+	WaitingFor []string `json:"waiting_for,omitempty"`
+	// RecordError says why the VM's state record could not be written
+	// (a full or read-only state directory); the daemon retries until it
+	// is, and a start launches nothing while it cannot be.
+	RecordError string `json:"record_error,omitempty"`
 }
 
 // Exit is how a hypervisor process ended.

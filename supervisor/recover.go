@@ -132,7 +132,7 @@ func (s *Supervisor) readRecords() map[string]loaded {
 	}
 	for _, e := range entries {
 		n := e.Name()
-		if e.IsDir() || strings.HasPrefix(n, ".") || !strings.HasSuffix(n, ".json") {
+		if strings.HasPrefix(n, ".") || !strings.HasSuffix(n, ".json") {
 			continue
 		}
 		name := strings.TrimSuffix(n, ".json")
@@ -164,7 +164,7 @@ func (s *Supervisor) addRecovered(name string, cfg *settings, configErr string, 
 	if v.desired == "" {
 		v.desired = statemachine.Stopped
 	}
-	v.lastExit, v.lastReason, v.deadline = r.LastExit, r.Reason, r.StopDeadline
+	v.lastExit, v.lastReason, v.deadline, v.stopForce = r.LastExit, r.Reason, r.StopDeadline, r.StopForce
 	v.m.Budget().SetTimes(r.Restarts)
 	if r.Failure != "" {
 		v.m.MarkFailed(r.Failure)
@@ -259,7 +259,7 @@ func (v *vm) resume(ctx context.Context, inst hypervisor.Instance, why string) {
 		if inst != nil {
 			v.setInstance(inst)
 			if st == statemachine.Restarted {
-				_ = v.fire(ctx, statemachine.Done, "")
+				v.fire(ctx, statemachine.Done, "")
 				return
 			}
 			// The state's hook may not have finished, or not even
@@ -276,7 +276,10 @@ func (v *vm) resume(ctx context.Context, inst hypervisor.Instance, why string) {
 		v.afterExit(ctx, *v.lastExit)
 	case statemachine.Stopping:
 		v.inst = inst
-		if inst != nil && !v.deadline.IsZero() {
+		if inst != nil && v.stopForce {
+			v.stopOpts = StopOptions{Force: true}
+			v.log.Printf("a forced stop was in progress; forcing")
+		} else if inst != nil && !v.deadline.IsZero() {
 			// Re-arm the persisted deadline with the time left, or force
 			// now when it has passed.
 			if left := v.deadline.Sub(v.sup.now()); left <= 0 {
@@ -291,7 +294,7 @@ func (v *vm) resume(ctx context.Context, inst hypervisor.Instance, why string) {
 		if inst != nil {
 			// Launched just before the daemon went down.
 			v.setInstance(inst)
-			_ = v.fire(ctx, statemachine.Done, "re-adopted after a daemon restart")
+			v.fire(ctx, statemachine.Done, "re-adopted after a daemon restart")
 			return
 		}
 		if hookStep(st) {
@@ -325,9 +328,13 @@ func (v *vm) resumeNotice(ctx context.Context, st statemachine.State) {
 	}
 	again := v.hookWork(st, statemachine.Transition{VM: v.name, From: st, To: st,
 		Reason: "continuing after a daemon restart"})
+	v.hook = st
 	v.spawn(ctx, stepNotify, func(ctx context.Context) workResult {
-		if o, _ := j.settle(ctx, timeout); o == outcomeDone {
-			return workResult{ok: true}
+		if o, code := j.settle(ctx, timeout); o == outcomeDone {
+			if code != 0 {
+				return workResult{hook: st, reason: fmt.Sprintf("hook %s exited with status %d", st, code)}
+			}
+			return workResult{hook: st, ok: true}
 		}
 		v.log.Printf("hook %s did not finish before the daemon restarted; running it again", st)
 		return again(ctx)
@@ -359,7 +366,7 @@ func (v *vm) afterJournal(ctx context.Context, r workResult) {
 		case r.rerun:
 			v.spawn(ctx, stepRestart, v.restartWork(nil, tr))
 		case !r.ok:
-			_ = v.fire(ctx, statemachine.Fail, r.reason)
+			v.fire(ctx, statemachine.Fail, r.reason)
 		default:
 			s := v.cfg
 			v.spawn(ctx, stepRestart, func(ctx context.Context) workResult {

@@ -84,6 +84,7 @@ type Supervisor struct {
 	logf                     func(string, ...any)
 	now                      func() time.Time
 	bus                      *Bus
+	store                    *store // nil without a state directory
 
 	ctx context.Context
 	wg  sync.WaitGroup
@@ -121,6 +122,15 @@ func New(ctx context.Context, opts Options) *Supervisor {
 	}
 	if s.hookDrain == 0 {
 		s.hookDrain = DefaultHookDrain
+	}
+	if s.stateDir != "" {
+		s.bus.keepSeqIn(filepath.Join(s.stateDir, "events.seq"), s.logf)
+		s.store = newStore(s.stateDir, s.logf)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.store.run(ctx)
+		}()
 	}
 	return s
 }
@@ -359,7 +369,7 @@ func (s *Supervisor) FollowLog(name string) (<-chan []byte, func(), error) {
 // running hook finished.
 func (s *Supervisor) startDeps(ctx context.Context, name string, deps []string) error {
 	sub := s.bus.Subscribe(0)
-	defer sub.Close()
+	defer func() { sub.Close() }() // the one in use when it returns
 	waiting := make(map[string]bool)
 	for _, d := range deps {
 		st, err := s.Get(d)
@@ -456,16 +466,16 @@ func (s *Supervisor) stopOrder() [][]string {
 	return config.StopWaves(deps, names)
 }
 
-// waitSettled waits until a VM rests in stopped or failed.
+// waitSettled waits until a VM rests in stopped or failed, its hook done.
 func (s *Supervisor) waitSettled(ctx context.Context, name string) error {
 	sub := s.bus.Subscribe(0)
-	defer sub.Close()
+	defer func() { sub.Close() }() // the one in use when it returns
 	for {
 		st, err := s.Get(name)
 		if err != nil {
 			return nil // dropped: settled for good
 		}
-		if st.State == statemachine.Stopped || st.State == statemachine.Failed {
+		if st.Settled() {
 			return nil
 		}
 		select {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vmstated/vmstated/hypervisor"
+	"github.com/vmstated/vmstated/hypervisor/process"
 	"github.com/vmstated/vmstated/statemachine"
 )
 
@@ -64,8 +65,18 @@ type vm struct {
 	lastWork chan struct{}
 	stopOpts StopOptions
 	deadline time.Time // when a graceful stop in progress turns forced
+	// stopForce marks the stop in progress as forced.
+	stopForce bool
+	// saved is the record last written; saveErr why the current one could
+	// not be, and retryAt when the next try is due.
+	saved      []byte
+	saveErr    error
+	retryAt    time.Time
+	retryDelay time.Duration
 	// recovery is the record being recovered from after a daemon restart.
 	recovery *recovering
+	// waitingFor lists the VMs a start waits for.
+	waitingFor []string
 	// orphan notes a hypervisor process found without a record.
 	orphan string
 	// resetAsked marks the running instance as reset by a user: its next
@@ -95,6 +106,8 @@ type workResult struct {
 	rerun bool
 	// skipped: the state has no hook.
 	skipped bool
+	// hook is the state whose hook the work ran, when it ran one alone.
+	hook statemachine.State
 }
 
 // configUpdate carries a config change to the actor.
@@ -165,8 +178,10 @@ func (v *vm) run(ctx context.Context) {
 		if v.inst != nil && watchesExit(v.m.State()) {
 			exited = v.inst.Done()
 		}
+		retry, stopRetry := v.retryC()
 		select {
 		case <-ctx.Done():
+			stopRetry()
 			return
 		case msg := <-v.inbox:
 			if ctx.Err() != nil {
@@ -175,11 +190,17 @@ func (v *vm) run(ctx context.Context) {
 				// the exit, which must not count as its failure. The
 				// journal and the record tell the next daemon where
 				// the VM stands.
+				stopRetry()
 				return
 			}
 			v.handle(ctx, msg)
 		case <-exited:
 			v.onExit(ctx)
+		case <-retry:
+		}
+		stopRetry()
+		if !v.dropped {
+			_ = v.save()
 		}
 		v.publishStatus()
 	}
@@ -212,10 +233,14 @@ func (v *vm) handle(ctx context.Context, msg any) {
 	}
 }
 
-// fire moves the machine and performs what the new state stands for.
+// fire moves the machine and performs what the new state stands for. An
+// event the table refuses is logged: the actor asked for a move its own
+// state does not allow, which is a fault to be seen, not ignored.
 func (v *vm) fire(ctx context.Context, e statemachine.Event, reason string) error {
 	tr, err := v.m.Fire(e, reason)
 	if err != nil {
+		v.log.Printf("event %s refused in state %s: %v", e, v.m.State(), err)
+		v.sup.logf("%s: event %s refused in state %s: %v", v.name, e, v.m.State(), err)
 		return err
 	}
 	v.enter(ctx, tr)
@@ -237,7 +262,6 @@ func (v *vm) enter(ctx context.Context, tr statemachine.Transition) {
 	v.publishStatus()
 	v.sup.bus.Publish(Event{Time: tr.Time, Kind: KindTransition, VM: v.name, Event: tr.Event,
 		From: tr.From, To: tr.To, Reason: tr.Reason})
-	v.persist()
 
 	st := tr.To
 	switch {
@@ -255,6 +279,9 @@ func (v *vm) enter(ctx context.Context, tr statemachine.Transition) {
 	case st == statemachine.Stopped || st == statemachine.Failed:
 		v.inst = nil
 		v.desired = statemachine.Stopped
+		// Its outcome changes nothing, but the VM has settled only once
+		// it has finished: stop -w and the stop-all waves wait for it.
+		v.hook = st
 		v.spawn(ctx, stepNotify, v.hookWork(st, tr))
 		v.applyPending()
 		if v.removed {
@@ -267,7 +294,7 @@ func (v *vm) enter(ctx context.Context, tr statemachine.Transition) {
 	// A stop asked for while the VM was busy takes effect here, at the
 	// first state that can stop.
 	if v.desired == statemachine.Stopped && v.m.Can(statemachine.Stop) {
-		_ = v.fire(ctx, statemachine.Stop, "stop requested")
+		v.fire(ctx, statemachine.Stop, "stop requested")
 	}
 }
 
@@ -299,17 +326,11 @@ func (v *vm) hookFinished(r workResult) {
 	if st == "" {
 		return
 	}
-	reason := ""
 	if r.ok {
 		v.hook = ""
 		v.publishStatus()
-	} else {
-		reason = r.reason
-		if reason == "" {
-			reason = "hook " + string(st) + " failed"
-		}
 	}
-	v.sup.bus.Publish(Event{Time: v.sup.now(), Kind: KindHook, VM: v.name, To: st, Reason: reason, Skipped: r.skipped})
+	v.hookEvent(st, r.ok, r.reason, r.skipped)
 }
 
 // spawn runs work in its own goroutine; its result comes back to the actor
@@ -318,6 +339,9 @@ func (v *vm) hookFinished(r workResult) {
 // finished: a stop that arrives while the running hook runs does not start
 // the stopping hook beside it.
 func (v *vm) spawn(ctx context.Context, step string, work func(context.Context) workResult) {
+	// The record comes first: no work starts that the record on disk does
+	// not yet account for.
+	_ = v.save()
 	v.gen++
 	gen := v.gen
 	var prev, mine chan struct{}
@@ -360,8 +384,38 @@ func (v *vm) hookWork(st statemachine.State, tr statemachine.Transition) func(co
 	call := v.hookCall(st, tr)
 	return func(ctx context.Context) workResult {
 		o := v.sup.runHook(ctx, call, v.log)
-		return workResult{ok: o.ok, reason: o.reason, skipped: o.skipped}
+		return workResult{hook: st, ok: o.ok, reason: o.reason, skipped: o.skipped}
 	}
+}
+
+// hookEvent tells the event stream that the hook of st has finished. Safe
+// from any goroutine: work that runs a hook in the middle of a step
+// (stopping, restarting) says so as soon as the hook ends.
+func (v *vm) hookEvent(st statemachine.State, ok bool, reason string, skipped bool) {
+	if !ok && reason == "" {
+		reason = "hook " + string(st) + " failed"
+	}
+	if ok {
+		reason = ""
+	}
+	v.sup.bus.Publish(Event{Time: v.sup.now(), Kind: KindHook, VM: v.name, To: st, Reason: reason, Skipped: skipped})
+}
+
+// notifyFinished handles the end of a hook whose outcome moves nothing
+// (stopped, failed): a failure is logged, and the VM no longer waits for
+// it.
+func (v *vm) notifyFinished(r workResult) {
+	if !r.ok {
+		v.log.Printf("%s", r.reason)
+	}
+	if r.hook == "" {
+		return
+	}
+	if r.gen == v.gen && v.hook == r.hook && v.m.State() == r.hook {
+		v.hook = ""
+		v.publishStatus()
+	}
+	v.hookEvent(r.hook, r.ok, r.reason, r.skipped)
 }
 
 func (v *vm) onWork(ctx context.Context, r workResult) {
@@ -377,10 +431,11 @@ func (v *vm) onWork(ctx context.Context, r workResult) {
 		}
 		return
 	}
-	if r.gen != v.gen || r.step == stepNotify {
-		if r.step == stepNotify && !r.ok {
-			v.log.Printf("%s", r.reason)
-		}
+	if r.step == stepNotify {
+		v.notifyFinished(r)
+		return
+	}
+	if r.gen != v.gen {
 		return
 	}
 	if r.step == stepHook {
@@ -391,19 +446,26 @@ func (v *vm) onWork(ctx context.Context, r workResult) {
 	case statemachine.StartNetwork:
 		switch {
 		case !r.ok:
-			_ = v.fire(ctx, statemachine.Fail, r.reason)
+			v.fire(ctx, statemachine.Fail, r.reason)
 		case stopWanted:
-			_ = v.fire(ctx, statemachine.Abort, "stop requested while starting")
+			v.fire(ctx, statemachine.Abort, "stop requested while starting")
 		default:
-			_ = v.fire(ctx, statemachine.Done, "")
+			v.fire(ctx, statemachine.Done, "")
 		}
 	case statemachine.StartStorage:
 		switch {
 		case r.step == stepHook && !r.ok:
-			_ = v.fire(ctx, statemachine.Fail, r.reason)
+			v.fire(ctx, statemachine.Fail, r.reason)
 		case r.step == stepHook && stopWanted:
-			_ = v.fire(ctx, statemachine.Abort, "stop requested while starting")
+			v.fire(ctx, statemachine.Abort, "stop requested while starting")
 		case r.step == stepHook:
+			// The intent to launch is on disk before the launch, or
+			// there is no launch: a daemon that dies after it must find
+			// the record that sends it looking for the process.
+			if err := v.save(); err != nil {
+				v.fire(ctx, statemachine.Fail, fmt.Sprintf("state not saved, so nothing was launched: %v", err))
+				return
+			}
 			s := v.cfg
 			v.spawn(ctx, stepLaunch, func(ctx context.Context) workResult {
 				inst, err := v.launch(ctx, s)
@@ -414,29 +476,29 @@ func (v *vm) onWork(ctx context.Context, r workResult) {
 			})
 		case r.step == stepLaunch && !r.ok:
 			v.m.MarkFailed("launch failed: " + r.reason)
-			_ = v.fire(ctx, statemachine.Abort, "launch failed: "+r.reason)
+			v.fire(ctx, statemachine.Abort, "launch failed: "+r.reason)
 		case r.step == stepLaunch:
 			v.setInstance(r.inst)
-			_ = v.fire(ctx, statemachine.Done, fmt.Sprintf("%s started, pid %d", v.cfg.driver, r.inst.Handle().PID))
+			v.fire(ctx, statemachine.Done, fmt.Sprintf("%s started, pid %d", v.cfg.driver, r.inst.Handle().PID))
 		}
 	case statemachine.Running, statemachine.Paused:
 		if !r.ok {
-			_ = v.fire(ctx, statemachine.Fail, r.reason)
+			v.fire(ctx, statemachine.Fail, r.reason)
 		}
 	case statemachine.Restarted:
 		if !r.ok {
-			_ = v.fire(ctx, statemachine.Fail, r.reason)
+			v.fire(ctx, statemachine.Fail, r.reason)
 		} else {
-			_ = v.fire(ctx, statemachine.Done, "")
+			v.fire(ctx, statemachine.Done, "")
 		}
 	case statemachine.Restarting:
 		if r.inst != nil {
 			v.setInstance(r.inst)
 		}
 		if !r.ok {
-			_ = v.fire(ctx, statemachine.Fail, r.reason)
+			v.fire(ctx, statemachine.Fail, r.reason)
 		} else {
-			_ = v.fire(ctx, statemachine.Done, fmt.Sprintf("%s relaunched, pid %d", v.cfg.driver, r.inst.Handle().PID))
+			v.fire(ctx, statemachine.Done, fmt.Sprintf("%s relaunched, pid %d", v.cfg.driver, r.inst.Handle().PID))
 		}
 	case statemachine.Stopping:
 		if v.inst != nil {
@@ -445,17 +507,17 @@ func (v *vm) onWork(ctx context.Context, r workResult) {
 			}
 		}
 		v.inst = nil
-		v.deadline = time.Time{}
+		v.deadline, v.stopForce = time.Time{}, false
 		if !r.ok {
-			_ = v.fire(ctx, statemachine.Fail, r.reason)
+			v.fire(ctx, statemachine.Fail, r.reason)
 		} else {
-			_ = v.fire(ctx, statemachine.Done, r.reason)
+			v.fire(ctx, statemachine.Done, r.reason)
 		}
 	case statemachine.StopStorage, statemachine.StopNetwork:
 		if !r.ok {
-			_ = v.fire(ctx, statemachine.Fail, r.reason)
+			v.fire(ctx, statemachine.Fail, r.reason)
 		} else {
-			_ = v.fire(ctx, statemachine.Done, "")
+			v.fire(ctx, statemachine.Done, "")
 		}
 	case statemachine.Stopped:
 		if r.step == stepDeps {
@@ -466,7 +528,6 @@ func (v *vm) onWork(ctx context.Context, r workResult) {
 
 func (v *vm) setInstance(inst hypervisor.Instance) {
 	v.inst = inst
-	v.persist()
 }
 
 // launch starts the hypervisor for settings s.
@@ -482,7 +543,32 @@ func (v *vm) launch(ctx context.Context, s *settings) (hypervisor.Instance, erro
 	spec.Name = s.name
 	spec.RunDir = filepath.Join(v.sup.runDir, s.name)
 	spec.Output = v.log.Writer(s.driver)
+	if inst, err := v.adoptLeftover(ctx, drv, s.driver, spec); inst != nil || err != nil {
+		return inst, err
+	}
 	return drv.Start(ctx, spec)
+}
+
+// adoptLeftover looks, before a launch, for a live process of the VM that
+// its run directory's handle names (one the record lost track of: a daemon
+// that died before it could save the handle, or a record that could not be
+// written). Such a process is adopted, never doubled; one that lives but
+// cannot be adopted stops the launch.
+func (v *vm) adoptLeftover(ctx context.Context, drv hypervisor.Driver, driver string, spec hypervisor.Spec) (hypervisor.Instance, error) {
+	h, err := hypervisor.ReadHandleFile(spec.RunDir)
+	if err != nil || h.PID <= 0 || h.Driver != driver {
+		return nil, nil
+	}
+	if st, err := process.StartTimeOf(h.PID); err != nil || st != h.StartTime {
+		return nil, nil // gone: its pid is free or taken by another process
+	}
+	inst, err := drv.Recover(ctx, spec, h)
+	if err != nil {
+		return nil, fmt.Errorf("%s pid %d of this VM still runs (named by %s) but could not be adopted: %v; nothing was launched beside it: stop it by hand, then start again",
+			h.Driver, h.PID, filepath.Join(spec.RunDir, hypervisor.HandleFile), err)
+	}
+	v.log.Printf("found %s pid %d of this VM still running; adopted it instead of launching another", h.Driver, h.PID)
+	return inst, nil
 }
 
 // restartWork stops the old hypervisor when it still runs (a restart asked
@@ -500,7 +586,11 @@ func (v *vm) restartWork(old hypervisor.Instance, tr statemachine.Transition) fu
 				return workResult{reason: err.Error()}
 			}
 		}
-		if o := v.sup.runHook(ctx, call, v.log); !o.ok {
+		o := v.sup.runHook(ctx, call, v.log)
+		if ctx.Err() == nil {
+			v.hookEvent(statemachine.Restarting, o.ok, o.reason, o.skipped)
+		}
+		if !o.ok {
 			return workResult{reason: o.reason}
 		}
 		inst, err := v.launch(ctx, s)
@@ -536,10 +626,11 @@ func (v *vm) startStop(ctx context.Context, tr statemachine.Transition, done *ho
 		timeout = 60 * time.Second
 	}
 	if inst != nil && !opts.Force {
-		// Persisted, so that a daemon restart re-arms it.
+		// Persisted (spawn saves the record), so that a daemon restart
+		// re-arms it.
 		v.deadline = v.sup.now().Add(timeout)
-		v.persist()
 	}
+	v.stopForce = inst != nil && opts.Force
 	wasPaused := tr.From == statemachine.Paused
 	call := v.hookCall(statemachine.Stopping, tr)
 	v.spawn(ctx, stepStop, func(ctx context.Context) workResult {
@@ -550,6 +641,9 @@ func (v *vm) startStop(ctx context.Context, tr statemachine.Transition, done *ho
 		} else {
 			o := v.sup.runHook(ctx, call, v.log)
 			ok, reason = o.ok, o.reason
+			if ctx.Err() == nil {
+				v.hookEvent(statemachine.Stopping, o.ok, o.reason, o.skipped)
+			}
 		}
 		if inst != nil {
 			if wasPaused {
@@ -638,7 +732,7 @@ func (v *vm) onExit(ctx context.Context) {
 	if wasReset && ex.Reason == hypervisor.ExitReboot && v.desired == statemachine.Running {
 		// The reset a user asked for: relaunch like a restart, outside
 		// the budget.
-		_ = v.fire(ctx, statemachine.Restart, "reset requested")
+		v.fire(ctx, statemachine.Restart, "reset requested")
 		return
 	}
 	v.afterExit(ctx, ex)
@@ -651,7 +745,7 @@ func (v *vm) afterExit(ctx context.Context, ex hypervisor.Exit) {
 		why += " (" + ex.Detail + ")"
 	}
 	if v.desired == statemachine.Stopped {
-		_ = v.fire(ctx, statemachine.Exited, why)
+		v.fire(ctx, statemachine.Exited, why)
 		return
 	}
 	policy := PolicyStop
@@ -660,17 +754,17 @@ func (v *vm) afterExit(ctx context.Context, ex hypervisor.Exit) {
 	}
 	switch policy {
 	case PolicyRestart:
-		_ = v.fire(ctx, statemachine.AutoRestart, why)
+		v.fire(ctx, statemachine.AutoRestart, why)
 		if v.m.State() == statemachine.Stopping {
 			v.desired = statemachine.Stopped // the budget is spent
 		}
 	case PolicyFail:
 		v.m.MarkFailed(why)
 		v.desired = statemachine.Stopped
-		_ = v.fire(ctx, statemachine.Exited, why)
+		v.fire(ctx, statemachine.Exited, why)
 	default:
 		v.desired = statemachine.Stopped
-		_ = v.fire(ctx, statemachine.Exited, why)
+		v.fire(ctx, statemachine.Exited, why)
 	}
 }
 
@@ -701,8 +795,8 @@ func (v *vm) onCommand(ctx context.Context, c command) error {
 			reason = "start requested"
 		}
 		if len(v.cfg.depends) > 0 {
-			v.lastReason = "waiting for " + strings.Join(v.cfg.depends, ", ")
 			deps := v.cfg.depends
+			v.waitingFor = deps
 			v.spawn(ctx, stepDeps, func(ctx context.Context) workResult {
 				if err := v.sup.startDeps(ctx, v.name, deps); err != nil {
 					return workResult{reason: err.Error()}
@@ -718,12 +812,17 @@ func (v *vm) onCommand(ctx context.Context, c command) error {
 		case st == statemachine.Stopped && v.desired == statemachine.Running:
 			// Waiting for dependencies: forget the start.
 			v.desired = statemachine.Stopped
+			v.waitingFor = nil
 			v.gen++
 			v.lastReason = "start cancelled"
 			return nil
 		case st == statemachine.Stopping:
 			if c.stop.Force && v.inst != nil {
 				v.log.Printf("forced stop requested")
+				// Recorded before the kill: a daemon that dies now is
+				// followed by one that goes on forcing.
+				v.stopForce = true
+				_ = v.save()
 				_ = v.inst.Kill()
 			}
 			return nil
@@ -803,15 +902,16 @@ func (v *vm) onCommand(ctx context.Context, c command) error {
 
 // onDeps handles the outcome of waiting for the VMs this one depends on.
 func (v *vm) onDeps(ctx context.Context, r workResult) {
+	v.waitingFor = nil
 	if v.desired != statemachine.Running {
 		return
 	}
 	if !r.ok {
 		v.desired = statemachine.Stopped
-		_ = v.fire(ctx, statemachine.Fail, r.reason)
+		v.fire(ctx, statemachine.Fail, r.reason)
 		return
 	}
-	_ = v.fire(ctx, statemachine.Start, "dependencies running")
+	v.fire(ctx, statemachine.Start, "dependencies running")
 }
 
 func (v *vm) onConfig(u configUpdate) {
@@ -901,6 +1001,10 @@ func (v *vm) publishStatus() {
 		Removed:     v.removed,
 		LastExit:    v.lastExit,
 		Hook:        v.hook,
+		WaitingFor:  v.waitingFor,
+	}
+	if v.saveErr != nil {
+		s.RecordError = v.saveErr.Error()
 	}
 	if f := v.m.Failure(); f != "" {
 		s.Reason = f

@@ -46,6 +46,12 @@ func reasonCell(st api.Status) string {
 	if st.Removed {
 		parts = append(parts, "config removed")
 	}
+	if st.RecordError != "" {
+		parts = append(parts, "state not saved: "+oneLine(st.RecordError))
+	}
+	if len(st.WaitingFor) > 0 {
+		parts = append(parts, "waiting for "+strings.Join(st.WaitingFor, ", "))
+	}
 	if st.Hook != "" {
 		parts = append(parts, "waiting for its "+string(st.Hook)+" hook")
 	}
