@@ -368,14 +368,7 @@ func (v *vm) afterJournal(ctx context.Context, r workResult) {
 		case !r.ok:
 			v.fire(ctx, statemachine.Fail, r.reason)
 		default:
-			s := v.cfg
-			v.spawn(ctx, stepRestart, func(ctx context.Context) workResult {
-				inst, err := v.launch(ctx, s)
-				if err != nil {
-					return workResult{reason: "relaunch failed: " + err.Error()}
-				}
-				return workResult{ok: true, inst: inst}
-			})
+			v.startLaunch(ctx)
 		}
 	default:
 		if r.rerun {

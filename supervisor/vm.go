@@ -40,7 +40,7 @@ type vm struct {
 	name   string
 	sup    *Supervisor
 	log    *vmLog
-	inbox  chan any
+	inbox  chan message
 	done   chan struct{} // closed when run returns
 	status atomic.Pointer[Status]
 
@@ -128,7 +128,7 @@ func newVM(sup *Supervisor, name string, cfg *settings, log *vmLog, initial stat
 		name:    name,
 		sup:     sup,
 		log:     log,
-		inbox:   make(chan any, 16),
+		inbox:   make(chan message, 16),
 		done:    make(chan struct{}),
 		cfg:     cfg,
 		desired: statemachine.Stopped,
@@ -143,7 +143,7 @@ func newVM(sup *Supervisor, name string, cfg *settings, log *vmLog, initial stat
 }
 
 // send delivers a message to the actor unless it has ended.
-func (v *vm) send(ctx context.Context, msg any) error {
+func (v *vm) send(ctx context.Context, msg message) error {
 	select {
 	case v.inbox <- msg:
 		return nil
@@ -193,7 +193,7 @@ func (v *vm) run(ctx context.Context) {
 				stopRetry()
 				return
 			}
-			v.handle(ctx, msg)
+			msg.deliver(ctx, v)
 		case <-exited:
 			v.onExit(ctx)
 		case <-retry:
@@ -217,20 +217,19 @@ func watchesExit(s statemachine.State) bool {
 	return false
 }
 
-func (v *vm) handle(ctx context.Context, msg any) {
-	switch m := msg.(type) {
-	case command:
-		m.reply <- v.onCommand(ctx, m)
-	case workResult:
-		v.onWork(ctx, m)
-	case configUpdate:
-		v.onConfig(m)
-	case inspect:
-		m.fn()
-		close(m.done)
-	case recovering:
-		v.onRecover(ctx, m)
-	}
+// message is one kind of news for the actor; each kind says what the
+// actor does with it.
+type message interface {
+	deliver(ctx context.Context, v *vm)
+}
+
+func (c command) deliver(ctx context.Context, v *vm)      { c.reply <- v.onCommand(ctx, c) }
+func (r workResult) deliver(ctx context.Context, v *vm)   { v.onWork(ctx, r) }
+func (u configUpdate) deliver(ctx context.Context, v *vm) { v.onConfig(u) }
+func (r recovering) deliver(ctx context.Context, v *vm)   { v.onRecover(ctx, r) }
+func (i inspect) deliver(ctx context.Context, v *vm) {
+	i.fn()
+	close(i.done)
 }
 
 // fire moves the machine and performs what the new state stands for. An
@@ -459,21 +458,7 @@ func (v *vm) onWork(ctx context.Context, r workResult) {
 		case r.step == stepHook && stopWanted:
 			v.fire(ctx, statemachine.Abort, "stop requested while starting")
 		case r.step == stepHook:
-			// The intent to launch is on disk before the launch, or
-			// there is no launch: a daemon that dies after it must find
-			// the record that sends it looking for the process.
-			if err := v.save(); err != nil {
-				v.fire(ctx, statemachine.Fail, fmt.Sprintf("state not saved, so nothing was launched: %v", err))
-				return
-			}
-			s := v.cfg
-			v.spawn(ctx, stepLaunch, func(ctx context.Context) workResult {
-				inst, err := v.launch(ctx, s)
-				if err != nil {
-					return workResult{reason: err.Error()}
-				}
-				return workResult{ok: true, inst: inst}
-			})
+			v.startLaunch(ctx)
 		case r.step == stepLaunch && !r.ok:
 			v.m.MarkFailed("launch failed: " + r.reason)
 			v.fire(ctx, statemachine.Abort, "launch failed: "+r.reason)
@@ -492,12 +477,15 @@ func (v *vm) onWork(ctx context.Context, r workResult) {
 			v.fire(ctx, statemachine.Done, "")
 		}
 	case statemachine.Restarting:
-		if r.inst != nil {
-			v.setInstance(r.inst)
-		}
-		if !r.ok {
+		switch {
+		case r.step == stepRestart && !r.ok:
 			v.fire(ctx, statemachine.Fail, r.reason)
-		} else {
+		case r.step == stepRestart:
+			v.startLaunch(ctx)
+		case !r.ok:
+			v.fire(ctx, statemachine.Fail, "relaunch failed: "+r.reason)
+		default:
+			v.setInstance(r.inst)
 			v.fire(ctx, statemachine.Done, fmt.Sprintf("%s relaunched, pid %d", v.cfg.driver, r.inst.Handle().PID))
 		}
 	case statemachine.Stopping:
@@ -563,6 +551,9 @@ func (v *vm) adoptLeftover(ctx context.Context, drv hypervisor.Driver, driver st
 		return nil, nil // gone: its pid is free or taken by another process
 	}
 	inst, err := drv.Recover(ctx, spec, h)
+	if errors.Is(err, hypervisor.ErrGone) {
+		return nil, nil // it ended (a zombie still waiting to be reaped)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s pid %d of this VM still runs (named by %s) but could not be adopted: %v; nothing was launched beside it: stop it by hand, then start again",
 			h.Driver, h.PID, filepath.Join(spec.RunDir, hypervisor.HandleFile), err)
@@ -571,8 +562,28 @@ func (v *vm) adoptLeftover(ctx context.Context, drv hypervisor.Driver, driver st
 	return inst, nil
 }
 
+// startLaunch launches the hypervisor once the intent is on disk: a daemon
+// that dies after the launch must find the record that sends it looking
+// for the process. A record that cannot be written fails the launch, and
+// nothing is launched.
+func (v *vm) startLaunch(ctx context.Context) {
+	if err := v.save(); err != nil {
+		v.onWork(ctx, workResult{gen: v.gen, step: stepLaunch, reason: "state not saved, so nothing was launched: " + err.Error()})
+		return
+	}
+	s := v.cfg
+	v.spawn(ctx, stepLaunch, func(ctx context.Context) workResult {
+		inst, err := v.launch(ctx, s)
+		if err != nil {
+			return workResult{reason: err.Error()}
+		}
+		return workResult{ok: true, inst: inst}
+	})
+}
+
 // restartWork stops the old hypervisor when it still runs (a restart asked
-// for by a user), runs the restarting hook and launches a new one.
+// for by a user) and runs the restarting hook; the launch follows as a
+// step of its own.
 func (v *vm) restartWork(old hypervisor.Instance, tr statemachine.Transition) func(context.Context) workResult {
 	call := v.hookCall(statemachine.Restarting, tr)
 	s := v.cfg
@@ -590,14 +601,7 @@ func (v *vm) restartWork(old hypervisor.Instance, tr statemachine.Transition) fu
 		if ctx.Err() == nil {
 			v.hookEvent(statemachine.Restarting, o.ok, o.reason, o.skipped)
 		}
-		if !o.ok {
-			return workResult{reason: o.reason}
-		}
-		inst, err := v.launch(ctx, s)
-		if err != nil {
-			return workResult{reason: "relaunch failed: " + err.Error()}
-		}
-		return workResult{ok: true, inst: inst}
+		return workResult{ok: o.ok, reason: o.reason}
 	}
 }
 

@@ -136,6 +136,12 @@ func printDetail(w io.Writer, st api.Status, now time.Time) {
 	if st.Hook != "" {
 		row("hook", string(st.Hook)+" (in progress; the VM waits for it)")
 	}
+	if len(st.WaitingFor) > 0 {
+		row("waiting for", strings.Join(st.WaitingFor, ", ")+" (it starts once they are up)")
+	}
+	if st.RecordError != "" {
+		row("state not saved", oneLine(st.RecordError)+" (retrying; free or fix the state directory)")
+	}
 	row("hypervisor", st.Hypervisor)
 	row("cpus", dash(st.CPUs))
 	row("memory", memory(st.Memory))
