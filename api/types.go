@@ -157,9 +157,17 @@ func (o StopOptions) Duration() time.Duration {
 // about itself (for QEMU: version, CPUs, block devices, PCI devices, VNC).
 type Info map[string]any
 
-// ReloadResult is the body of a successful POST /v1/reload.
+// ReloadResult is the body of a successful POST /v1/reload, sent once the
+// changes have reached the VMs (a running VM's new config waits for its
+// next start, shown as pending in its status).
 type ReloadResult struct {
-	OK bool `json:"ok"`
+	OK      bool     `json:"ok"`
+	Added   []string `json:"added,omitempty"`
+	Changed []string `json:"changed,omitempty"`
+	Removed []string `json:"removed,omitempty"`
+	// Invalid maps each VM whose config did not load to its errors; its
+	// previous config stays in force.
+	Invalid map[string]string `json:"invalid,omitempty"`
 }
 
 // Error codes, the "code" member of an error body.

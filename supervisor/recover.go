@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/vmstated/vmstated/config"
 	"github.com/vmstated/vmstated/hypervisor"
@@ -232,82 +231,12 @@ func (v *vm) onRecover(ctx context.Context, r recovering) {
 func (v *vm) resume(ctx context.Context, inst hypervisor.Instance, why string) {
 	r := v.recovery
 	v.recovery = nil
-	st := v.m.State()
-	wantRunning := r.rec.Desired == statemachine.Running
 	if inst != nil {
 		v.log.Printf("re-adopted %s pid %d", inst.Handle().Driver, inst.Handle().PID)
 	} else if r.rec.Handle != nil {
 		v.log.Printf("hypervisor pid %d is gone (%s)", r.rec.Handle.PID, orUnknown(why))
 	}
-	switch st {
-	case statemachine.Stopped:
-		v.resumeNotice(ctx, st)
-		if r.autostart || wantRunning {
-			v.desired = statemachine.Stopped
-			reason := "desired state restored"
-			if r.autostart {
-				reason = "autostart"
-			}
-			if err := v.onCommand(ctx, command{op: statemachine.Start, reason: reason}); err != nil {
-				v.log.Printf("%s: %v", reason, err)
-			}
-		}
-	case statemachine.Failed:
-		// Failure mode survives restarts; failreset ends it.
-		v.resumeNotice(ctx, st)
-	case statemachine.Running, statemachine.Paused, statemachine.Restarted:
-		if inst != nil {
-			v.setInstance(inst)
-			if st == statemachine.Restarted {
-				v.fire(ctx, statemachine.Done, "")
-				return
-			}
-			// The state's hook may not have finished, or not even
-			// started, when the last daemon went down: its journal says.
-			if v.journal(st).pid != "" && v.cfg != nil && v.cfg.scriptPath != "" {
-				v.hook = st
-				v.spawn(ctx, stepJournal, v.journalWork(st))
-			}
-			return
-		}
-		v.lastExit = &hypervisor.Exit{Reason: hypervisor.ExitCrash, Code: -1, Time: v.sup.now(),
-			Detail: "the hypervisor ended while the daemon was down"}
-		v.inst = nil
-		v.afterExit(ctx, *v.lastExit)
-	case statemachine.Stopping:
-		v.inst = inst
-		if inst != nil && v.stopForce {
-			v.stopOpts = StopOptions{Force: true}
-			v.log.Printf("a forced stop was in progress; forcing")
-		} else if inst != nil && !v.deadline.IsZero() {
-			// Re-arm the persisted deadline with the time left, or force
-			// now when it has passed.
-			if left := v.deadline.Sub(v.sup.now()); left <= 0 {
-				v.stopOpts = StopOptions{Force: true}
-				v.log.Printf("stop deadline passed while the daemon was down; forcing")
-			} else {
-				v.stopOpts = StopOptions{Timeout: left}
-			}
-		}
-		v.spawn(ctx, stepJournal, v.journalWork(st))
-	case statemachine.StartStorage, statemachine.Restarting:
-		if inst != nil {
-			// Launched just before the daemon went down.
-			v.setInstance(inst)
-			v.fire(ctx, statemachine.Done, "re-adopted after a daemon restart")
-			return
-		}
-		if hookStep(st) {
-			v.hook = st
-		}
-		v.spawn(ctx, stepJournal, v.journalWork(st))
-	case statemachine.StartNetwork, statemachine.StopStorage, statemachine.StopNetwork:
-		if inst != nil {
-			_ = inst.Kill()
-		}
-		v.hook = st
-		v.spawn(ctx, stepJournal, v.journalWork(st))
-	}
+	behaviours[v.m.State()].recover(v, ctx, inst, *r)
 }
 
 // resumeNotice runs the hook of a resting state (stopped, failed) again
@@ -322,10 +251,7 @@ func (v *vm) resumeNotice(ctx context.Context, st statemachine.State) {
 	if _, err := os.Stat(j.pid); err != nil {
 		return
 	}
-	timeout := 60 * time.Second
-	if v.cfg != nil {
-		timeout = v.cfg.hookTimeoutFor(st)
-	}
+	timeout := v.cfg.hookTimeoutFor(st)
 	again := v.hookWork(st, statemachine.Transition{VM: v.name, From: st, To: st,
 		Reason: "continuing after a daemon restart"})
 	v.hook = st
@@ -354,30 +280,7 @@ func (v *vm) afterJournal(ctx context.Context, r workResult) {
 	} else {
 		v.log.Printf("%s", r.reason)
 	}
-	switch st {
-	case statemachine.Stopping:
-		if r.rerun {
-			v.startStop(ctx, tr, nil)
-		} else {
-			v.startStop(ctx, tr, &hookDone{ok: r.ok, reason: r.reason})
-		}
-	case statemachine.Restarting:
-		switch {
-		case r.rerun:
-			v.spawn(ctx, stepRestart, v.restartWork(nil, tr))
-		case !r.ok:
-			v.fire(ctx, statemachine.Fail, r.reason)
-		default:
-			v.startLaunch(ctx)
-		}
-	default:
-		if r.rerun {
-			v.runStateHook(ctx, st, tr)
-			return
-		}
-		// As if the hook's own work had just reported.
-		v.onWork(ctx, workResult{gen: v.gen, step: stepHook, ok: r.ok, reason: r.reason})
-	}
+	behaviours[st].journaled(v, ctx, r, tr)
 }
 
 func orUnknown(s string) string {

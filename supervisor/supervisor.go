@@ -91,6 +91,9 @@ type Supervisor struct {
 	// hooksRunning counts the hook processes running now.
 	hooksRunning atomic.Int64
 
+	reloadMu sync.Mutex
+	reloads  []reloadWaiter
+
 	mu   sync.Mutex
 	vms  map[string]*vm
 	logs map[string]*vmLog // one per file for the daemon's lifetime

@@ -30,12 +30,18 @@ type fixture struct {
 	record  string // hooks append a line here for every run
 	// drain is the supervisor's HookDrain: short by default, so that
 	// hooks left hanging by a test do not hold up its end.
-	drain  time.Duration
-	sup    *Supervisor
-	cancel context.CancelFunc
-	sub    *Subscription
-	mu     sync.Mutex
-	seen   []Event
+	drain time.Duration
+	sup   *Supervisor
+	// w watches the config root, as the daemon's watcher does; Follow
+	// applies what it reports once follow has been called.
+	w          *config.Watcher
+	watchDone  chan struct{}
+	following  bool
+	followDone chan struct{}
+	cancel     context.CancelFunc
+	sub        *Subscription
+	mu         sync.Mutex
+	seen       []Event
 }
 
 // recordHook appends "<vm> <state> prev=<prev> reason=<reason>" to the
@@ -93,6 +99,16 @@ func (f *fixture) start() {
 		Logf:      f.t.Logf,
 		HookDrain: f.drain,
 	})
+	w, err := config.NewWatcher(f.root, config.WatchOptions{Debounce: 20 * time.Millisecond})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.w = w
+	f.watchDone = make(chan struct{})
+	go func(done chan struct{}) {
+		defer close(done)
+		_ = w.Run(ctx)
+	}(f.watchDone)
 	f.sub = f.sup.Bus().Subscribe(0)
 	sub := f.sub
 	f.subDone = make(chan struct{})
@@ -111,8 +127,27 @@ func (f *fixture) start() {
 // keep running.
 func (f *fixture) stop() {
 	f.cancel()
+	<-f.watchDone
+	if f.following {
+		<-f.followDone
+		f.following = false
+	}
 	f.sup.Wait()
 	<-f.subDone
+}
+
+// follow starts applying the watcher's changes, as the daemon does after
+// Load.
+func (f *fixture) follow() {
+	if f.following {
+		return
+	}
+	f.following = true
+	f.followDone = make(chan struct{})
+	go func(done chan struct{}) {
+		defer close(done)
+		f.sup.Follow(f.w.Changes())
+	}(f.followDone)
 }
 
 // restart simulates a daemon restart and loads the config root again.
@@ -120,7 +155,8 @@ func (f *fixture) restart(opts LoadOptions) {
 	f.t.Helper()
 	f.stop()
 	f.start()
-	f.sup.Load(loadRoot(f.t, f.root), opts)
+	f.sup.Load(f.w.Initial(), opts)
+	f.follow()
 }
 
 // addVM writes a VM directory with the given config body and every hook.
@@ -175,9 +211,18 @@ func (f *fixture) holdHook(vm string, st statemachine.State) string {
 	return release
 }
 
-func (f *fixture) sync() {
+// sync rescans the config root the way POST /v1/reload does and returns
+// once the changes have reached the VMs.
+func (f *fixture) sync() ReloadSummary {
 	f.t.Helper()
-	f.sup.Sync(loadRoot(f.t, f.root))
+	f.follow()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	sum, err := f.sup.Reload(ctx, f.w.Request)
+	if err != nil {
+		f.t.Fatalf("reload: %v", err)
+	}
+	return sum
 }
 
 func loadRoot(t *testing.T, root string) *config.Snapshot {
@@ -522,15 +567,40 @@ func TestGuestPoweroffStops(t *testing.T) {
 	}
 }
 
+// stubborn is the exec config of a guest that ignores the stop signal; it
+// creates the file ready once the signal is ignored, so a test can stop
+// it only then.
+func stubborn(ready string, stopTimeout int) string {
+	return fmt.Sprintf(`stop_timeout = %d;
+		exec { command = [ "/bin/sh", "-c", "trap '' TERM; : > %s; exec sleep 1000" ]; }`, stopTimeout, ready)
+}
+
+// waitFile waits until path exists.
+func waitFile(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not appear", path)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func TestGracefulStopFallsBackToForce(t *testing.T) {
 	f := newFixture(t)
-	f.addVM("vm0", `stop_timeout = 1;
-		exec { command = [ "/bin/sh", "-c", "trap '' TERM; exec sleep 1000" ]; }`)
+	ready := filepath.Join(f.base, "vm0.ready")
+	f.addVM("vm0", stubborn(ready, 1))
 	f.sync()
 	if err := f.sup.Start(ctx(t), "vm0"); err != nil {
 		t.Fatal(err)
 	}
 	f.waitState("vm0", sRunning)
+	// Not before the guest ignores SIGTERM, or the stop is not forced.
+	waitFile(t, ready)
 	if err := f.sup.Stop(ctx(t), "vm0", StopOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -547,12 +617,13 @@ func TestGracefulStopFallsBackToForce(t *testing.T) {
 
 func TestForcedStopWhileGracefulStopWaits(t *testing.T) {
 	f := newFixture(t)
-	f.addVM("vm0", `stop_timeout = 1000;
-		exec { command = [ "/bin/sh", "-c", "trap '' TERM; exec sleep 1000" ]; }`)
+	ready := filepath.Join(f.base, "vm0.ready")
+	f.addVM("vm0", stubborn(ready, 1000))
 	f.sync()
 	if err := f.sup.Start(ctx(t), "vm0"); err != nil {
 		t.Fatal(err)
 	}
+	waitFile(t, ready)
 	f.waitState("vm0", sRunning)
 	if err := f.sup.Stop(ctx(t), "vm0", StopOptions{}); err != nil {
 		t.Fatal(err)

@@ -254,7 +254,9 @@ func (v *vm) enter(ctx context.Context, tr statemachine.Transition) {
 	}
 	v.log.Printf("%s", msg)
 	v.hook = ""
-	if hookStep(tr.To) {
+	if hookStep(tr.To) || tr.To == statemachine.Stopped || tr.To == statemachine.Failed {
+		// Stopped and failed: their hook moves nothing, but the VM
+		// has settled only once it has finished.
 		v.hook = tr.To
 	}
 	// Status first: whoever reacts to the event must find it up to date.
@@ -262,33 +264,9 @@ func (v *vm) enter(ctx context.Context, tr statemachine.Transition) {
 	v.sup.bus.Publish(Event{Time: tr.Time, Kind: KindTransition, VM: v.name, Event: tr.Event,
 		From: tr.From, To: tr.To, Reason: tr.Reason})
 
-	st := tr.To
-	switch {
-	case hookStep(st):
-		v.runStateHook(ctx, st, tr)
-	case st == statemachine.Restarting:
-		old := v.inst
-		if old != nil && isDone(old) {
-			old = nil
-		}
-		v.inst = nil
-		v.spawn(ctx, stepRestart, v.restartWork(old, tr))
-	case st == statemachine.Stopping:
-		v.startStop(ctx, tr, nil)
-	case st == statemachine.Stopped || st == statemachine.Failed:
-		v.inst = nil
-		v.desired = statemachine.Stopped
-		// Its outcome changes nothing, but the VM has settled only once
-		// it has finished: stop -w and the stop-all waves wait for it.
-		v.hook = st
-		v.spawn(ctx, stepNotify, v.hookWork(st, tr))
-		v.applyPending()
-		if v.removed {
-			v.log.Printf("config directory removed: dropping the VM now that it is %s", st)
-			v.dropped = true
-			v.sup.forget(v)
-			return
-		}
+	behaviours[tr.To].enter(v, ctx, tr)
+	if v.dropped {
+		return
 	}
 	// A stop asked for while the VM was busy takes effect here, at the
 	// first state that can stop.
@@ -440,78 +418,7 @@ func (v *vm) onWork(ctx context.Context, r workResult) {
 	if r.step == stepHook {
 		v.hookFinished(r)
 	}
-	stopWanted := v.desired == statemachine.Stopped
-	switch st := v.m.State(); st {
-	case statemachine.StartNetwork:
-		switch {
-		case !r.ok:
-			v.fire(ctx, statemachine.Fail, r.reason)
-		case stopWanted:
-			v.fire(ctx, statemachine.Abort, "stop requested while starting")
-		default:
-			v.fire(ctx, statemachine.Done, "")
-		}
-	case statemachine.StartStorage:
-		switch {
-		case r.step == stepHook && !r.ok:
-			v.fire(ctx, statemachine.Fail, r.reason)
-		case r.step == stepHook && stopWanted:
-			v.fire(ctx, statemachine.Abort, "stop requested while starting")
-		case r.step == stepHook:
-			v.startLaunch(ctx)
-		case r.step == stepLaunch && !r.ok:
-			v.m.MarkFailed("launch failed: " + r.reason)
-			v.fire(ctx, statemachine.Abort, "launch failed: "+r.reason)
-		case r.step == stepLaunch:
-			v.setInstance(r.inst)
-			v.fire(ctx, statemachine.Done, fmt.Sprintf("%s started, pid %d", v.cfg.driver, r.inst.Handle().PID))
-		}
-	case statemachine.Running, statemachine.Paused:
-		if !r.ok {
-			v.fire(ctx, statemachine.Fail, r.reason)
-		}
-	case statemachine.Restarted:
-		if !r.ok {
-			v.fire(ctx, statemachine.Fail, r.reason)
-		} else {
-			v.fire(ctx, statemachine.Done, "")
-		}
-	case statemachine.Restarting:
-		switch {
-		case r.step == stepRestart && !r.ok:
-			v.fire(ctx, statemachine.Fail, r.reason)
-		case r.step == stepRestart:
-			v.startLaunch(ctx)
-		case !r.ok:
-			v.fire(ctx, statemachine.Fail, "relaunch failed: "+r.reason)
-		default:
-			v.setInstance(r.inst)
-			v.fire(ctx, statemachine.Done, fmt.Sprintf("%s relaunched, pid %d", v.cfg.driver, r.inst.Handle().PID))
-		}
-	case statemachine.Stopping:
-		if v.inst != nil {
-			if ex, ok := v.inst.Exit(); ok {
-				v.lastExit = &ex
-			}
-		}
-		v.inst = nil
-		v.deadline, v.stopForce = time.Time{}, false
-		if !r.ok {
-			v.fire(ctx, statemachine.Fail, r.reason)
-		} else {
-			v.fire(ctx, statemachine.Done, r.reason)
-		}
-	case statemachine.StopStorage, statemachine.StopNetwork:
-		if !r.ok {
-			v.fire(ctx, statemachine.Fail, r.reason)
-		} else {
-			v.fire(ctx, statemachine.Done, "")
-		}
-	case statemachine.Stopped:
-		if r.step == stepDeps {
-			v.onDeps(ctx, r)
-		}
-	}
+	behaviours[v.m.State()].result(v, ctx, r)
 }
 
 func (v *vm) setInstance(inst hypervisor.Instance) {
@@ -586,11 +493,7 @@ func (v *vm) startLaunch(ctx context.Context) {
 // step of its own.
 func (v *vm) restartWork(old hypervisor.Instance, tr statemachine.Transition) func(context.Context) workResult {
 	call := v.hookCall(statemachine.Restarting, tr)
-	s := v.cfg
-	timeout := 60 * time.Second
-	if s != nil && s.stopTimeout > 0 {
-		timeout = s.stopTimeout
-	}
+	timeout := v.cfg.stopWait()
 	return func(ctx context.Context) workResult {
 		if old != nil {
 			if err := v.stopInstance(ctx, old, false, timeout, nil); err != nil {
@@ -623,11 +526,8 @@ func (v *vm) startStop(ctx context.Context, tr statemachine.Transition, done *ho
 	opts := v.stopOpts
 	v.stopOpts = StopOptions{}
 	timeout := opts.Timeout
-	if timeout <= 0 && v.cfg != nil {
-		timeout = v.cfg.stopTimeout
-	}
 	if timeout <= 0 {
-		timeout = 60 * time.Second
+		timeout = v.cfg.stopWait()
 	}
 	if inst != nil && !opts.Force {
 		// Persisted (spawn saves the record), so that a daemon restart
@@ -777,131 +677,6 @@ func signalSuffix(sig string) string {
 		return ""
 	}
 	return ", signal " + sig
-}
-
-func (v *vm) onCommand(ctx context.Context, c command) error {
-	st := v.m.State()
-	switch c.op {
-	case statemachine.Start:
-		if v.cfg == nil {
-			return fmt.Errorf("%w: %s has no valid config: %s", ErrInvalidConfig, v.name, v.configErr)
-		}
-		if st != statemachine.Stopped {
-			return &statemachine.NotAllowedError{VM: v.name, Event: c.op, State: st}
-		}
-		if v.desired == statemachine.Running {
-			return nil // already waiting for its dependencies
-		}
-		v.applyPending()
-		v.desired = statemachine.Running
-		reason := c.reason
-		if reason == "" {
-			reason = "start requested"
-		}
-		if len(v.cfg.depends) > 0 {
-			deps := v.cfg.depends
-			v.waitingFor = deps
-			v.spawn(ctx, stepDeps, func(ctx context.Context) workResult {
-				if err := v.sup.startDeps(ctx, v.name, deps); err != nil {
-					return workResult{reason: err.Error()}
-				}
-				return workResult{ok: true}
-			})
-			return nil
-		}
-		return v.fire(ctx, statemachine.Start, reason)
-
-	case statemachine.Stop:
-		switch {
-		case st == statemachine.Stopped && v.desired == statemachine.Running:
-			// Waiting for dependencies: forget the start.
-			v.desired = statemachine.Stopped
-			v.waitingFor = nil
-			v.gen++
-			v.lastReason = "start cancelled"
-			return nil
-		case st == statemachine.Stopping:
-			if c.stop.Force && v.inst != nil {
-				v.log.Printf("forced stop requested")
-				// Recorded before the kill: a daemon that dies now is
-				// followed by one that goes on forcing.
-				v.stopForce = true
-				_ = v.save()
-				_ = v.inst.Kill()
-			}
-			return nil
-		case st == statemachine.StopStorage || st == statemachine.StopNetwork:
-			return nil // already on its way down
-		case st == statemachine.StartNetwork || st == statemachine.StartStorage || st == statemachine.Restarting:
-			v.desired = statemachine.Stopped
-			v.stopOpts = c.stop
-			v.log.Printf("stop requested while %s: it takes effect when this step ends", st)
-			return nil
-		}
-		if !v.m.Can(statemachine.Stop) {
-			return &statemachine.NotAllowedError{VM: v.name, Event: c.op, State: st}
-		}
-		v.desired = statemachine.Stopped
-		v.stopOpts = c.stop
-		reason := "stop requested"
-		if c.stop.Force {
-			reason = "forced stop requested"
-		}
-		return v.fire(ctx, statemachine.Stop, reason)
-
-	case statemachine.Restart:
-		if !v.m.Can(c.op) {
-			return &statemachine.NotAllowedError{VM: v.name, Event: c.op, State: st}
-		}
-		v.desired = statemachine.Running
-		return v.fire(ctx, statemachine.Restart, "restart requested")
-
-	case statemachine.Pause, statemachine.Unpause:
-		if !v.m.Can(c.op) {
-			return &statemachine.NotAllowedError{VM: v.name, Event: c.op, State: st}
-		}
-		p, ok := v.inst.(hypervisor.Pauser)
-		if !ok || v.inst == nil {
-			return fmt.Errorf("%w: %s cannot %s %s", hypervisor.ErrNotSupported, v.cfg.driver, c.op, v.name)
-		}
-		cctx, cancel := context.WithTimeout(ctx, controlTimeout)
-		defer cancel()
-		var err error
-		if c.op == statemachine.Pause {
-			err = p.Pause(cctx)
-		} else {
-			err = p.Resume(cctx)
-		}
-		if err != nil {
-			return fmt.Errorf("%s %s: %w", c.op, v.name, err)
-		}
-		return v.fire(ctx, c.op, string(c.op)+" requested")
-
-	case opReset:
-		if v.inst == nil || !watchesExit(st) {
-			return &statemachine.NotAllowedError{VM: v.name, Event: c.op, State: st}
-		}
-		r, ok := v.inst.(hypervisor.Resetter)
-		if !ok {
-			return fmt.Errorf("%w: the %s driver cannot reset (vm %s)", hypervisor.ErrNotSupported, v.inst.Handle().Driver, v.name)
-		}
-		v.log.Printf("hard reset requested")
-		v.resetAsked = v.inst
-		cctx, cancel := context.WithTimeout(ctx, controlTimeout)
-		defer cancel()
-		if err := r.Reset(cctx); err != nil {
-			v.resetAsked = nil
-			return fmt.Errorf("reset %s: %w", v.name, err)
-		}
-		return nil
-
-	case statemachine.FailReset:
-		if !v.m.Can(c.op) {
-			return &statemachine.NotAllowedError{VM: v.name, Event: c.op, State: st}
-		}
-		return v.fire(ctx, statemachine.FailReset, "failreset requested")
-	}
-	return fmt.Errorf("unknown command %q", c.op)
 }
 
 // onDeps handles the outcome of waiting for the VMs this one depends on.

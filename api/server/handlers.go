@@ -395,15 +395,17 @@ func (s *Server) reloadAll(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.actionTO)
 	defer cancel()
-	if err := s.reload(ctx); err != nil {
+	sum, err := s.reload(ctx)
+	if err != nil {
 		if errors.Is(err, supervisor.ErrShuttingDown) {
 			s.failErr(w, r, err)
 			return
 		}
-		s.fail(w, http.StatusInternalServerError, api.CodeReloadFailed, "reload failed: "+err.Error())
+		s.fail(w, http.StatusInternalServerError, api.CodeReloadFailed, "reload failed: "+err.Error()+"; the configs in force stay so")
 		return
 	}
-	s.writeJSON(w, http.StatusOK, api.ReloadResult{OK: true})
+	s.writeJSON(w, http.StatusOK, api.ReloadResult{OK: true, Added: sum.Added, Changed: sum.Changed,
+		Removed: sum.Removed, Invalid: sum.Invalid})
 }
 
 // ---- streams ----

@@ -503,13 +503,45 @@ func cmdReload(e *env, args []string) error {
 	if _, err := e.parse(fs, args, 0, 0); err != nil {
 		return err
 	}
-	if err := e.client().Reload(e.ctx); err != nil {
+	res, err := e.client().Reload(e.ctx)
+	if err != nil {
 		return err
 	}
 	if e.json() {
-		writeJSON(e.stdout, api.ReloadResult{OK: true})
+		writeJSON(e.stdout, res)
+	} else {
+		printReload(e.stdout, res)
+	}
+	if n := len(res.Invalid); n > 0 {
+		return fmt.Errorf("%d VM config(s) did not load; each keeps the config it had (fix the file, then reload again)", n)
 	}
 	return nil
+}
+
+// printReload says what a reload changed, one line per kind of change.
+func printReload(w io.Writer, res api.ReloadResult) {
+	said := false
+	for _, k := range []struct {
+		what  string
+		names []string
+	}{{"added", res.Added}, {"changed", res.Changed}, {"removed", res.Removed}} {
+		if len(k.names) > 0 {
+			fmt.Fprintf(w, "%s: %s\n", k.what, strings.Join(k.names, ", "))
+			said = true
+		}
+	}
+	names := make([]string, 0, len(res.Invalid))
+	for n := range res.Invalid {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "invalid: %s: %s\n", n, oneLine(res.Invalid[n]))
+		said = true
+	}
+	if !said {
+		fmt.Fprintln(w, "no config changed")
+	}
 }
 
 func writeJSON(w io.Writer, v any) {
