@@ -82,6 +82,12 @@ const (
 	// KindHook: the hook of state To finished; Reason is empty when it
 	// succeeded, else why it failed (a transition follows).
 	KindHook = "hook"
+	// KindRecord: the VM's state record could not be written (Reason says
+	// why; the daemon retries), or was written again (Reason "saved").
+	KindRecord = "record"
+	// KindAdopted: a running hypervisor was taken over, after a daemon
+	// restart or found running before a launch; Reason names it.
+	KindAdopted = "adopted"
 	// KindLost: events were missed; resume after Seq or re-read the
 	// status.
 	KindLost = "lost"
@@ -89,8 +95,8 @@ const (
 
 // Event is one line of GET /v1/events.
 type Event struct {
-	// Seq numbers the events of one daemon run, from 1 upwards; a KindLost
-	// event carries the last sequence number before the gap.
+	// Seq numbers the events, upwards across daemon restarts too; a
+	// KindLost event carries the last sequence number before the gap.
 	Seq    uint64             `json:"seq"`
 	Time   time.Time          `json:"time"`
 	Kind   string             `json:"kind"`

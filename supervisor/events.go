@@ -23,6 +23,12 @@ const (
 	// KindHook: the hook of state To finished. Reason is empty when it
 	// succeeded and says why when it did not (a transition follows).
 	KindHook = "hook"
+	// KindRecord: a VM's state record could not be written (Reason says
+	// why), or is written again after that (Reason "saved").
+	KindRecord = "record"
+	// KindAdopted: a hypervisor that runs was taken over (after a daemon
+	// restart, or found running before a launch); Reason names it.
+	KindAdopted = "adopted"
 	// KindLost: the subscriber missed events (it asked to resume after a
 	// sequence number no longer kept, or it read too slowly).
 	KindLost = "lost"

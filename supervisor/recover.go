@@ -232,7 +232,12 @@ func (v *vm) resume(ctx context.Context, inst hypervisor.Instance, why string) {
 	r := v.recovery
 	v.recovery = nil
 	if inst != nil {
-		v.log.Printf("re-adopted %s pid %d", inst.Handle().Driver, inst.Handle().PID)
+		what := fmt.Sprintf("re-adopted %s pid %d", inst.Handle().Driver, inst.Handle().PID)
+		v.log.Printf("%s", what)
+		defer func() {
+			v.publishStatus() // before the event: whoever reacts finds it
+			v.sup.bus.Publish(Event{Kind: KindAdopted, VM: v.name, Reason: what + " after a daemon restart"})
+		}()
 	} else if r.rec.Handle != nil {
 		v.log.Printf("hypervisor pid %d is gone (%s)", r.rec.Handle.PID, orUnknown(why))
 	}

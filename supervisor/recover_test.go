@@ -299,7 +299,9 @@ func TestAutostartOnlyOnFirstStartOfABoot(t *testing.T) {
 	f.addVM("manual", sleeper)
 	f.sync()
 	f.restart(LoadOptions{FirstStartThisBoot: false})
-	time.Sleep(100 * time.Millisecond)
+	// Once a reload is through, every actor has handled its recovery: an
+	// autostart would have begun.
+	f.sync()
 	if st, _ := f.sup.Get("auto"); st.State != sStopped {
 		t.Fatalf("autostart on a mere daemon restart: %+v", st)
 	}

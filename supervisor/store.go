@@ -89,11 +89,15 @@ func (v *vm) save() error {
 	}
 	err = v.sup.store.write(v.name, data, v.m.State().Steady())
 	if err != nil {
-		if v.saveErr == nil || v.saveErr.Error() != err.Error() {
+		first := v.saveErr == nil
+		if first || v.saveErr.Error() != err.Error() {
 			v.log.Printf("state not saved: %v; retrying until it is", err)
 			v.sup.logf("%s: state not saved: %v", v.name, err)
+			v.saveErr = err
+			v.publishStatus() // before the event: whoever reacts finds it
+			v.sup.bus.Publish(Event{Kind: KindRecord, VM: v.name, Reason: "not saved: " + err.Error()})
 		}
-		if v.saveErr == nil {
+		if first {
 			v.retryDelay = saveRetryFirst
 		} else {
 			v.retryDelay = min(2*v.retryDelay, saveRetryMax)
@@ -105,6 +109,10 @@ func (v *vm) save() error {
 	if v.saveErr != nil {
 		v.log.Printf("state saved again")
 		v.sup.logf("%s: state saved again", v.name)
+		v.saveErr, v.saved = nil, data
+		v.publishStatus() // before the event: whoever reacts finds it
+		v.sup.bus.Publish(Event{Kind: KindRecord, VM: v.name, Reason: "saved"})
+		return nil
 	}
 	v.saveErr, v.saved = nil, data
 	return nil

@@ -234,18 +234,42 @@ func loadRoot(t *testing.T, root string) *config.Snapshot {
 	return snap
 }
 
+// waitFor waits until cond holds, looking again at every event of the
+// bus; a slow tick covers what no event announces (restarts leaving the
+// budget window).
+func (f *fixture) waitFor(cond func() bool) bool {
+	f.t.Helper()
+	sub := f.sup.Bus().Subscribe(0)
+	defer func() { sub.Close() }()
+	guard := time.NewTimer(waitLimit)
+	defer guard.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case _, ok := <-sub.C():
+			if !ok {
+				sub = f.sup.Bus().Subscribe(0)
+			}
+		case <-tick.C:
+		case <-guard.C:
+			return cond()
+		}
+	}
+	return true
+}
+
 // waitState waits until vm is in state want.
 func (f *fixture) waitState(vm string, want statemachine.State) Status {
 	f.t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for time.Now().Before(deadline) {
-		st, err := f.sup.Get(vm)
-		if err == nil && st.State == want {
-			return st
-		}
-		time.Sleep(5 * time.Millisecond)
+	var st Status
+	if f.waitFor(func() bool {
+		var err error
+		st, err = f.sup.Get(vm)
+		return err == nil && st.State == want
+	}) {
+		return st
 	}
-	st, _ := f.sup.Get(vm)
 	f.t.Fatalf("%s did not reach %s; it is %s (%s)\nrecord:\n%s", vm, want, st.State, st.Reason, f.records())
 	return st
 }
@@ -253,14 +277,14 @@ func (f *fixture) waitState(vm string, want statemachine.State) Status {
 // waitUp waits until vm is up: running, its running hook finished.
 func (f *fixture) waitUp(vm string) Status {
 	f.t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for time.Now().Before(deadline) {
-		if st, err := f.sup.Get(vm); err == nil && st.Up() {
-			return st
-		}
-		time.Sleep(5 * time.Millisecond)
+	var st Status
+	if f.waitFor(func() bool {
+		var err error
+		st, err = f.sup.Get(vm)
+		return err == nil && st.Up()
+	}) {
+		return st
 	}
-	st, _ := f.sup.Get(vm)
 	f.t.Fatalf("%s is not up: %+v", vm, st)
 	return st
 }
@@ -268,14 +292,14 @@ func (f *fixture) waitUp(vm string) Status {
 // waitPID waits until vm runs with a known hypervisor pid.
 func (f *fixture) waitPID(vm string) Status {
 	f.t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for time.Now().Before(deadline) {
-		if st, err := f.sup.Get(vm); err == nil && st.State == sRunning && st.PID != 0 {
-			return st
-		}
-		time.Sleep(5 * time.Millisecond)
+	var st Status
+	if f.waitFor(func() bool {
+		var err error
+		st, err = f.sup.Get(vm)
+		return err == nil && st.State == sRunning && st.PID != 0
+	}) {
+		return st
 	}
-	st, _ := f.sup.Get(vm)
 	f.t.Fatalf("%s has no running hypervisor: %+v", vm, st)
 	return st
 }
@@ -296,18 +320,10 @@ func (f *fixture) path(vm string) []statemachine.State {
 // waitPath waits until vm has entered exactly the states in want (so far).
 func (f *fixture) waitPath(vm string, want ...statemachine.State) {
 	f.t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for time.Now().Before(deadline) {
-		got := f.path(vm)
-		if len(got) >= len(want) {
-			if fmt.Sprint(got) != fmt.Sprint(want) {
-				f.t.Fatalf("%s went through %v, want %v", vm, got, want)
-			}
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
+	f.waitFor(func() bool { return len(f.path(vm)) >= len(want) })
+	if got := f.path(vm); fmt.Sprint(got) != fmt.Sprint(want) {
+		f.t.Fatalf("%s went through %v, want %v", vm, got, want)
 	}
-	f.t.Fatalf("%s went through %v, want %v", vm, f.path(vm), want)
 }
 
 func (f *fixture) records() string {

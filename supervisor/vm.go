@@ -465,7 +465,9 @@ func (v *vm) adoptLeftover(ctx context.Context, drv hypervisor.Driver, driver st
 		return nil, fmt.Errorf("%s pid %d of this VM still runs (named by %s) but could not be adopted: %v; nothing was launched beside it: stop it by hand, then start again",
 			h.Driver, h.PID, filepath.Join(spec.RunDir, hypervisor.HandleFile), err)
 	}
-	v.log.Printf("found %s pid %d of this VM still running; adopted it instead of launching another", h.Driver, h.PID)
+	what := fmt.Sprintf("found %s pid %d of this VM still running; adopted it instead of launching another", h.Driver, h.PID)
+	v.log.Printf("%s", what)
+	v.sup.bus.Publish(Event{Kind: KindAdopted, VM: v.name, Reason: what})
 	return inst, nil
 }
 
