@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/vmstated/vmstated/atomicfile"
 	"github.com/vmstated/vmstated/config"
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/hypervisor/process"
@@ -371,9 +372,5 @@ func FirstStartThisBoot(runDir string) (bool, error) {
 	if err := os.MkdirAll(runDir, 0o700); err != nil {
 		return true, err
 	}
-	tmp := marker + ".tmp"
-	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o644); err != nil {
-		return true, err
-	}
-	return true, os.Rename(tmp, marker)
+	return true, atomicfile.Write(marker, []byte(id+"\n"), atomicfile.Options{Mode: 0o644})
 }
