@@ -21,7 +21,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/vmstated/vmstated/config"
 	"github.com/vmstated/vmstated/hooks"
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/statemachine"
@@ -435,38 +434,6 @@ func (s *Supervisor) startDeps(ctx context.Context, name string, deps []string) 
 		}
 	}
 	return nil
-}
-
-// StopAll stops every running VM, dependants before the VMs they depend
-// on, and waits until all have settled or ctx ends.
-func (s *Supervisor) StopAll(ctx context.Context, opts StopOptions) error {
-	order := s.stopOrder()
-	var errs []error
-	for _, wave := range order {
-		for _, name := range wave {
-			if err := s.Stop(ctx, name, opts); err != nil && !errors.Is(err, statemachine.ErrNotAllowed) && !errors.Is(err, ErrUnknownVM) {
-				errs = append(errs, err)
-			}
-		}
-		for _, name := range wave {
-			if err := s.waitSettled(ctx, name); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// stopOrder groups VMs in waves: a VM comes in an earlier wave than every
-// VM it depends on.
-func (s *Supervisor) stopOrder() [][]string {
-	all := s.List()
-	deps := make(map[string][]string, len(all))
-	names := make([]string, len(all))
-	for i, st := range all {
-		deps[st.Name], names[i] = st.Depends, st.Name
-	}
-	return config.StopWaves(deps, names)
 }
 
 // waitSettled waits until a VM rests in stopped or failed, its hook done.
