@@ -151,6 +151,9 @@ func (s *Supervisor) Wait() {
 		s.logf("waiting up to %s for %d running hook(s) to finish", statemachine.FormatDuration(s.hookDrain), n)
 	}
 	s.wg.Wait()
+	if s.store != nil {
+		s.store.flush() // what the actors wrote last
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, l := range s.logs {

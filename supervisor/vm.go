@@ -182,6 +182,7 @@ func (v *vm) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			stopRetry()
+			v.lastSave()
 			return
 		case msg := <-v.inbox:
 			if ctx.Err() != nil {
@@ -191,6 +192,7 @@ func (v *vm) run(ctx context.Context) {
 				// journal and the record tell the next daemon where
 				// the VM stands.
 				stopRetry()
+				v.lastSave()
 				return
 			}
 			msg.deliver(ctx, v)
@@ -203,6 +205,14 @@ func (v *vm) run(ctx context.Context) {
 			_ = v.save()
 		}
 		v.publishStatus()
+	}
+}
+
+// lastSave tries once more to write a record that could not be written,
+// as the daemon exits: the next daemon goes by it.
+func (v *vm) lastSave() {
+	if v.saveErr != nil {
+		_ = v.save()
 	}
 }
 
