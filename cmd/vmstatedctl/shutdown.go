@@ -40,6 +40,12 @@ const (
 	endNotStopped     = "not stopped"
 )
 
+// endOrder is the order of the outcomes in the report's totals.
+var endOrder = []string{
+	endPoweredOff, endStopped, endForcedTimeout, endForcedDeadline,
+	endAlreadyStopped, endAlreadyFailed, endFailed, endNotStopped,
+}
+
 // shutdownVM is what happened to one VM.
 type shutdownVM struct {
 	Name   string `json:"name"`
@@ -295,7 +301,6 @@ func printShutdown(e *env, rep shutdownReport) {
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tRESULT\tSECONDS\tEXIT")
 	count := map[string]int{}
-	var order []string
 	for _, r := range rep.VMs {
 		secs, exit := "-", "-"
 		if r.Result != endAlreadyStopped && r.Result != endAlreadyFailed {
@@ -305,15 +310,14 @@ func printShutdown(e *env, rep shutdownReport) {
 			exit = r.Exit.Reason
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.Result, secs, exit)
-		if count[r.Result] == 0 {
-			order = append(order, r.Result)
-		}
 		count[r.Result]++
 	}
 	tw.Flush()
-	parts := make([]string, len(order))
-	for i, o := range order {
-		parts[i] = fmt.Sprintf("%d %s", count[o], o)
+	var parts []string
+	for _, o := range endOrder {
+		if count[o] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", count[o], o))
+		}
 	}
 	sum := "no VMs"
 	if len(parts) > 0 {
