@@ -420,8 +420,12 @@ func TestGuestsUnit(t *testing.T) {
 	if keys["Type"][0] != "oneshot" || keys["RemainAfterExit"][0] != "yes" {
 		t.Errorf("Type=%v RemainAfterExit=%v: the unit must stay active so that its stop runs at shutdown", keys["Type"], keys["RemainAfterExit"])
 	}
-	if also := unitKeys(t, filepath.Join("systemd", "vmstated.service"))["Also"]; !slices.Contains(also, "vmstated-guests.service") {
+	daemon := unitKeys(t, filepath.Join("systemd", "vmstated.service"))
+	if also := daemon["Also"]; !slices.Contains(also, "vmstated-guests.service") {
 		t.Errorf("vmstated.service has Also=%v: enabling vmstated would not enable the guests' shutdown", also)
+	}
+	if wants := daemon["Wants"]; !slices.Contains(wants, "vmstated-guests.service") {
+		t.Errorf("vmstated.service has Wants=%v: a daemon started by hand would leave the guests' shutdown inactive", wants)
 	}
 }
 
