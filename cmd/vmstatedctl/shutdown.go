@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"sync"
@@ -107,6 +108,13 @@ func cmdShutdown(e *env, args []string) error {
 // forceGrace.
 func (e *env) shutdown(timeout time.Duration) (shutdownReport, error) {
 	t0 := time.Now()
+	// One event stream for all the VMs, opened before the first stop so
+	// that no end is missed, however many VMs there are.
+	w, err := e.watchRest()
+	if err != nil {
+		return shutdownReport{}, err
+	}
+	defer w.close()
 	list, err := e.client().List(e.ctx)
 	if err != nil {
 		return shutdownReport{}, err
@@ -164,7 +172,7 @@ func (e *env) shutdown(timeout time.Duration) (shutdownReport, error) {
 		go func() {
 			defer wg.Done()
 			defer close(done[name])
-			r := e.shutdownOne(name, after, deadline, end)
+			r := w.shutdownOne(name, after, deadline, end)
 			if !e.json() {
 				progressMu.Lock()
 				fmt.Fprintf(e.stdout, "%s: %s\n", name, describeEnd(r))
@@ -198,11 +206,11 @@ func waitAll(ctx context.Context, chans []chan struct{}) bool {
 
 // shutdownOne stops one VM once the VMs depending on it (after) are done:
 // gracefully until deadline, then forced until end.
-func (e *env) shutdownOne(name string, after []chan struct{}, deadline, end context.Context) shutdownVM {
+func (w *restWatch) shutdownOne(name string, after []chan struct{}, deadline, end context.Context) shutdownVM {
 	var t0 time.Time
 	if waitAll(deadline, after) {
 		t0 = time.Now()
-		st, err := e.stopAndWait(deadline, name, api.StopOptions{})
+		st, err := w.stopAndWait(deadline, name, api.StopOptions{})
 		if err == nil || deadline.Err() == nil {
 			return outcome(name, st, err, t0, false)
 		}
@@ -213,31 +221,172 @@ func (e *env) shutdownOne(name string, after []chan struct{}, deadline, end cont
 	if t0.IsZero() {
 		t0 = time.Now()
 	}
-	st, err := e.stopAndWait(end, name, api.StopOptions{Force: true})
+	st, err := w.stopAndWait(end, name, api.StopOptions{Force: true})
 	return outcome(name, st, err, t0, true)
 }
 
 // stopAndWait asks for a stop and waits, until ctx ends, for the VM to
 // rest. A forced stop of a VM already stopping kills its hypervisor.
-func (e *env) stopAndWait(ctx context.Context, name string, opts api.StopOptions) (api.Status, error) {
-	sub := *e
-	sub.ctx = ctx
-	st, err := sub.waitFor(name, goal{target: statemachine.Stopped, quiet: true}, func() error {
-		_, err := e.client().Stop(ctx, name, opts)
-		if errors.Is(err, api.ErrConflict) {
-			return nil // already on its way down
-		}
+func (w *restWatch) stopAndWait(ctx context.Context, name string, opts api.StopOptions) (api.Status, error) {
+	err := w.call(ctx, func() error {
+		_, err := w.c.Stop(ctx, name, opts)
 		return err
 	})
+	if err != nil && !errors.Is(err, api.ErrConflict) { // conflict: already on its way down
+		return api.Status{}, err
+	}
+	st, err := w.wait(ctx, name)
 	if err != nil && ctx.Err() != nil {
 		// Say where it is now, with a context that is still alive.
-		gctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
-		if cur, gerr := e.client().Get(gctx, name); gerr == nil {
+		gctx, cancel := context.WithTimeout(w.ctx, 5*time.Second)
+		if cur, gerr := w.get(gctx, name); gerr == nil {
 			st = cur
 		}
 		cancel()
 	}
 	return st, err
+}
+
+// restWatch follows one event stream for every VM and tells each waiter
+// when its VM may have come to rest (stopped or failed).
+type restWatch struct {
+	ctx    context.Context
+	c      *api.Client
+	cancel context.CancelFunc
+	// inFlight bounds the requests sent at once, so that a host with
+	// many VMs does not open a connection per VM.
+	inFlight chan struct{}
+
+	mu    sync.Mutex
+	rests map[string]chan struct{} // a VM's waiter, told of each rest
+	ended chan struct{}            // closed when the stream is gone for good
+}
+
+// restPoll is how often a waiter looks again when the event stream is gone.
+const restPoll = time.Second
+
+func (e *env) watchRest() (*restWatch, error) {
+	ctx, cancel := context.WithCancel(e.ctx)
+	w := &restWatch{ctx: ctx, c: e.client(), cancel: cancel, inFlight: make(chan struct{}, 8),
+		rests: map[string]chan struct{}{}, ended: make(chan struct{})}
+	s, err := w.c.Events(ctx, api.EventOptions{})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	go w.follow(s)
+	return w, nil
+}
+
+func (w *restWatch) close() { w.cancel() }
+
+// follow reads the stream, resuming it when the daemon ends it.
+func (w *restWatch) follow(s *api.EventStream) {
+	defer close(w.ended)
+	for {
+		ev, err := s.Next()
+		if err != nil {
+			s.Close()
+			w.poke("") // something may have been missed
+			if w.ctx.Err() != nil || !errors.Is(err, io.EOF) {
+				return
+			}
+			next, err := w.c.Events(w.ctx, api.EventOptions{After: s.Last})
+			if err != nil {
+				return
+			}
+			s = next
+			continue
+		}
+		switch {
+		case ev.Kind == api.KindLost:
+			w.poke("")
+		case ev.Kind == api.KindTransition && (ev.To == statemachine.Stopped || ev.To == statemachine.Failed),
+			ev.Kind == api.KindConfig && ev.Reason == "removed":
+			w.poke(ev.VM)
+		}
+	}
+}
+
+// poke wakes the waiter of vm, or every waiter for "".
+func (w *restWatch) poke(vm string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for name, ch := range w.rests {
+		if vm == "" || vm == name {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// call runs one request within the bound on requests in flight.
+func (w *restWatch) call(ctx context.Context, f func() error) error {
+	select {
+	case w.inFlight <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-w.inFlight }()
+	return f()
+}
+
+func (w *restWatch) get(ctx context.Context, name string) (st api.Status, err error) {
+	err = w.call(ctx, func() error {
+		st, err = w.c.Get(ctx, name)
+		return err
+	})
+	return st, err
+}
+
+// wait returns once the VM rests in stopped or failed, or ctx ends.
+func (w *restWatch) wait(ctx context.Context, name string) (api.Status, error) {
+	ch := make(chan struct{}, 1)
+	w.mu.Lock()
+	w.rests[name] = ch
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		delete(w.rests, name)
+		w.mu.Unlock()
+	}()
+	for {
+		st, err := w.get(ctx, name)
+		if errors.Is(err, api.ErrNotFound) {
+			// Its directory was removed while it ran: the daemon drops
+			// such a VM once it has stopped.
+			return api.Status{Name: name, State: statemachine.Stopped, Reason: "removed"}, nil
+		}
+		if err != nil {
+			return st, err
+		}
+		if st.State == statemachine.Stopped || st.State == statemachine.Failed {
+			return st, nil
+		}
+		var poll *time.Timer
+		var polled <-chan time.Time
+		select {
+		case <-w.ended:
+			// No more events: look again now and then.
+			poll = time.NewTimer(restPoll)
+			polled = poll.C
+		default:
+		}
+		select {
+		case <-ch:
+		case <-polled:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		if poll != nil {
+			poll.Stop()
+		}
+		if err != nil {
+			return st, err
+		}
+	}
 }
 
 // outcome names how a VM's stop ended.
