@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -77,5 +79,45 @@ func TestShutdown(t *testing.T) {
 	code, out, errs = d.ctl(t, "shutdown")
 	if code != 0 || !strings.Contains(out, "4 already stopped") {
 		t.Errorf("second shutdown: exit %d:\n%s%s", code, out, errs)
+	}
+}
+
+// A VM whose teardown fails is reported failed, and the command exits 1
+// naming it; a start still waiting for its dependencies is cancelled.
+func TestShutdownReportsFailure(t *testing.T) {
+	d := startDaemon(t, map[string]string{
+		"broken": sleeper("broken", ""),
+		"db":     sleeper("db", ""),
+		"app":    sleeper("app", "depends = db;"),
+	})
+	if err := os.WriteFile(filepath.Join(d.root, "broken", "stop_network"), []byte("#!/bin/sh\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// db's start hangs in its start_network hook for a while, so app
+	// waits for it, stopped but wanting to run.
+	if err := os.WriteFile(filepath.Join(d.root, "db", "start_network"), []byte("#!/bin/sh\nsleep 2\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := d.ctl(t, "start", "-w", "broken"); code != 0 {
+		t.Fatalf("start broken: %d %s", code, errs)
+	}
+	if code, _, errs := d.ctl(t, "start", "app"); code != 0 {
+		t.Fatalf("start app: %d %s", code, errs)
+	}
+	code, out, errs := d.ctl(t, "shutdown", "-t", "30")
+	t.Logf("shutdown:\n%s%s", out, errs)
+	if code != exitFailed || !strings.Contains(errs, "not every VM stopped: broken;") {
+		t.Errorf("shutdown: exit %d, stderr %q; want 1 naming broken", code, errs)
+	}
+	for _, want := range []string{
+		"\nbroken  failed ", "\napp     stopped ", "\ndb      stopped ",
+		"shutdown: 3 VM(s) in ",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	if st, _ := d.sup.Get("app"); st.State != statemachine.Stopped || st.Desired != statemachine.Stopped {
+		t.Errorf("app after shutdown: %s, desired %s", st.State, st.Desired)
 	}
 }
