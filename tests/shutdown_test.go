@@ -157,9 +157,17 @@ func TestHostShutdown(t *testing.T) {
 		t.Fatalf("%v: %v", argv, err)
 	}
 	// The command's own bound: the deadline, then 10 s to force what is
-	// left; more would mean a forced stop that was not bounded.
-	if limit := deadline + 10*time.Second; took > limit {
-		t.Errorf("the shutdown took %v, over its bound of %v", took, limit)
+	// left; more would mean a forced stop that was not bounded. Its own
+	// clock starts once it runs; the wall clock also counts starting a
+	// race-built binary on a busy machine.
+	m := regexp.MustCompile(`(?m)^shutdown: 4 VM\(s\) in ([0-9.]+)s `).FindSubmatch(out)
+	if m == nil {
+		t.Fatal("the report lacks its summary line")
+	}
+	var secs float64
+	fmt.Sscan(string(m[1]), &secs)
+	if limit := deadline + 10*time.Second; secs > limit.Seconds() || took > limit+10*time.Second {
+		t.Errorf("the shutdown took %.2f s by its own clock, %v in all: over its bound of %v", secs, took, limit)
 	}
 
 	want := map[string]string{db: "powered off", app: "powered off", blank1: "forced at the deadline", blank2: "forced at the deadline"}
@@ -175,8 +183,8 @@ func TestHostShutdown(t *testing.T) {
 		}
 		waitGone(t, pids[vm])
 	}
-	if !strings.Contains(string(out), "shutdown: 4 VM(s) in ") || !strings.Contains(string(out), "2 powered off, 2 forced at the deadline") {
-		t.Errorf("the report lacks its summary line")
+	if !strings.Contains(string(out), ": 2 powered off, 2 forced at the deadline\n") {
+		t.Errorf("the report's totals are not 2 powered off, 2 forced at the deadline")
 	}
 
 	// The dependant had stopped before the VM it depends on was asked.
