@@ -24,6 +24,7 @@ func init() {
 	commands = []*cmd{
 		{name: "start", args: "[-w] vmname", summary: "start a VM (after the VMs it depends on)", vmArg: 1, run: cmdStart},
 		{name: "stop", args: "[-f] [-w] [-t seconds] (-a | vmname)", summary: "stop a VM, or all with -a", vmArg: 1, run: cmdStop},
+		{name: "shutdown", args: "[-t seconds]", summary: "stop every VM for a host shutdown, forcing at a deadline", run: cmdShutdown},
 		{name: "restart", args: "[-w] vmname", summary: "relaunch a running VM's hypervisor", vmArg: 1, run: cmdRestart},
 		{name: "status", aliases: []string{"show"}, args: "[-r] [vmname]", summary: "show the VMs, or one VM in detail", vmArg: 1, run: cmdStatus},
 		{name: "wait", args: "[-t seconds] vmname [state]", summary: "wait until a VM reaches a state", vmArg: 1, run: cmdWait},
@@ -54,6 +55,14 @@ showing each state it passes, and fails
 -w waits until the VM is stopped; exit 1 if it ends in failed.
 -a stops every VM you may act on, dependants before the VMs they depend on,
 waiting for each group to stop before the next.`,
+	"shutdown": `What the service files run when the host shuts down. Every VM stops
+at once in its own way (its stop_timeout still forces it), except that a
+VM waits until the VMs that depend on it have stopped. Whatever is still
+up when -t seconds (default 300) have passed is forced, dependants still
+first; the command ends within 10 s after that. Prints how each VM ended
+(powered off, forced at the deadline, forced after its stop_timeout,
+already stopped, failed) and how long it took; exit 1 if a VM failed or
+did not stop.`,
 	"restart": `Restarting does not count toward the restart budget.
 -w waits until the VM runs again.`,
 	"status": `Without a name: one line per VM. With a name: every detail of that VM.

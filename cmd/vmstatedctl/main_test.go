@@ -31,6 +31,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"stop"}, exitUsage, "use -a"},
 		{[]string{"stop", "-a", "vm"}, exitUsage, "name none"},
 		{[]string{"stop", "-t", "-1", "vm"}, exitUsage, "-t"},
+		{[]string{"shutdown", "-t", "0"}, exitUsage, "above 0"},
+		{[]string{"shutdown", "vm"}, exitUsage, `unexpected argument "vm"`},
 		{[]string{"wait", "vm", "sleeping"}, exitUsage, "unknown state"},
 		{[]string{"completion", "fish"}, exitUsage, "bash or zsh"},
 		{[]string{"log", "-n", "x", "vm"}, exitUsage, "invalid value"},

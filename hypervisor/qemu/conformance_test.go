@@ -6,6 +6,7 @@ import (
 
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/hypervisor/drivertest"
+	"github.com/vmstated/vmstated/internal/testguest"
 )
 
 // TestConformance runs the shared driver suite against real QEMU under
@@ -17,13 +18,13 @@ func TestConformance(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots Linux guests; skipped with -short")
 	}
-	kernel, initrd := testGuest(t)
+	kernel, initrd := testguest.Build(t)
 	drivertest.Run(t, drivertest.Harness{
 		NewDriver: func() hypervisor.Driver { return New() },
 		Spec: func(t *testing.T, kind drivertest.Kind) hypervisor.Spec {
 			cmdline := "console=ttyS0 quiet"
 			if kind == drivertest.Stubborn {
-				cmdline += " vmstated.stubborn"
+				cmdline += " " + testguest.Stubborn
 			}
 			return hypervisor.Spec{
 				Name: "conformance", MemoryMB: 128, CPUs: 1,
@@ -33,7 +34,7 @@ func TestConformance(t *testing.T) {
 				}},
 			}
 		},
-		OutputMarker: "VMSTATED-GUEST-READY",
+		OutputMarker: testguest.ReadyLine,
 		Timeout:      3 * time.Minute,
 	})
 }
