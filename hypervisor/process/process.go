@@ -59,9 +59,12 @@ type Status struct {
 	Code int
 	// Signal is the signal that ended the process, 0 if none or unknown.
 	Signal syscall.Signal
-	// Known is false for attached processes: they are not the daemon's
-	// children, so their exit status cannot be observed.
+	// Known is false when the status could not be observed: an attached
+	// process is not the daemon's child, and is only known where the host
+	// reports exits of any process (Linux: the proc connector, as root;
+	// FreeBSD: kqueue). Why then says what was missing.
 	Known bool
+	Why   string
 }
 
 // Process is a running or exited process, started by Start or re-adopted by
@@ -189,8 +192,10 @@ func openOutput(path string) (*os.File, error) {
 // hypervisor.ErrGone when no process has that pid, when the pid now belongs
 // to a process with another start time, or when the process has already
 // exited (a zombie waiting to be reaped). The exit of an attached process is
-// seen when it happens (pidfd on Linux, kqueue on FreeBSD) but its status
-// cannot be: Status.Known is false.
+// seen when it happens (pidfd on Linux, kqueue on FreeBSD), and so is its
+// status where the host reports it for processes that are not one's
+// children (the proc connector on Linux, which needs root; kqueue on
+// FreeBSD); elsewhere Status.Known is false.
 func Attach(pid int, startTime uint64) (*Process, error) {
 	if pid <= 0 {
 		return nil, fmt.Errorf("attach to pid %d: %w: not a valid pid", pid, hypervisor.ErrGone)

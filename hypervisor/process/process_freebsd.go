@@ -97,16 +97,26 @@ func (p *Process) attach() error {
 	return nil
 }
 
-// watch blocks in kevent until NOTE_EXIT fires.
+// watch blocks in kevent until NOTE_EXIT fires; its data is the exit
+// status in wait(2)'s format, for any process, child or not.
 func (p *Process) watch(kq int) {
 	out := make([]unix.Kevent_t, 1)
 	for {
 		n, err := unix.Kevent(kq, nil, out, nil)
-		if n > 0 || (err != nil && err != unix.EINTR) {
-			break
+		if n > 0 && out[0].Fflags&unix.NOTE_EXIT != 0 {
+			ws := syscall.WaitStatus(out[0].Data)
+			if ws.Signaled() {
+				p.finish(Status{Code: -1, Signal: ws.Signal(), Known: true})
+			} else {
+				p.finish(Status{Code: ws.ExitStatus(), Known: true})
+			}
+			return
+		}
+		if err != nil && err != unix.EINTR {
+			p.finish(Status{Code: -1, Why: "kevent: " + err.Error()})
+			return
 		}
 	}
-	p.finish(Status{Code: -1})
 }
 
 // releaseAttached closes the kqueue; p.mu is held.

@@ -4,6 +4,7 @@ package process
 
 import (
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -98,8 +99,9 @@ func TestManyProcessesWaitWithoutThreads(t *testing.T) {
 		if s := waitDone(t, p); !s.Known || s.Signal != syscall.SIGKILL {
 			t.Errorf("process %d: status %+v, want killed by SIGKILL", i, s)
 		}
-		if s := waitDone(t, attached[i]); s.Known {
-			t.Errorf("attached process %d: status %+v, want unknown", i, s)
+		s := waitDone(t, attached[i])
+		if known := attachedStatusUnknown() == ""; s.Known != known || (known && s.Signal != syscall.SIGKILL) {
+			t.Errorf("attached process %d: status %+v, want known=%v", i, s, known)
 		}
 	}
 	for i := 0; i < 2*n; i++ {
@@ -116,5 +118,82 @@ func TestManyProcessesWaitWithoutThreads(t *testing.T) {
 	case <-late:
 	case <-time.After(guard):
 		t.Fatal("OnExit after the exit never ran")
+	}
+}
+
+// attachedStatusUnknown says why the exit status of an attached process
+// cannot be learnt here, "" when it can (the proc connector works).
+func attachedStatusUnknown() string {
+	if err := codes.watch(os.Getpid()); err != nil {
+		return err.Error()
+	}
+	codes.forget(os.Getpid())
+	return ""
+}
+
+// A process that is not our child, attached as after a daemon restart:
+// its exit status comes from the proc connector, as root.
+func TestAttachedExitStatus(t *testing.T) {
+	if why := attachedStatusUnknown(); why != "" {
+		if os.Geteuid() == 0 {
+			t.Fatalf("running as root, yet the proc connector is not available: %s", why)
+		}
+		t.Skipf("exit statuses of processes that are not our children cannot be learnt here: %s", why)
+	}
+	tests := []struct {
+		name   string
+		send   string // written to the process's fifo: the shell command it runs
+		code   int
+		signal syscall.Signal
+	}{
+		{"exit code", "exit 7", 7, 0},
+		{"exit zero", "exit 0", 0, 0},
+		{"signal", "kill -SEGV $$", -1, syscall.SIGSEGV},
+		{"exec'd program", "exec /bin/sh -c 'exit 42'", 42, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			fifo := filepath.Join(dir, "fifo")
+			pidFile := filepath.Join(dir, "pid")
+			if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// The starter exits at once, so the process we attach to
+			// is its orphan, not our child.
+			starter, err := Start(Config{Path: "/bin/sh", Args: []string{"-c",
+				`sh -c 'read cmd < "$0"; eval "$cmd"' ` + fifo + ` </dev/null >/dev/null 2>&1 & echo $! > ` + pidFile}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitDone(t, starter)
+			b, err := os.ReadFile(pidFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+			st, err := StartTimeOf(pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := Attach(pid, st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.child != nil {
+				t.Fatal("the attached process is our child")
+			}
+			if err := os.WriteFile(fifo, []byte(tt.send+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			s := waitDone(t, p)
+			if !s.Known || s.Code != tt.code || s.Signal != tt.signal {
+				t.Errorf("status = %+v, want known, code %d, signal %v", s, tt.code, tt.signal)
+			}
+		})
 	}
 }

@@ -175,8 +175,12 @@ func TestAttachNonChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := waitDone(t, p)
-	if s.Known || s.Code != -1 {
-		t.Errorf("attached status = %+v, want unknown", s)
+	if why := attachedStatusUnknown(); why != "" {
+		if s.Known || s.Code != -1 || s.Why == "" {
+			t.Errorf("attached status = %+v, want unknown (%s) and why", s, why)
+		}
+	} else if !s.Known || s.Signal != syscall.SIGTERM {
+		t.Errorf("attached status = %+v, want killed by SIGTERM", s)
 	}
 	for i := 0; i < 20; i++ {
 		<-waiters

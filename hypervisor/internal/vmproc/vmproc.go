@@ -173,7 +173,8 @@ func SignalName(sig syscall.Signal) string {
 // alike: an unobservable status, and death by a signal. It returns ok ==
 // false for a plain exit code, which the driver maps itself.
 //
-//   - status unknown (re-adopted process): killed if Kill was asked,
+//   - status unknown (a re-adopted process where the host does not
+//     report it): Exit.StatusUnknown, and killed if Kill was asked,
 //     poweroff if Shutdown was, else crash;
 //   - SIGKILL after Kill: killed;
 //   - stopSig after Shutdown: poweroff (the graceful stop worked);
@@ -183,14 +184,18 @@ func ClassifySignalled(s process.Status, req Requests, stopSig syscall.Signal) (
 	e := hypervisor.Exit{Code: -1}
 	switch {
 	case !s.Known:
-		const unobserved = "exit status could not be observed (the process was re-adopted after a daemon restart)"
+		unknown := "exit status unknown"
+		if s.Why != "" {
+			unknown += ": " + s.Why
+		}
+		e.StatusUnknown = true
 		switch {
 		case req.Kill:
-			e.Reason, e.Detail = hypervisor.ExitKilled, "killed; "+unobserved
+			e.Reason, e.Detail = hypervisor.ExitKilled, "killed; "+unknown
 		case req.Shutdown:
-			e.Reason, e.Detail = hypervisor.ExitPoweroff, "stopped on request; "+unobserved
+			e.Reason, e.Detail = hypervisor.ExitPoweroff, "stopped on request; "+unknown
 		default:
-			e.Reason, e.Detail = hypervisor.ExitCrash, unobserved
+			e.Reason, e.Detail = hypervisor.ExitCrash, unknown
 		}
 		return e, true
 	case s.Signal != 0:
