@@ -43,6 +43,11 @@ type Config struct {
 	// between Start and Release, so no VM can run that a restarted daemon
 	// cannot find.
 	Gated bool
+	// CgroupName, if not empty, starts the process in a cgroup of its own
+	// (named after it, made unique) under the daemon's cgroup, where one
+	// can be made: Linux, as root, with a cgroup v2 hierarchy. Group then
+	// names it; Group.EndLeftovers removes it.
+	CgroupName string
 }
 
 // gateScript waits for the word on fd 3, closes it and becomes the program
@@ -84,6 +89,9 @@ type Process struct {
 	// attached holds the OS-specific handle of a re-adopted process.
 	attached attachHandle
 
+	// cgroup is the cgroup a started process runs in, "" if none.
+	cgroup string
+
 	// gate is the write end of a Gated process's pipe until Release.
 	gate     *os.File
 	gateOnce sync.Once
@@ -106,12 +114,12 @@ func Start(cfg Config) (*Process, error) {
 	}
 	defer out.Close() // the child holds its own copy
 
-	cmd := exec.Command(cfg.Path, cfg.Args...)
-	var gate *os.File
+	path, args := cfg.Path, cfg.Args
+	var gate, gateR *os.File
 	if cfg.Gated {
 		// The wrapper would report a missing program only as an exit
 		// status; check now so the caller gets a real error.
-		path, err := exec.LookPath(cfg.Path)
+		lp, err := exec.LookPath(cfg.Path)
 		if err != nil {
 			return nil, fmt.Errorf("start %s: %w", cfg.Path, err)
 		}
@@ -120,41 +128,77 @@ func Start(cfg Config) (*Process, error) {
 			return nil, fmt.Errorf("start %s: %w", cfg.Path, err)
 		}
 		defer r.Close() // the child holds its own copy
-		gate = w
-		cmd = exec.Command("/bin/sh", append([]string{"-c", gateScript, path}, cfg.Args...)...)
-		cmd.ExtraFiles = []*os.File{r}
+		gate, gateR = w, r
+		path, args = "/bin/sh", append([]string{"-c", gateScript, lp}, cfg.Args...)
 	}
-	cmd.Dir = cfg.Dir
-	if cmd.Dir == "" {
-		cmd.Dir = "/"
+	command := func(cg *os.File) *exec.Cmd {
+		cmd := exec.Command(path, args...)
+		if gateR != nil {
+			cmd.ExtraFiles = []*os.File{gateR}
+		}
+		cmd.Dir = cfg.Dir
+		if cmd.Dir == "" {
+			cmd.Dir = "/"
+		}
+		cmd.Env = cfg.Env
+		if cmd.Env == nil {
+			cmd.Env = DefaultEnv
+		}
+		cmd.Stdin = nil // /dev/null
+		cmd.Stdout = out
+		cmd.Stderr = out
+		// A new session, and with it a process group the process leads:
+		// terminal and process-group signals aimed at the daemon (Ctrl-C,
+		// kill -- -pgid) do not reach the VM, and the VM's own group
+		// holds what it starts.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if cg != nil {
+			intoCgroup(cmd.SysProcAttr, cg)
+		}
+		return cmd
 	}
-	cmd.Env = cfg.Env
-	if cmd.Env == nil {
-		cmd.Env = DefaultEnv
+	var cgroup string
+	var cg *os.File
+	if cfg.CgroupName != "" {
+		cgroup, cg = makeCgroup(cfg.CgroupName)
 	}
-	cmd.Stdin = nil // /dev/null
-	cmd.Stdout = out
-	cmd.Stderr = out
-	// A new session: terminal and process-group signals aimed at the
-	// daemon (Ctrl-C, kill -- -pgid) do not reach the VM.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	cmd := command(cg)
+	err = cmd.Start()
+	if cg != nil {
+		cg.Close()
+		if err != nil {
+			// A kernel without CLONE_INTO_CGROUP (before 5.7): the VM
+			// runs with its process group only.
+			_ = Group{Cgroup: cgroup}.Remove()
+			cgroup = ""
+			cmd = command(nil)
+			err = cmd.Start()
+		}
+	}
+	if err != nil {
 		if gate != nil {
 			gate.Close()
 		}
 		return nil, fmt.Errorf("start %s: %w", cfg.Path, err)
 	}
-	p := &Process{pid: cmd.Process.Pid, done: make(chan struct{}), child: cmd.Process, gate: gate}
+	p := &Process{pid: cmd.Process.Pid, done: make(chan struct{}), child: cmd.Process, gate: gate, cgroup: cgroup}
 	// The child cannot be reaped before we Wait, so its stat entry exists.
 	st, err := StartTimeOf(p.pid)
 	if err != nil {
 		_ = cmd.Process.Kill()
 		_, _ = cmd.Process.Wait()
+		_ = Group{Cgroup: cgroup}.Remove()
 		return nil, fmt.Errorf("start %s: read start time of pid %d: %w", cfg.Path, p.pid, err)
 	}
 	p.startTime = st
 	p.reapWhenExited(cmd.Process)
 	return p, nil
+}
+
+// Group returns the process group a started process leads and the cgroup
+// it was started in (see Config.CgroupName).
+func (p *Process) Group() Group {
+	return Group{PGID: p.pid, LeaderStart: p.startTime, Cgroup: p.cgroup}
 }
 
 // Release lets a Gated process run its program. It does nothing for a
