@@ -62,7 +62,7 @@ type Exit struct {
 	Code   int    `json:"code"`
 	Signal string `json:"signal,omitempty"`
 	// StatusUnknown: the exit status of a process re-adopted after a
-	// daemon restart could not be learnt (not root); Reason is then
+	// daemon restart could not be learnt; Reason is then
 	// inferred from what was asked of it (poweroff after a stop).
 	StatusUnknown bool      `json:"status_unknown,omitempty"`
 	Detail        string    `json:"detail,omitempty"`

@@ -60,8 +60,9 @@ type Exit struct {
 	// StatusUnknown is set when the exit status could not be observed: the
 	// process was re-adopted after a daemon restart, so it is not the
 	// daemon's child, and the host offers no other way to learn it (Linux:
-	// the proc connector needs root in the initial namespaces; FreeBSD
-	// always reports it). Code is then -1 and Reason is inferred from what
+	// the proc connector answers only in the host's initial user and pid
+	// namespaces, and before Linux 6.6 only root; FreeBSD always reports
+	// it). Code is then -1 and Reason is inferred from what
 	// was asked of this Instance: ExitPoweroff after Shutdown (the graceful
 	// stop it asked for is taken to have worked, so on_poweroff applies),
 	// ExitKilled after Kill, and ExitCrash when nothing was asked.

@@ -19,7 +19,7 @@ import (
 func TestReadoptedExitStatus(t *testing.T) {
 	t.Parallel()
 	if os.Geteuid() != 0 {
-		t.Skip("the exit status of a process that is not the daemon's child is observed through the proc connector, which needs root")
+		t.Skip("the exit status of a process that is not the daemon's child comes from the proc connector, which older kernels give to root only")
 	}
 	for _, tc := range []struct {
 		short  string

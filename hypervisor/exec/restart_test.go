@@ -128,7 +128,9 @@ func TestRecoverAfterDaemonExit(t *testing.T) {
 		t.Errorf("exit = %+v, want poweroff with an unknown status", e)
 	}
 	// Nothing repeated, nothing lost, all of it there once Done is closed.
-	if got := out.String(); got != "second\nbye\n" {
+	// The stop signal reaches the script's sleep too, whose end the shell
+	// may report before its trap runs.
+	if got := out.String(); got != "second\nbye\n" && got != "second\nTerminated\nbye\n" {
 		t.Errorf("output after the restart = %q, want %q", got, "second\nbye\n")
 	}
 }

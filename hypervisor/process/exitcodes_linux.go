@@ -18,9 +18,10 @@ import (
 // codes learns the exit status of processes that are not the daemon's
 // children (re-adopted after a restart), which wait(2) cannot report. The
 // kernel's proc connector (netlink) announces every exit on the host with
-// its status; it needs CAP_NET_ADMIN in the initial user and pid
-// namespaces. One socket serves the daemon; a BPF filter keeps only exit
-// events so that the rest of the host's process churn costs nothing.
+// its status. It answers only processes in the initial user and pid
+// namespaces, and before Linux 6.6 only root (CAP_NET_ADMIN). One socket
+// serves the daemon; a BPF filter keeps only exit events so that the rest
+// of the host's process churn costs nothing.
 //
 // The kernel sends a process's exit event before its pidfd becomes
 // readable, so once the exit poller reports the exit, the event is queued
@@ -134,7 +135,7 @@ func (c *exitCodes) subscribe() (int, error) {
 	fail := func(what string, err error) (int, error) {
 		unix.Close(fd)
 		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
-			return -1, fmt.Errorf("proc connector: %s: %w (it needs root)", what, err)
+			return -1, fmt.Errorf("proc connector: %s: %w (before Linux 6.6 it needs root)", what, err)
 		}
 		return -1, fmt.Errorf("proc connector: %s: %w", what, err)
 	}
@@ -183,7 +184,7 @@ func (c *exitCodes) subscribe() (int, error) {
 		left := time.Until(deadline)
 		if left <= 0 {
 			unix.Close(fd)
-			return -1, errors.New("proc connector: the kernel did not confirm the subscription (is the daemon outside the host's initial pid namespace?)")
+			return -1, errors.New("proc connector: the kernel did not confirm the subscription (it answers only processes in the host's initial user and pid namespaces)")
 		}
 		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 		if _, err := unix.Poll(fds, int(left/time.Millisecond)+1); err != nil && err != unix.EINTR {

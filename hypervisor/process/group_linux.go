@@ -53,7 +53,7 @@ func (g Group) ours() bool {
 func (g Group) signalCgroup(sig syscall.Signal) error {
 	if sig == syscall.SIGKILL {
 		err := os.WriteFile(filepath.Join(g.Cgroup, "cgroup.kill"), []byte("1"), 0)
-		if err == nil || errors.Is(err, os.ErrNotExist) && !exists(g.Cgroup) {
+		if err == nil || errors.Is(err, unix.ENODEV) || errors.Is(err, os.ErrNotExist) && !exists(g.Cgroup) {
 			return nil
 		}
 		// Linux before 5.14 has no cgroup.kill: signal each member.
@@ -96,7 +96,8 @@ func exists(path string) bool {
 func (g Group) members() ([]int, error) {
 	if g.Cgroup != "" {
 		b, err := os.ReadFile(filepath.Join(g.Cgroup, "cgroup.procs"))
-		if errors.Is(err, os.ErrNotExist) {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENODEV) {
+			// Removed, or being removed (ENODEV): nothing left in it.
 			return nil, nil
 		}
 		if err != nil {

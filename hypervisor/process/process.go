@@ -66,8 +66,8 @@ type Status struct {
 	Signal syscall.Signal
 	// Known is false when the status could not be observed: an attached
 	// process is not the daemon's child, and is only known where the host
-	// reports exits of any process (Linux: the proc connector, as root;
-	// FreeBSD: kqueue). Why then says what was missing.
+	// reports exits of any process (Linux: the proc connector; FreeBSD:
+	// kqueue). Why then says what was missing.
 	Known bool
 	Why   string
 }
@@ -238,8 +238,8 @@ func openOutput(path string) (*os.File, error) {
 // exited (a zombie waiting to be reaped). The exit of an attached process is
 // seen when it happens (pidfd on Linux, kqueue on FreeBSD), and so is its
 // status where the host reports it for processes that are not one's
-// children (the proc connector on Linux, which needs root; kqueue on
-// FreeBSD); elsewhere Status.Known is false.
+// children (the proc connector on Linux; kqueue on FreeBSD); elsewhere
+// Status.Known is false.
 func Attach(pid int, startTime uint64) (*Process, error) {
 	if pid <= 0 {
 		return nil, fmt.Errorf("attach to pid %d: %w: not a valid pid", pid, hypervisor.ErrGone)

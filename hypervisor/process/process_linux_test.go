@@ -3,7 +3,10 @@
 package process
 
 import (
+	"bufio"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -196,4 +199,126 @@ func TestAttachedExitStatus(t *testing.T) {
 			}
 		})
 	}
+}
+
+// attachHelperEnv makes the test binary attach to the process named by
+// the variable ("PID START"), say "attached", and print how it ended.
+const attachHelperEnv = "VMSTATED_PROCESS_TEST_ATTACH"
+
+func TestAttachHelper(t *testing.T) {
+	v := os.Getenv(attachHelperEnv)
+	if v == "" {
+		t.Skip("only run as a helper by TestAttachedExitStatusWithoutRoot")
+	}
+	var pid int
+	var st uint64
+	if _, err := fmt.Sscan(v, &pid, &st); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Attach(pid, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("attached")
+	s := waitDone(t, p)
+	fmt.Printf("status known=%v code=%d why=%s\n", s.Known, s.Code, s.Why)
+}
+
+// An unprivileged user learns exit statuses through the proc connector on
+// Linux 6.6 and later; in a user namespace of its own (a container) the
+// kernel does not answer it. Then the exit status of a process that is
+// not one's child is unknown, and Why says so.
+func TestAttachedExitStatusUnprivileged(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run the helper as another user")
+	}
+	for _, userns := range []bool{false, true} {
+		t.Run(fmt.Sprintf("userns=%v", userns), func(t *testing.T) {
+			out := runAttachHelper(t, userns)
+			t.Logf("the helper said:\n%s", out)
+			switch {
+			case strings.Contains(out, "status known=true code=7 why=\n"):
+				if userns {
+					t.Errorf("in a user namespace of its own the helper learnt the status:\n%s", out)
+				}
+			case strings.Contains(out, "status known=false code=-1 why=proc connector: "):
+				if userns && !strings.Contains(out, "namespace") {
+					t.Errorf("the helper does not say that its namespace is why:\n%s", out)
+				}
+			default:
+				t.Errorf("unprivileged helper said:\n%s\nwant exit 7, or an unknown status saying why", out)
+			}
+		})
+	}
+}
+
+// runAttachHelper runs TestAttachHelper as nobody (in a user namespace of
+// its own if userns) against a process that exits 7, and returns what it
+// said.
+func runAttachHelper(t *testing.T, userns bool) string {
+	// The helper binary must be reachable for the unprivileged user.
+	dir, err := os.MkdirTemp("", "attach-helper")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "process.test")
+	b, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	target, err := Start(Config{Path: "/bin/sh", Args: []string{"-c", `read x < "$0"; exit 7`, fifo}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { target.Signal(syscall.SIGKILL) })
+
+	cmd := exec.Command(bin, "-test.run=^TestAttachHelper$", "-test.v")
+	cmd.Env = []string{attachHelperEnv + "=" + fmt.Sprint(target.PID(), " ", target.StartTime())}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if userns {
+		cmd.SysProcAttr = &syscall.SysProcAttr{
+			Cloneflags:  syscall.CLONE_NEWUSER,
+			UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 65534, Size: 1}},
+			GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 65534, Size: 1}},
+		}
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	sc := bufio.NewScanner(stdout)
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if sc.Text() == "attached" {
+			break
+		}
+	}
+	if err := os.WriteFile(fifo, []byte("go\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s := waitDone(t, target); s.Code != 7 {
+		t.Fatalf("target status %+v, want exit 7", s)
+	}
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	_ = cmd.Wait()
+	return strings.Join(lines, "\n") + "\n"
 }

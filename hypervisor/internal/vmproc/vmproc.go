@@ -147,7 +147,9 @@ func (i *Instance) Shutdown(ctx context.Context) error {
 		if err := g.Signal(i.cfg.StopSignal); err != nil {
 			return err
 		}
-		return g.Signal(syscall.SIGCONT)
+		// Only a help for a paused VM; the group may be gone by now.
+		_ = g.Signal(syscall.SIGCONT)
+		return nil
 	}
 	return i.cfg.Proc.Signal(i.cfg.StopSignal)
 }
