@@ -25,6 +25,10 @@ type Group struct {
 	Cgroup string
 }
 
+// Members returns the live processes of the group (none once it is
+// over).
+func (g Group) Members() ([]int, error) { return g.members() }
+
 // leftoverWait bounds how long KillAll waits for killed processes to go.
 // SIGKILL ends a process at once unless it is stuck in the kernel (a hung
 // NFS server, a device in D state); then waiting longer does not help.

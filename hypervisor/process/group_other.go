@@ -21,6 +21,11 @@ func (g Group) Holds(int) bool { return false }
 
 func (g Group) killRound(time.Time) ([]int, error) { return nil, nil }
 
+func (g Group) members() ([]int, error) { return nil, nil }
+
+// Running is implemented on Linux and FreeBSD only.
+func Running(int, uint64) bool { return false }
+
 // Remove does nothing: there are no cgroups here.
 func (g Group) Remove() error { return nil }
 

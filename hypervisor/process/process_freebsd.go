@@ -37,6 +37,13 @@ func StartTimeOf(pid int) (uint64, error) {
 	return st, err
 }
 
+// Running reports whether pid is a live process (not a zombie) with the
+// given start time.
+func Running(pid int, startTime uint64) bool {
+	st, state, err := statOf(pid)
+	return err == nil && st == startTime && state != kinfoStatZombie
+}
+
 func statOf(pid int) (uint64, byte, error) {
 	if pid <= 0 {
 		return 0, 0, fmt.Errorf("pid %d: %w: not a valid pid", pid, hypervisor.ErrGone)
