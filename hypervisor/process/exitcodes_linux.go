@@ -60,6 +60,7 @@ type exitCodes struct {
 }
 
 type exitRecord struct {
+	refs int // the Attach calls watching the process
 	ws   syscall.WaitStatus
 	seen bool // an exit event of the process arrived
 	lost bool // events were dropped while the process was watched
@@ -74,26 +75,39 @@ func (c *exitCodes) watch(pid int) error {
 		return c.err
 	}
 	c.mu.Lock()
-	c.watched[pid] = &exitRecord{}
+	r := c.watched[pid]
+	if r == nil {
+		r = &exitRecord{}
+		c.watched[pid] = r
+	}
+	r.refs++
 	c.mu.Unlock()
 	return nil
 }
 
-// forget stops recording pid.
+// forget undoes one watch of pid.
 func (c *exitCodes) forget(pid int) {
 	c.mu.Lock()
-	delete(c.watched, pid)
+	c.releaseLocked(pid)
 	c.mu.Unlock()
 }
 
-// take returns the status of pid, which has exited, and stops recording
-// it.
+func (c *exitCodes) releaseLocked(pid int) {
+	if r := c.watched[pid]; r != nil {
+		if r.refs--; r.refs <= 0 {
+			delete(c.watched, pid)
+		}
+	}
+}
+
+// take returns the status of pid, which has exited, and undoes one watch
+// of it.
 func (c *exitCodes) take(pid int) Status {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.drainLocked()
 	r := c.watched[pid]
-	delete(c.watched, pid)
+	c.releaseLocked(pid)
 	switch {
 	case r == nil:
 		return Status{Code: -1, Why: "its exit was not watched"}

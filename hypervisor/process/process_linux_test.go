@@ -89,6 +89,11 @@ func TestManyProcessesWaitWithoutThreads(t *testing.T) {
 		p.OnExit(func() { ran <- i })
 		a.OnExit(func() { ran <- i })
 	}
+	// Attached twice: both learn the status.
+	twice, err := Attach(started[0].PID(), started[0].StartTime())
+	if err != nil {
+		t.Fatal(err)
+	}
 	if g := runtime.NumGoroutine() - g0; g >= n/2 {
 		t.Errorf("%d running processes (each also attached) added %d goroutines", n, g)
 	}
@@ -105,6 +110,11 @@ func TestManyProcessesWaitWithoutThreads(t *testing.T) {
 		s := waitDone(t, attached[i])
 		if known := attachedStatusUnknown() == ""; s.Known != known || (known && s.Signal != syscall.SIGKILL) {
 			t.Errorf("attached process %d: status %+v, want known=%v", i, s, known)
+		}
+		if i == 0 {
+			if s := waitDone(t, twice); s != waitDone(t, attached[0]) {
+				t.Errorf("the second Attach of one process saw %+v, the first %+v", s, waitDone(t, attached[0]))
+			}
 		}
 	}
 	for i := 0; i < 2*n; i++ {
