@@ -12,6 +12,7 @@ import (
 
 	"github.com/vmstated/vmstated/api"
 	"github.com/vmstated/vmstated/hypervisor"
+	"github.com/vmstated/vmstated/hypervisor/process"
 	"github.com/vmstated/vmstated/statemachine"
 )
 
@@ -33,6 +34,10 @@ func TestExecVMIsItsProcessGroup(t *testing.T) {
 	kid := readPID(t, child)
 	away := readPID(t, escaped)
 	cgroup := handleCgroup(t, e, vm)
+	if cgroup != "" {
+		// Should the test fail before the stop: end what is in it.
+		t.Cleanup(func() { process.Group{Cgroup: cgroup}.EndLeftovers() })
+	}
 	watched := []int{leader, kid}
 	if cgroup != "" {
 		watched = append(watched, away)

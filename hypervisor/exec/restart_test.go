@@ -97,6 +97,7 @@ func TestRecoverAfterDaemonExit(t *testing.T) {
 		if p, err := process.Attach(h.PID, h.StartTime); err == nil {
 			p.Signal(9)
 		}
+		groupOf(h).EndLeftovers()
 	})
 
 	out := &drivertest.Output{}
