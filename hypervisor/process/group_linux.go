@@ -19,12 +19,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Signal sends sig to every process of the group. With a cgroup, SIGKILL
-// goes through cgroup.kill (which also catches processes being forked),
-// and other signals are sent with the cgroup frozen, so that no process
-// can fork a child that misses the signal: a SIGSTOP (pause) then stops
-// them all. Without one, the process group gets it (kill -- -PGID).
-// Signalling a group that is empty is not an error.
+// Signal sends sig to every process of the group. With a cgroup, no
+// process may fork a child that misses the signal: SIGKILL goes through
+// cgroup.kill; SIGSTOP is sent again to members that appeared meanwhile
+// until there are none (a stopped process cannot fork); other signals are
+// sent with the cgroup frozen, to exactly the processes it holds. Without
+// a cgroup, the process group gets it (kill -- -PGID), which the kernel
+// delivers to a fork in progress too. Signalling a group that is empty is
+// not an error.
 func (g Group) Signal(sig syscall.Signal) error {
 	if g.Cgroup != "" {
 		return g.signalCgroup(sig)
@@ -58,22 +60,46 @@ func (g Group) signalCgroup(sig syscall.Signal) error {
 		}
 		// Linux before 5.14 has no cgroup.kill: signal each member.
 	}
-	if sig != syscall.SIGCONT {
-		// Stopped processes cannot fork, so SIGCONT needs no freeze.
-		if err := g.freeze(true); err == nil {
-			defer g.freeze(false)
+	switch sig {
+	case syscall.SIGSTOP:
+		sent := map[int]bool{}
+		for {
+			n, err := g.signalMembers(sig, sent)
+			if err != nil || n == 0 {
+				return err
+			}
 		}
-	}
-	pids, err := g.members()
-	if err != nil {
+	case syscall.SIGCONT:
+		// Stopped processes cannot fork.
+		_, err := g.signalMembers(sig, map[int]bool{})
 		return err
 	}
+	if err := g.freeze(true); err == nil {
+		defer g.freeze(false)
+	}
+	_, err := g.signalMembers(sig, map[int]bool{})
+	return err
+}
+
+// signalMembers sends sig to the members not in sent, adds them to it,
+// and returns how many there were.
+func (g Group) signalMembers(sig syscall.Signal, sent map[int]bool) (int, error) {
+	pids, err := g.members()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
 	for _, pid := range pids {
+		if sent[pid] {
+			continue
+		}
+		sent[pid] = true
+		n++
 		if err := unix.Kill(pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
-			return fmt.Errorf("signal %v to pid %d of cgroup %s: %w", sig, pid, g.Cgroup, err)
+			return n, fmt.Errorf("signal %v to pid %d of cgroup %s: %w", sig, pid, g.Cgroup, err)
 		}
 	}
-	return nil
+	return n, nil
 }
 
 // freeze writes cgroup.freeze. A frozen process runs no code, and a child
