@@ -52,8 +52,7 @@ const (
 type Exit struct {
 	Reason ExitReason `json:"reason"`
 	// Code is the exit status, or -1 when the process was killed by a
-	// signal or its status could not be observed (a re-adopted process
-	// is not the daemon's child).
+	// signal or its status could not be observed (StatusUnknown).
 	Code int `json:"code"`
 	// Signal names the signal that ended the process ("SIGKILL"), if any.
 	Signal string `json:"signal,omitempty"`

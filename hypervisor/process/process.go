@@ -4,8 +4,11 @@
 // session, reads /dev/null, and writes its output to a file rather than to a
 // pipe. After the daemon restarts, Attach re-adopts such a process by pid and
 // start time (which together name one process across pid reuse) and learns
-// of its exit without polling. Follow copies what the process writes into its
-// output file to a writer, resuming where it left off across restarts.
+// of its exit, and where the host reports it its exit status, without
+// polling. A Group is every process a VM's program starts (its process
+// group, and its cgroup where one can be made), to signal and to end
+// together. Follow copies what the process writes into its output file to a
+// writer, resuming where it left off across restarts.
 package process
 
 import (
@@ -328,30 +331,6 @@ func (p *Process) Signal(sig syscall.Signal) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.signalLocked(sig)
-}
-
-// SignalGroup sends sig to the whole process group the process leads.
-// Start makes every process the leader of its own session and group, so
-// this also reaches the processes it started (unless they left the group):
-// a launcher script and the VMM it runs end together. When the process
-// does not lead a group (an attached process started otherwise), only the
-// process is signalled. Signalling after the exit is not an error and
-// sends nothing.
-func (p *Process) SignalGroup(sig syscall.Signal) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.exited {
-		return nil
-	}
-	// The process is alive (its exit has not been seen), so its pid, and
-	// with it the group id, still names it.
-	if pgid, err := syscall.Getpgid(p.pid); err != nil || pgid != p.pid {
-		return p.signalLocked(sig)
-	}
-	if err := syscall.Kill(-p.pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("signal %v to process group %d: %w", sig, p.pid, err)
-	}
-	return nil
 }
 
 // signalLocked signals the process alone; p.mu is held.

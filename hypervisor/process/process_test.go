@@ -244,15 +244,15 @@ func TestSignalGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { child.Signal(syscall.SIGKILL) })
-	if err := p.SignalGroup(syscall.SIGKILL); err != nil {
+	if err := p.Group().Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	if s := waitDone(t, p); s.Signal != syscall.SIGKILL {
 		t.Errorf("leader status %+v", s)
 	}
 	waitDone(t, child) // ended with its group
-	if err := p.SignalGroup(syscall.SIGKILL); err != nil {
-		t.Errorf("SignalGroup after exit: %v", err)
+	if err := p.Group().Signal(syscall.SIGKILL); err != nil {
+		t.Errorf("signalling the group after its exit: %v", err)
 	}
 }
 
