@@ -66,8 +66,12 @@ func TestExecVMIsItsProcessGroup(t *testing.T) {
 	}
 	pauseResume(d2)
 
-	d2.do(vm, api.ActionStop)
-	d2.waitState(vm, statemachine.Stopped)
+	if out, errOut, code := e.ctl("stop", "-w", vm); code != 0 {
+		t.Fatalf("vmstatedctl stop -w exited %d: %s%s", code, out, errOut)
+	}
+	if st := d2.get(vm); st.State != statemachine.Stopped {
+		t.Errorf("after stop -w: %s", st.State)
+	}
 	for _, pid := range watched {
 		if alive(pid) {
 			t.Errorf("process %d of the VM still runs after stop", pid)

@@ -105,14 +105,17 @@ func waitStates(t *testing.T, pids []int, what string, ok func(byte) bool) {
 func gone(s byte) bool { return s == 0 || s == 'Z' }
 
 // Pause stops every process of the VM, Resume lets all of them go on, and
-// after Shutdown none is left, whether the instance started the VM or
-// re-adopted it.
+// after Shutdown or Kill none is left, whether the instance started the VM
+// or re-adopted it.
 func TestGroupPauseStop(t *testing.T) {
 	if _, err := os.Stat("/proc/self/stat"); err != nil {
 		t.Skip("no /proc: cannot observe process states")
 	}
-	for _, recovered := range []bool{false, true} {
-		t.Run(fmt.Sprintf("recovered=%v", recovered), func(t *testing.T) {
+	for _, tc := range []struct {
+		recovered, kill bool
+	}{{false, false}, {true, false}, {false, true}, {true, true}} {
+		recovered := tc.recovered
+		t.Run(fmt.Sprintf("recovered=%v,kill=%v", tc.recovered, tc.kill), func(t *testing.T) {
 			f := &family{dir: t.TempDir()}
 			inst, out := run(t, shSpec(familyScript(f.dir), Options{}))
 			ctx, cancel := context.WithTimeout(context.Background(), guard)
@@ -153,12 +156,18 @@ func TestGroupPauseStop(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitStates(t, pids, "stopped", func(s byte) bool { return s == 'T' })
-			if err := inst.Shutdown(ctx); err != nil {
+			want := hypervisor.ExitPoweroff
+			if tc.kill {
+				want = hypervisor.ExitKilled
+				if err := inst.Kill(); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := inst.Shutdown(ctx); err != nil {
 				t.Fatal(err)
 			}
 			e := waitExit(t, inst)
-			if e.Reason != hypervisor.ExitPoweroff {
-				t.Errorf("exit = %+v, want poweroff", e)
+			if e.Reason != want {
+				t.Errorf("exit = %+v, want %s", e, want)
 			}
 			for _, pid := range pids {
 				if s := procState(pid); !gone(s) {
