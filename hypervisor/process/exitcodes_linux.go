@@ -111,7 +111,9 @@ func (c *exitCodes) take(pid int) Status {
 	switch {
 	case r == nil:
 		return Status{Code: -1, Why: "its exit was not watched"}
-	case !r.seen && r.lost:
+	case r.lost:
+		// The last event of its threads may be among those lost: the
+		// one seen may be an earlier thread's.
 		return Status{Code: -1, Why: "exit events were lost (the kernel's proc connector queue overflowed)"}
 	case !r.seen:
 		return Status{Code: -1, Why: "the proc connector reported no exit for it"}
