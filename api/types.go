@@ -66,10 +66,14 @@ type Exit struct {
 	// Reason is poweroff, reboot, crash or killed.
 	Reason string `json:"reason"`
 	// Code is the exit status, -1 when killed by a signal or unknown.
-	Code   int       `json:"code"`
-	Signal string    `json:"signal,omitempty"`
-	Detail string    `json:"detail,omitempty"`
-	Time   time.Time `json:"time"`
+	Code   int    `json:"code"`
+	Signal string `json:"signal,omitempty"`
+	// StatusUnknown: the exit status of a process re-adopted after a
+	// daemon restart could not be learnt; Reason is then
+	// inferred from what was asked of it (poweroff after a stop).
+	StatusUnknown bool      `json:"status_unknown,omitempty"`
+	Detail        string    `json:"detail,omitempty"`
+	Time          time.Time `json:"time"`
 }
 
 // Event kinds.

@@ -23,6 +23,8 @@ import (
 
 	"github.com/vmstated/vmstated/api"
 	"github.com/vmstated/vmstated/daemon"
+	"github.com/vmstated/vmstated/hypervisor"
+	"github.com/vmstated/vmstated/hypervisor/process"
 	"github.com/vmstated/vmstated/statemachine"
 )
 
@@ -770,6 +772,12 @@ func (e *env) cleanup() {
 	own := map[string]bool{}
 	for _, vm := range vms {
 		own[filepath.Join(e.runDir, vm)] = true
+		// A VM left running has a cgroup (as root): end it and remove it.
+		if h, err := hypervisor.ReadHandleFile(filepath.Join(e.runDir, vm)); err == nil && h.Cgroup != "" {
+			if msg := (process.Group{Cgroup: h.Cgroup}).EndLeftovers(); strings.Contains(msg, "remove") {
+				e.t.Errorf("%s: %s", vm, msg)
+			}
+		}
 	}
 	procs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, p := range procs {

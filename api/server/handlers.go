@@ -693,7 +693,7 @@ func toStatus(st supervisor.Status) api.Status {
 		sort.Strings(out.Depends)
 	}
 	if x := st.LastExit; x != nil {
-		out.LastExit = &api.Exit{Reason: string(x.Reason), Code: x.Code, Signal: x.Signal, Detail: x.Detail, Time: x.Time}
+		out.LastExit = &api.Exit{Reason: string(x.Reason), Code: x.Code, Signal: x.Signal, StatusUnknown: x.StatusUnknown, Detail: x.Detail, Time: x.Time}
 	}
 	return out
 }
