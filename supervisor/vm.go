@@ -79,8 +79,10 @@ type vm struct {
 	// shows a VM up that is not yet taken over.
 	recovery   *recovering
 	recovering bool
-	// waitingFor lists the VMs a start waits for.
+	// waitingFor lists the VMs a start waits for; cancelDeps ends that
+	// wait.
 	waitingFor []string
+	cancelDeps context.CancelFunc
 	// orphan notes a hypervisor process found without a record.
 	orphan string
 	// resetAsked marks the running instance as reset by a user: its next
@@ -695,9 +697,18 @@ func signalSuffix(sig string) string {
 	return ", signal " + sig
 }
 
+// stopWaiting ends a wait for dependencies, if one runs.
+func (v *vm) stopWaiting() {
+	if v.cancelDeps != nil {
+		v.cancelDeps()
+		v.cancelDeps = nil
+	}
+}
+
 // onDeps handles the outcome of waiting for the VMs this one depends on.
 func (v *vm) onDeps(ctx context.Context, r workResult) {
 	v.waitingFor = nil
+	v.stopWaiting()
 	if v.desired != statemachine.Running {
 		return
 	}
