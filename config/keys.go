@@ -48,7 +48,7 @@ func init() {
 			}
 		}},
 		"configfile": {fn: func(d *decoder, k string, n *ucl.Node) {
-			if p, ok := d.path(k, n); ok && d.readableFile(k, n, p) {
+			if p, ok := d.path(k, n); ok && d.instructionFile(k, n, p) {
 				d.vm.ConfigFile = p
 			}
 		}},
@@ -156,6 +156,10 @@ func init() {
 func textField(field func(*VM) *string) func(*decoder, string, *ucl.Node) {
 	return func(d *decoder, k string, n *ucl.Node) {
 		if s, ok := d.text(k, n); ok {
+			if r := controlChar(s); r >= 0 {
+				d.errf(n.Pos, k, "holds the control character %q; write it on one line of printable text", r)
+				return
+			}
 			*field(d.vm) = s
 		}
 	}
