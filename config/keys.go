@@ -247,7 +247,7 @@ func (d *decoder) sectionFields(prefix string, n *ucl.Node, known []string, repe
 	}
 }
 
-var qemuKeys = []string{"binary", "machine", "accel", "cpu", "vga", "vnc", "serial", "disk", "cdrom", "nic", "extra_args"}
+var qemuKeys = []string{"binary", "machine", "accel", "cpu", "vga", "vnc", "serial", "disk", "cdrom", "nic", "extra_args", "user"}
 
 func (q *QEMU) applyDefaults() {
 	if q.Binary == "" {
@@ -278,6 +278,8 @@ func (d *decoder) qemuSection(key string, n *ucl.Node) {
 		switch k {
 		case "binary":
 			q.Binary, _ = d.str(full, v)
+		case "user":
+			q.User, _ = d.runAs(full, v)
 		case "machine":
 			q.Machine, _ = d.str(full, v)
 		case "cpu":
@@ -603,6 +605,28 @@ func (d *decoder) account(key string, n *ucl.Node, group bool) (string, int, boo
 		return "", 0, false
 	}
 	return s, id, true
+}
+
+// runAs reads the account QEMU drops to: a user name that exists here
+// (QEMU's -runas takes a name).
+func (d *decoder) runAs(key string, n *ucl.Node) (string, bool) {
+	if n.Kind != ucl.String {
+		d.errf(n.Pos, key, "must be a user name, not %s: QEMU drops to the account by its name", describe(n))
+		return "", false
+	}
+	s, ok := d.str(key, n)
+	if !ok {
+		return "", false
+	}
+	if _, err := d.ids.lookup(s, false); err != nil {
+		d.errf(n.Pos, key, "%v", err)
+		return "", false
+	}
+	if strings.ContainsAny(s, ", :") || s[0] >= '0' && s[0] <= '9' {
+		d.errf(n.Pos, key, "%q: give the account's name, as QEMU's -runas takes it", s)
+		return "", false
+	}
+	return s, true
 }
 
 // idCache remembers user and group look-ups for one load of the root.

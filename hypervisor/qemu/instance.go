@@ -365,7 +365,8 @@ func (i *instance) Screenshot(ctx context.Context, w io.Writer) (string, error) 
 	}
 	var rnd [6]byte
 	rand.Read(rnd[:])
-	path := filepath.Join(i.spec.RunDir, "screendump-"+hex.EncodeToString(rnd[:]))
+	o, _ := options(i.spec)
+	path := filepath.Join(scratchDir(i.spec.RunDir, o), "screendump-"+hex.EncodeToString(rnd[:]))
 	defer os.Remove(path)
 	args := map[string]string{"filename": path}
 	if c.Greeting().Version.AtLeast(7, 1) {
@@ -374,7 +375,7 @@ func (i *instance) Screenshot(ctx context.Context, w io.Writer) (string, error) 
 	if err := i.command(ctx, "screendump", args, nil); err != nil {
 		return "", err
 	}
-	b, err := os.ReadFile(path)
+	b, err := readScratch(path)
 	if err != nil {
 		return "", fmt.Errorf("qemu: reading the screendump: %w", err)
 	}
