@@ -13,7 +13,9 @@
 //     set (/tmp) is accepted when root owns it. The sticky bit keeps
 //     others from removing or renaming an entry they do not own, and the
 //     entry below it must pass the rule on its own, so nobody but its
-//     owner can swap it.
+//     owner can swap it. A symbolic link there is followed only when root
+//     (or the daemon's user) owns it, as the kernel's protected_symlinks
+//     does: the walk reads links itself, so it has to say so itself.
 //
 // The rule is checked on what is opened, not on a name: the path is walked
 // one component at a time with openat and O_NOFOLLOW, each directory is
@@ -116,10 +118,11 @@ func (w *walker) walk(path string) (*os.File, error) {
 		return nil, &os.PathError{Op: "open", Path: "/", Err: err}
 	}
 	type dir struct {
-		fd   int
-		name string
+		fd     int
+		name   string
+		sticky bool // world-writable with the sticky bit
 	}
-	stack := []dir{{rootFd, "/"}}
+	stack := []dir{{rootFd, "/", false}}
 	defer func() {
 		for _, d := range stack {
 			unix.Close(d.fd)
@@ -155,6 +158,13 @@ func (w *walker) walk(path string) (*os.File, error) {
 		}
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFLNK:
+			if top.sticky && int(st.Uid) != 0 && int(st.Uid) != os.Geteuid() {
+				// Anyone may create a link in /tmp: follow only root's,
+				// as the kernel's protected_symlinks does.
+				unix.Close(fd)
+				return nil, &Error{Path: w.want, Component: name, kind: ErrUntrusted,
+					Problem: fmt.Sprintf("symbolic link %s in the sticky directory %s is owned by uid %d, not root: only root's links are followed there", name, top.name, st.Uid)}
+			}
 			target, err := readlinkFd(fd)
 			unix.Close(fd)
 			if err != nil {
@@ -175,7 +185,7 @@ func (w *walker) walk(path string) (*os.File, error) {
 				unix.Close(fd)
 				return nil, err
 			}
-			stack = append(stack, dir{fd, name})
+			stack = append(stack, dir{fd, name, st.Mode&unix.S_ISVTX != 0 && st.Mode&0o002 != 0})
 		default:
 			if len(todo) > 0 {
 				unix.Close(fd)

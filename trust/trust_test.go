@@ -45,6 +45,21 @@ func TestOpen(t *testing.T) {
 			mkdir(t, dir, "tmp", 0o1777)
 			return write(t, filepath.Join(dir, "tmp"), "f", 0o644)
 		}},
+		{name: "user's link in a sticky directory", wantErr: ErrUntrusted, hint: "only root's links are followed there", setup: func(t *testing.T, dir string) string {
+			mkdir(t, dir, "tmp", 0o1777)
+			write(t, dir, "f", 0o644)
+			l := filepath.Join(dir, "tmp", "l")
+			link(t, filepath.Join(dir, "f"), l)
+			chown(t, l)
+			return l
+		}},
+		{name: "root's link in a sticky directory", setup: func(t *testing.T, dir string) string {
+			mkdir(t, dir, "tmp", 0o1777)
+			write(t, dir, "f", 0o644)
+			l := filepath.Join(dir, "tmp", "l")
+			link(t, filepath.Join(dir, "f"), l)
+			return l
+		}},
 		{name: "user-owned sticky directory", wantErr: ErrUntrusted, hint: "owned by uid 65534", setup: func(t *testing.T, dir string) string {
 			mkdir(t, dir, "tmp", 0o1777)
 			chown(t, filepath.Join(dir, "tmp"))
