@@ -24,6 +24,9 @@ type LoadOptions struct {
 	// DefaultHypervisor is used when a config has no hypervisor key.
 	// Empty means the host's: bhyve on FreeBSD, qemu elsewhere.
 	DefaultHypervisor string
+	// QEMUUser is the user QEMU VMs drop to (qemu.user) when their
+	// config names none; empty means none.
+	QEMUUser string
 	// Trust selects the trust rule for the files a config names or
 	// includes and the programs it runs; the zero value applies it when
 	// the process runs as root.
@@ -473,6 +476,13 @@ func (d *decoder) finish(fallbackName string) {
 		}
 		if vm.MemoryMB == 0 {
 			vm.MemoryMB = DefaultQEMUMemoryMB
+		}
+		if vm.QEMU.User == "" && d.opts.QEMUUser != "" {
+			if _, err := d.ids.lookup(d.opts.QEMUUser, false); err != nil {
+				d.errf(d.bodyPos(), "qemu.user", "the daemon's default QEMU user (-U): %v", err)
+			} else {
+				vm.QEMU.User = d.opts.QEMUUser
+			}
 		}
 		if vm.CPUs == 0 {
 			vm.CPUs = DefaultQEMUCPUs

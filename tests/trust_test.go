@@ -286,3 +286,33 @@ func TestTrustQEMUSandbox(t *testing.T) {
 		d.waitState(vm, statemachine.Stopped)
 	}
 }
+
+// The daemon's -U names the user of every QEMU VM whose config names
+// none.
+func TestTrustQEMUDefaultUser(t *testing.T) {
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
+	}
+	q := newUser(t, "d")
+	t.Parallel()
+	e := newEnv(t)
+	vm := e.addVM("qdef", "    hypervisor = qemu;\n    memory = 64;\n    stop_timeout = 1;\n    qemu { accel = tcg; serial = false; }\n")
+	if _, errOut, code := e.run(vmstatedBin, "-n", "-U", q.name, "-c", e.root); code != 0 {
+		t.Fatalf("vmstated -n -U %s: exit %d: %s", q.name, code, errOut)
+	}
+	if _, errOut, code := e.run(vmstatedBin, "-n", "-U", "no-such-user-"+runID, "-c", e.root); code != 1 || !strings.Contains(errOut, "(-U)") {
+		t.Errorf("vmstated -n with an unknown -U user: exit %d: %s", code, errOut)
+	}
+	d := e.start("-U", q.name)
+	d.do(vm, api.ActionStart)
+	st := d.waitState(vm, statemachine.Running)
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", st.PID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(status), fmt.Sprintf("\nUid:\t%d\t%d\t%d\t%d\n", q.uid, q.uid, q.uid, q.uid)) || !strings.Contains(string(status), "\nSeccomp:\t2\n") {
+		t.Errorf("QEMU of a daemon run with -U %s:\n%s", q.name, status)
+	}
+	d.do(vm, api.ActionStop)
+	d.waitState(vm, statemachine.Stopped)
+}

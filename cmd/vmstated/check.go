@@ -11,8 +11,8 @@ import (
 
 // check loads every VM config under root and prints each problem on its
 // own line, like nginx -t. It exits 1 when any config has an error.
-func check(root string, stdout, stderr io.Writer) int {
-	snap := config.LoadRoot(root, config.LoadOptions{})
+func check(root string, lo config.LoadOptions, stdout, stderr io.Writer) int {
+	snap := config.LoadRoot(root, lo)
 	if snap.RootErr != nil {
 		fmt.Fprintf(stderr, "vmstated: %v\n", snap.RootErr)
 		return 1
@@ -47,4 +47,10 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// loadOptions are the config loading settings the flags choose, the same
+// for the daemon and for -n.
+func (o options) loadOptions() config.LoadOptions {
+	return config.LoadOptions{QEMUUser: o.qemuUser}
 }
