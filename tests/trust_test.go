@@ -3,6 +3,7 @@
 package tests
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -252,7 +253,7 @@ func TestTrustNamesAndText(t *testing.T) {
 }
 
 // QEMU started by a root daemon runs under seccomp and, with
-// qemu { user = ...; }, as that user.
+// qemu { user = ...; }, as that user, which still takes screenshots.
 func TestTrustQEMUSandbox(t *testing.T) {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		t.Skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
@@ -261,7 +262,7 @@ func TestTrustQEMUSandbox(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	body := "    hypervisor = qemu;\n    memory = 64;\n    stop_timeout = 1;\n    qemu { accel = tcg; serial = false; %s }\n"
-	asUser := e.addVM("qsbu", fmt.Sprintf(body, "user = "+q.name+";"))
+	asUser := e.addVM("qsbu", fmt.Sprintf(body, "vga = std; user = "+q.name+";"))
 	asRoot := e.addVM("qsbr", fmt.Sprintf(body, ""))
 	d := e.start()
 	for vm, uid := range map[string]int{asUser: q.uid, asRoot: 0} {
@@ -281,6 +282,14 @@ func TestTrustQEMUSandbox(t *testing.T) {
 		}
 		if fields["Seccomp"] != "2" {
 			t.Errorf("%s: QEMU has Seccomp %q, want 2 (filtered)", vm, fields["Seccomp"])
+		}
+		if vm == asUser {
+			// QEMU as its user cannot open anything in the run
+			// directory; the screendump goes through a descriptor.
+			var img bytes.Buffer
+			if format, err := d.c.Screenshot(ctx(t), vm, &img); err != nil || format != "png" || img.Len() == 0 {
+				t.Errorf("%s: screenshot of a QEMU running as %s: %q, %d bytes, %v", vm, q.name, format, img.Len(), err)
+			}
 		}
 		d.do(vm, api.ActionStop)
 		d.waitState(vm, statemachine.Stopped)

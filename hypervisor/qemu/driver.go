@@ -124,9 +124,6 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 	if err := os.MkdirAll(spec.RunDir, 0o750); err != nil {
 		return nil, fmt.Errorf("qemu: run directory: %w", err)
 	}
-	if err := prepareUserDir(spec.RunDir, o.User); err != nil {
-		return nil, err
-	}
 	p := pathsFor(spec.RunDir)
 	if err := checkPidfile(p.PID); err != nil {
 		return nil, err
