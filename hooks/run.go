@@ -462,7 +462,12 @@ func failure(r Result, stoppedAt time.Duration) error {
 func openHook(path string, strict bool) (*trust.Program, error) {
 	prog, err := trust.OpenProgram(path, strict)
 	if err != nil {
-		if errors.Is(err, trust.ErrUntrusted) || errors.Is(err, trust.ErrNotRegular) || errors.Is(err, os.ErrNotExist) {
+		if errors.Is(err, os.ErrNotExist) {
+			// Find saw the hook a moment ago: what is missing is, almost
+			// always, its interpreter.
+			return nil, &hookError{ErrStart, fmt.Sprintf("hook %s could not be started: %v: fix the #! line of %s", path, err, path)}
+		}
+		if errors.Is(err, trust.ErrUntrusted) || errors.Is(err, trust.ErrNotRegular) {
 			return nil, refusal(path, err)
 		}
 		return nil, &hookError{ErrStart, fmt.Sprintf("hook %s could not be started: %v", path, err)}

@@ -147,3 +147,15 @@ func TestInterpreterChecked(t *testing.T) {
 		t.Error("the hook did not run")
 	}
 }
+
+// A missing interpreter is a start failure that points at the #! line.
+func TestMissingInterpreter(t *testing.T) {
+	dir := hookDir(t)
+	if err := os.WriteFile(filepath.Join(dir, "start_network"), []byte("#!/nonexistent/sh\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	res := run(t, context.Background(), Request{Env: Env{State: "start_network", ConfigDir: dir}})
+	if !errors.Is(res.Err, ErrStart) || !strings.Contains(res.Err.Error(), "/nonexistent/sh") || !strings.Contains(res.Err.Error(), "#! line") {
+		t.Errorf("hook with a missing interpreter: %v", res.Err)
+	}
+}

@@ -149,7 +149,7 @@ func (w *walker) walk(path string) (*os.File, error) {
 		name := filepath.Join(top.name, c)
 		fd, err := unix.Openat(top.fd, c, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return nil, &os.PathError{Op: "open", Path: name, Err: err}
+			return nil, &os.PathError{Op: "open", Path: w.want, Err: err}
 		}
 		var st unix.Stat_t
 		if err := unix.Fstat(fd, &st); err != nil {
@@ -197,7 +197,7 @@ func (w *walker) walk(path string) (*os.File, error) {
 			rfd, err := unix.Openat(top.fd, c, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 			unix.Close(fd)
 			if err != nil {
-				return nil, &os.PathError{Op: "open", Path: name, Err: err}
+				return nil, &os.PathError{Op: "open", Path: w.want, Err: err}
 			}
 			f := os.NewFile(uintptr(rfd), name)
 			if err := checkFile(f, w.want, name, true); err != nil {
