@@ -22,7 +22,9 @@
 //     file or a directory link after the check changes nothing. A script
 //     (#!) is run by executing its checked interpreter the same way, with
 //     the script as /dev/fd/N: that is the script's $0, and
-//     VMSTATED_HOOK holds the hook's path. /proc must be mounted.
+//     VMSTATED_HOOK holds the hook's path. /proc must be mounted; where
+//     there is no /proc/self/fd (FreeBSD), the hook runs by its path, which
+//     the strict check found changeable by root alone.
 //   - The hook runs as `<hook> <vm-name> <state>` in the VM's config
 //     directory with stdin from /dev/null and a clean environment (see Env)
 //     plus VMSTATED_HOOK.

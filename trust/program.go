@@ -104,8 +104,15 @@ func (p *Program) Close() {
 // ... (os/exec's ExtraFiles from descriptor first on): the path to execve,
 // argv, and the files. A binary runs as /proc/self/fd/N with argv[0] its
 // own path; a script's interpreter runs the same way with the script as
-// /dev/fd/M, which is what the script sees as $0.
+// /dev/fd/M, which is what the script sees as $0. Where the system has no
+// /proc/self/fd to execute (FreeBSD without linprocfs), the program runs by
+// its path, which the walk found changeable by root alone.
 func (p *Program) Command(first int, args []string) (path string, argv []string, files []*os.File) {
+	if !execByDescriptor {
+		// The walk checked every directory on the path: only root can
+		// change what the name means between the check and exec.
+		return p.Path, append([]string{p.Path}, args...), nil
+	}
 	fd := func(i int) string { return strconv.Itoa(first + i) }
 	if p.Interp == nil {
 		return "/proc/self/fd/" + fd(0), append([]string{p.Path}, args...), []*os.File{p.File}

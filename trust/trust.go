@@ -109,11 +109,11 @@ type walker struct {
 	links int
 }
 
-// walk resolves path from /. It keeps the descriptors of the directories
+// walk resolves path from /, one component at a time. It keeps the descriptors of the directories
 // it has checked on a stack, so ".." (from a link target) goes back to
 // a checked descriptor rather than looking anything up by name.
 func (w *walker) walk(path string) (*os.File, error) {
-	rootFd, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	rootFd, err := unix.Open("/", dirFlags|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: "/", Err: err}
 	}
@@ -147,26 +147,22 @@ func (w *walker) walk(path string) (*os.File, error) {
 			continue
 		}
 		name := filepath.Join(top.name, c)
-		fd, err := unix.Openat(top.fd, c, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err != nil {
+		// Only root (or the daemon's user) can change the entries of a
+		// checked directory, so what fstatat sees here is what openat
+		// opens next; the descriptor is checked again all the same.
+		var st unix.Stat_t
+		if err := unix.Fstatat(top.fd, c, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return nil, &os.PathError{Op: "open", Path: w.want, Err: err}
 		}
-		var st unix.Stat_t
-		if err := unix.Fstat(fd, &st); err != nil {
-			unix.Close(fd)
-			return nil, &os.PathError{Op: "stat", Path: name, Err: err}
-		}
-		switch st.Mode & unix.S_IFMT {
+		switch uint32(st.Mode) & unix.S_IFMT {
 		case unix.S_IFLNK:
 			if top.sticky && int(st.Uid) != 0 && int(st.Uid) != os.Geteuid() {
 				// Anyone may create a link in /tmp: follow only root's,
 				// as the kernel's protected_symlinks does.
-				unix.Close(fd)
 				return nil, &Error{Path: w.want, Component: name, kind: ErrUntrusted,
 					Problem: fmt.Sprintf("symbolic link %s in the sticky directory %s is owned by uid %d, not root: only root's links are followed there", name, top.name, st.Uid)}
 			}
-			target, err := readlinkFd(fd)
-			unix.Close(fd)
+			target, err := readlinkAt(top.fd, c)
 			if err != nil {
 				return nil, &os.PathError{Op: "readlink", Path: name, Err: err}
 			}
@@ -181,21 +177,26 @@ func (w *walker) walk(path string) (*os.File, error) {
 			}
 			todo = append(splitPath(target), todo...)
 		case unix.S_IFDIR:
-			if err := w.checkStat(&st, name, true); err != nil {
+			fd, err := unix.Openat(top.fd, c, dirFlags|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return nil, &os.PathError{Op: "open", Path: w.want, Err: err}
+			}
+			if err := w.checkDir(fd, name); err != nil {
 				unix.Close(fd)
 				return nil, err
 			}
-			stack = append(stack, dir{fd, name, st.Mode&unix.S_ISVTX != 0 && st.Mode&0o002 != 0})
+			var dst unix.Stat_t
+			_ = unix.Fstat(fd, &dst)
+			mode := uint32(dst.Mode)
+			stack = append(stack, dir{fd, name, mode&unix.S_ISVTX != 0 && mode&0o002 != 0})
 		default:
 			if len(todo) > 0 {
-				unix.Close(fd)
 				return nil, &os.PathError{Op: "open", Path: name, Err: unix.ENOTDIR}
 			}
 			// The last component: open it for reading, in the checked
-			// directory, without following a link (none can be there:
-			// the directory is safe and the name was not a link).
+			// directory, without following a link, and check what was
+			// opened.
 			rfd, err := unix.Openat(top.fd, c, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
-			unix.Close(fd)
 			if err != nil {
 				return nil, &os.PathError{Op: "open", Path: w.want, Err: err}
 			}
@@ -221,10 +222,10 @@ func splitPath(p string) []string {
 	return out
 }
 
-func readlinkFd(fd int) (string, error) {
+func readlinkAt(dirfd int, name string) (string, error) {
 	buf := make([]byte, 256)
 	for {
-		n, err := unix.Readlinkat(fd, "", buf)
+		n, err := unix.Readlinkat(dirfd, name, buf)
 		if err != nil {
 			return "", err
 		}
@@ -261,7 +262,7 @@ func checkOwnerMode(want, name string, st *unix.Stat_t, isDir bool) error {
 		return &Error{Path: want, Component: name, kind: ErrUntrusted,
 			Problem: fmt.Sprintf("%s %s is owned by uid %d, not root: only root may own what a root daemon reads or runs (run chown root %s, or move the file)", what, name, uid, name)}
 	}
-	perm := st.Mode & 0o7777
+	perm := uint32(st.Mode) & 0o7777
 	sticky := perm&unix.S_ISVTX != 0
 	if isDir && sticky && uid == 0 {
 		// /tmp and the like: see the package documentation.
@@ -289,9 +290,9 @@ func checkFile(f *os.File, want, name string, strict bool) error {
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return &os.PathError{Op: "stat", Path: name, Err: err}
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+	if uint32(st.Mode)&unix.S_IFMT != unix.S_IFREG {
 		return &Error{Path: want, Component: name, kind: ErrNotRegular,
-			Problem: fmt.Sprintf("%s is %s, not a regular file: only regular files are read", name, kindName(st.Mode))}
+			Problem: fmt.Sprintf("%s is %s, not a regular file: only regular files are read", name, kindName(uint32(st.Mode)))}
 	}
 	if !strict {
 		return nil

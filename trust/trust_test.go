@@ -173,6 +173,9 @@ func TestOpenProgram(t *testing.T) {
 	}
 	defer p.Close()
 	path, argv, files := p.Command(3, []string{"a"})
+	if !execByDescriptor {
+		t.Skip("this system runs programs by their path")
+	}
 	if path != "/proc/self/fd/3" || strings.Join(argv, " ") != "/bin/sh -e /dev/fd/4 a" || len(files) != 2 {
 		t.Errorf("Command = %q %q %d files", path, argv, len(files))
 	}
