@@ -48,7 +48,7 @@ func init() {
 			}
 		}},
 		"configfile": {fn: func(d *decoder, k string, n *ucl.Node) {
-			if p, ok := d.path(k, n); ok && d.readableFile(k, n, p) {
+			if p, ok := d.path(k, n); ok && d.instructionFile(k, n, p) {
 				d.vm.ConfigFile = p
 			}
 		}},
@@ -156,6 +156,10 @@ func init() {
 func textField(field func(*VM) *string) func(*decoder, string, *ucl.Node) {
 	return func(d *decoder, k string, n *ucl.Node) {
 		if s, ok := d.text(k, n); ok {
+			if r := controlChar(s); r >= 0 {
+				d.errf(n.Pos, k, "holds the control character %q; write it on one line of printable text", r)
+				return
+			}
 			*field(d.vm) = s
 		}
 	}
@@ -243,7 +247,7 @@ func (d *decoder) sectionFields(prefix string, n *ucl.Node, known []string, repe
 	}
 }
 
-var qemuKeys = []string{"binary", "machine", "accel", "cpu", "vga", "vnc", "serial", "disk", "cdrom", "nic", "extra_args"}
+var qemuKeys = []string{"binary", "machine", "accel", "cpu", "vga", "vnc", "serial", "disk", "cdrom", "nic", "extra_args", "user"}
 
 func (q *QEMU) applyDefaults() {
 	if q.Binary == "" {
@@ -274,6 +278,8 @@ func (d *decoder) qemuSection(key string, n *ucl.Node) {
 		switch k {
 		case "binary":
 			q.Binary, _ = d.str(full, v)
+		case "user":
+			q.User, _ = d.runAs(full, v)
 		case "machine":
 			q.Machine, _ = d.str(full, v)
 		case "cpu":
@@ -599,6 +605,28 @@ func (d *decoder) account(key string, n *ucl.Node, group bool) (string, int, boo
 		return "", 0, false
 	}
 	return s, id, true
+}
+
+// runAs reads the account QEMU drops to: a user name that exists here
+// (QEMU's -runas takes a name).
+func (d *decoder) runAs(key string, n *ucl.Node) (string, bool) {
+	if n.Kind != ucl.String {
+		d.errf(n.Pos, key, "must be a user name, not %s: QEMU drops to the account by its name", describe(n))
+		return "", false
+	}
+	s, ok := d.str(key, n)
+	if !ok {
+		return "", false
+	}
+	if _, err := d.ids.lookup(s, false); err != nil {
+		d.errf(n.Pos, key, "%v", err)
+		return "", false
+	}
+	if strings.ContainsAny(s, ", :") || s[0] >= '0' && s[0] <= '9' {
+		d.errf(n.Pos, key, "%q: give the account's name, as QEMU's -runas takes it", s)
+		return "", false
+	}
+	return s, true
 }
 
 // idCache remembers user and group look-ups for one load of the root.

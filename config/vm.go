@@ -138,6 +138,7 @@ type QEMU struct {
 	CDROM     string   `json:"cdrom,omitempty"`
 	NICs      []NIC    `json:"nics,omitempty"`
 	ExtraArgs []string `json:"extra_args,omitempty"`
+	User      string   `json:"user,omitempty"` // QEMU drops to it (-runas)
 }
 
 // Disk is one disk of a QEMU VM.

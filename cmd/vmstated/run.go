@@ -46,7 +46,7 @@ func run(ctx context.Context, o options, stderr io.Writer) (err error) {
 	defer signal.Stop(hup)
 
 	watcher, err := config.NewWatcher(o.paths.ConfigDir, config.WatchOptions{
-		LoadOptions: config.LoadOptions{Logf: func(f string, a ...any) { log.Debug(fmt.Sprintf(f, a...)) }},
+		LoadOptions: config.LoadOptions{Logf: func(f string, a ...any) { log.Debug(fmt.Sprintf(f, a...)) }, QEMUUser: o.qemuUser},
 	})
 	if err != nil {
 		return err

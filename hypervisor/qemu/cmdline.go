@@ -72,6 +72,7 @@ func buildArgs(spec hypervisor.Spec, o Options, accel, readConfig string) []stri
 	// inside the process (a guest reboot ends it so the supervisor
 	// decides), no window.
 	a = append(a, "-nodefaults", "-no-user-config", "-no-reboot", "-display", "none")
+	a = append(a, sandboxArgs(o)...)
 	if o.VGA != "none" {
 		a = append(a, "-vga", o.VGA)
 	}
@@ -154,6 +155,28 @@ func buildArgs(spec hypervisor.Spec, o Options, accel, readConfig string) []stri
 		a = append(a, "-netdev", netdev, "-device", dev)
 	}
 	return append(a, o.ExtraArgs...)
+}
+
+// sandboxArgs confines a QEMU started by a root daemon: seccomp denies
+// obsolete system calls, spawning processes and changing resource
+// controls, and, with User set, QEMU drops to that user once it has
+// opened what it needs (-runas). QEMU 7.2 installs the filter before it
+// drops, so the drop's own setuid needs elevateprivileges=allow there;
+// after it every uid is the user's and no_new_privs is set, so there is no
+// way back up. Without a user, elevating is denied too.
+func sandboxArgs(o Options) []string {
+	if !o.Sandbox {
+		return nil
+	}
+	elevate := "deny"
+	if o.User != "" {
+		elevate = "allow"
+	}
+	a := []string{"-sandbox", "on,obsolete=deny,elevateprivileges=" + elevate + ",spawn=deny,resourcecontrol=deny"}
+	if o.User != "" {
+		a = append(a, "-runas", o.User)
+	}
+	return a
 }
 
 // smpKeys returns the -smp settings of spec in order.

@@ -118,6 +118,9 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 	if err != nil {
 		return nil, fmt.Errorf("qemu: binary %q not found: %w (install qemu-system-x86 or set qemu.binary)", o.Binary, err)
 	}
+	if err := checkBinary(bin); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(spec.RunDir, 0o750); err != nil {
 		return nil, fmt.Errorf("qemu: run directory: %w", err)
 	}

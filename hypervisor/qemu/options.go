@@ -3,6 +3,7 @@ package qemu
 import (
 	"errors"
 	"fmt"
+	"os"
 	"regexp"
 	"strings"
 )
@@ -40,6 +41,15 @@ type Options struct {
 	NICs []NIC
 	// ExtraArgs are appended to the command line as they are.
 	ExtraArgs []string
+	// User is the account QEMU drops to after set-up (-runas); empty
+	// keeps it as the daemon's user. It needs a root daemon. The run
+	// directory's files are opened before the drop; disk images must
+	// be readable (and writable, unless read-only) by the user, since
+	// QEMU may open them again later (media changes, snapshots).
+	User string
+	// Sandbox adds -sandbox (and -runas for User). The driver sets it
+	// when the daemon runs as root.
+	Sandbox bool
 }
 
 // Disk is one disk image.
@@ -87,6 +97,8 @@ var (
 
 // withDefaults returns a copy of o with empty fields filled in.
 func (o Options) withDefaults() Options {
+	// A root daemon always confines QEMU.
+	o.Sandbox = o.Sandbox || os.Geteuid() == 0
 	if o.Binary == "" {
 		o.Binary = DefaultBinary
 	}
@@ -178,6 +190,12 @@ func (o Options) Validate() error {
 		if n.MAC != "" && !macAddr.MatchString(n.MAC) {
 			bad("nic %d: mac %q: write it as 52:54:00:12:34:56", i+1, n.MAC)
 		}
+	}
+	if strings.ContainsAny(o.User, ", :\n\x00") {
+		bad("user %q is not an account name", o.User)
+	}
+	if o.User != "" && !o.Sandbox {
+		bad("user %q: QEMU can drop to another user only when vmstated runs as root", o.User)
 	}
 	for _, a := range o.ExtraArgs {
 		switch a {
