@@ -66,8 +66,8 @@ or when -t seconds pass first.`,
 	"info": `Shows the hypervisor's version, state, accelerator, CPUs, disks, PCI
 devices, VNC and character devices; -a shows every detail it reports,
 -o json all of it as JSON.`,
-	"log": `-n lines shows only the last lines; -f keeps following new lines until
-interrupted.`,
+	"log": `-n lines shows only the last lines (-n 0: none, so -f -n 0 shows only
+new lines); -f keeps following new lines until interrupted.`,
 	"events": `Each line: time, sequence number, VM, transition and reason. -after seq
 resumes after a sequence number seen before; a "lost" line tells of
 events that are gone.`,
@@ -442,7 +442,15 @@ func cmdLog(e *env, args []string) error {
 	if *lines < 0 {
 		return usagef("-n %d: want a number of lines", *lines)
 	}
-	rd, err := e.client().Log(e.ctx, pos[0], api.LogOptions{Lines: *lines, Follow: *follow})
+	// Without -n the whole log; -n 0 asks for none of it (with -f: only
+	// the lines written from now on). The client says "none" with -1.
+	opts := api.LogOptions{Lines: *lines, Follow: *follow}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "n" && *lines == 0 {
+			opts.Lines = -1
+		}
+	})
+	rd, err := e.client().Log(e.ctx, pos[0], opts)
 	if err != nil {
 		return err
 	}

@@ -212,10 +212,25 @@ func TestCommands(t *testing.T) {
 		t.Fatalf("log -o json: %d\n%s", code, out)
 	}
 
+	// -n 0: none of it (the API's lines=0), where no -n is all of it.
+	code, out, _ = d.ctl(t, "log", "-n", "0", "web")
+	if code != 0 || out != "" {
+		t.Fatalf("log -n 0: %d\n%s", code, out)
+	}
+	code, out, _ = d.ctl(t, "log", "web")
+	if code != 0 || strings.Count(out, "\n") <= 3 {
+		t.Fatalf("log: %d\n%s", code, out)
+	}
+
 	// A VM that fails: start -w exits 1 with the reason; failreset.
 	code, out, errs = d.ctl(t, "start", "-w", "bad")
 	if code != exitFailed || !strings.Contains(errs, "bad failed") || !strings.Contains(errs, "failreset bad") {
 		t.Fatalf("start -w bad: %d %q\n%s", code, errs, out)
+	}
+	// The table shows it failed, not on its way anywhere.
+	code, out, _ = d.ctl(t, "status")
+	if code != 0 || !strings.Contains(out, "\nbad   failed ") || strings.Contains(out, "failed->") {
+		t.Fatalf("status after a failed start: %d\n%s", code, out)
 	}
 	if code, _, errs = d.ctl(t, "failreset", "bad"); code != 0 {
 		t.Fatalf("failreset: %d %s", code, errs)
