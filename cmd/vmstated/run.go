@@ -148,7 +148,7 @@ func drivers() map[string]hypervisor.Driver {
 func newLogger(o options, stderr io.Writer) *slog.Logger {
 	var w io.Writer = stderr
 	if !o.foreground {
-		w = &lumberjack.Logger{Filename: filepath.Join(o.paths.LogDir, "vmstated.log"), MaxSize: 10, MaxBackups: 5}
+		w = &lumberjack.Logger{Filename: filepath.Join(o.paths.LogDir, config.DaemonLogName+".log"), MaxSize: 10, MaxBackups: 5}
 	}
 	level := slog.LevelInfo
 	if o.verbose {
