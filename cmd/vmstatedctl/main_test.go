@@ -449,3 +449,62 @@ func TestStopAllCancelsWaitingStart(t *testing.T) {
 		t.Fatalf("app after stop -a: %s, desired %s (%s)", app.State, app.Desired, app.Reason)
 	}
 }
+
+// stop of a VM that others depend on stops those first, dependants of
+// dependants before them, says so, and leaves unrelated VMs alone.
+func TestStopStopsDependantsFirst(t *testing.T) {
+	d := startDaemon(t, map[string]string{
+		"db":    sleeper("db", ""),
+		"web":   sleeper("web", "depends = db;"),
+		"app":   sleeper("app", "depends = web;"),
+		"other": sleeper("other", ""),
+	})
+	for _, vm := range []string{"app", "other"} {
+		if code, _, errs := d.ctl(t, "start", "-w", vm); code != 0 {
+			t.Fatalf("start -w %s: %d %s", vm, code, errs)
+		}
+	}
+	code, out, errs := d.ctl(t, "stop", "db")
+	if code != 0 {
+		t.Fatalf("stop db: %d %s\n%s", code, errs, out)
+	}
+	if !strings.HasPrefix(out, "db: app, web depend on it; stopping them first\n") {
+		t.Fatalf("stop db did not say what it stops first:\n%s", out)
+	}
+	ia, iw, id := strings.Index(out, "app: stopped"), strings.Index(out, "web: stopped"), strings.Index(out, "db: stop requested")
+	if ia < 0 || iw < 0 || id < 0 || ia > iw || iw > id {
+		t.Fatalf("stop db: want app, then web stopped before db's stop:\n%s", out)
+	}
+	if code, _, _ := d.ctl(t, "wait", "db", "stopped"); code != 0 {
+		t.Fatal("db never stopped")
+	}
+	want := map[string]statemachine.State{"db": statemachine.Stopped, "web": statemachine.Stopped, "app": statemachine.Stopped, "other": statemachine.Running}
+	for vm, state := range want {
+		st, err := d.sup.Get(vm)
+		if err != nil || st.State != state {
+			t.Errorf("%s after stop db: %v %v, want %s", vm, st.State, err, state)
+		}
+	}
+	// Nothing depends on other: no word about dependants.
+	code, out, _ = d.ctl(t, "stop", "-w", "other")
+	if code != 0 || strings.Contains(out, "depend") {
+		t.Fatalf("stop other: %d\n%s", code, out)
+	}
+}
+
+func TestDependants(t *testing.T) {
+	list := []api.Status{
+		{Name: "db", State: statemachine.Running},
+		{Name: "web", State: statemachine.Running, Depends: []string{"db"}},
+		{Name: "app", State: statemachine.Stopped, Desired: statemachine.Running, Depends: []string{"web"}}, // waits to start
+		{Name: "idle", State: statemachine.Stopped, Desired: statemachine.Stopped, Depends: []string{"db"}},
+		{Name: "batch", State: statemachine.Running, Depends: []string{"idle"}}, // idle is down already
+		{Name: "other", State: statemachine.Running},
+	}
+	if got := dependants(list, "db"); strings.Join(got, ",") != "app,web" {
+		t.Fatalf("dependants of db: %v", got)
+	}
+	if got := dependants(list, "other"); len(got) != 0 {
+		t.Fatalf("dependants of other: %v", got)
+	}
+}
