@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -309,14 +310,66 @@ func TestCommands(t *testing.T) {
 		t.Fatalf("command candidates: %q", cb.String())
 	}
 	cb.Reset()
-	run(context.Background(), []string{"__complete", "-s", d.socket, "stop", "-t", "5"}, &cb, &cb)
+	run(context.Background(), []string{"__complete", "-s", d.socket, "stop", "-t", "5", ""}, &cb, &cb)
 	if cb.String() != "bad\ndb\nnew\nweb\n" {
 		t.Fatalf("VM candidates: %q", cb.String())
 	}
 	cb.Reset()
-	run(context.Background(), []string{"__complete", "-s", d.socket, "wait", "web"}, &cb, &cb)
+	run(context.Background(), []string{"__complete", "-s", d.socket, "wait", "web", ""}, &cb, &cb)
 	if !strings.Contains(cb.String(), "running\n") {
 		t.Fatalf("state candidates: %q", cb.String())
+	}
+}
+
+// Completion offers each command's flags, as its flag set has them, and
+// knows from the flag set which flags take the next word.
+func TestCompleteFlags(t *testing.T) {
+	d := startDaemon(t, map[string]string{"db": sleeper("db", ""), "web": sleeper("web", "")})
+	complete := func(words ...string) []string {
+		var out bytes.Buffer
+		run(context.Background(), append([]string{"__complete"}, words...), &out, &out)
+		return strings.Fields(out.String())
+	}
+	cases := []struct {
+		words []string
+		want  string
+	}{
+		{[]string{"-"}, "-h -o -s"},
+		{[]string{"-s", d.socket, "st"}, "start stop status"},
+		{[]string{"stop", "-"}, "-a -f -o -s -t -w"},
+		{[]string{"events", "-af"}, "-after"},
+		{[]string{"log", "-"}, "-f -n -o -s"},
+		{[]string{"check", "-"}, "-c -o -s"},
+		{[]string{"help", "-"}, ""},
+		// A flag's value: -o's values; -t's is not a VM name.
+		{[]string{"stop", "-o", ""}, "table json"},
+		{[]string{"-o", "j"}, "json"},
+		{[]string{"-s", d.socket, "stop", "-t", ""}, ""},
+		// -f takes no value: the next word is the VM; -s given after
+		// the command is used.
+		{[]string{"stop", "-f", "-s", d.socket, ""}, "db web"},
+		{[]string{"stop", "-s=" + d.socket, "-t=5", "w"}, "web"},
+		{[]string{"-s", d.socket, "log", "-n", "3", "db", ""}, ""},
+	}
+	for _, tc := range cases {
+		got := complete(tc.words...)
+		sort.Strings(got)
+		want := strings.Fields(tc.want)
+		sort.Strings(want)
+		if strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("complete %q: %q, want %q", tc.words, got, want)
+		}
+	}
+	// Every command stops at its flags when run with -h, which is how
+	// completion learns them: none may act first.
+	for _, c := range commands {
+		if c.hidden {
+			continue
+		}
+		p := commandFlags(c, filepath.Join(t.TempDir(), "none.sock"))
+		if c.name != "help" && p.flags == nil {
+			t.Errorf("%s: no flag set seen; it must parse e.newFlags before it acts", c.name)
+		}
 	}
 }
 
