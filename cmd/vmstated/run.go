@@ -128,7 +128,7 @@ func run(ctx context.Context, o options, stderr io.Writer) (err error) {
 			watchDone = nil
 		case <-ctx.Done():
 			_ = daemon.NotifyStopping()
-			log.Info("exiting; VMs keep running")
+			log.Info(exitMessage(sup.List()))
 			return nil
 		}
 	}
