@@ -233,6 +233,11 @@ func (v *vm) enter(ctx context.Context, tr statemachine.Transition) {
 	if hookStep(tr.To) {
 		v.hook = tr.To
 	}
+	if tr.To == statemachine.Stopped || tr.To == statemachine.Failed {
+		// Before the status goes out, so that it never shows a VM at
+		// rest that still wants to run.
+		v.desired = statemachine.Stopped
+	}
 	// Status first: whoever reacts to the event must find it up to date.
 	v.publishStatus()
 	v.sup.bus.Publish(Event{Time: tr.Time, Kind: KindTransition, VM: v.name, Event: tr.Event,
