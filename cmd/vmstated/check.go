@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"runtime"
 
 	"github.com/vmstated/vmstated/config"
 )
@@ -15,7 +16,7 @@ func check(root string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vmstated: %v\n", snap.RootErr)
 		return 1
 	}
-	diags := snap.Diagnostics()
+	diags := append(snap.Diagnostics(), config.HostDiagnostics(snap, runtime.GOOS)...)
 	for _, d := range diags {
 		fmt.Fprintln(stderr, d.String())
 	}

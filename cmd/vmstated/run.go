@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"syscall"
 
 	"github.com/vmstated/vmstated/api/server"
@@ -54,7 +55,7 @@ func run(ctx context.Context, o options, stderr io.Writer) (err error) {
 	if initial.RootErr != nil {
 		return initial.RootErr
 	}
-	for _, d := range initial.Diagnostics() {
+	for _, d := range append(initial.Diagnostics(), config.HostDiagnostics(initial, runtime.GOOS)...) {
 		log.Warn(d.String())
 	}
 
