@@ -105,6 +105,7 @@ func run(ctx context.Context, o options, stderr io.Writer) (err error) {
 
 	log.Info("vmstated ready", "pid", os.Getpid(), "config", o.paths.ConfigDir, "socket", o.paths.Socket,
 		"vms", len(initial.VMs), "invalid", len(initial.Invalid))
+	ready.Note(invalidNote(initial, daemonLogFile(o)))
 	if err := ready.Ready(); err != nil {
 		log.Warn("telling the parent we are ready", "err", err)
 	}
@@ -135,6 +136,11 @@ func run(ctx context.Context, o options, stderr io.Writer) (err error) {
 	}
 }
 
+// daemonLogFile is where the daemon logs when in the background.
+func daemonLogFile(o options) string {
+	return filepath.Join(o.paths.LogDir, config.DaemonLogName+".log")
+}
+
 // drivers returns the hypervisor drivers this build has.
 func drivers() map[string]hypervisor.Driver {
 	return map[string]hypervisor.Driver{
@@ -149,7 +155,7 @@ func drivers() map[string]hypervisor.Driver {
 func newLogger(o options, stderr io.Writer) *slog.Logger {
 	var w io.Writer = stderr
 	if !o.foreground {
-		w = &lumberjack.Logger{Filename: filepath.Join(o.paths.LogDir, config.DaemonLogName+".log"), MaxSize: 10, MaxBackups: 5}
+		w = &lumberjack.Logger{Filename: daemonLogFile(o), MaxSize: 10, MaxBackups: 5}
 	}
 	level := slog.LevelInfo
 	if o.verbose {

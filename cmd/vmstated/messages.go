@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/vmstated/vmstated/config"
 	"github.com/vmstated/vmstated/statemachine"
 	"github.com/vmstated/vmstated/supervisor"
 )
@@ -44,4 +45,17 @@ func countVMs(n int) string {
 		return "1 VM"
 	}
 	return fmt.Sprintf("%d VMs", n)
+}
+
+// invalidNote tells whoever started a background daemon that some VM
+// directories did not load: the daemon runs (exit 0), but without those
+// VMs, and its own log is where a background daemon reports them. Empty
+// when every directory loaded.
+func invalidNote(snap *config.Snapshot, logFile string) string {
+	bad := len(snap.Invalid)
+	if bad == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d of %d VM directories in %s have config errors and were not loaded; 'vmstated -n -c %s' lists them, as does %s",
+		bad, bad+len(snap.VMs), snap.Root, snap.Root, logFile)
 }
