@@ -696,12 +696,21 @@ func lookupID(s string, group bool) (int, error) {
 	return id, nil
 }
 
+// DaemonLogName is the name no VM may have: the daemon's own log is
+// <logdir>/vmstated.log, beside each VM's <logdir>/<name>.log, and a VM of
+// that name would share the file with it (two rotators on one file).
+const DaemonLogName = "vmstated"
+
 // ValidateName checks a VM name against OpenBSD vmctl's rule: letters,
 // digits, '.', '-' and '_', starting with a letter, at most MaxNameLen
 // characters. Such names are safe in file names and on command lines.
+// DaemonLogName is reserved.
 func ValidateName(name string) error {
 	if name == "" {
 		return fmt.Errorf("a VM name cannot be empty")
+	}
+	if name == DaemonLogName {
+		return fmt.Errorf("the VM name %q is reserved: the daemon's own log is %s.log in the log directory; choose another name", name, DaemonLogName)
 	}
 	if len(name) > MaxNameLen {
 		return fmt.Errorf("a VM name has at most %d characters, this one has %d", MaxNameLen, len(name))

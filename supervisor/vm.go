@@ -270,10 +270,15 @@ func (v *vm) enter(ctx context.Context, tr statemachine.Transition) {
 	}
 	v.log.Printf("%s", msg)
 	v.hook = ""
-	if hookStep(tr.To) || tr.To == statemachine.Stopped || tr.To == statemachine.Failed {
-		// Stopped and failed: their hook moves nothing, but the VM
-		// has settled only once it has finished.
+	if hookStep(tr.To) {
 		v.hook = tr.To
+	}
+	if tr.To == statemachine.Stopped || tr.To == statemachine.Failed {
+		// Before the status goes out, so that it never shows a VM at
+		// rest that still wants to run or has a hypervisor. Their hook
+		// moves nothing, but the VM has settled only once it has
+		// finished.
+		v.desired, v.inst, v.hook = statemachine.Stopped, nil, tr.To
 	}
 	// Status first: whoever reacts to the event must find it up to date.
 	v.publishStatus()

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 
 	"github.com/vmstated/vmstated/config"
@@ -17,7 +18,7 @@ func check(root string, lo config.LoadOptions, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vmstated: %v\n", snap.RootErr)
 		return 1
 	}
-	diags := snap.Diagnostics()
+	diags := append(snap.Diagnostics(), config.HostDiagnostics(snap, runtime.GOOS)...)
 	for _, d := range diags {
 		fmt.Fprintln(stderr, d.String())
 	}
