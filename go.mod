@@ -8,3 +8,5 @@ require (
 	golang.org/x/sys v0.49.0
 	gopkg.in/natefinch/lumberjack.v2 v2.2.1
 )
+
+require github.com/kdomanski/iso9660 v0.4.0 // indirect
