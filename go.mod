@@ -9,4 +9,4 @@ require (
 	gopkg.in/natefinch/lumberjack.v2 v2.2.1
 )
 
-require github.com/kdomanski/iso9660 v0.4.0 // indirect
+require github.com/kdomanski/iso9660 v0.4.0

@@ -2,7 +2,9 @@ package qemu
 
 import (
 	"errors"
+
 	"fmt"
+	"github.com/vmstated/vmstated/cloudinit"
 	"regexp"
 	"strings"
 )
@@ -40,6 +42,9 @@ type Options struct {
 	NICs []NIC
 	// ExtraArgs are appended to the command line as they are.
 	ExtraArgs []string
+	// CloudInit, when set, is built into a NoCloud seed image in the run
+	// directory before each start and attached as a read-only CD drive.
+	CloudInit *cloudinit.Config
 }
 
 // Disk is one disk image.
