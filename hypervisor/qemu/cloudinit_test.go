@@ -1,10 +1,16 @@
 package qemu
 
 import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vmstated/vmstated/cloudinit"
 	"github.com/vmstated/vmstated/hypervisor"
@@ -96,5 +102,106 @@ func TestCloudInitSeedAttached(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(spec.RunDir, pidFile)); err == nil {
 		t.Error("a QEMU was launched for a seed that could not be built")
+	}
+}
+
+// seedInit mounts the first CD drive, the seed, and prints what a
+// cloud-init would read from it, then powers off.
+const seedInit = `#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in %s; do insmod /lib/$m.ko; done
+i=0
+while [ ! -e /dev/sr0 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
+mkdir -p /seed
+mount -t iso9660 -o ro /dev/sr0 /seed
+echo "SEED-LABEL $(dd if=/dev/sr0 bs=2048 skip=16 count=1 2>/dev/null | dd bs=1 skip=40 count=32 2>/dev/null)"
+echo "SEED-FILES $(ls /seed | tr '\n' ' ')"
+echo "SEED-HOSTNAME $(sed -n 's/^local-hostname: *//p' /seed/meta-data)"
+echo "SEED-INSTANCE $(sed -n 's/^instance-id: *//p' /seed/meta-data)"
+echo SEED-DONE
+poweroff -f
+`
+
+// The busybox guest finds the seed on its CD drive, labelled cidata, and
+// reads meta-data's host name from it, as cloud-init would.
+func TestCloudInitGuestReadsSeed(t *testing.T) {
+	needQEMU(t)
+	if testing.Short() {
+		t.Skip("boots a Linux guest; skipped with -short")
+	}
+	kernel, _ := testGuest(t)
+	cache := filepath.Dir(kernel)
+	files := []cpioFile{
+		{name: "bin", mode: 0o40755}, {name: "proc", mode: 0o40755}, {name: "sys", mode: 0o40755},
+		{name: "dev", mode: 0o40755}, {name: "lib", mode: 0o40755},
+		{name: "init", mode: 0o100755, data: []byte(fmt.Sprintf(seedInit, strings.Join(cdModules, " ")))},
+	}
+	for _, name := range append([]string{"busybox"}, cdModules...) {
+		target := "lib/" + name + ".ko"
+		if name == "busybox" {
+			target = "bin/busybox"
+		}
+		b, err := os.ReadFile(filepath.Join(cache, filepath.Base(target)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, cpioFile{name: target, mode: 0o100755, data: b})
+	}
+	var img bytes.Buffer
+	zw := gzip.NewWriter(&img)
+	writeCPIO(zw, files)
+	zw.Close()
+	initrd := filepath.Join(t.TempDir(), "initrd.gz")
+	if err := os.WriteFile(initrd, img.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	spec := hypervisor.Spec{
+		Name: "seeded", RunDir: runDir(t), MemoryMB: 128, CPUs: 1,
+		Options: &Options{Accel: "tcg", Serial: true,
+			CloudInit: &cloudinit.Config{Hostname: "seed-host-1"},
+			ExtraArgs: []string{"-kernel", kernel, "-initrd", initrd, "-append", "console=ttyS0 quiet"}},
+	}
+	inst := start(t, &Driver{}, spec)
+	conn, err := net.Dial("unix", inst.Handle().Sockets["serial"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(3 * time.Minute))
+	got := map[string]string{}
+	var console []string
+	sc := bufio.NewScanner(conn)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		console = append(console, line)
+		if k, v, ok := strings.Cut(line, " "); ok && strings.HasPrefix(k, "SEED-") {
+			got[k] = v
+		}
+		if line == "SEED-DONE" {
+			break
+		}
+	}
+	if _, ok := got["SEED-FILES"]; !ok {
+		t.Fatalf("the guest printed no seed report (%v); console:\n%s", sc.Err(), strings.Join(console, "\n"))
+	}
+	seed, _ := cloudinit.Build("seeded", cloudinit.Config{Hostname: "seed-host-1"})
+	if got["SEED-HOSTNAME"] != `"seed-host-1"` || got["SEED-INSTANCE"] != `"`+seed.InstanceID+`"` {
+		t.Errorf("meta-data as the guest read it: host %s, instance %s; want seed-host-1, %s", got["SEED-HOSTNAME"], got["SEED-INSTANCE"], seed.InstanceID)
+	}
+	if got["SEED-FILES"] != "meta-data user-data" {
+		t.Errorf("files the guest sees: %q", got["SEED-FILES"])
+	}
+	// The volume identifier, read raw from the primary volume
+	// descriptor (sector 16, bytes 40 to 71, space-padded).
+	if got["SEED-LABEL"] != cloudinit.VolumeID {
+		t.Errorf("volume identifier in the guest: %q, want %q", got["SEED-LABEL"], cloudinit.VolumeID)
+	}
+	if e := waitExit(t, inst); e.Reason != hypervisor.ExitPoweroff {
+		t.Errorf("exit %+v, want the guest's poweroff", e)
 	}
 }

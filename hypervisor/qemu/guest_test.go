@@ -57,7 +57,20 @@ var guestFiles = []struct{ name, pattern string }{
 	{"busybox", "bin/busybox"},
 	{"button.ko", "lib/modules/*/kernel/drivers/acpi/button.ko"},
 	{"evdev.ko", "lib/modules/*/kernel/drivers/input/evdev.ko"},
+	// The CD drive and its file system, for the cloud-init seed: the
+	// modules in the order insmod needs them.
+	{"scsi_common.ko", "lib/modules/*/kernel/drivers/scsi/scsi_common.ko"},
+	{"scsi_mod.ko", "lib/modules/*/kernel/drivers/scsi/scsi_mod.ko"},
+	{"cdrom.ko", "lib/modules/*/kernel/drivers/cdrom/cdrom.ko"},
+	{"libata.ko", "lib/modules/*/kernel/drivers/ata/libata.ko"},
+	{"libahci.ko", "lib/modules/*/kernel/drivers/ata/libahci.ko"},
+	{"ahci.ko", "lib/modules/*/kernel/drivers/ata/ahci.ko"},
+	{"sr_mod.ko", "lib/modules/*/kernel/drivers/scsi/sr_mod.ko"},
+	{"isofs.ko", "lib/modules/*/kernel/fs/isofs/isofs.ko"},
 }
+
+// cdModules are the guestFiles a guest loads to read a CD, in order.
+var cdModules = []string{"scsi_common", "scsi_mod", "cdrom", "libata", "libahci", "ahci", "sr_mod", "isofs"}
 
 // testGuest returns a kernel and an initramfs that powers off on the ACPI
 // power button (or, booted with "vmstated.stubborn", ignores it). The
