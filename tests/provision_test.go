@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vmstated/vmstated/api"
+	"github.com/vmstated/vmstated/cloudinit"
 	"github.com/vmstated/vmstated/statemachine"
 )
 
@@ -209,5 +210,40 @@ func waitVM(t *testing.T, d *daemonProc, name string) {
 		case <-c.Done():
 			t.Fatalf("the daemon did not pick up the new VM %s within %s", name, guard)
 		}
+	}
+}
+
+// A cloud_init section reaches QEMU through the daemon: the seed is in the
+// VM's run directory when it runs, and an edited user-data file is on the
+// seed of the next start.
+func TestCloudInitThroughDaemon(t *testing.T) {
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
+	}
+	t.Parallel()
+	e := newEnv(t)
+	ud := filepath.Join(e.work, "user-data")
+	e.writeFile(ud, "#cloud-config\nruncmd: [ [ echo, first ] ]\n")
+	vm := e.addVM("seeded", `    hypervisor = qemu;
+    memory = 64;
+    stop_timeout = 2s;
+    qemu { accel = tcg; serial = false; }
+    cloud_init { user_data = "`+ud+`"; hostname = seeded-host; }
+`)
+	d := e.start()
+	seed := filepath.Join(e.runDir, vm, "cidata.iso")
+	for _, want := range []string{"first", "second"} {
+		d.do(vm, api.ActionStart)
+		d.waitState(vm, statemachine.Running)
+		files, err := cloudinit.ReadISO(seed)
+		if err != nil {
+			t.Fatalf("seed of the running VM: %v", err)
+		}
+		if !strings.Contains(string(files["user-data"]), want) || !strings.Contains(string(files["meta-data"]), `local-hostname: "seeded-host"`) {
+			t.Errorf("seed: %q, want user-data with %q", files, want)
+		}
+		d.do(vm, api.ActionStop)
+		d.waitState(vm, statemachine.Stopped)
+		e.writeFile(ud, "#cloud-config\nruncmd: [ [ echo, second ] ]\n")
 	}
 }
