@@ -10,3 +10,5 @@ require (
 )
 
 require github.com/creack/pty v1.1.24
+
+require github.com/kdomanski/iso9660 v0.4.0

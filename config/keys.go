@@ -149,6 +149,7 @@ func init() {
 		"qemu":          {fn: (*decoder).qemuSection},
 		"exec":          {fn: (*decoder).execSection},
 		"bhyve":         {fn: (*decoder).bhyveSection},
+		"cloud_init":    {fn: (*decoder).cloudInitSection},
 	}
 	topKeyNames = sortedKeys(topKeys)
 }
@@ -584,6 +585,76 @@ func (d *decoder) bhyveSection(key string, n *ucl.Node) {
 	})
 	b.applyDefaults()
 	d.vm.Bhyve = b
+}
+
+var cloudInitKeys = []string{"user_data", "meta_data", "network_config", "hostname", "ssh_authorized_keys"}
+
+// hostnameRE is RFC 1123: dot-separated labels of letters, digits and
+// inner hyphens.
+var hostnameRE = regexp.MustCompile(`^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
+
+// cloudInitSection reads the cloud_init section. The files must be
+// readable now (so that a typo shows at load, with its position); their
+// contents are read when the seed is built, before each start, so that an
+// edit reaches the next boot.
+func (d *decoder) cloudInitSection(key string, n *ucl.Node) {
+	if !d.section(key, n, "cloud_init { user_data = user-data.yaml; }") {
+		return
+	}
+	c := &CloudInit{}
+	ok := true
+	pos := map[string]ucl.Pos{}
+	d.sectionFields(key, n, cloudInitKeys, nil, func(k, full string, v *ucl.Node) {
+		pos[k] = v.Pos
+		switch k {
+		case "user_data", "meta_data", "network_config":
+			p, good := d.path(full, v)
+			if good = good && d.readableFile(full, v, p); !good {
+				ok = false
+				return
+			}
+			switch k {
+			case "user_data":
+				c.UserData = p
+			case "meta_data":
+				c.MetaData = p
+			default:
+				c.NetworkConfig = p
+			}
+		case "hostname":
+			h, good := d.str(full, v)
+			if good && (len(h) > 253 || !hostnameRE.MatchString(h)) {
+				d.errf(v.Pos, full, "%q is not a host name: letters, digits and hyphens, in dot-separated parts", h)
+				good = false
+			}
+			c.Hostname = h
+			ok = ok && good
+		case "ssh_authorized_keys":
+			keys, good := d.stringList(full, v, true, `[ "ssh-ed25519 AAAA... user@host" ]`)
+			for _, sk := range keys {
+				if strings.TrimSpace(sk) == "" || strings.ContainsAny(sk, "\r\n") {
+					d.errf(v.Pos, full, "each key is one non-empty line of an authorized_keys file")
+					good = false
+					break
+				}
+			}
+			c.SSHAuthorizedKeys = keys
+			ok = ok && good
+		}
+	})
+	// The generated meta-data and user-data carry these keys; a file of
+	// the user's replaces the generated one, so both would lose one.
+	if c.MetaData != "" && c.Hostname != "" {
+		d.errf(pos["hostname"], key+".hostname", "has no effect next to meta_data; put local-hostname: %s in %s instead", c.Hostname, c.MetaData)
+		ok = false
+	}
+	if c.UserData != "" && len(c.SSHAuthorizedKeys) > 0 {
+		d.errf(pos["ssh_authorized_keys"], key+".ssh_authorized_keys", "has no effect next to user_data; list the keys under ssh_authorized_keys: in %s instead", c.UserData)
+		ok = false
+	}
+	if ok {
+		d.vm.CloudInit = c
+	}
 }
 
 // account reads owner or group: a name that must exist on this host, or

@@ -478,6 +478,9 @@ func (d *decoder) finish(fallbackName string) {
 			d.warnf(d.keyPos(s.key), s.key, "section has no effect: this VM's hypervisor is %s", vm.Hypervisor)
 		}
 	}
+	if vm.CloudInit != nil && vm.Hypervisor != HypervisorQEMU {
+		d.warnf(d.keyPos("cloud_init"), "cloud_init", "section has no effect: only hypervisor qemu attaches a cloud-init seed, this VM's is %s", vm.Hypervisor)
+	}
 	switch vm.Hypervisor {
 	case HypervisorQEMU:
 		if vm.QEMU == nil {

@@ -4,6 +4,7 @@ import (
 	"sort"
 	"syscall"
 
+	"github.com/vmstated/vmstated/cloudinit"
 	"github.com/vmstated/vmstated/config"
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/hypervisor/bhyve"
@@ -52,7 +53,13 @@ func settingsFrom(c *config.VM) *settings {
 	}
 	switch c.Hypervisor {
 	case config.HypervisorQEMU:
-		s.spec.Options = qemuOptions(c.QEMU)
+		o := qemuOptions(c.QEMU)
+		if o != nil && c.CloudInit != nil {
+			ci := c.CloudInit
+			o.CloudInit = &cloudinit.Config{UserData: ci.UserData, MetaData: ci.MetaData, NetworkConfig: ci.NetworkConfig,
+				Hostname: ci.Hostname, SSHAuthorizedKeys: append([]string(nil), ci.SSHAuthorizedKeys...)}
+		}
+		s.spec.Options = o
 	case config.HypervisorExec:
 		s.spec.Options = execOptions(c.Exec)
 	case config.HypervisorBhyve:

@@ -40,6 +40,7 @@ func init() {
 		{name: "events", args: "[-after seq] [vmname]", summary: "stream state changes as they happen", vmArg: 1, run: cmdEvents},
 		{name: "reload", args: "", summary: "rescan the config directories now", run: cmdReload},
 		{name: "check", args: "[-c configdir]", summary: "validate config directories (no daemon needed)", run: cmdCheck},
+		{name: "create", args: "disk [-f raw|qcow2] [-s size] [-b base | -i input] path | vm [-m size] [-p cpus] [-d disk]... [-r iso] [-t template] [-c configdir] vmname", summary: "make a disk image or a new VM directory (no daemon needed)", run: cmdCreate},
 		{name: "completion", args: "bash|zsh", summary: "print a shell completion script", run: cmdCompletion},
 		{name: "help", args: "[command]", summary: "describe the commands", run: cmdHelp},
 		{name: "__complete", args: "words...", hidden: true, run: cmdComplete},
@@ -84,6 +85,18 @@ resumes after a sequence number seen before; a "lost" line tells of
 events that are gone.`,
 	"check": `Loads every VM directory of configdir (default: the daemon's) and prints
 each problem; exit 1 if any config has errors.`,
+	"create": `create disk makes a disk image at path, which must not exist:
+-f raw|qcow2 (default raw, qcow2 with -b), -s size in bytes or with a
+K, M, G or T suffix (powers of 1024, fractions allowed: 4.5G), rounded
+up to whole MB; -b base makes a qcow2 image that records changes over
+base, which is never written; -i input copies input, converted to -f.
+With -b or -i the size defaults to theirs and may only grow.
+create vm writes configdir/vmname/config (default: the daemon's config
+directory), a QEMU VM with comments on every line: -m memory, -p CPUs,
+-d a disk image (repeatable), -r an ISO image, -t a template file
+(a path, or a name under configdir/templates/NAME.conf) that the config
+includes. The config is loaded before it is put in place; an existing
+directory is never touched. The daemon picks the new VM up by itself.`,
 	"completion": `bash: source <(vmstatedctl completion bash)
 zsh:  source <(vmstatedctl completion zsh)`,
 }

@@ -17,6 +17,8 @@ const (
 	vncSocket    = "vnc.sock"
 	pidFile      = "qemu.pid"
 	outputFile   = "qemu.log"
+	// seedFile is the cloud-init NoCloud seed image.
+	seedFile = "cidata.iso"
 )
 
 // maxSocketPath is the longest unix socket path the kernel accepts
@@ -25,7 +27,7 @@ const maxSocketPath = 103
 
 // runPaths are the files QEMU creates in the run directory.
 type runPaths struct {
-	QMP, QMPAlt, Serial, VNC, PID, Output string
+	QMP, QMPAlt, Serial, VNC, PID, Output, Seed string
 }
 
 func pathsFor(runDir string) runPaths {
@@ -36,6 +38,7 @@ func pathsFor(runDir string) runPaths {
 		VNC:    filepath.Join(runDir, vncSocket),
 		PID:    filepath.Join(runDir, pidFile),
 		Output: filepath.Join(runDir, outputFile),
+		Seed:   filepath.Join(runDir, seedFile),
 	}
 }
 
@@ -140,6 +143,12 @@ func buildArgs(spec hypervisor.Spec, o Options, accel, readConfig string) []stri
 		a = append(a,
 			"-drive", "file="+escape(o.CDROM)+",if=none,id=cdrom0,media=cdrom,readonly=on",
 			"-device", "ide-cd,drive=cdrom0"+ideSlot(),
+		)
+	}
+	if o.CloudInit != nil {
+		a = append(a,
+			"-drive", "file="+escape(p.Seed)+",if=none,id=cidata,media=cdrom,readonly=on,format=raw",
+			"-device", "ide-cd,drive=cidata"+ideSlot(),
 		)
 	}
 	for i, n := range o.NICs {

@@ -2,8 +2,10 @@ package qemu
 
 import (
 	"errors"
+
 	"fmt"
 	"os"
+	"github.com/vmstated/vmstated/cloudinit"
 	"regexp"
 	"strings"
 )
@@ -50,6 +52,9 @@ type Options struct {
 	// Sandbox adds -sandbox (and -runas for User). The driver sets it
 	// when the daemon runs as root.
 	Sandbox bool
+	// CloudInit, when set, is built into a NoCloud seed image in the run
+	// directory before each start and attached as a read-only CD drive.
+	CloudInit *cloudinit.Config
 }
 
 // Disk is one disk image.
