@@ -4,8 +4,8 @@ import (
 	"errors"
 
 	"fmt"
-	"os"
 	"github.com/vmstated/vmstated/cloudinit"
+	"os"
 	"regexp"
 	"strings"
 )
