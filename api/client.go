@@ -16,8 +16,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/vmstated/vmstated/statemachine"
 )
 
 // Sentinel errors a client call may wrap; match them with errors.Is.
@@ -45,7 +43,7 @@ type Error struct {
 	// Message is the daemon's one-line explanation.
 	Message string
 	// State is the VM's state when Code is CodeNotAllowed.
-	State statemachine.State
+	State State
 }
 
 func (e *Error) Error() string { return e.Message }

@@ -21,7 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/vmstated/vmstated/config"
+	"github.com/vmstated/vmstated/deporder"
 	"github.com/vmstated/vmstated/hooks"
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/statemachine"
@@ -453,7 +453,7 @@ func (s *Supervisor) stopOrder() [][]string {
 	for i, st := range all {
 		deps[st.Name], names[i] = st.Depends, st.Name
 	}
-	return config.StopWaves(deps, names)
+	return deporder.StopWaves(deps, names)
 }
 
 // waitSettled waits until a VM rests in stopped or failed.

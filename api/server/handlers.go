@@ -130,7 +130,7 @@ func (s *Server) failErr(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, supervisor.ErrUnknownVM):
 		status, body.Code = http.StatusNotFound, api.CodeNotFound
 	case errors.As(err, &na):
-		status, body.Code, body.State = http.StatusConflict, api.CodeNotAllowed, na.State
+		status, body.Code, body.State = http.StatusConflict, api.CodeNotAllowed, api.State(na.State)
 	case errors.Is(err, statemachine.ErrNotAllowed):
 		status, body.Code = http.StatusConflict, api.CodeNotAllowed
 	case errors.Is(err, supervisor.ErrInvalidConfig):
@@ -678,12 +678,12 @@ func tailOffset(f *os.File, size int64, n int) int64 {
 
 func toStatus(st supervisor.Status) api.Status {
 	out := api.Status{
-		Name: st.Name, State: st.State, Desired: st.Desired, Since: st.Since,
+		Name: st.Name, State: api.State(st.State), Desired: api.State(st.Desired), Since: st.Since,
 		PID: st.PID, Hypervisor: st.Hypervisor, CPUs: st.CPUs, Memory: st.MemoryMB,
 		Owner: st.Owner, Group: st.Group, Description: st.Description, Dir: st.Dir,
 		Autostart: st.Autostart, Depends: st.Depends, Restarts: st.Restarts,
 		MaxRestart: st.MaxRestart, Reason: st.Reason, ConfigError: st.ConfigError,
-		Pending: st.Pending, Removed: st.Removed, Hook: st.Hook,
+		Pending: st.Pending, Removed: st.Removed, Hook: api.State(st.Hook),
 	}
 	if st.Depends != nil {
 		out.Depends = append([]string(nil), st.Depends...)
@@ -696,6 +696,6 @@ func toStatus(st supervisor.Status) api.Status {
 }
 
 func toEvent(e supervisor.Event) api.Event {
-	return api.Event{Seq: e.Seq, Time: e.Time, Kind: e.Kind, VM: e.VM, Event: e.Event,
-		From: e.From, To: e.To, Reason: e.Reason, Lost: e.Lost, Skipped: e.Skipped}
+	return api.Event{Seq: e.Seq, Time: e.Time, Kind: e.Kind, VM: e.VM, Event: string(e.Event),
+		From: api.State(e.From), To: api.State(e.To), Reason: e.Reason, Lost: e.Lost, Skipped: e.Skipped}
 }

@@ -17,8 +17,7 @@ import (
 	"time"
 
 	"github.com/vmstated/vmstated/api"
-	"github.com/vmstated/vmstated/config"
-	"github.com/vmstated/vmstated/statemachine"
+	"github.com/vmstated/vmstated/deporder"
 )
 
 func init() {
@@ -131,7 +130,7 @@ func cmdStart(e *env, args []string) error {
 		e.actionDone(api.ActionStart, st)
 		return nil
 	}
-	st, err := e.waitFor(name, goal{target: statemachine.Running}, func() error {
+	st, err := e.waitFor(name, goal{target: api.StateRunning}, func() error {
 		_, err := e.client().Start(e.ctx, name)
 		return err
 	})
@@ -154,7 +153,7 @@ func cmdRestart(e *env, args []string) error {
 		e.actionDone(api.ActionRestart, st)
 		return nil
 	}
-	st, err := e.waitFor(name, goal{target: statemachine.Running, needMove: true}, func() error {
+	st, err := e.waitFor(name, goal{target: api.StateRunning, needMove: true}, func() error {
 		_, err := e.client().Do(e.ctx, name, api.ActionRestart, nil)
 		return err
 	})
@@ -203,7 +202,7 @@ func cmdStop(e *env, args []string) error {
 		e.actionDone(api.ActionStop, st)
 		return nil
 	}
-	st, err := e.waitFor(name, goal{target: statemachine.Stopped}, func() error {
+	st, err := e.waitFor(name, goal{target: api.StateStopped}, func() error {
 		_, err := e.client().Stop(e.ctx, name, opts)
 		return err
 	})
@@ -229,7 +228,7 @@ func (e *env) stopAll(opts api.StopOptions) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				st, err := e.waitFor(name, goal{target: statemachine.Stopped, quiet: e.json()}, func() error {
+				st, err := e.waitFor(name, goal{target: api.StateStopped, quiet: e.json()}, func() error {
 					_, err := e.client().Stop(e.ctx, name, opts)
 					if errors.Is(err, api.ErrConflict) {
 						return nil // already on its way down, or not running
@@ -267,12 +266,12 @@ func stopWaves(list []api.Status) [][]string {
 	var active []string
 	for _, st := range list {
 		deps[st.Name] = st.Depends
-		waiting := st.State == statemachine.Stopped && st.Desired == statemachine.Running
-		if waiting || (st.State != statemachine.Stopped && st.State != statemachine.Failed) {
+		waiting := st.State == api.StateStopped && st.Desired == api.StateRunning
+		if waiting || (st.State != api.StateStopped && st.State != api.StateFailed) {
 			active = append(active, st.Name)
 		}
 	}
-	return config.StopWaves(deps, active)
+	return deporder.StopWaves(deps, active)
 }
 
 func cmdStatus(e *env, args []string) error {
@@ -301,7 +300,7 @@ func cmdStatus(e *env, args []string) error {
 	if *runningOnly {
 		kept := list[:0]
 		for _, st := range list {
-			if st.State.HypervisorUp() || st.State == statemachine.Restarting {
+			if st.State.HypervisorUp() || st.State == api.StateRestarting {
 				kept = append(kept, st)
 			}
 		}
@@ -324,10 +323,10 @@ func cmdWait(e *env, args []string) error {
 	}
 	g := goal{}
 	if len(pos) == 2 {
-		g.target = statemachine.State(pos[1])
+		g.target = api.State(pos[1])
 		if !g.target.Valid() {
-			names := make([]string, len(statemachine.States))
-			for i, s := range statemachine.States {
+			names := make([]string, len(api.States))
+			for i, s := range api.States {
 				names[i] = string(s)
 			}
 			return usagef("unknown state %q; states: %s", pos[1], strings.Join(names, ", "))

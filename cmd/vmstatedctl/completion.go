@@ -3,11 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/vmstated/vmstated/api"
 	"io"
 	"strings"
 	"time"
-
-	"github.com/vmstated/vmstated/statemachine"
 )
 
 const bashCompletion = `# bash completion for vmstatedctl; load with:
@@ -115,7 +114,7 @@ func cmdComplete(e *env, args []string) error {
 			}
 		}
 	case c.name == "wait" && npos == 1:
-		for _, s := range statemachine.States {
+		for _, s := range api.States {
 			fmt.Fprintln(e.stdout, s)
 		}
 	case c.vmArg == npos+1:

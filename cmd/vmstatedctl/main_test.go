@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/vmstated/vmstated/api"
-	"github.com/vmstated/vmstated/statemachine"
 )
 
 func TestUsageErrors(t *testing.T) {
@@ -151,7 +150,7 @@ func TestCommands(t *testing.T) {
 	}
 	code, out, _ = d.ctl(t, "-o", "json", "status", "db")
 	var db api.Status
-	if err := json.Unmarshal([]byte(out), &db); err != nil || db.State != statemachine.Running || db.Owner != "root" {
+	if err := json.Unmarshal([]byte(out), &db); err != nil || db.State != api.StateRunning || db.Owner != "root" {
 		t.Fatalf("status db -o json: %d %v %+v", code, err, db)
 	}
 	code, out, _ = d.ctl(t, "show", "db")
@@ -251,7 +250,7 @@ func TestCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, st := range list {
-		if st.State != statemachine.Stopped {
+		if st.State != api.StateStopped {
 			t.Fatalf("after stop -a %s is %s", st.Name, st.State)
 		}
 	}
@@ -266,7 +265,7 @@ func TestCommands(t *testing.T) {
 	if code, out, _ = d.ctl(t, "-o", "json", "stop", "-w", "-f", "db"); code != 0 {
 		t.Fatalf("stop -w -f: %d", code)
 	}
-	if err := json.Unmarshal([]byte(out), &db); err != nil || db.State != statemachine.Stopped {
+	if err := json.Unmarshal([]byte(out), &db); err != nil || db.State != api.StateStopped {
 		t.Fatalf("stop -w -o json: %q %v", out, err)
 	}
 
@@ -430,7 +429,7 @@ func TestStopAllCancelsWaitingStart(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &app); err != nil || code != 0 {
 		t.Fatalf("status app: %d %v %s", code, err, out)
 	}
-	if app.State != statemachine.Stopped || app.Desired != statemachine.Stopped {
+	if app.State != api.StateStopped || app.Desired != api.StateStopped {
 		t.Fatalf("app after stop -a: %s, desired %s (%s)", app.State, app.Desired, app.Reason)
 	}
 }

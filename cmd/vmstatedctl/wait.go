@@ -7,14 +7,13 @@ import (
 	"sync"
 
 	"github.com/vmstated/vmstated/api"
-	"github.com/vmstated/vmstated/statemachine"
 )
 
 // goal is what waitFor waits for.
 type goal struct {
 	// target is the state to reach; "" means any steady state (stopped,
 	// running, paused, failed).
-	target statemachine.State
+	target api.State
 	// needMove makes the target count only when a transition reaches it
 	// (restart: the VM is running before and after).
 	needMove bool
@@ -93,8 +92,8 @@ func (e *env) waitFor(name string, g goal, act func() error) (api.Status, error)
 			}
 		case api.KindConfig:
 			if ev.Reason == "removed" {
-				if g.target == statemachine.Stopped || g.target == "" {
-					st.State = statemachine.Stopped
+				if g.target == api.StateStopped || g.target == "" {
+					st.State = api.StateStopped
 					return st, nil
 				}
 				return st, fmt.Errorf("%s was removed (its config directory is gone)", name)
@@ -119,15 +118,15 @@ func (e *env) waitFor(name string, g goal, act func() error) (api.Status, error)
 				progressMu.Unlock()
 			}
 			st.State, st.Reason, st.Since = ev.To, ev.Reason, ev.Time
-			if ev.To == statemachine.Stopped || ev.To == statemachine.Failed {
-				st.Desired = statemachine.Stopped
+			if ev.To == api.StateStopped || ev.To == api.StateFailed {
+				st.Desired = api.StateStopped
 			}
-			if ev.To == statemachine.Running && g.target == statemachine.Running {
+			if ev.To == api.StateRunning && g.target == api.StateRunning {
 				// Up only once its running hook has finished: ask.
-				if fresh, gerr := c.Get(e.ctx, name); gerr == nil && fresh.State == statemachine.Running {
+				if fresh, gerr := c.Get(e.ctx, name); gerr == nil && fresh.State == api.StateRunning {
 					st.Hook = fresh.Hook
 				} else {
-					st.Hook = statemachine.Running
+					st.Hook = api.StateRunning
 				}
 			}
 			if done, err := g.check(st, true); done || err != nil {
@@ -144,7 +143,7 @@ func (g goal) check(st api.Status, moved bool) (bool, error) {
 		if !st.State.Steady() {
 			return false, nil
 		}
-		if st.State == statemachine.Failed {
+		if st.State == api.StateFailed {
 			return true, failedErr(st)
 		}
 		return true, nil
@@ -152,16 +151,16 @@ func (g goal) check(st api.Status, moved bool) (bool, error) {
 	if st.State == g.target && (moved || !g.needMove) {
 		// A start is done once the VM is up: running with its running
 		// hook finished.
-		if g.target != statemachine.Running || st.Hook == "" {
+		if g.target != api.StateRunning || st.Hook == "" {
 			return true, nil
 		}
 		return false, nil
 	}
-	if st.State == statemachine.Failed && g.target != statemachine.Failed {
+	if st.State == api.StateFailed && g.target != api.StateFailed {
 		return true, failedErr(st)
 	}
 	// A VM waiting for the VMs it depends on is stopped but wants to run.
-	if moved && g.target == statemachine.Running && st.State == statemachine.Stopped && st.Desired != statemachine.Running {
+	if moved && g.target == api.StateRunning && st.State == api.StateStopped && st.Desired != api.StateRunning {
 		why := ""
 		if st.Reason != "" {
 			why = ": " + st.Reason

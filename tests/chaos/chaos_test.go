@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/vmstated/vmstated/api"
-	"github.com/vmstated/vmstated/statemachine"
 )
 
 var daemonBin string
@@ -179,7 +178,7 @@ func (r *rig) settle() []api.Status {
 		list, err := r.client.List(context.Background())
 		steady := err == nil && len(list) == len(r.vms)
 		for _, st := range list {
-			if !st.State.Steady() || (st.State == statemachine.Running && st.PID == 0) {
+			if !st.State.Steady() || (st.State == api.StateRunning && st.PID == 0) {
 				steady = false
 			}
 		}
@@ -198,10 +197,10 @@ func (r *rig) check(list []api.Status) (orphans int) {
 	r.t.Helper()
 	claimed := map[int]string{}
 	for _, st := range list {
-		if st.State == statemachine.Running {
+		if st.State == api.StateRunning {
 			claimed[st.PID] = st.Name
 		}
-		if st.State == statemachine.Failed {
+		if st.State == api.StateFailed {
 			r.t.Errorf("%s failed: %s", st.Name, st.Reason)
 		}
 	}
@@ -289,7 +288,7 @@ func TestChaosKillDaemonAtRandomPoints(t *testing.T) {
 		st := list[rng.Intn(len(list))]
 		var action api.Action
 		switch {
-		case st.State == statemachine.Stopped:
+		case st.State == api.StateStopped:
 			action = api.ActionStart
 		case rng.Intn(3) == 0:
 			action = api.ActionRestart
