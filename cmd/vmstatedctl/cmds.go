@@ -38,6 +38,7 @@ func init() {
 		{name: "events", args: "[-after seq] [vmname]", summary: "stream state changes as they happen", vmArg: 1, run: cmdEvents},
 		{name: "reload", args: "", summary: "rescan the config directories now", run: cmdReload},
 		{name: "check", args: "[-c configdir]", summary: "validate config directories (no daemon needed)", run: cmdCheck},
+		{name: "dial-stdio", args: "", summary: "connect stdin and stdout to the daemon's socket (what -H runs remotely)", run: cmdDialStdio},
 		{name: "completion", args: "bash|zsh", summary: "print a shell completion script", run: cmdCompletion},
 		{name: "help", args: "[command]", summary: "describe the commands", run: cmdHelp},
 		{name: "__complete", args: "words...", hidden: true, run: cmdComplete},
@@ -193,6 +194,9 @@ func cmdStop(e *env, args []string) error {
 	case len(pos) == 0:
 		return usagef("name a VM, or use -a for all ('vmstatedctl status' lists them)")
 	}
+	if err := e.oneHost(); err != nil {
+		return err
+	}
 	name := pos[0]
 	if !*wait {
 		st, err := e.client().Stop(e.ctx, name, opts)
@@ -212,10 +216,39 @@ func cmdStop(e *env, args []string) error {
 // stopAll stops every VM the caller sees, in waves: a VM stops before
 // every VM it depends on. Each wave is stopped in parallel and waited for
 // before the next begins.
+// With several hosts, it does so on each host in turn.
 func (e *env) stopAll(opts api.StopOptions) error {
+	var all []hostStatus
+	err := e.eachHost(func(h *env, label string) error {
+		if label != "" && !e.json() {
+			h.stdout = &prefixWriter{w: e.stdout, prefix: label + " "}
+		}
+		results, err := h.stopAllOn(opts)
+		for _, st := range results {
+			all = append(all, hostStatus{Host: label, Status: st})
+		}
+		return err
+	})
+	if e.json() {
+		if len(e.hosts) > 1 {
+			writeJSON(e.stdout, all)
+		} else {
+			list := make([]api.Status, 0, len(all))
+			for _, hs := range all {
+				list = append(list, hs.Status)
+			}
+			writeJSON(e.stdout, list)
+		}
+	}
+	return err
+}
+
+// stopAllOn stops every VM of the env's one daemon and returns the VMs it
+// stopped, sorted by name.
+func (e *env) stopAllOn(opts api.StopOptions) ([]api.Status, error) {
 	list, err := e.client().List(e.ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var (
 		errs    []error
@@ -249,11 +282,8 @@ func (e *env) stopAll(opts api.StopOptions) error {
 			break
 		}
 	}
-	if e.json() {
-		sort.Slice(results, func(i, j int) bool { return results[i].Name < results[j].Name })
-		writeJSON(e.stdout, results)
-	}
-	return errors.Join(errs...)
+	sort.Slice(results, func(i, j int) bool { return results[i].Name < results[j].Name })
+	return results, errors.Join(errs...)
 }
 
 // stopWaves groups the VMs that are not at rest (stopped or failed) in
@@ -282,6 +312,9 @@ func cmdStatus(e *env, args []string) error {
 		return err
 	}
 	if len(pos) == 1 {
+		if err := e.oneHost(); err != nil {
+			return err
+		}
 		st, err := e.client().Get(e.ctx, pos[0])
 		if err != nil {
 			return err
@@ -293,25 +326,40 @@ func cmdStatus(e *env, args []string) error {
 		printDetail(e.stdout, st, time.Now())
 		return nil
 	}
-	list, err := e.client().List(e.ctx)
-	if err != nil {
-		return err
-	}
-	if *runningOnly {
-		kept := list[:0]
+	var rows []hostStatus
+	err = e.eachHost(func(h *env, label string) error {
+		list, err := h.client().List(h.ctx)
+		if err != nil {
+			return err
+		}
 		for _, st := range list {
-			if st.State.HypervisorUp() || st.State == api.StateRestarting {
-				kept = append(kept, st)
+			if !*runningOnly || st.State.HypervisorUp() || st.State == api.StateRestarting {
+				rows = append(rows, hostStatus{Host: label, Status: st})
 			}
 		}
-		list = kept
-	}
-	if e.json() {
-		writeJSON(e.stdout, list)
 		return nil
+	})
+	switch {
+	case len(e.hosts) > 1 && e.json():
+		writeJSON(e.stdout, rows)
+	case len(e.hosts) > 1:
+		printHostTable(e.stdout, rows, time.Now())
+	case err != nil:
+		return err
+	case e.json():
+		list := make([]api.Status, 0, len(rows))
+		for _, r := range rows {
+			list = append(list, r.Status)
+		}
+		writeJSON(e.stdout, list)
+	default:
+		list := make([]api.Status, 0, len(rows))
+		for _, r := range rows {
+			list = append(list, r.Status)
+		}
+		printTable(e.stdout, list, time.Now())
 	}
-	printTable(e.stdout, list, time.Now())
-	return nil
+	return err
 }
 
 func cmdWait(e *env, args []string) error {
@@ -476,6 +524,34 @@ func cmdEvents(e *env, args []string) error {
 	if len(pos) == 1 {
 		opts.VM = pos[0]
 	}
+	if len(e.hosts) < 2 {
+		return e.followEvents(opts, "")
+	}
+	// Several hosts: all streams at once, each line with its host.
+	out := &lockedWriter{w: e.stdout}
+	errs := make(chan error, len(e.hosts))
+	for _, host := range e.hosts {
+		h := e.perHost(host)
+		h.stdout = out
+		go func() {
+			err := h.followEvents(opts, host)
+			h.client().Close()
+			if err != nil {
+				err = hostError{host: host, err: err}
+			}
+			errs <- err
+		}()
+	}
+	var all []error
+	for range e.hosts {
+		all = append(all, <-errs)
+	}
+	return errors.Join(all...)
+}
+
+// followEvents prints the events of the env's one daemon until the
+// context ends; host, when set, starts each line (-o json: a "host" field).
+func (e *env) followEvents(opts api.EventOptions, host string) error {
 	s, err := e.client().Events(e.ctx, opts)
 	if err != nil {
 		return err
@@ -506,10 +582,14 @@ func cmdEvents(e *env, args []string) error {
 			continue
 		}
 		switch {
+		case e.json() && host != "":
+			writeJSON(e.stdout, hostEvent{Host: host, Event: ev})
 		case e.json():
 			writeJSON(e.stdout, ev)
 		case ev.Kind == api.KindHook && ev.Skipped:
 			// A state without a hook: nothing happened worth a line.
+		case host != "":
+			fmt.Fprintln(e.stdout, host+" "+formatEvent(ev))
 		default:
 			fmt.Fprintln(e.stdout, formatEvent(ev))
 		}

@@ -65,7 +65,7 @@ func cmdComplete(e *env, args []string) error {
 	for i < len(args) && strings.HasPrefix(args[i], "-") {
 		f := args[i]
 		i++
-		if (f == "-s" || f == "-o") && i < len(args) {
+		if (f == "-s" || f == "-o" || f == "-H") && i < len(args) {
 			if f == "-s" {
 				e.socket = args[i]
 			}
