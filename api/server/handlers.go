@@ -25,7 +25,7 @@ import (
 // Handler returns the API's handler. Requests must carry peer credentials
 // in their context (ConnContext); those that do not may do nothing.
 func (s *Server) Handler() http.Handler {
-	return http.HandlerFunc(s.route)
+	return s.counting(http.HandlerFunc(s.route))
 }
 
 // route dispatches by path and method. It is written out by hand so that
@@ -36,6 +36,10 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(time.Now().Add(s.actionTO + s.writeTO))
 
+	if r.URL.Path == MetricsPath {
+		s.method(w, r, http.MethodGet, s.metrics)
+		return
+	}
 	seg, ok := segments(r.URL)
 	if !ok || len(seg) < 2 || seg[0] != "v1" {
 		s.fail(w, http.StatusNotFound, api.CodeNoEndpoint, noEndpoint(r))

@@ -23,9 +23,11 @@ type options struct {
 	foreground bool
 	verbose    bool
 	check      bool
+	// metricsListen is -m: a TCP host:port for GET /metrics.
+	metricsListen string
 }
 
-const usage = `usage: vmstated [-fhnv] [-c configdir] [-p pidfile] [-s socket] [-l logdir] [-S statedir] [-R rundir]
+const usage = `usage: vmstated [-fhnv] [-c configdir] [-p pidfile] [-s socket] [-l logdir] [-S statedir] [-R rundir] [-m addr:port]
 
   -c configdir  config root: one sub-directory per VM (default %s)
   -f            stay in the foreground (for service managers and debugging)
@@ -37,6 +39,8 @@ const usage = `usage: vmstated [-fhnv] [-c configdir] [-p pidfile] [-s socket] [
   -S statedir   per-VM state records (default %s)
   -R rundir     per-VM runtime files: sockets, pidfiles, hook journals (default %s)
   -v            verbose: log debug messages too
+  -m addr:port  also serve GET /metrics (Prometheus) on this TCP address, every VM
+                to whoever reaches it (the control socket serves it per user)
 `
 
 // parseFlags reads the command line; errors are usage errors (exit 2).
@@ -54,6 +58,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.foreground, "f", false, "")
 	fs.BoolVar(&o.verbose, "v", false, "")
 	fs.BoolVar(&o.check, "n", false, "")
+	fs.StringVar(&o.metricsListen, "m", "", "")
 	help := fs.Bool("h", false, "")
 	printUsage := func() {
 		fmt.Fprintf(stderr, usage, def.ConfigDir, def.Pidfile, def.Socket, def.LogDir, def.StateDir, def.RunDir)
