@@ -3,6 +3,9 @@ package metrics
 import (
 	"context"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -175,5 +178,30 @@ func TestScrapeDuringEvents(t *testing.T) {
 	// none is lost while the bus still keeps them.
 	if got != 3000 {
 		t.Errorf("counted %d restarts of 3000", got)
+	}
+}
+
+// The example alert rules name only series this package serves.
+func TestExampleRulesUseServedSeries(t *testing.T) {
+	rules, err := os.ReadFile(filepath.Join("..", "examples", "prometheus", "vmstated.rules.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile("collect.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := regexp.MustCompile(`\b(vmstated|libvirt)_[a-z_]+`).FindAllString(string(rules), -1)
+	if len(names) < 4 {
+		t.Fatalf("found only %v in the rules", names)
+	}
+	for _, n := range names {
+		base := n
+		for _, suf := range []string{"_bucket", "_sum", "_count"} {
+			base = strings.TrimSuffix(base, suf)
+		}
+		if !strings.Contains(string(src), `"`+base+`"`) {
+			t.Errorf("vmstated.rules.yml uses %s, which the metrics do not serve", n)
+		}
 	}
 }

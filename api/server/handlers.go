@@ -71,7 +71,7 @@ func noEndpoint(r *http.Request) string {
 	for i, a := range api.Actions {
 		acts[i] = string(a)
 	}
-	return fmt.Sprintf("no endpoint %s; the API has /v1/vms, /v1/vms/{name}, /v1/vms/{name}/{info,log}, /v1/vms/{name}/{%s}, /v1/events and /v1/reload",
+	return fmt.Sprintf("no endpoint %s; the API has /v1/vms, /v1/vms/{name}, /v1/vms/{name}/{info,log}, /v1/vms/{name}/{%s}, /v1/events, /v1/reload and /metrics",
 		r.URL.Path, strings.Join(acts, ","))
 }
 
