@@ -507,3 +507,80 @@ func TestRemoteFailures(t *testing.T) {
 		t.Errorf("status with a good and a dead host: exit %d:\n%s%s", code, out, errOut)
 	}
 }
+
+// Several -H: status shows a HOST column (a "host" field in JSON), events
+// follow every host at once with the host before each line, and stop -a
+// stops the VMs of each host in turn.
+func TestRemoteSeveralHosts(t *testing.T) {
+	t.Parallel()
+	r1, r2 := newRemoteEnv(t), newRemoteEnv(t)
+	// r1's ssh config reaches both: it trusts r2's host key, and r2 takes
+	// r1's user key.
+	known, err := os.ReadFile(filepath.Join(r2.ssh.dir, "known_hosts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(r1.ssh.dir, "known_hosts"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(known)
+	f.Close()
+	r2.ssh.key = r1.ssh.key
+	var hosts []string
+	var vms []string
+	for i, r := range []*remoteEnv{r1, r2} {
+		r.ssh.authorize("root")
+		vms = append(vms, r.addVM(fmt.Sprintf("multi%d", i), sleeper("")))
+		r.d = r.start()
+		r.d.do(vms[i], api.ActionStart)
+		r.d.waitUp(vms[i])
+		hosts = append(hosts, r.ssh.host("root", r.socket))
+	}
+	two := []string{"-H", hosts[1]}
+
+	out, errOut, code := r1.remote(hosts[0], append(two, "-o", "json", "status")...)
+	var rows []struct {
+		Host  string    `json:"host"`
+		Name  string    `json:"name"`
+		State api.State `json:"state"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 2 {
+		t.Fatalf("status -o json with two hosts: exit %d: %s\nstderr: %s", code, out, errOut)
+	}
+	for i, row := range rows {
+		if row.Host != hosts[i] || row.Name != vms[i] || row.State != api.StateRunning {
+			t.Errorf("row %d: %+v, want %s on %s, running", i, row, vms[i], hosts[i])
+		}
+	}
+
+	events, stopEvents := r1.follow(hosts[0], append(two, "events")...)
+	// Each stream is open once its host's daemon has a subscriber; the
+	// stops below come after both.
+	for _, r := range []*remoteEnv{r1, r2} {
+		waitUntil(t, "the remote events stream to subscribe", func() bool {
+			return strings.Contains(scrapeText(t, r.socket), "vmstated_api_requests_total{code=\"200\"}")
+		})
+	}
+	out, errOut, code = r1.remote(hosts[0], append(two, "stop", "-a")...)
+	if code != 0 {
+		t.Fatalf("stop -a with two hosts: exit %d: %s%s", code, out, errOut)
+	}
+	for i, r := range []*remoteEnv{r1, r2} {
+		if st := r.d.get(vms[i]); st.State != api.StateStopped {
+			t.Errorf("%s after stop -a on both hosts: %s", vms[i], st.State)
+		}
+	}
+	seen := map[string]bool{}
+	for len(seen) < 2 {
+		l := waitLine(t, events, "events of two hosts", "stopped")
+		for i, h := range hosts {
+			if strings.HasPrefix(l, h+" ") && strings.Contains(l, vms[i]) {
+				seen[h] = true
+			}
+		}
+	}
+	if code := stopEvents(); code != 0 {
+		t.Errorf("events with two hosts ended with exit %d", code)
+	}
+}
