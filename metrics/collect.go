@@ -26,7 +26,7 @@ var (
 	descCutOffs    = desc("vmstated_event_readers_cut_off_total", "Event stream readers cut off, missing events, for reading too slowly.")
 
 	descState       = desc("vmstated_vm_state", "1 for the VM's current state, 0 for the others.", "vm", "state")
-	descDesired     = desc("vmstated_vm_desired_state", "1 for the state the VM's user asked for, 0 for the others.", "vm", "state")
+	descDesired     = desc("vmstated_vm_desired_state", "The state the VM's user asked for (running or stopped), as its label; the value is 1.", "vm", "state")
 	descConfigErr   = desc("vmstated_vm_config_error", "1 when the VM's config did not load.", "vm")
 	descRestartsWin = desc("vmstated_vm_restarts", "Automatic restarts inside the current restart window.", "vm")
 	descMaxRestart  = desc("vmstated_vm_maxrestart", "The restart budget: more automatic restarts than this in the window put the VM in failed.", "vm")
@@ -144,7 +144,10 @@ func (v *view) Collect(ch chan<- prometheus.Metric) {
 func (v *view) collectStatus(ch chan<- prometheus.Metric, st supervisor.Status) {
 	for _, s := range statemachine.States {
 		gauge(ch, descState, boolValue(st.State == s), st.Name, string(s))
-		gauge(ch, descDesired, boolValue(st.Desired == s), st.Name, string(s))
+	}
+	// One series: the desired state is one of two, and changes rarely.
+	if st.Desired != "" {
+		gauge(ch, descDesired, 1, st.Name, string(st.Desired))
 	}
 	gauge(ch, descConfigErr, boolValue(st.ConfigError != ""), st.Name)
 	gauge(ch, descRestartsWin, float64(st.Restarts), st.Name)

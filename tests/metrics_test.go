@@ -145,6 +145,9 @@ func TestMetricsCrashLoop(t *testing.T) {
 	after.want(t, "after the crash loop", 1, "vmstated_vm_state", "vm", vm, "state", "failed")
 	after.want(t, "after the crash loop", 0, "vmstated_vm_state", "vm", vm, "state", "stopped")
 	after.want(t, "after the crash loop", 1, "vmstated_vm_desired_state", "vm", vm, "state", "stopped")
+	if _, ok := after.value("vmstated_vm_desired_state", "vm", vm, "state", "running"); ok {
+		t.Errorf("a desired-state series for a state not asked for")
+	}
 	after.want(t, "after the crash loop", 2, "vmstated_vm_restarts_total", "vm", vm)
 	after.want(t, "after the crash loop", 1, "vmstated_vm_failures_total", "vm", vm)
 	after.want(t, "after the crash loop", 3, "vmstated_vm_exits_total", "vm", vm, "reason", "crash")
