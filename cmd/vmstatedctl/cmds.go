@@ -218,7 +218,7 @@ func cmdStop(e *env, args []string) error {
 // before the next begins.
 // With several hosts, it does so on each host in turn.
 func (e *env) stopAll(opts api.StopOptions) error {
-	var all []hostStatus
+	all := []hostStatus{}
 	err := e.eachHost(func(h *env, label string) error {
 		if label != "" && !e.json() {
 			h.stdout = &prefixWriter{w: e.stdout, prefix: label + " "}
@@ -326,7 +326,7 @@ func cmdStatus(e *env, args []string) error {
 		printDetail(e.stdout, st, time.Now())
 		return nil
 	}
-	var rows []hostStatus
+	rows := []hostStatus{}
 	err = e.eachHost(func(h *env, label string) error {
 		list, err := h.client().List(h.ctx)
 		if err != nil {

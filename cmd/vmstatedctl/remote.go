@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -239,4 +241,40 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	return len(b), nil
+}
+
+// reportHosts reports the errors of a command that ran on several hosts,
+// one line per host, and returns the exit status of the first.
+func reportHosts(e *env, c *cmd, err error) (int, bool) {
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return 0, false
+	}
+	errs := j.Unwrap()
+	for _, x := range errs {
+		if _, ok := x.(hostError); !ok {
+			return 0, false
+		}
+	}
+	status := exitOK
+	for _, x := range errs {
+		h := x.(hostError)
+		// Each host's error as it would be reported alone, named: a
+		// prefix, or with -o json a "host" field.
+		var buf bytes.Buffer
+		code := report(&env{ctx: e.ctx, stdout: e.stdout, stderr: &buf, output: e.output}, c, h.err)
+		var body api.ErrorBody
+		if e.json() && json.Unmarshal(buf.Bytes(), &body) == nil {
+			writeJSON(e.stderr, struct {
+				api.ErrorBody
+				Host string `json:"host"`
+			}{body, h.host})
+		} else {
+			(&prefixWriter{w: e.stderr, prefix: h.host + ": "}).Write(buf.Bytes())
+		}
+		if status == exitOK {
+			status = code
+		}
+	}
+	return status, true
 }

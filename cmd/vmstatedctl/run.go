@@ -158,6 +158,9 @@ func report(e *env, c *cmd, err error) int {
 		fmt.Fprintf(e.stderr, "vmstatedctl %s: %s\nusage: vmstatedctl %s %s\n", c.name, ue.msg, c.name, c.args)
 		return exitUsage
 	}
+	if status, ok := reportHosts(e, c, err); ok {
+		return status
+	}
 	var es exitStatus
 	if errors.As(err, &es) {
 		return int(es)
