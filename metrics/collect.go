@@ -217,7 +217,10 @@ func (v *view) collectUsage(ctx context.Context, ch chan<- prometheus.Metric, st
 		counter(ch, descCPU, p.cpuSeconds, st.Name)
 		gauge(ch, descRSS, float64(p.rssBytes), st.Name)
 	}
-	u, err := v.m.src.Usage(ctx, st.Name)
+	// One hypervisor that does not answer costs the others nothing.
+	vctx, cancel := context.WithTimeout(ctx, perVMTimeout)
+	defer cancel()
+	u, err := v.m.src.Usage(vctx, st.Name)
 	if err != nil {
 		return
 	}

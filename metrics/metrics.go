@@ -43,8 +43,12 @@ type Source interface {
 // seconds.
 var HookBuckets = []float64{0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 120, 300}
 
-// usageTimeout bounds what one scrape spends asking hypervisors.
-const usageTimeout = 5 * time.Second
+// usageTimeout bounds what one scrape spends asking hypervisors, and
+// perVMTimeout what it spends on one.
+const (
+	usageTimeout = 5 * time.Second
+	perVMTimeout = time.Second
+)
 
 // Metrics keeps the event-driven counters and answers scrapes.
 type Metrics struct {
