@@ -27,7 +27,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -211,10 +210,10 @@ func (d *Dialer) DialContext(ctx context.Context) (net.Conn, error) {
 	}
 	errb := &boundedBuffer{max: maxStderr}
 	cmd := exec.Command(argv[0], argv[1:]...)
+	// ssh stays in the terminal's process group: it may have to ask for
+	// a passphrase or a host key there. A ^C ends it along with the
+	// command.
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errb
-	// Its own process group: a ^C at the terminal reaches vmstatedctl,
-	// which ends ssh itself, rather than ssh alone.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		inR.Close()
 		inW.Close()
