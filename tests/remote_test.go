@@ -387,6 +387,9 @@ func TestRemoteControl(t *testing.T) {
 		t.Fatalf("stop -w over ssh: exit %d: %s", code, errOut)
 	}
 	waitLine(t, events, "events over ssh", "stopped")
+	if out, errOut, code := r.remote(host, "wait", "-t", "60", vm, "stopped"); code != 0 {
+		t.Errorf("wait over ssh: exit %d: %s%s", code, out, errOut)
+	}
 	// The stop reaches the VM's log, which log -f follows.
 	waitLine(t, logLines, "log -f over ssh", "stop")
 	if code := stopEvents(); code != 0 {
