@@ -345,3 +345,36 @@ func TestMetricsTCP(t *testing.T) {
 		t.Errorf("-m nonsense: exit %d: %s", code, errOut)
 	}
 }
+
+// After a daemon restart that took over a running VM, the new daemon's
+// counters start from zero (the take-over is no exit and no restart), and
+// the re-adopted process's series are there.
+func TestMetricsAfterDaemonRestart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	vm := e.addVM("madopt", sleeper(""))
+	d := e.start()
+	d.do(vm, api.ActionStart)
+	st := d.waitUp(vm)
+	e.waitLastHook(vm, "running")
+	if code := d.term(); code != 0 {
+		t.Fatalf("vmstated exited %d on SIGTERM", code)
+	}
+	d2 := e.start()
+	d2.waitStatus(vm, "re-adopted", func(s api.Status) bool {
+		return s.State == api.StateRunning && s.PID == st.PID
+	})
+	s := scrape(t, e.socket)
+	s.want(t, "second daemon", 1, "vmstated_vm_state", "vm", vm, "state", "running")
+	s.want(t, "second daemon", 0, "vmstated_vm_restarts_total", "vm", vm)
+	s.want(t, "second daemon", 0, "vmstated_vm_failures_total", "vm", vm)
+	if _, ok := s.value("vmstated_vm_exits_total", "vm", vm); ok {
+		t.Errorf("the take-over counted as an exit")
+	}
+	if _, ok := s.value("libvirt_domain_info_cpu_time_seconds_total", "domain", vm); !ok {
+		t.Errorf("no CPU time for the re-adopted process")
+	}
+	if v, _ := s.value("vmstated_vm_process_resident_memory_bytes", "vm", vm); v <= 0 {
+		t.Errorf("resident memory of the re-adopted process: %v", v)
+	}
+}
