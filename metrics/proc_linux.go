@@ -65,14 +65,17 @@ type netStat struct {
 	txBytes, txPackets, txErrors, txDrops uint64
 }
 
+// sysClassNet is where Linux lists network devices.
+var sysClassNet = "/sys/class/net"
+
 // readNetDev reads /sys/class/net/<dev>/statistics. What the host's end
 // of a tap transmits the guest receives, so the directions are swapped,
 // as libvirt does for tap devices.
 func readNetDev(dev string) (netStat, error) {
-	if dev == "" || strings.ContainsAny(dev, "/.") {
+	if dev == "" || dev == "." || dev == ".." || strings.Contains(dev, "/") {
 		return netStat{}, fmt.Errorf("bad device name %q", dev)
 	}
-	dir := filepath.Join("/sys/class/net", dev, "statistics")
+	dir := filepath.Join(sysClassNet, dev, "statistics")
 	var n netStat
 	for _, c := range []struct {
 		file string
