@@ -16,8 +16,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/vmstated/vmstated/statemachine"
 )
 
 // Sentinel errors a client call may wrap; match them with errors.Is.
@@ -45,7 +43,7 @@ type Error struct {
 	// Message is the daemon's one-line explanation.
 	Message string
 	// State is the VM's state when Code is CodeNotAllowed.
-	State statemachine.State
+	State State
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -97,25 +95,40 @@ type Client struct {
 
 // NewClient returns a client of the daemon listening on socket.
 func NewClient(socket string) *Client {
-	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
+	return NewClientDialer(socket, func(ctx context.Context) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", socket)
-	}
+	})
+}
+
+// NewClientDialer returns a client whose connections come from dial (a
+// stream to a daemon's socket, such as ssh running "vmstatedctl
+// dial-stdio" on another host); target names the daemon in errors. The
+// client keeps idle connections for reuse and dials another only when a
+// second request runs at the same time (a command that follows events
+// while it acts). A dial error is returned as an *UnreachableError.
+func NewClientDialer(target string, dial func(ctx context.Context) (net.Conn, error)) *Client {
 	tr := &http.Transport{
-		DialContext:           dial,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			c, err := dial(ctx)
+			if err != nil {
+				return nil, &UnreachableError{Socket: target, Err: unwrapDial(err)}
+			}
+			return c, nil
+		},
 		MaxIdleConnsPerHost:   8,
 		IdleConnTimeout:       30 * time.Second,
 		ResponseHeaderTimeout: DefaultTimeout,
 		DisableCompression:    true,
 	}
 	return &Client{
-		socket: socket,
+		socket: target,
 		hc:     &http.Client{Transport: tr, Timeout: DefaultTimeout},
 		stream: &http.Client{Transport: tr},
 	}
 }
 
-// Socket returns the socket path the client uses.
+// Socket returns the socket path (or the target) the client uses.
 func (c *Client) Socket() string { return c.socket }
 
 // Close releases idle connections.
@@ -148,6 +161,10 @@ func (c *Client) do(ctx context.Context, hc *http.Client, method, path string, q
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
+		var ue *UnreachableError
+		if errors.As(err, &ue) {
+			return nil, ue
+		}
 		if isDialError(err) {
 			return nil, &UnreachableError{Socket: c.socket, Err: unwrapDial(err)}
 		}

@@ -14,6 +14,8 @@
 //	GET  /v1/vms/{name}/log           the VM's log (?lines=N, ?follow=true)
 //	GET  /v1/events                   NDJSON event stream (?after=SEQ, ?vm=NAME)
 //	POST /v1/reload                   rescan the config directories
+//	GET  /metrics                     Prometheus text (not versioned: the
+//	                                  path scrapers ask for)
 //
 // Every error is a JSON ErrorBody {"error": ..., "code": ...} with a
 // fitting status: 400 bad input, 403 not the caller's VM, 404 no such VM
@@ -25,6 +27,9 @@
 // daemon's own user may do everything, a VM's owner and the members of its
 // group may see and act on that VM, and nobody else sees it at all.
 //
-// The client and the types do not import the supervisor, so programs that
-// only talk to the daemon stay small.
+// The client and the types import no other package of the project (the
+// state names are repeated here, kept equal to the daemon's by a test),
+// so programs that only talk to the daemon stay small. NewClientDialer
+// takes any stream to a daemon's socket; package api/remote makes one
+// through ssh.
 package api

@@ -1,10 +1,6 @@
 package api
 
-import (
-	"time"
-
-	"github.com/vmstated/vmstated/statemachine"
-)
+import "time"
 
 // Version is the path prefix of this version of the API.
 const Version = "/v1"
@@ -14,9 +10,9 @@ const MaxBodyBytes = 64 << 10
 
 // Status is one VM as GET /v1/vms and GET /v1/vms/{name} show it.
 type Status struct {
-	Name    string             `json:"name"`
-	State   statemachine.State `json:"state"`
-	Desired statemachine.State `json:"desired"`
+	Name    string `json:"name"`
+	State   State  `json:"state"`
+	Desired State  `json:"desired"`
 	// Since is when the VM entered State.
 	Since time.Time `json:"since"`
 	// PID is the hypervisor's process id while one runs, else 0.
@@ -51,7 +47,7 @@ type Status struct {
 	// Hook names the state whose hook the VM waits for. A running VM
 	// with no hook pending is up: the VMs that depend on it start, and
 	// vmstatedctl start -w returns.
-	Hook statemachine.State `json:"hook,omitempty"`
+	Hook State `json:"hook,omitempty"`
 	// WaitingFor lists the VMs a start waits for: the VM is stopped and
 	// starts once they are up.
 	WaitingFor []string `json:"waiting_for,omitempty"`
@@ -105,14 +101,14 @@ const (
 type Event struct {
 	// Seq numbers the events, upwards across daemon restarts too; a
 	// KindLost event carries the last sequence number before the gap.
-	Seq    uint64             `json:"seq"`
-	Time   time.Time          `json:"time"`
-	Kind   string             `json:"kind"`
-	VM     string             `json:"vm,omitempty"`
-	Event  statemachine.Event `json:"event,omitempty"`
-	From   statemachine.State `json:"from,omitempty"`
-	To     statemachine.State `json:"to,omitempty"`
-	Reason string             `json:"reason,omitempty"`
+	Seq    uint64    `json:"seq"`
+	Time   time.Time `json:"time"`
+	Kind   string    `json:"kind"`
+	VM     string    `json:"vm,omitempty"`
+	Event  string    `json:"event,omitempty"`
+	From   State     `json:"from,omitempty"`
+	To     State     `json:"to,omitempty"`
+	Reason string    `json:"reason,omitempty"`
 	// Lost counts the events a KindLost entry stands for, when known.
 	Lost uint64 `json:"lost,omitempty"`
 	// Skipped marks a KindHook event of a state that has no hook: its
@@ -206,5 +202,5 @@ type ErrorBody struct {
 	Error string `json:"error"`
 	Code  string `json:"code"`
 	// State is the VM's state, for CodeNotAllowed.
-	State statemachine.State `json:"state,omitempty"`
+	State State `json:"state,omitempty"`
 }

@@ -67,6 +67,8 @@ type Bus struct {
 	ring   []Event // the last busHistory events, oldest first
 	subs   map[*Subscription]struct{}
 	closed bool
+	// cutOffs counts the subscribers cut off for reading too slowly.
+	cutOffs uint64
 
 	// base is the last sequence number an earlier run of the daemon may
 	// have used; this run's events come after it.
@@ -154,6 +156,7 @@ func (b *Bus) Publish(e Event) Event {
 		}
 		s.cutOff(e.Seq - 1)
 		delete(b.subs, s)
+		b.cutOffs++
 	}
 	return e
 }
@@ -163,6 +166,14 @@ func (b *Bus) Seq() uint64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.seq
+}
+
+// CutOffs returns how many subscribers were cut off, missing events, for
+// reading too slowly.
+func (b *Bus) CutOffs() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cutOffs
 }
 
 // Subscription is one reader of the bus.

@@ -13,7 +13,6 @@ import (
 	"testing"
 
 	"github.com/vmstated/vmstated/api"
-	"github.com/vmstated/vmstated/statemachine"
 )
 
 // A user who is not root sees and controls only the VMs they own, as the
@@ -70,7 +69,7 @@ func TestOwnerControl(t *testing.T) {
 	if _, errOut, code := asNobody("start", other); code != 1 || !strings.Contains(errOut, "permission") && !strings.Contains(errOut, "no such") {
 		t.Errorf("nobody starting %s: exit %d, %q; want it refused", other, code, errOut)
 	}
-	if st := d.get(other); st.State != statemachine.Stopped {
+	if st := d.get(other); st.State != api.StateStopped {
 		t.Errorf("%s is %s after a refused start", other, st.State)
 	}
 	if out, errOut, code := asNobody("start", "-w", mine); code != 0 {

@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/vmstated/vmstated/api"
-	"github.com/vmstated/vmstated/statemachine"
 )
 
 // A hook that hangs holds up its own VM only: another VM starts and stops
@@ -30,9 +29,9 @@ func TestHangingHookBlocksOnlyItsVM(t *testing.T) {
 	})
 
 	d.do(fast, api.ActionStart)
-	st := d.waitState(fast, statemachine.Running)
+	st := d.waitState(fast, api.StateRunning)
 	d.do(fast, api.ActionStop)
-	d.waitState(fast, statemachine.Stopped)
+	d.waitState(fast, api.StateStopped)
 	waitGone(t, st.PID)
 
 	// Status of everything, through the client and through vmstatedctl.
@@ -40,7 +39,7 @@ func TestHangingHookBlocksOnlyItsVM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(list) != 2 || list[slices.IndexFunc(list, func(s api.Status) bool { return s.Name == slow })].State != statemachine.StartStorage {
+	if len(list) != 2 || list[slices.IndexFunc(list, func(s api.Status) bool { return s.Name == slow })].State != api.StateStartStorage {
 		t.Errorf("status while a hook hangs: %+v", list)
 	}
 	out, errOut, code := e.ctl("-o", "json", "status")
@@ -51,11 +50,11 @@ func TestHangingHookBlocksOnlyItsVM(t *testing.T) {
 
 	// A stop during the hung step is accepted and acted on when it ends.
 	d.do(slow, api.ActionStop)
-	if st := d.get(slow); st.State != statemachine.StartStorage {
+	if st := d.get(slow); st.State != api.StateStartStorage {
 		t.Errorf("stop while start_storage hangs moved the VM to %s", st.State)
 	}
 	e.control(slow, "start_storage", "release", true)
-	d.waitState(slow, statemachine.Stopped)
+	d.waitState(slow, api.StateStopped)
 	e.waitHooks(slow, "start_network", "start_storage", "stop_storage", "stop_network", "stopped")
 	if st := d.get(slow); st.PID != 0 {
 		t.Errorf("aborted start left a hypervisor: %+v", st)
@@ -75,19 +74,19 @@ func TestDependsOrder(t *testing.T) {
 	all := d.events("")
 	d.do(web, api.ActionStart)
 	for _, vm := range []string{db, app, web} {
-		d.waitState(vm, statemachine.Running)
+		d.waitState(vm, api.StateRunning)
 	}
 	// A VM begins to start only once the VM it depends on runs: its
 	// hypervisor is up after its start hooks succeeded. (Its running hook
 	// is a notice that may still be under way.)
 	evs := all.waitFor(t, web+" running", func(evs []api.Event) bool {
-		return slices.ContainsFunc(evs, func(ev api.Event) bool { return ev.VM == web && ev.To == statemachine.Running })
+		return slices.ContainsFunc(evs, func(ev api.Event) bool { return ev.VM == web && ev.To == api.StateRunning })
 	})
-	seq := func(vm string, to statemachine.State) int {
+	seq := func(vm string, to api.State) int {
 		return slices.IndexFunc(evs, func(ev api.Event) bool { return ev.VM == vm && ev.To == to })
 	}
 	for _, p := range [][2]string{{db, app}, {app, web}} {
-		if i, j := seq(p[0], statemachine.Running), seq(p[1], statemachine.StartNetwork); i < 0 || j < 0 || i > j {
+		if i, j := seq(p[0], api.StateRunning), seq(p[1], api.StateStartNetwork); i < 0 || j < 0 || i > j {
 			t.Errorf("%s entered start_network before %s was running: %v", p[1], p[0], evs)
 		}
 	}
@@ -106,7 +105,7 @@ func TestDependsOrder(t *testing.T) {
 		t.Fatalf("vmstatedctl stop -a exited %d: %s%s", code, out, errOut)
 	}
 	for _, vm := range []string{db, app, web} {
-		if st := d.get(vm); st.State != statemachine.Stopped {
+		if st := d.get(vm); st.State != api.StateStopped {
 			t.Errorf("%s after stop -a: %s", vm, st.State)
 		}
 	}
@@ -124,11 +123,11 @@ func TestDependsOnFailure(t *testing.T) {
 	e.control(db, "start_network", "fail", true)
 	d := e.start()
 	d.do(app, api.ActionStart)
-	st := d.waitState(app, statemachine.Failed)
+	st := d.waitState(app, api.StateFailed)
 	if !strings.Contains(st.Reason, db) {
 		t.Errorf("failure reason %q does not name %s", st.Reason, db)
 	}
-	d.waitState(db, statemachine.Failed)
+	d.waitState(db, api.StateFailed)
 	if recs := e.records(app); len(recs) > 0 && recs[0].state != "failed" {
 		t.Errorf("hooks of %s ran although its dependency failed: %v", app, recs)
 	}
@@ -144,13 +143,13 @@ func TestHookBackgroundChild(t *testing.T) {
 	e.control(vm, "start_network", "bg", true)
 	d := e.start()
 	d.do(vm, api.ActionStart)
-	st := d.waitState(vm, statemachine.Running)
+	st := d.waitState(vm, api.StateRunning)
 	e.waitHookRan(vm, "running")
 	if len(e.hookProcs()) == 0 {
 		t.Errorf("the hook's background process is gone; the test proves nothing")
 	}
 	d.do(vm, api.ActionStop)
-	d.waitState(vm, statemachine.Stopped)
+	d.waitState(vm, api.StateStopped)
 	waitGone(t, st.PID)
 }
 
@@ -167,22 +166,22 @@ func TestStopWhileWaitingForDependency(t *testing.T) {
 	waitUntil(t, db+" to hang in start_network", func() bool {
 		return exists(filepath.Join(e.work, db+".start_network.hanging"))
 	})
-	if st := d.get(app); st.State != statemachine.Stopped || st.Desired != statemachine.Running {
+	if st := d.get(app); st.State != api.StateStopped || st.Desired != api.StateRunning {
 		t.Errorf("%s while its dependency starts: %+v", app, st)
 	}
 	d.do(app, api.ActionStop)
 	e.control(db, "start_network", "release", true)
-	st := d.waitState(db, statemachine.Running)
+	st := d.waitState(db, api.StateRunning)
 	e.waitHookRan(db, "running")
 	appSt := d.get(app)
-	if appSt.State != statemachine.Stopped || appSt.Desired != statemachine.Stopped {
+	if appSt.State != api.StateStopped || appSt.Desired != api.StateStopped {
 		t.Errorf("%s after its cancelled start: %+v", app, appSt)
 	}
 	if recs := e.records(app); len(recs) != 0 {
 		t.Errorf("hooks of %s ran after its start was cancelled: %v", app, states(recs))
 	}
 	d.do(db, api.ActionStop)
-	d.waitState(db, statemachine.Stopped)
+	d.waitState(db, api.StateStopped)
 	waitGone(t, st.PID)
 	if recs := e.records(app); len(recs) != 0 {
 		t.Errorf("hooks of %s ran after its start was cancelled: %v", app, states(recs))

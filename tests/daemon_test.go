@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmstated/vmstated/api"
-	"github.com/vmstated/vmstated/statemachine"
 )
 
 func TestCommandLine(t *testing.T) {
@@ -165,7 +164,7 @@ func TestBackgroundPidfile(t *testing.T) {
 	var st api.Status
 	waitUntil(t, vm+" running", func() bool {
 		st, _ = c.Get(ctx(t), vm)
-		return st.State == statemachine.Running
+		return st.State == api.StateRunning
 	})
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -184,7 +183,7 @@ func TestSIGTERMLeavesVMRunning(t *testing.T) {
 	vm := e.addVM("survivor", sleeper(""))
 	d := e.start()
 	d.do(vm, api.ActionStart)
-	d.waitState(vm, statemachine.Running)
+	d.waitState(vm, api.StateRunning)
 	// Up: the running hook has finished (one the exit cut short would
 	// run again under the next daemon).
 	st := d.waitUp(vm)
@@ -214,12 +213,12 @@ func TestSIGTERMLeavesVMRunning(t *testing.T) {
 
 	d2 := e.start()
 	// While it re-adopts the process the VM shows running with no pid yet.
-	st2 := d2.waitStatus(vm, "running with a pid", func(s api.Status) bool { return s.State == statemachine.Running && s.PID != 0 })
+	st2 := d2.waitStatus(vm, "running with a pid", func(s api.Status) bool { return s.State == api.StateRunning && s.PID != 0 })
 	if st2.PID != st.PID {
 		t.Errorf("after a daemon restart: pid %d, want the re-adopted %d", st2.PID, st.PID)
 	}
 	d2.do(vm, api.ActionStop)
-	d2.waitState(vm, statemachine.Stopped)
+	d2.waitState(vm, api.StateStopped)
 	waitGone(t, st.PID)
 	e.waitHooks(vm, "start_network", "start_storage", "running", "stopping", "stop_storage", "stop_network", "stopped")
 }
@@ -271,13 +270,13 @@ func TestAutostart(t *testing.T) {
 	auto := e.addVM("auto", sleeper("    autostart = true;\n"))
 	manual := e.addVM("manual", sleeper(""))
 	d := e.start()
-	st := d.waitState(auto, statemachine.Running)
+	st := d.waitState(auto, api.StateRunning)
 	e.waitHooks(auto, "start_network", "start_storage", "running")
-	if m := d.get(manual); m.State != statemachine.Stopped {
+	if m := d.get(manual); m.State != api.StateStopped {
 		t.Errorf("%s without autostart is %s", manual, m.State)
 	}
 	d.do(auto, api.ActionStop)
-	d.waitState(auto, statemachine.Stopped)
+	d.waitState(auto, api.StateStopped)
 	waitGone(t, st.PID)
 	e.waitLastHook(auto, "stopped")
 	d.term()
@@ -286,12 +285,12 @@ func TestAutostart(t *testing.T) {
 	// Let the new daemon settle: its hooks for auto would run before
 	// those of a start we ask for now.
 	d2.do(manual, api.ActionStart)
-	st = d2.waitState(manual, statemachine.Running)
-	if a := d2.get(auto); a.State != statemachine.Stopped {
+	st = d2.waitState(manual, api.StateRunning)
+	if a := d2.get(auto); a.State != api.StateStopped {
 		t.Errorf("%s was started again on a second daemon start of the same boot: %s", auto, a.State)
 	}
 	d2.do(manual, api.ActionStop)
-	d2.waitState(manual, statemachine.Stopped)
+	d2.waitState(manual, api.StateStopped)
 	waitGone(t, st.PID)
 	e.waitHooks(auto, "start_network", "start_storage", "running", "stopping", "stop_storage", "stop_network", "stopped")
 }

@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/vmstated/vmstated/api"
-	"github.com/vmstated/vmstated/statemachine"
 )
 
 // An exec VM re-adopted after a daemon restart is no longer the daemon's
@@ -53,13 +52,13 @@ func TestReadoptedExitStatus(t *testing.T) {
 			waitGone(t, st.PID)
 			var got api.Status
 			if tc.reason == "poweroff" {
-				got = d2.waitState(vm, statemachine.Stopped)
+				got = d2.waitState(vm, api.StateStopped)
 				if got.Restarts != 0 {
 					t.Errorf("restarts = %d after a poweroff, want 0", got.Restarts)
 				}
 			} else {
 				got = d2.waitStatus(vm, "running again with a new process", func(s api.Status) bool {
-					return s.State == statemachine.Running && s.PID != 0 && s.PID != st.PID
+					return s.State == api.StateRunning && s.PID != 0 && s.PID != st.PID
 				})
 				if got.Restarts != 1 {
 					t.Errorf("restarts = %d after a crash, want 1", got.Restarts)
@@ -70,7 +69,7 @@ func TestReadoptedExitStatus(t *testing.T) {
 			}
 			if tc.reason == "crash" {
 				d2.do(vm, api.ActionStop)
-				d2.waitState(vm, statemachine.Stopped)
+				d2.waitState(vm, api.StateStopped)
 			}
 		})
 	}

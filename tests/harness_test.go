@@ -25,7 +25,6 @@ import (
 	"github.com/vmstated/vmstated/daemon"
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/hypervisor/process"
-	"github.com/vmstated/vmstated/statemachine"
 )
 
 // guard bounds every wait. It only catches deadlocks: nothing asserts on
@@ -506,7 +505,7 @@ func (d *daemonProc) get(name string) api.Status {
 func (d *daemonProc) waitUp(name string) api.Status {
 	d.e.t.Helper()
 	return d.waitStatus(name, "up", func(s api.Status) bool {
-		return s.State == statemachine.Running && s.Hook == "" && !s.Recovering
+		return s.State == api.StateRunning && s.Hook == "" && !s.Recovering
 	})
 }
 
@@ -554,10 +553,10 @@ func (d *daemonProc) waitStatus(name, what string, cond func(api.Status) bool) a
 }
 
 // waitState waits until a VM rests in state.
-func (d *daemonProc) waitState(name string, state statemachine.State) api.Status {
+func (d *daemonProc) waitState(name string, state api.State) api.Status {
 	d.e.t.Helper()
 	return d.waitStatus(name, "in state "+string(state), func(st api.Status) bool {
-		if st.State == statemachine.Failed && state != statemachine.Failed {
+		if st.State == api.StateFailed && state != api.StateFailed {
 			d.e.t.Fatalf("%s failed while waiting for %s: %s", name, state, st.Reason)
 		}
 		return st.State == state
@@ -651,7 +650,7 @@ func (l *eventLog) waitFor(t *testing.T, what string, cond func([]api.Event) boo
 }
 
 // waitEnter waits until the VM has entered state n times.
-func (l *eventLog) waitEnter(t *testing.T, state statemachine.State, n int) []api.Event {
+func (l *eventLog) waitEnter(t *testing.T, state api.State, n int) []api.Event {
 	t.Helper()
 	return l.waitFor(t, fmt.Sprintf("entering %s %d time(s)", state, n), func(evs []api.Event) bool {
 		c := 0

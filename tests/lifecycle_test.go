@@ -13,7 +13,6 @@ import (
 	"testing"
 
 	"github.com/vmstated/vmstated/api"
-	"github.com/vmstated/vmstated/statemachine"
 )
 
 // A start and a stop run every hook once, in lifecycle order, each with the
@@ -38,7 +37,7 @@ func TestFullCycle(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("status -o json: %v\n%s", err, out)
 	}
-	if st.State != statemachine.Running || st.PID <= 0 || !alive(st.PID) || st.Hypervisor != "exec" || st.Description != "cycle test" {
+	if st.State != api.StateRunning || st.PID <= 0 || !alive(st.PID) || st.Hypervisor != "exec" || st.Description != "cycle test" {
 		t.Fatalf("status after start -w: %+v, want running with a live pid", st)
 	}
 	pid := st.PID
@@ -47,14 +46,14 @@ func TestFullCycle(t *testing.T) {
 	if _, err := d.c.Stop(ctx(t), vm, api.StopOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	ev.waitEnter(t, statemachine.Stopped, 1)
+	ev.waitEnter(t, api.StateStopped, 1)
 	calls := e.waitHooks(vm, "start_network", "start_storage", "running", "stopping", "stop_storage", "stop_network", "stopped")
 	waitGone(t, pid)
 	if got := strings.Join(ev.path(), " "); got != "start_network start_storage running stopping stop_storage stop_network stopped" {
 		t.Errorf("transitions: %s", got)
 	}
 	st = d.get(vm)
-	if st.State != statemachine.Stopped || st.PID != 0 {
+	if st.State != api.StateStopped || st.PID != 0 {
 		t.Errorf("status after stop: %+v", st)
 	}
 
@@ -158,12 +157,12 @@ func TestHookFailureTeardown(t *testing.T) {
 			vm := names[tc.short]
 			d.do(vm, api.ActionStart)
 			if tc.action != "" {
-				st := d.waitState(vm, statemachine.Running)
+				st := d.waitState(vm, api.StateRunning)
 				e.waitHookRan(vm, "running")
 				defer waitGone(t, st.PID)
 				d.do(vm, tc.action)
 			}
-			st := d.waitState(vm, statemachine.Failed)
+			st := d.waitState(vm, api.StateFailed)
 			calls := e.waitHooks(vm, tc.want...)
 			if !strings.Contains(st.Reason, tc.reason) {
 				t.Errorf("failure reason %q does not name %q", st.Reason, tc.reason)
@@ -186,7 +185,7 @@ func TestHookFailureTeardown(t *testing.T) {
 				t.Errorf("start of a failed VM: %v, want a conflict", err)
 			}
 			d.do(vm, api.ActionFailReset)
-			st = d.waitState(vm, statemachine.Stopped)
+			st = d.waitState(vm, api.StateStopped)
 			if st.Reason != "" && strings.Contains(st.Reason, "fail on purpose") {
 				t.Errorf("failure reason kept after failreset: %q", st.Reason)
 			}
@@ -207,8 +206,8 @@ func TestCrashLoop(t *testing.T) {
 	d := e.start()
 	ev := d.events(vm)
 	d.do(vm, api.ActionStart)
-	ev.waitEnter(t, statemachine.Failed, 1)
-	st := d.waitState(vm, statemachine.Failed)
+	ev.waitEnter(t, api.StateFailed, 1)
+	st := d.waitState(vm, api.StateFailed)
 	// A crash may come before or after a relaunched VM is back in running,
 	// so running hooks may or may not sit between the restarts.
 	calls := e.waitLastHook(vm, "failed")
@@ -241,18 +240,18 @@ func TestCrashLoop(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.do(vm, api.ActionFailReset)
-	st = d.waitState(vm, statemachine.Stopped)
+	st = d.waitState(vm, api.StateStopped)
 	if st.Restarts != 0 {
 		t.Errorf("restarts after failreset: %d, want 0", st.Restarts)
 	}
 	d.do(vm, api.ActionStart)
-	st = d.waitState(vm, statemachine.Running)
+	st = d.waitState(vm, api.StateRunning)
 	if st.Restarts != 0 || !alive(st.PID) {
 		t.Errorf("after failreset and start: %+v", st)
 	}
 	e.waitHooks(vm, append(states(calls), "stopped", "start_network", "start_storage", "running")...)
 	d.do(vm, api.ActionStop)
-	d.waitState(vm, statemachine.Stopped)
+	d.waitState(vm, api.StateStopped)
 	waitGone(t, st.PID)
 }
 
@@ -267,13 +266,13 @@ func TestGuestReboot(t *testing.T) {
 	d := e.start()
 	ev := d.events(vm)
 	d.do(vm, api.ActionStart)
-	ev.waitEnter(t, statemachine.Running, 2)
+	ev.waitEnter(t, api.StateRunning, 2)
 	calls := e.waitHooks(vm, "start_network", "start_storage", "running", "restarting", "restarted", "running")
 	if got := strings.Join(ev.path(), " "); got != "start_network start_storage running restarting restarted running" {
 		t.Errorf("transitions: %s", got)
 	}
 	st := d.get(vm)
-	if st.State != statemachine.Running || !alive(st.PID) {
+	if st.State != api.StateRunning || !alive(st.PID) {
 		t.Fatalf("after the reboot: %+v", st)
 	}
 	if st.LastExit == nil || st.LastExit.Reason != "reboot" || st.LastExit.Code != 100 {
@@ -289,6 +288,6 @@ func TestGuestReboot(t *testing.T) {
 		t.Errorf("restarting hook reason %q does not say reboot", calls[3].reason)
 	}
 	d.do(vm, api.ActionStop)
-	d.waitState(vm, statemachine.Stopped)
+	d.waitState(vm, api.StateStopped)
 	waitGone(t, st.PID)
 }

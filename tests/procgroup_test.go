@@ -13,7 +13,6 @@ import (
 	"github.com/vmstated/vmstated/api"
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/hypervisor/process"
-	"github.com/vmstated/vmstated/statemachine"
 )
 
 // An exec VM is every process its program starts: pause stops all of
@@ -47,12 +46,12 @@ func TestExecVMIsItsProcessGroup(t *testing.T) {
 	pauseResume := func(d *daemonProc) {
 		t.Helper()
 		d.do(vm, api.ActionPause)
-		d.waitState(vm, statemachine.Paused)
+		d.waitState(vm, api.StatePaused)
 		for _, pid := range watched {
 			waitUntil(t, fmt.Sprintf("process %d stopped", pid), func() bool { return procState(pid) == "T" })
 		}
 		d.do(vm, api.ActionUnpause)
-		d.waitState(vm, statemachine.Running)
+		d.waitState(vm, api.StateRunning)
 		for _, pid := range watched {
 			waitUntil(t, fmt.Sprintf("process %d running again", pid), func() bool { s := procState(pid); return s != "T" && s != "" })
 		}
@@ -69,7 +68,7 @@ func TestExecVMIsItsProcessGroup(t *testing.T) {
 	if out, errOut, code := e.ctl("stop", "-w", vm); code != 0 {
 		t.Fatalf("vmstatedctl stop -w exited %d: %s%s", code, out, errOut)
 	}
-	if st := d2.get(vm); st.State != statemachine.Stopped {
+	if st := d2.get(vm); st.State != api.StateStopped {
 		t.Errorf("after stop -w: %s", st.State)
 	}
 	for _, pid := range watched {
@@ -92,7 +91,7 @@ func TestExecVMIsItsProcessGroup(t *testing.T) {
 func waitAdopted(d *daemonProc, vm string) api.Status {
 	d.e.t.Helper()
 	return d.waitStatus(vm, "re-adopted and up", func(s api.Status) bool {
-		return s.State == statemachine.Running && s.Hook == "" && s.PID != 0
+		return s.State == api.StateRunning && s.Hook == "" && s.PID != 0
 	})
 }
 

@@ -14,7 +14,6 @@ import (
 
 	"github.com/vmstated/vmstated/api"
 	"github.com/vmstated/vmstated/cloudinit"
-	"github.com/vmstated/vmstated/statemachine"
 )
 
 // qemuImgInfo is what qemu-img info --output=json says of an image.
@@ -170,12 +169,12 @@ func TestCreateVM(t *testing.T) {
 	}
 	waitVM(t, d, vm)
 	d.do(vm, api.ActionStart)
-	st := d.waitState(vm, statemachine.Running)
+	st := d.waitState(vm, api.StateRunning)
 	if st.Hypervisor != "qemu" || st.Memory != 64 || !alive(st.PID) {
 		t.Fatalf("status: %+v", st)
 	}
 	d.do(vm, api.ActionStop)
-	d.waitState(vm, statemachine.Stopped)
+	d.waitState(vm, api.StateStopped)
 }
 
 // waitVM waits until the daemon knows a VM, looking again at every event.
@@ -234,7 +233,7 @@ func TestCloudInitThroughDaemon(t *testing.T) {
 	seed := filepath.Join(e.runDir, vm, "cidata.iso")
 	for _, want := range []string{"first", "second"} {
 		d.do(vm, api.ActionStart)
-		d.waitState(vm, statemachine.Running)
+		d.waitState(vm, api.StateRunning)
 		files, err := cloudinit.ReadISO(seed)
 		if err != nil {
 			t.Fatalf("seed of the running VM: %v", err)
@@ -243,7 +242,7 @@ func TestCloudInitThroughDaemon(t *testing.T) {
 			t.Errorf("seed: %q, want user-data with %q", files, want)
 		}
 		d.do(vm, api.ActionStop)
-		d.waitState(vm, statemachine.Stopped)
+		d.waitState(vm, api.StateStopped)
 		e.writeFile(ud, "#cloud-config\nruncmd: [ [ echo, second ] ]\n")
 	}
 }

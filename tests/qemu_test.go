@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/vmstated/vmstated/api"
-	"github.com/vmstated/vmstated/statemachine"
 )
 
 // A diskless QEMU guest (no OS: it ignores the ACPI power button) runs
@@ -35,7 +34,7 @@ func TestQEMU(t *testing.T) {
 	d := e.start()
 	ev := d.events(vm)
 	d.do(vm, api.ActionStart)
-	st := d.waitState(vm, statemachine.Running)
+	st := d.waitState(vm, api.StateRunning)
 	if st.Hypervisor != "qemu" || st.Memory != 64 || !alive(st.PID) {
 		t.Fatalf("status: %+v", st)
 	}
@@ -50,9 +49,9 @@ func TestQEMU(t *testing.T) {
 
 	// Pause and unpause go through QMP; info asks QEMU about itself.
 	d.do(vm, api.ActionPause)
-	d.waitState(vm, statemachine.Paused)
+	d.waitState(vm, api.StatePaused)
 	d.do(vm, api.ActionUnpause)
-	d.waitState(vm, statemachine.Running)
+	d.waitState(vm, api.StateRunning)
 	if info, err := d.c.Info(ctx(t), vm); err != nil || len(info) == 0 {
 		t.Errorf("info: %v, %v", info, err)
 	}
@@ -61,9 +60,9 @@ func TestQEMU(t *testing.T) {
 	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	ev.waitEnter(t, statemachine.Running, 3)
+	ev.waitEnter(t, api.StateRunning, 3)
 	first := st.PID
-	st = d.waitState(vm, statemachine.Running)
+	st = d.waitState(vm, api.StateRunning)
 	if st.PID == first || !alive(st.PID) || st.Restarts != 1 || st.LastExit == nil || st.LastExit.Reason != "crash" {
 		t.Errorf("after QEMU was killed: %+v (first pid %d)", st, first)
 	}
@@ -71,7 +70,7 @@ func TestQEMU(t *testing.T) {
 	if _, err := d.c.Stop(ctx(t), vm, api.StopOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	ev.waitEnter(t, statemachine.Stopped, 1)
+	ev.waitEnter(t, api.StateStopped, 1)
 	waitGone(t, st.PID)
 	e.waitHooks(vm, "start_network", "start_storage", "running", "paused", "running", "restarting", "restarted", "running", "stopping", "stop_storage", "stop_network", "stopped")
 	if got := strings.Join(ev.path(), " "); got != "start_network start_storage running paused running restarting restarted running stopping stop_storage stop_network stopped" {
@@ -98,11 +97,11 @@ func TestQEMURelativePaths(t *testing.T) {
 	vm := e.addVM("qemurel", "    hypervisor = qemu;\n    memory = 64;\n    qemu { accel = tcg; serial = false; }\n")
 	d := e.start()
 	d.do(vm, api.ActionStart)
-	if st := d.waitState(vm, statemachine.Running); !alive(st.PID) {
+	if st := d.waitState(vm, api.StateRunning); !alive(st.PID) {
 		t.Fatalf("status: %+v", st)
 	}
 	if _, err := d.c.Stop(ctx(t), vm, api.StopOptions{Force: true}); err != nil {
 		t.Fatal(err)
 	}
-	d.waitState(vm, statemachine.Stopped)
+	d.waitState(vm, api.StateStopped)
 }

@@ -13,7 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmstated/vmstated/api"
-	"github.com/vmstated/vmstated/statemachine"
 )
 
 // stateDirOnTmpfs puts the env's state directory on a small tmpfs of its
@@ -116,7 +115,7 @@ func TestStateDirReadOnlyThenFull(t *testing.T) {
 			}
 			// A start now must not launch: its intent cannot be recorded.
 			d.do(a, api.ActionStart)
-			st := d.waitState(a, statemachine.Failed)
+			st := d.waitState(a, api.StateFailed)
 			if !strings.Contains(st.Reason, "state not saved") || !strings.Contains(st.Reason, "nothing was launched") {
 				t.Errorf("reason %q, want it to say the state was not saved and nothing launched", st.Reason)
 			}
@@ -128,7 +127,7 @@ func TestStateDirReadOnlyThenFull(t *testing.T) {
 			}
 			// A stop goes on; its record waits.
 			d.do(b, api.ActionStop)
-			d.waitState(b, statemachine.Stopped)
+			d.waitState(b, api.StateStopped)
 			waitGone(t, stB.PID)
 			if st := d.get(b); st.RecordError == "" {
 				t.Errorf("status of %s does not show the unsaved record", b)
@@ -148,7 +147,7 @@ func TestStateDirReadOnlyThenFull(t *testing.T) {
 				t.Errorf("record of %s after the fault: state %v desired %v, want failed/stopped", a, r["state"], r["desired"])
 			}
 			d.do(a, api.ActionFailReset)
-			d.waitState(a, statemachine.Stopped)
+			d.waitState(a, api.StateStopped)
 			// b runs again for the next round (and the restart below).
 			d.do(b, api.ActionStart)
 			stB = d.waitUp(b)
@@ -165,14 +164,14 @@ func TestStateDirReadOnlyThenFull(t *testing.T) {
 	if p := e.vmProcs(b); len(p) != 1 {
 		t.Errorf("%s has processes %v, want exactly one", b, p)
 	}
-	if st := d2.get(a); st.State != statemachine.Stopped || st.Desired != statemachine.Stopped {
+	if st := d2.get(a); st.State != api.StateStopped || st.Desired != api.StateStopped {
 		t.Errorf("%s is %s desired %s after the restart, want stopped", a, st.State, st.Desired)
 	}
 	if p := e.vmProcs(a); len(p) != 0 {
 		t.Errorf("%s has processes %v after the restart, want none", a, p)
 	}
 	d2.do(b, api.ActionStop)
-	d2.waitState(b, statemachine.Stopped)
+	d2.waitState(b, api.StateStopped)
 }
 
 // A daemon out of file descriptors cannot write records: the status says
@@ -226,7 +225,7 @@ func TestRecordWrittenAfterDescriptorsRunOut(t *testing.T) {
 	})
 	restore()
 	final := d.waitStatus(vm, "record saved and settled", func(s api.Status) bool {
-		return s.RecordError == "" && (s.State == statemachine.Running && s.Hook == "" || s.State == statemachine.Failed)
+		return s.RecordError == "" && (s.State == api.StateRunning && s.Hook == "" || s.State == api.StateFailed)
 	})
 	rec := e.diskRecord(vm)
 	if rec["state"] != string(final.State) {
@@ -235,9 +234,9 @@ func TestRecordWrittenAfterDescriptorsRunOut(t *testing.T) {
 	if p := e.vmProcs(vm); len(p) > 1 {
 		t.Errorf("%s has processes %v, want at most one", vm, p)
 	}
-	if final.State == statemachine.Running {
+	if final.State == api.StateRunning {
 		d.do(vm, api.ActionStop)
-		d.waitState(vm, statemachine.Stopped)
+		d.waitState(vm, api.StateStopped)
 	}
 }
 
@@ -250,7 +249,7 @@ func TestFailResetSurvivesRestart(t *testing.T) {
 	e.control(vm, "start_network", "fail", true)
 	d := e.start()
 	d.do(vm, api.ActionStart)
-	d.waitState(vm, statemachine.Failed)
+	d.waitState(vm, api.StateFailed)
 	e.waitLastHook(vm, "failed")
 	if r := e.diskRecord(vm); r["desired"] != "stopped" {
 		t.Errorf("record of a failed VM says desired %v, want stopped", r["desired"])
@@ -259,9 +258,9 @@ func TestFailResetSurvivesRestart(t *testing.T) {
 	d.term()
 
 	d2 := e.start()
-	d2.waitState(vm, statemachine.Failed)
+	d2.waitState(vm, api.StateFailed)
 	d2.do(vm, api.ActionFailReset)
-	d2.waitStatus(vm, "reset and settled", func(s api.Status) bool { return s.State == statemachine.Stopped && s.Hook == "" })
+	d2.waitStatus(vm, "reset and settled", func(s api.Status) bool { return s.State == api.StateStopped && s.Hook == "" })
 	if r := e.diskRecord(vm); r["state"] != "stopped" || r["desired"] != "stopped" {
 		t.Errorf("record after failreset: state %v desired %v, want stopped/stopped", r["state"], r["desired"])
 	}
@@ -274,14 +273,14 @@ func TestFailResetSurvivesRestart(t *testing.T) {
 	d3 := e.start()
 	d3.do(marker, api.ActionStart)
 	d3.waitUp(marker)
-	if st := d3.get(vm); st.State != statemachine.Stopped || st.Desired != statemachine.Stopped {
+	if st := d3.get(vm); st.State != api.StateStopped || st.Desired != api.StateStopped {
 		t.Errorf("%s is %s desired %s after the second restart, want stopped", vm, st.State, st.Desired)
 	}
 	if recs := e.records(vm)[before:]; len(recs) != 0 {
 		t.Errorf("hooks ran after the restart: %v", states(recs))
 	}
 	d3.do(marker, api.ActionStop)
-	d3.waitState(marker, statemachine.Stopped)
+	d3.waitState(marker, api.StateStopped)
 }
 
 // A daemon killed during a forced stop is followed by one that goes on
@@ -310,7 +309,7 @@ func TestDaemonKilledDuringForcedStop(t *testing.T) {
 		t.Fatalf("VM process %d died with the daemon", st.PID)
 	}
 	d2 := e.start()
-	d2.waitState(vm, statemachine.Stopped)
+	d2.waitState(vm, api.StateStopped)
 	waitGone(t, st.PID)
 	if log := e.readLog(vm); !strings.Contains(log, "forced stop was in progress") {
 		t.Errorf("log does not say the forced stop went on:\n%s", log)
@@ -330,7 +329,7 @@ func TestEventSequenceSurvivesRestart(t *testing.T) {
 	d.do(vm, api.ActionStop)
 	seen := evs.waitFor(t, "the stop", func(evs []api.Event) bool {
 		for _, ev := range evs {
-			if ev.Kind == api.KindHook && ev.To == statemachine.Stopped {
+			if ev.Kind == api.KindHook && ev.To == api.StateStopped {
 				return true
 			}
 		}
@@ -342,7 +341,7 @@ func TestEventSequenceSurvivesRestart(t *testing.T) {
 	d2 := e.start()
 	evs2 := d2.events(vm)
 	d2.do(vm, api.ActionStart)
-	got := evs2.waitEnter(t, statemachine.StartNetwork, 1)
+	got := evs2.waitEnter(t, api.StateStartNetwork, 1)
 	if got[0].Seq <= last {
 		t.Errorf("first event of the new daemon has seq %d, not after the last one's %d", got[0].Seq, last)
 	}
@@ -361,7 +360,7 @@ func TestEventSequenceSurvivesRestart(t *testing.T) {
 		t.Errorf("resuming after 1 on the new daemon: first event %+v, want a lost notice that says the daemon restarted", ev)
 	}
 	d2.do(vm, api.ActionStop)
-	d2.waitState(vm, statemachine.Stopped)
+	d2.waitState(vm, api.StateStopped)
 }
 
 // stop -w returns once the stopped hook has finished, and every hook,
@@ -394,7 +393,7 @@ func TestStopWaitsForStoppedHook(t *testing.T) {
 		done <- cmd.Wait()
 	}()
 	waitUntil(t, "the stopped hook to hang", func() bool { return exists(filepath.Join(e.work, vm+".stopped.hanging")) })
-	d.waitState(vm, statemachine.Stopped)
+	d.waitState(vm, api.StateStopped)
 	select {
 	case err := <-done:
 		t.Fatalf("stop -w returned (%v) while the stopped hook still ran: %v", err, lines)
@@ -407,16 +406,16 @@ func TestStopWaitsForStoppedHook(t *testing.T) {
 	if recs := e.records(vm); recs[len(recs)-1].state != "stopped" {
 		t.Errorf("last hook %v", states(recs))
 	}
-	ended := map[statemachine.State]bool{}
+	ended := map[api.State]bool{}
 	evs.waitFor(t, "hook ends of the stop", func(evs []api.Event) bool {
 		for _, ev := range evs {
 			if ev.Kind == api.KindHook {
 				ended[ev.To] = true
 			}
 		}
-		return ended[statemachine.Stopped]
+		return ended[api.StateStopped]
 	})
-	for _, st := range []statemachine.State{statemachine.Stopping, statemachine.StopStorage, statemachine.StopNetwork, statemachine.Stopped} {
+	for _, st := range []api.State{api.StateStopping, api.StateStopStorage, api.StateStopNetwork, api.StateStopped} {
 		if !ended[st] {
 			t.Errorf("no hook-end event for %s", st)
 		}

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/vmstated/vmstated/api"
-	"github.com/vmstated/vmstated/statemachine"
 )
 
 // A VM process that dies while the daemon is down is a crash for the
@@ -21,7 +20,7 @@ func TestCrashWhileDaemonDown(t *testing.T) {
 	vm := e.addVM("downcrash", sleeper("    maxrestart = 3;\n    maxrestarttime = 1h;\n"))
 	d := e.start()
 	d.do(vm, api.ActionStart)
-	st := d.waitState(vm, statemachine.Running)
+	st := d.waitState(vm, api.StateRunning)
 	e.waitLastHook(vm, "running")
 	d.term()
 	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
@@ -31,7 +30,7 @@ func TestCrashWhileDaemonDown(t *testing.T) {
 
 	d2 := e.start()
 	st2 := d2.waitStatus(vm, "running again with a new process", func(s api.Status) bool {
-		return s.State == statemachine.Running && s.PID != 0 && s.PID != st.PID
+		return s.State == api.StateRunning && s.PID != 0 && s.PID != st.PID
 	})
 	if st2.Restarts != 1 {
 		t.Errorf("restarts %d after a crash while the daemon was down, want 1", st2.Restarts)
@@ -41,7 +40,7 @@ func TestCrashWhileDaemonDown(t *testing.T) {
 		t.Errorf("hooks: %s", got)
 	}
 	d2.do(vm, api.ActionStop)
-	d2.waitState(vm, statemachine.Stopped)
+	d2.waitState(vm, api.StateStopped)
 	waitGone(t, st2.PID)
 }
 
@@ -54,9 +53,9 @@ func TestDaemonKilledWhileStopping(t *testing.T) {
 	vm := e.addVM("killstop", execVM([]string{"/bin/sh", "-c", "trap '' TERM; exec /bin/sleep 1000"}, "")+"    stop_timeout = 3;\n")
 	d := e.start()
 	d.do(vm, api.ActionStart)
-	st := d.waitState(vm, statemachine.Running)
+	st := d.waitState(vm, api.StateRunning)
 	d.do(vm, api.ActionStop)
-	d.waitState(vm, statemachine.Stopping)
+	d.waitState(vm, api.StateStopping)
 	e.waitLastHook(vm, "stopping")
 	_ = d.cmd.Process.Kill()
 	<-d.done
@@ -65,7 +64,7 @@ func TestDaemonKilledWhileStopping(t *testing.T) {
 	}
 
 	d2 := e.start()
-	d2.waitState(vm, statemachine.Stopped)
+	d2.waitState(vm, api.StateStopped)
 	waitGone(t, st.PID)
 	recs := e.waitLastHook(vm, "stopped")
 	got := strings.Join(states(recs), " ")
@@ -116,11 +115,11 @@ func TestDaemonExitDuringStartHook(t *testing.T) {
 			e.control(vm, "start_storage", "release", false)
 
 			d2 := e.start()
-			st := d2.waitState(vm, statemachine.Running)
+			st := d2.waitState(vm, api.StateRunning)
 			starts := append(append([]string{"start_network"}, tc.storage...), "running")
 			e.waitHooks(vm, starts...)
 			d2.do(vm, api.ActionStop)
-			d2.waitState(vm, statemachine.Stopped)
+			d2.waitState(vm, api.StateStopped)
 			waitGone(t, st.PID)
 			e.waitHooks(vm, append(starts, "stopping", "stop_storage", "stop_network", "stopped")...)
 		})
@@ -153,10 +152,10 @@ func TestDaemonKilledDuringStartHook(t *testing.T) {
 	})
 
 	d2 := e.start()
-	st := d2.waitState(vm, statemachine.Running)
+	st := d2.waitState(vm, api.StateRunning)
 	e.waitHooks(vm, "start_network", "start_storage", "running")
 	d2.do(vm, api.ActionStop)
-	d2.waitState(vm, statemachine.Stopped)
+	d2.waitState(vm, api.StateStopped)
 	waitGone(t, st.PID)
 }
 
@@ -176,7 +175,7 @@ func TestDaemonExitDuringNoticeHook(t *testing.T) {
 	stopVM, failVM := e.name("notestop"), e.name("notefail")
 	d := e.start()
 	d.do(stopVM, api.ActionStart)
-	st := d.waitState(stopVM, statemachine.Running)
+	st := d.waitState(stopVM, api.StateRunning)
 	d.do(stopVM, api.ActionStop)
 	d.do(failVM, api.ActionStart)
 	for _, x := range [][2]string{{stopVM, "stopped"}, {failVM, "failed"}} {

@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/vmstated/vmstated/api"
-	"github.com/vmstated/vmstated/statemachine"
 )
 
 // An edited config waits as pending while the VM runs and is in force once
@@ -23,18 +22,18 @@ func TestConfigEdit(t *testing.T) {
 	vm := e.addVM("edit", sleeper("    description = one;\n"))
 	d := e.start()
 	d.do(vm, api.ActionStart)
-	st := d.waitState(vm, statemachine.Running)
+	st := d.waitState(vm, api.StateRunning)
 
 	e.writeConfig(vm, sleeper("    description = two;\n"))
 	st = d.waitStatus(vm, "pending", func(s api.Status) bool { return s.Pending })
-	if st.State != statemachine.Running || st.Description != "one" || !alive(st.PID) {
+	if st.State != api.StateRunning || st.Description != "one" || !alive(st.PID) {
 		t.Errorf("after an edit while running: %+v, want still running with the old config", st)
 	}
 
 	// A broken edit while running: the error shows, the VM runs on.
 	e.writeConfig(vm, sleeper("    description = three;\n    cpus = \"x;\n"))
 	st = d.waitStatus(vm, "config error", func(s api.Status) bool { return s.ConfigError != "" })
-	if st.State != statemachine.Running || st.Description != "one" {
+	if st.State != api.StateRunning || st.Description != "one" {
 		t.Errorf("after a broken edit: %+v", st)
 	}
 	if !strings.Contains(st.ConfigError, "config") {
@@ -44,7 +43,7 @@ func TestConfigEdit(t *testing.T) {
 	d.waitStatus(vm, "config error cleared", func(s api.Status) bool { return s.ConfigError == "" })
 
 	d.do(vm, api.ActionStop)
-	d.waitState(vm, statemachine.Stopped)
+	d.waitState(vm, api.StateStopped)
 	waitGone(t, st.PID)
 	st = d.waitStatus(vm, "new config in force", func(s api.Status) bool { return !s.Pending })
 	if st.Description != "two" {
@@ -69,14 +68,14 @@ func TestVMDirRemovedWhileRunning(t *testing.T) {
 	idle := e.addVM("idle", sleeper(""))
 	d := e.start()
 	d.do(vm, api.ActionStart)
-	st := d.waitState(vm, statemachine.Running)
+	st := d.waitState(vm, api.StateRunning)
 	e.waitLastHook(vm, "running")
 
 	if err := os.RemoveAll(filepath.Join(e.root, vm)); err != nil {
 		t.Fatal(err)
 	}
 	st = d.waitStatus(vm, "marked removed", func(s api.Status) bool { return s.Removed })
-	if st.State != statemachine.Running || !alive(st.PID) {
+	if st.State != api.StateRunning || !alive(st.PID) {
 		t.Errorf("after removing its directory: %+v, want it still running", st)
 	}
 
@@ -95,7 +94,7 @@ func TestVMDirRemovedWhileRunning(t *testing.T) {
 		_, err := d.c.Get(ctx(t), vm)
 		return errors.Is(err, api.ErrNotFound)
 	})
-	ev.waitEnter(t, statemachine.Stopped, 1)
+	ev.waitEnter(t, api.StateStopped, 1)
 	if exists(filepath.Join(e.stateDir, vm+".json")) {
 		t.Errorf("state record of the dropped VM is still there")
 	}
@@ -133,7 +132,7 @@ func TestBrokenConfigNextToGood(t *testing.T) {
 	d := e.start()
 	for _, name := range []string{bad, worse} {
 		st := d.get(name)
-		if st.ConfigError == "" || st.State != statemachine.Stopped {
+		if st.ConfigError == "" || st.State != api.StateStopped {
 			t.Errorf("broken VM %s: %+v, want stopped with its config error", name, st)
 		}
 		if _, err := d.c.Start(ctx(t), name); !errors.Is(err, api.ErrConflict) {
@@ -141,9 +140,9 @@ func TestBrokenConfigNextToGood(t *testing.T) {
 		}
 	}
 	d.do(good, api.ActionStart)
-	st := d.waitState(good, statemachine.Running)
+	st := d.waitState(good, api.StateRunning)
 	d.do(good, api.ActionStop)
-	d.waitState(good, statemachine.Stopped)
+	d.waitState(good, api.StateStopped)
 	waitGone(t, st.PID)
 
 	// Fixing the broken config makes the VM usable.

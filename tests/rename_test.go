@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/vmstated/vmstated/api"
-	"github.com/vmstated/vmstated/statemachine"
 )
 
 // A running VM's directory renamed (the name comes from the section key,
@@ -20,7 +19,7 @@ func TestVMDirRenamedWhileRunning(t *testing.T) {
 	vm := e.addVM("moved", sleeper(""))
 	d := e.start()
 	d.do(vm, api.ActionStart)
-	st := d.waitState(vm, statemachine.Running)
+	st := d.waitState(vm, api.StateRunning)
 	e.waitHookRan(vm, "running")
 	if err := os.Rename(filepath.Join(e.root, vm), filepath.Join(e.root, "renamed")); err != nil {
 		t.Fatal(err)
@@ -30,11 +29,11 @@ func TestVMDirRenamedWhileRunning(t *testing.T) {
 	st = d.waitStatus(vm, "config from the new directory", func(s api.Status) bool {
 		return s.Pending || s.Dir == filepath.Join(e.root, "renamed")
 	})
-	if st.State != statemachine.Running || st.Removed {
+	if st.State != api.StateRunning || st.Removed {
 		t.Errorf("after the rename: %+v", st)
 	}
 	d.do(vm, api.ActionStop)
-	d.waitState(vm, statemachine.Stopped)
+	d.waitState(vm, api.StateStopped)
 	e.waitHooks(vm, "start_network", "start_storage", "running", "stopping", "stop_storage", "stop_network", "stopped")
 }
 
@@ -47,7 +46,7 @@ func TestDuplicateNameWhileRunning(t *testing.T) {
 	vm := e.addVM("twin", sleeper(""))
 	d := e.start()
 	d.do(vm, api.ActionStart)
-	st := d.waitState(vm, statemachine.Running)
+	st := d.waitState(vm, api.StateRunning)
 
 	dup := filepath.Join(e.root, "impostor")
 	if err := os.Mkdir(dup, 0o755); err != nil {
@@ -55,7 +54,7 @@ func TestDuplicateNameWhileRunning(t *testing.T) {
 	}
 	e.writeFile(filepath.Join(dup, "config"), vm+" {\n"+execVM([]string{"/bin/false"}, "")+"}\n")
 	st = d.waitStatus(vm, "a config error", func(s api.Status) bool { return s.ConfigError != "" })
-	if st.State != statemachine.Running || !alive(st.PID) {
+	if st.State != api.StateRunning || !alive(st.PID) {
 		t.Errorf("after a duplicate appeared: %+v", st)
 	}
 	if list, err := d.c.List(ctx(t)); err != nil || len(list) != 1 {
@@ -65,11 +64,11 @@ func TestDuplicateNameWhileRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	st = d.waitStatus(vm, "the error cleared", func(s api.Status) bool { return s.ConfigError == "" })
-	if st.State != statemachine.Running || st.Removed || st.Dir != filepath.Join(e.root, vm) {
+	if st.State != api.StateRunning || st.Removed || st.Dir != filepath.Join(e.root, vm) {
 		t.Errorf("after the duplicate went: %+v", st)
 	}
 	d.do(vm, api.ActionStop)
-	d.waitState(vm, statemachine.Stopped)
+	d.waitState(vm, api.StateStopped)
 	waitGone(t, st.PID)
 	e.waitHooks(vm, "start_network", "start_storage", "running", "stopping", "stop_storage", "stop_network", "stopped")
 }

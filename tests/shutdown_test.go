@@ -15,7 +15,6 @@ import (
 
 	"github.com/vmstated/vmstated/api"
 	"github.com/vmstated/vmstated/internal/testguest"
-	"github.com/vmstated/vmstated/statemachine"
 )
 
 // unitCommand returns a unit file's ExecStop= command line, its ${VAR}s
@@ -130,7 +129,7 @@ func TestHostShutdown(t *testing.T) {
 		// Right after the restart the status can say running before the
 		// VM's process is taken over (pid 0): wait for the take-over.
 		st := d.waitStatus(vm, "taken over", func(st api.Status) bool {
-			return st.State == statemachine.Running && st.Hook == "" && st.PID != 0
+			return st.State == api.StateRunning && st.Hook == "" && st.PID != 0
 		})
 		if st.PID != pids[vm] {
 			t.Fatalf("%s runs pid %d after the restart, was %d", vm, st.PID, pids[vm])
@@ -178,7 +177,7 @@ func TestHostShutdown(t *testing.T) {
 			t.Errorf("the report has no line saying %s was %s (exit %s)", vm, want[vm], wantExit[vm])
 		}
 		st := d.get(vm)
-		if st.State != statemachine.Stopped || st.LastExit == nil || st.LastExit.Reason != wantExit[vm] {
+		if st.State != api.StateStopped || st.LastExit == nil || st.LastExit.Reason != wantExit[vm] {
 			t.Errorf("%s after the shutdown: %s, last exit %+v; want stopped after %s", vm, st.State, st.LastExit, wantExit[vm])
 		}
 		waitGone(t, pids[vm])
@@ -188,7 +187,7 @@ func TestHostShutdown(t *testing.T) {
 	}
 
 	// The dependant had stopped before the VM it depends on was asked.
-	seq := func(vm string, to statemachine.State) uint64 {
+	seq := func(vm string, to api.State) uint64 {
 		got := evs[vm].waitEnter(t, to, 1)
 		for _, ev := range got {
 			if ev.Kind == api.KindTransition && ev.To == to {
@@ -197,7 +196,7 @@ func TestHostShutdown(t *testing.T) {
 		}
 		return 0
 	}
-	if appDown, dbAsked := seq(app, statemachine.Stopped), seq(db, statemachine.Stopping); dbAsked < appDown {
+	if appDown, dbAsked := seq(app, api.StateStopped), seq(db, api.StateStopping); dbAsked < appDown {
 		t.Errorf("%s began to stop (event %d) before %s, which depends on it, had stopped (event %d)", db, dbAsked, app, appDown)
 	}
 }

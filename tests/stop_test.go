@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/vmstated/vmstated/api"
-	"github.com/vmstated/vmstated/statemachine"
 )
 
 // A VM process that ignores the stop signal is killed after stop_timeout;
@@ -28,9 +27,9 @@ func TestStopPaths(t *testing.T) {
 
 	t.Run("graceful stop times out", func(t *testing.T) {
 		t.Parallel()
-		st := d.waitState(stubborn, statemachine.Running)
+		st := d.waitState(stubborn, api.StateRunning)
 		d.do(stubborn, api.ActionStop)
-		st2 := d.waitState(stubborn, statemachine.Stopped)
+		st2 := d.waitState(stubborn, api.StateStopped)
 		waitGone(t, st.PID)
 		if !strings.Contains(e.readLog(stubborn), "forcing") {
 			t.Errorf("log does not say the stop was forced:\n%s", e.readLog(stubborn))
@@ -41,25 +40,25 @@ func TestStopPaths(t *testing.T) {
 	})
 	t.Run("forced stop", func(t *testing.T) {
 		t.Parallel()
-		st := d.waitState(forced, statemachine.Running)
+		st := d.waitState(forced, api.StateRunning)
 		// stop_timeout is an hour: only -f ends this one in a test's time.
 		if out, errOut, code := e.ctl("stop", "-f", "-w", forced); code != 0 {
 			t.Fatalf("vmstatedctl stop -f -w exited %d: %s%s", code, out, errOut)
 		}
-		if st := d.get(forced); st.State != statemachine.Stopped {
+		if st := d.get(forced); st.State != api.StateStopped {
 			t.Errorf("after stop -f -w: %s", st.State)
 		}
 		waitGone(t, st.PID)
 	})
 	t.Run("user restart", func(t *testing.T) {
 		t.Parallel()
-		st := d.waitState(again, statemachine.Running)
+		st := d.waitState(again, api.StateRunning)
 		ev := d.events(again)
 		for i := 1; i <= 2; i++ {
 			d.do(again, api.ActionRestart)
-			ev.waitEnter(t, statemachine.Running, i)
+			ev.waitEnter(t, api.StateRunning, i)
 		}
-		st2 := d.waitState(again, statemachine.Running)
+		st2 := d.waitState(again, api.StateRunning)
 		if st2.Restarts != 0 || st2.PID == st.PID || !alive(st2.PID) {
 			t.Errorf("after two user restarts with maxrestart 0: %+v (first pid %d)", st2, st.PID)
 		}
@@ -67,16 +66,16 @@ func TestStopPaths(t *testing.T) {
 		// Pause stops the process (SIGSTOP); unpause lets it go on; a stop
 		// of a paused VM still ends it.
 		d.do(again, api.ActionPause)
-		d.waitState(again, statemachine.Paused)
+		d.waitState(again, api.StatePaused)
 		// A signal is delivered after kill returns: wait for it.
 		waitUntil(t, "the paused VM process to stop", func() bool { return procState(st2.PID) == "T" })
 		d.do(again, api.ActionUnpause)
-		d.waitState(again, statemachine.Running)
+		d.waitState(again, api.StateRunning)
 		waitUntil(t, "the unpaused VM process to go on", func() bool { return procState(st2.PID) != "T" })
 		d.do(again, api.ActionPause)
-		d.waitState(again, statemachine.Paused)
+		d.waitState(again, api.StatePaused)
 		d.do(again, api.ActionStop)
-		d.waitState(again, statemachine.Stopped)
+		d.waitState(again, api.StateStopped)
 		waitGone(t, st2.PID)
 		recs := states(e.waitLastHook(again, "stopped"))
 		if want := "paused running paused stopping stop_storage stop_network stopped"; !strings.HasSuffix(strings.Join(recs, " "), want) {
@@ -129,7 +128,7 @@ func TestHookProblems(t *testing.T) {
 	d := e.start()
 	for vm, want := range cases {
 		d.do(vm, api.ActionStart)
-		st := d.waitState(vm, statemachine.Failed)
+		st := d.waitState(vm, api.StateFailed)
 		if !strings.Contains(st.Reason, want) {
 			t.Errorf("%s failed with %q, want it to say %q", vm, st.Reason, want)
 		}

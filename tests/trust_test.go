@@ -17,7 +17,6 @@ import (
 	"testing"
 
 	"github.com/vmstated/vmstated/api"
-	"github.com/vmstated/vmstated/statemachine"
 )
 
 // testUser is an account made for one test with useradd and removed
@@ -270,7 +269,7 @@ func TestTrustQEMUSandbox(t *testing.T) {
 	d := e.start()
 	for vm, uid := range map[string]int{asUser: q.uid, asRoot: 0} {
 		d.do(vm, api.ActionStart)
-		st := d.waitState(vm, statemachine.Running)
+		st := d.waitState(vm, api.StateRunning)
 		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", st.PID))
 		if err != nil {
 			t.Fatal(err)
@@ -295,7 +294,7 @@ func TestTrustQEMUSandbox(t *testing.T) {
 			}
 		}
 		d.do(vm, api.ActionStop)
-		d.waitState(vm, statemachine.Stopped)
+		d.waitState(vm, api.StateStopped)
 	}
 }
 
@@ -317,7 +316,7 @@ func TestTrustQEMUDefaultUser(t *testing.T) {
 	}
 	d := e.start("-U", q.name)
 	d.do(vm, api.ActionStart)
-	st := d.waitState(vm, statemachine.Running)
+	st := d.waitState(vm, api.StateRunning)
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", st.PID))
 	if err != nil {
 		t.Fatal(err)
@@ -326,5 +325,5 @@ func TestTrustQEMUDefaultUser(t *testing.T) {
 		t.Errorf("QEMU of a daemon run with -U %s:\n%s", q.name, status)
 	}
 	d.do(vm, api.ActionStop)
-	d.waitState(vm, statemachine.Stopped)
+	d.waitState(vm, api.StateStopped)
 }

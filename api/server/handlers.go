@@ -25,7 +25,7 @@ import (
 // Handler returns the API's handler. Requests must carry peer credentials
 // in their context (ConnContext); those that do not may do nothing.
 func (s *Server) Handler() http.Handler {
-	return http.HandlerFunc(s.route)
+	return s.counting(http.HandlerFunc(s.route))
 }
 
 // route dispatches by path and method. It is written out by hand so that
@@ -36,6 +36,10 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(time.Now().Add(s.actionTO + s.writeTO))
 
+	if r.URL.Path == MetricsPath {
+		s.method(w, r, http.MethodGet, s.metrics)
+		return
+	}
 	seg, ok := segments(r.URL)
 	if !ok || len(seg) < 2 || seg[0] != "v1" {
 		s.fail(w, http.StatusNotFound, api.CodeNoEndpoint, noEndpoint(r))
@@ -67,7 +71,7 @@ func noEndpoint(r *http.Request) string {
 	for i, a := range api.Actions {
 		acts[i] = string(a)
 	}
-	return fmt.Sprintf("no endpoint %s; the API has /v1/vms, /v1/vms/{name}, /v1/vms/{name}/{info,log}, /v1/vms/{name}/{%s}, /v1/events and /v1/reload",
+	return fmt.Sprintf("no endpoint %s; the API has /v1/vms, /v1/vms/{name}, /v1/vms/{name}/{info,log}, /v1/vms/{name}/{%s}, /v1/events, /v1/reload and /metrics",
 		r.URL.Path, strings.Join(acts, ","))
 }
 
@@ -130,7 +134,7 @@ func (s *Server) failErr(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, supervisor.ErrUnknownVM):
 		status, body.Code = http.StatusNotFound, api.CodeNotFound
 	case errors.As(err, &na):
-		status, body.Code, body.State = http.StatusConflict, api.CodeNotAllowed, na.State
+		status, body.Code, body.State = http.StatusConflict, api.CodeNotAllowed, api.State(na.State)
 	case errors.Is(err, statemachine.ErrNotAllowed):
 		status, body.Code = http.StatusConflict, api.CodeNotAllowed
 	case errors.Is(err, supervisor.ErrInvalidConfig):
@@ -680,12 +684,12 @@ func tailOffset(f *os.File, size int64, n int) int64 {
 
 func toStatus(st supervisor.Status) api.Status {
 	out := api.Status{
-		Name: st.Name, State: st.State, Desired: st.Desired, Since: st.Since,
+		Name: st.Name, State: api.State(st.State), Desired: api.State(st.Desired), Since: st.Since,
 		PID: st.PID, Hypervisor: st.Hypervisor, CPUs: st.CPUs, Memory: st.MemoryMB,
 		Owner: st.Owner, Group: st.Group, Description: st.Description, Dir: st.Dir,
 		Autostart: st.Autostart, Depends: st.Depends, Restarts: st.Restarts,
 		MaxRestart: st.MaxRestart, Reason: st.Reason, ConfigError: st.ConfigError,
-		Pending: st.Pending, Removed: st.Removed, Hook: st.Hook,
+		Pending: st.Pending, Removed: st.Removed, Hook: api.State(st.Hook),
 		WaitingFor: st.WaitingFor, RecordError: st.RecordError, Recovering: st.Recovering,
 	}
 	if st.Depends != nil {
@@ -699,6 +703,6 @@ func toStatus(st supervisor.Status) api.Status {
 }
 
 func toEvent(e supervisor.Event) api.Event {
-	return api.Event{Seq: e.Seq, Time: e.Time, Kind: e.Kind, VM: e.VM, Event: e.Event,
-		From: e.From, To: e.To, Reason: e.Reason, Lost: e.Lost, Skipped: e.Skipped}
+	return api.Event{Seq: e.Seq, Time: e.Time, Kind: e.Kind, VM: e.VM, Event: string(e.Event),
+		From: api.State(e.From), To: api.State(e.To), Reason: e.Reason, Lost: e.Lost, Skipped: e.Skipped}
 }

@@ -169,7 +169,7 @@ func (d *daemon) settle(ctx context.Context, name string) {
 
 // waitState waits (through the real event stream) until the VM is in
 // one of the states, and returns its status once that shows it.
-func (d *daemon) waitState(name string, want ...statemachine.State) api.Status {
+func (d *daemon) waitState(name string, want ...api.State) api.Status {
 	d.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), guard)
 	defer cancel()
@@ -178,7 +178,7 @@ func (d *daemon) waitState(name string, want ...statemachine.State) api.Status {
 		d.t.Fatalf("events: %v", err)
 	}
 	defer func() { s.Close() }()
-	is := func(st statemachine.State) bool {
+	is := func(st api.State) bool {
 		for _, w := range want {
 			if st == w {
 				return true
@@ -227,8 +227,8 @@ func (d *daemon) run(name string) api.Status {
 	if _, err := d.client.Start(context.Background(), name); err != nil {
 		d.t.Fatalf("start %s: %v", name, err)
 	}
-	st := d.waitState(name, statemachine.Running, statemachine.Failed)
-	if st.State == statemachine.Failed {
+	st := d.waitState(name, api.StateRunning, api.StateFailed)
+	if st.State == api.StateFailed {
 		d.t.Fatalf("%s failed to start: %s", name, st.Reason)
 	}
 	return st

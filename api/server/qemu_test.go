@@ -10,7 +10,6 @@ import (
 
 	"github.com/vmstated/vmstated/api"
 	"github.com/vmstated/vmstated/api/server"
-	"github.com/vmstated/vmstated/statemachine"
 )
 
 // TestQEMU drives a real QEMU (TCG, no disk: the firmware runs) through
@@ -66,7 +65,7 @@ func TestQEMU(t *testing.T) {
 	if _, err := c.Do(ctx, "q", api.ActionReset, nil); err != nil {
 		t.Fatalf("reset: %v", err)
 	}
-	d.waitState("q", statemachine.Running)
+	d.waitState("q", api.StateRunning)
 	// With no operating system the firmware answers an NMI with a reset,
 	// which ends QEMU (-no-reboot), sometimes before it replies: the NMI
 	// must be supported, and the daemon must carry on.
@@ -79,7 +78,7 @@ func TestQEMU(t *testing.T) {
 	if _, err := c.Stop(ctx, "q", api.StopOptions{}); err != nil && !isConflict(err) {
 		t.Fatalf("stop: %v", err)
 	}
-	d.waitState("q", statemachine.Stopped, statemachine.Failed)
+	d.waitState("q", api.StateStopped, api.StateFailed)
 
 	// Stopped: info and screenshot are not allowed now (409), not
 	// unsupported.

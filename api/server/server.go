@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/vmstated/vmstated/api/peercred"
+	"github.com/vmstated/vmstated/metrics"
 	"github.com/vmstated/vmstated/supervisor"
 )
 
@@ -61,6 +62,8 @@ type Options struct {
 	// Logf receives the server's own problems (internal errors). Nil
 	// discards them.
 	Logf func(format string, args ...any)
+	// Metrics serves GET /metrics and counts the requests. Nil: 501.
+	Metrics *metrics.Metrics
 }
 
 // Server answers the control API from a supervisor.
@@ -75,6 +78,8 @@ type Server struct {
 	idleTO   time.Duration
 	logf     func(string, ...any)
 	ids      *idCache
+	// metricsSrc serves /metrics; nil when the daemon has none.
+	metricsSrc *metrics.Metrics
 
 	quit     chan struct{} // closed when streams are to end
 	quitOnce sync.Once
@@ -83,16 +88,17 @@ type Server struct {
 // New returns a server of sup.
 func New(sup *supervisor.Supervisor, opts Options) *Server {
 	s := &Server{
-		sup:      sup,
-		reload:   opts.Reload,
-		readHdr:  orDefault(opts.ReadHeaderTimeout, DefaultReadHeaderTimeout),
-		bodyTO:   orDefault(opts.BodyTimeout, DefaultBodyTimeout),
-		writeTO:  orDefault(opts.WriteTimeout, DefaultWriteTimeout),
-		actionTO: orDefault(opts.ActionTimeout, DefaultActionTimeout),
-		idleTO:   orDefault(opts.IdleTimeout, DefaultIdleTimeout),
-		logf:     opts.Logf,
-		ids:      newIDCache(idCacheTTL),
-		quit:     make(chan struct{}),
+		sup:        sup,
+		reload:     opts.Reload,
+		readHdr:    orDefault(opts.ReadHeaderTimeout, DefaultReadHeaderTimeout),
+		bodyTO:     orDefault(opts.BodyTimeout, DefaultBodyTimeout),
+		writeTO:    orDefault(opts.WriteTimeout, DefaultWriteTimeout),
+		actionTO:   orDefault(opts.ActionTimeout, DefaultActionTimeout),
+		idleTO:     orDefault(opts.IdleTimeout, DefaultIdleTimeout),
+		logf:       opts.Logf,
+		ids:        newIDCache(idCacheTTL),
+		metricsSrc: opts.Metrics,
+		quit:       make(chan struct{}),
 	}
 	if opts.AdminUID != nil {
 		s.adminUID = *opts.AdminUID

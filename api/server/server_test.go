@@ -18,7 +18,6 @@ import (
 
 	"github.com/vmstated/vmstated/api"
 	"github.com/vmstated/vmstated/api/server"
-	"github.com/vmstated/vmstated/statemachine"
 	"github.com/vmstated/vmstated/supervisor"
 )
 
@@ -67,7 +66,7 @@ func TestEndpoints(t *testing.T) {
 	if len(list) != 2 || list[0].Name != "alpha" || list[1].Name != "beta" {
 		t.Fatalf("list = %+v", list)
 	}
-	if list[0].State != statemachine.Stopped || list[0].Hypervisor != "exec" || list[0].Description != "first" {
+	if list[0].State != api.StateStopped || list[0].Hypervisor != "exec" || list[0].Description != "first" {
 		t.Fatalf("alpha = %+v", list[0])
 	}
 	if len(list[1].Depends) != 1 || list[1].Depends[0] != "alpha" {
@@ -79,22 +78,22 @@ func TestEndpoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Name != "beta" || st.Desired != statemachine.Running {
+	if st.Name != "beta" || st.Desired != api.StateRunning {
 		t.Fatalf("start answer = %+v", st)
 	}
-	beta := d.waitState("beta", statemachine.Running)
+	beta := d.waitState("beta", api.StateRunning)
 	if beta.PID == 0 {
 		t.Fatalf("running beta has no pid: %+v", beta)
 	}
-	if a, _ := c.Get(ctx, "alpha"); a.State != statemachine.Running {
+	if a, _ := c.Get(ctx, "alpha"); a.State != api.StateRunning {
 		t.Fatalf("alpha = %s, want running", a.State)
 	}
 
 	// Pause and unpause (the exec driver stops and continues the process).
-	if st, err = c.Do(ctx, "beta", api.ActionPause, nil); err != nil || st.State != statemachine.Paused {
+	if st, err = c.Do(ctx, "beta", api.ActionPause, nil); err != nil || st.State != api.StatePaused {
 		t.Fatalf("pause: %+v %v", st, err)
 	}
-	if st, err = c.Do(ctx, "beta", api.ActionUnpause, nil); err != nil || st.State != statemachine.Running {
+	if st, err = c.Do(ctx, "beta", api.ActionUnpause, nil); err != nil || st.State != api.StateRunning {
 		t.Fatalf("unpause: %+v %v", st, err)
 	}
 
@@ -102,7 +101,7 @@ func TestEndpoints(t *testing.T) {
 	if _, err = c.Do(ctx, "beta", api.ActionRestart, nil); err != nil {
 		t.Fatal(err)
 	}
-	d.waitState("beta", statemachine.Running)
+	d.waitState("beta", api.StateRunning)
 	if b, _ := c.Get(ctx, "beta"); b.PID == beta.PID || b.PID == 0 {
 		t.Fatalf("pid after restart %d, before %d", b.PID, beta.PID)
 	}
@@ -164,13 +163,13 @@ func TestEndpoints(t *testing.T) {
 	}
 	fcancel()
 	rd.Close()
-	d.waitState("beta", statemachine.Stopped)
+	d.waitState("beta", api.StateStopped)
 
 	// Force stop.
 	if _, err := c.Stop(ctx, "alpha", api.StopOptions{Force: true}); err != nil {
 		t.Fatal(err)
 	}
-	if a := d.waitState("alpha", statemachine.Stopped); a.PID != 0 {
+	if a := d.waitState("alpha", api.StateStopped); a.PID != 0 {
 		t.Fatalf("stopped alpha has pid %d", a.PID)
 	}
 
@@ -208,7 +207,7 @@ func TestStopOptionsInQuery(t *testing.T) {
 	if err := json.Unmarshal(body, &st); err != nil || st.Name != "vm" {
 		t.Fatalf("answer %s: %v", body, err)
 	}
-	d.waitState("vm", statemachine.Stopped)
+	d.waitState("vm", api.StateStopped)
 }
 
 // TestErrors sends every kind of bad request and checks the answer, then
@@ -292,10 +291,10 @@ func TestErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.State != statemachine.Running || st.PID != running.PID {
+	if st.State != api.StateRunning || st.PID != running.PID {
 		t.Fatalf("after the bad requests vm is %s pid %d, was running pid %d", st.State, st.PID, running.PID)
 	}
-	if off, _ := d.client.Get(context.Background(), "off"); off.State != statemachine.Stopped {
+	if off, _ := d.client.Get(context.Background(), "off"); off.State != api.StateStopped {
 		t.Fatalf("off is %s", off.State)
 	}
 }
@@ -347,7 +346,7 @@ func TestEventsResumeAndLoss(t *testing.T) {
 			t.Fatal(err)
 		}
 		seen = append(seen, e)
-		if e.Kind == api.KindTransition && e.VM == "vm" && e.To == statemachine.Running {
+		if e.Kind == api.KindTransition && e.VM == "vm" && e.To == api.StateRunning {
 			break
 		}
 	}
@@ -357,7 +356,7 @@ func TestEventsResumeAndLoss(t *testing.T) {
 			t.Fatalf("sequence gap: %d then %d", seen[i-1].Seq, seen[i].Seq)
 		}
 	}
-	if seen[0].From != statemachine.Stopped || seen[0].To != statemachine.StartNetwork {
+	if seen[0].From != api.StateStopped || seen[0].To != api.StateStartNetwork {
 		t.Fatalf("first event %+v", seen[0])
 	}
 
@@ -536,7 +535,7 @@ func TestConcurrentClients(t *testing.T) {
 		}
 	}
 	for _, n := range names {
-		d.waitState(n, statemachine.Stopped, statemachine.Failed)
+		d.waitState(n, api.StateStopped, api.StateFailed)
 	}
 	ecancel()
 	if n := <-evDone; n == 0 {
@@ -568,7 +567,7 @@ func TestStuckClients(t *testing.T) {
 	if _, err := d.client.Stop(context.Background(), "vm", api.StopOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	d.waitState("vm", statemachine.Stopped)
+	d.waitState("vm", api.StateStopped)
 	// The half request is dropped once its headers are overdue.
 	_ = half.SetReadDeadline(time.Now().Add(guard))
 	data, _ := io.ReadAll(half)

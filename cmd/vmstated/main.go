@@ -25,9 +25,11 @@ type options struct {
 	check      bool
 	// qemuUser is the user QEMU VMs drop to when their config names none.
 	qemuUser string
+	// metricsListen is -m: a TCP host:port for GET /metrics.
+	metricsListen string
 }
 
-const usage = `usage: vmstated [-fhnv] [-c configdir] [-p pidfile] [-s socket] [-l logdir] [-S statedir] [-R rundir] [-U user]
+const usage = `usage: vmstated [-fhnv] [-c configdir] [-p pidfile] [-s socket] [-l logdir] [-S statedir] [-R rundir] [-U user] [-m addr:port]
 
   -c configdir  config root: one sub-directory per VM (default %s)
   -f            stay in the foreground (for service managers and debugging)
@@ -40,6 +42,8 @@ const usage = `usage: vmstated [-fhnv] [-c configdir] [-p pidfile] [-s socket] [
   -R rundir     per-VM runtime files: sockets, pidfiles, hook journals (default %s)
   -U user       the user QEMU runs as when a VM's config names none (root only)
   -v            verbose: log debug messages too
+  -m addr:port  also serve GET /metrics (Prometheus) on this TCP address, every VM
+                to whoever reaches it (the control socket serves it per user)
 `
 
 // parseFlags reads the command line; errors are usage errors (exit 2).
@@ -58,6 +62,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.verbose, "v", false, "")
 	fs.BoolVar(&o.check, "n", false, "")
 	fs.StringVar(&o.qemuUser, "U", "", "")
+	fs.StringVar(&o.metricsListen, "m", "", "")
 	help := fs.Bool("h", false, "")
 	printUsage := func() {
 		fmt.Fprintf(stderr, usage, def.ConfigDir, def.Pidfile, def.Socket, def.LogDir, def.StateDir, def.RunDir)

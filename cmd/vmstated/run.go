@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"github.com/vmstated/vmstated/hypervisor/bhyve"
 	"github.com/vmstated/vmstated/hypervisor/exec"
 	"github.com/vmstated/vmstated/hypervisor/qemu"
+	"github.com/vmstated/vmstated/metrics"
 	"github.com/vmstated/vmstated/supervisor"
 	"gopkg.in/natefinch/lumberjack.v2"
 )
@@ -74,6 +76,8 @@ func run(ctx context.Context, o options, stderr io.Writer) (err error) {
 		stopActors()
 		sup.Wait()
 	}()
+	// Before Load, so that the counters see the VMs' first events.
+	mets := metrics.New(supCtx, sup)
 	first, err := supervisor.FirstStartThisBoot(o.paths.RunDir)
 	if err != nil {
 		log.Warn("cannot tell whether the host has rebooted; not autostarting", "err", err)
@@ -99,16 +103,28 @@ func run(ctx context.Context, o options, stderr io.Writer) (err error) {
 		return sup.Reload(ctx, watcher.Request)
 	}
 
+	var ml net.Listener
+	if o.metricsListen != "" {
+		if ml, err = metrics.Listen(o.metricsListen); err != nil {
+			return err
+		}
+		defer ml.Close()
+	}
 	l, err := server.Listen(o.paths.Socket)
 	if err != nil {
 		return err
 	}
 	srv := server.New(sup, server.Options{
-		Reload: reload,
-		Logf:   func(f string, a ...any) { log.Warn(fmt.Sprintf(f, a...)) },
+		Reload:  reload,
+		Logf:    func(f string, a ...any) { log.Warn(fmt.Sprintf(f, a...)) },
+		Metrics: mets,
 	})
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.Serve(ctx, l) }()
+	metricsDone := make(chan error, 1)
+	if ml != nil {
+		go func() { metricsDone <- mets.Serve(ctx, ml) }()
+	}
 
 	log.Info("vmstated ready", "pid", os.Getpid(), "config", o.paths.ConfigDir, "socket", o.paths.Socket,
 		"vms", len(initial.VMs), "invalid", len(initial.Invalid))
@@ -140,6 +156,11 @@ func run(ctx context.Context, o options, stderr io.Writer) (err error) {
 				return err
 			}
 			serveDone = nil
+		case err := <-metricsDone:
+			if err != nil && ctx.Err() == nil {
+				return err
+			}
+			metricsDone = nil
 		case err := <-watchDone:
 			if err != nil && ctx.Err() == nil {
 				return fmt.Errorf("config watcher: %w", err)

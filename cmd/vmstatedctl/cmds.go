@@ -17,8 +17,7 @@ import (
 
 	"github.com/vmstated/vmstated/api"
 	"github.com/vmstated/vmstated/atomicfile"
-	"github.com/vmstated/vmstated/config"
-	"github.com/vmstated/vmstated/statemachine"
+	"github.com/vmstated/vmstated/deporder"
 )
 
 func init() {
@@ -41,6 +40,7 @@ func init() {
 		{name: "reload", args: "", summary: "rescan the config directories now", run: cmdReload},
 		{name: "check", args: "[-c configdir]", summary: "validate config directories (no daemon needed)", run: cmdCheck},
 		{name: "create", args: "disk [-f raw|qcow2] [-s size] [-b base | -i input] path | vm [-m size] [-p cpus] [-d disk]... [-r iso] [-t template] [-c configdir] vmname", summary: "make a disk image or a new VM directory (no daemon needed)", run: cmdCreate},
+		{name: "dial-stdio", args: "", summary: "connect stdin and stdout to the daemon's socket (what -H runs remotely)", run: cmdDialStdio},
 		{name: "completion", args: "bash|zsh", summary: "print a shell completion script", run: cmdCompletion},
 		{name: "help", args: "[command]", summary: "describe the commands", run: cmdHelp},
 		{name: "__complete", args: "words...", hidden: true, run: cmdComplete},
@@ -155,7 +155,7 @@ func cmdStart(e *env, args []string) error {
 		e.actionDone(api.ActionStart, st)
 		return nil
 	}
-	st, err := e.waitFor(name, goal{target: statemachine.Running}, func() error {
+	st, err := e.waitFor(name, goal{target: api.StateRunning}, func() error {
 		_, err := e.client().Start(e.ctx, name)
 		return err
 	})
@@ -178,7 +178,7 @@ func cmdRestart(e *env, args []string) error {
 		e.actionDone(api.ActionRestart, st)
 		return nil
 	}
-	st, err := e.waitFor(name, goal{target: statemachine.Running, needMove: true}, func() error {
+	st, err := e.waitFor(name, goal{target: api.StateRunning, needMove: true}, func() error {
 		_, err := e.client().Do(e.ctx, name, api.ActionRestart, nil)
 		return err
 	})
@@ -218,6 +218,9 @@ func cmdStop(e *env, args []string) error {
 	case len(pos) == 0:
 		return usagef("name a VM, or use -a for all ('vmstatedctl status' lists them)")
 	}
+	if err := e.oneHost(); err != nil {
+		return err
+	}
 	name := pos[0]
 	if err := e.stopDependants(name, opts); err != nil {
 		return err
@@ -230,7 +233,7 @@ func cmdStop(e *env, args []string) error {
 		e.actionDone(api.ActionStop, st)
 		return nil
 	}
-	st, err := e.waitFor(name, goal{target: statemachine.Stopped}, func() error {
+	st, err := e.waitFor(name, goal{target: api.StateStopped}, func() error {
 		_, err := e.client().Stop(e.ctx, name, opts)
 		return err
 	})
@@ -240,17 +243,43 @@ func cmdStop(e *env, args []string) error {
 // stopAll stops every VM the caller sees, in waves: a VM stops before
 // every VM it depends on. Each wave is stopped in parallel and waited for
 // before the next begins.
+// With several hosts, it does so on each host in turn.
 func (e *env) stopAll(opts api.StopOptions) error {
-	list, err := e.client().List(e.ctx)
-	if err != nil {
+	all := []hostStatus{}
+	err := e.eachHost(func(h *env, label string) error {
+		if label != "" && !e.json() {
+			h.stdout = &prefixWriter{w: e.stdout, prefix: label + " "}
+		}
+		results, err := h.stopAllOn(opts)
+		for _, st := range results {
+			all = append(all, hostStatus{Host: label, Status: st})
+		}
 		return err
-	}
-	results, err := e.stopInWaves(stopWaves(list, activeNames(list)), opts)
+	})
 	if e.json() {
-		sort.Slice(results, func(i, j int) bool { return results[i].Name < results[j].Name })
-		writeJSON(e.stdout, results)
+		if len(e.hosts) > 1 {
+			writeJSON(e.stdout, all)
+		} else {
+			list := make([]api.Status, 0, len(all))
+			for _, hs := range all {
+				list = append(list, hs.Status)
+			}
+			writeJSON(e.stdout, list)
+		}
 	}
 	return err
+}
+
+// stopAllOn stops every VM of the env's one daemon and returns the VMs it
+// stopped, sorted by name.
+func (e *env) stopAllOn(opts api.StopOptions) ([]api.Status, error) {
+	list, err := e.client().List(e.ctx)
+	if err != nil {
+		return nil, err
+	}
+	results, err := e.stopInWaves(stopWaves(list, activeNames(list)), opts)
+	sort.Slice(results, func(i, j int) bool { return results[i].Name < results[j].Name })
+	return results, err
 }
 
 // stopDependants stops, before name stops, the VMs that depend on it and
@@ -320,7 +349,7 @@ func (e *env) stopInWaves(waves [][]string, opts api.StopOptions) ([]api.Status,
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				st, err := e.waitFor(name, goal{target: statemachine.Stopped, quiet: e.json()}, func() error {
+				st, err := e.waitFor(name, goal{target: api.StateStopped, quiet: e.json()}, func() error {
 					_, err := e.client().Stop(e.ctx, name, opts)
 					if errors.Is(err, api.ErrConflict) {
 						return nil // already on its way down, or not running
@@ -351,8 +380,8 @@ func (e *env) stopInWaves(waves [][]string, opts api.StopOptions) ([]api.Status,
 func activeNames(list []api.Status) []string {
 	var active []string
 	for _, st := range list {
-		waiting := st.State == statemachine.Stopped && st.Desired == statemachine.Running
-		if waiting || (st.State != statemachine.Stopped && st.State != statemachine.Failed) {
+		waiting := st.State == api.StateStopped && st.Desired == api.StateRunning
+		if waiting || (st.State != api.StateStopped && st.State != api.StateFailed) {
 			active = append(active, st.Name)
 		}
 	}
@@ -366,7 +395,7 @@ func stopWaves(list []api.Status, names []string) [][]string {
 	for _, st := range list {
 		deps[st.Name] = st.Depends
 	}
-	return config.StopWaves(deps, names)
+	return deporder.StopWaves(deps, names)
 }
 
 func cmdStatus(e *env, args []string) error {
@@ -377,6 +406,9 @@ func cmdStatus(e *env, args []string) error {
 		return err
 	}
 	if len(pos) == 1 {
+		if err := e.oneHost(); err != nil {
+			return err
+		}
 		st, err := e.client().Get(e.ctx, pos[0])
 		if err != nil {
 			return err
@@ -388,25 +420,40 @@ func cmdStatus(e *env, args []string) error {
 		printDetail(e.stdout, st, time.Now())
 		return nil
 	}
-	list, err := e.client().List(e.ctx)
-	if err != nil {
-		return err
-	}
-	if *runningOnly {
-		kept := list[:0]
+	rows := []hostStatus{}
+	err = e.eachHost(func(h *env, label string) error {
+		list, err := h.client().List(h.ctx)
+		if err != nil {
+			return err
+		}
 		for _, st := range list {
-			if st.State.HypervisorUp() || st.State == statemachine.Restarting {
-				kept = append(kept, st)
+			if !*runningOnly || st.State.HypervisorUp() || st.State == api.StateRestarting {
+				rows = append(rows, hostStatus{Host: label, Status: st})
 			}
 		}
-		list = kept
-	}
-	if e.json() {
-		writeJSON(e.stdout, list)
 		return nil
+	})
+	switch {
+	case len(e.hosts) > 1 && e.json():
+		writeJSON(e.stdout, rows)
+	case len(e.hosts) > 1:
+		printHostTable(e.stdout, rows, time.Now())
+	case err != nil:
+		return err
+	case e.json():
+		list := make([]api.Status, 0, len(rows))
+		for _, r := range rows {
+			list = append(list, r.Status)
+		}
+		writeJSON(e.stdout, list)
+	default:
+		list := make([]api.Status, 0, len(rows))
+		for _, r := range rows {
+			list = append(list, r.Status)
+		}
+		printTable(e.stdout, list, time.Now())
 	}
-	printTable(e.stdout, list, time.Now())
-	return nil
+	return err
 }
 
 func cmdWait(e *env, args []string) error {
@@ -418,10 +465,10 @@ func cmdWait(e *env, args []string) error {
 	}
 	g := goal{}
 	if len(pos) == 2 {
-		g.target = statemachine.State(pos[1])
+		g.target = api.State(pos[1])
 		if !g.target.Valid() {
-			names := make([]string, len(statemachine.States))
-			for i, s := range statemachine.States {
+			names := make([]string, len(api.States))
+			for i, s := range api.States {
 				names[i] = string(s)
 			}
 			return usagef("unknown state %q; states: %s", pos[1], strings.Join(names, ", "))
@@ -561,6 +608,34 @@ func cmdEvents(e *env, args []string) error {
 	if len(pos) == 1 {
 		opts.VM = pos[0]
 	}
+	if len(e.hosts) < 2 {
+		return e.followEvents(opts, "")
+	}
+	// Several hosts: all streams at once, each line with its host.
+	out := &lockedWriter{w: e.stdout}
+	errs := make(chan error, len(e.hosts))
+	for _, host := range e.hosts {
+		h := e.perHost(host)
+		h.stdout = out
+		go func() {
+			err := h.followEvents(opts, host)
+			h.client().Close()
+			if err != nil {
+				err = hostError{host: host, err: err}
+			}
+			errs <- err
+		}()
+	}
+	var all []error
+	for range e.hosts {
+		all = append(all, <-errs)
+	}
+	return errors.Join(all...)
+}
+
+// followEvents prints the events of the env's one daemon until the
+// context ends; host, when set, starts each line (-o json: a "host" field).
+func (e *env) followEvents(opts api.EventOptions, host string) error {
 	s, err := e.client().Events(e.ctx, opts)
 	if err != nil {
 		return err
@@ -591,10 +666,14 @@ func cmdEvents(e *env, args []string) error {
 			continue
 		}
 		switch {
+		case e.json() && host != "":
+			writeJSON(e.stdout, hostEvent{Host: host, Event: ev})
 		case e.json():
 			writeJSON(e.stdout, ev)
 		case ev.Kind == api.KindHook && ev.Skipped:
 			// A state without a hook: nothing happened worth a line.
+		case host != "":
+			fmt.Fprintln(e.stdout, host+" "+formatEvent(ev))
 		default:
 			fmt.Fprintln(e.stdout, formatEvent(ev))
 		}

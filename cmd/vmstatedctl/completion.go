@@ -5,11 +5,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/vmstated/vmstated/api"
 	"io"
 	"strings"
 	"time"
-
-	"github.com/vmstated/vmstated/statemachine"
 )
 
 // The scripts hand every word after the program name, up to and with the
@@ -139,7 +138,7 @@ func cmdComplete(e *env, args []string) error {
 			}
 		}
 	case c.name == "wait" && npos == 1:
-		for _, s := range statemachine.States {
+		for _, s := range api.States {
 			offer(string(s))
 		}
 	case c.vmArg == npos+1:

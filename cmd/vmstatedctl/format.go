@@ -11,19 +11,34 @@ import (
 	"time"
 
 	"github.com/vmstated/vmstated/api"
-	"github.com/vmstated/vmstated/statemachine"
 )
 
 // printTable prints one line per VM, for reading at a glance.
 func printTable(w io.Writer, list []api.Status, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTATE\tSINCE\tPID\tCPUS\tMEMORY\tOWNER\tRESTARTS\tREASON")
+	fmt.Fprintln(tw, tableHeader)
 	for _, st := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n",
-			st.Name, stateCell(st), ago(st.Since, now), dash(st.PID), dash(st.CPUs),
-			memory(st.Memory), owner(st), min(st.Restarts, st.MaxRestart), st.MaxRestart, reasonCell(st))
+		fmt.Fprintln(tw, tableRow(st, now))
 	}
 	tw.Flush()
+}
+
+// printHostTable is printTable for several hosts, with a HOST column.
+func printHostTable(w io.Writer, rows []hostStatus, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\t"+tableHeader)
+	for _, r := range rows {
+		fmt.Fprintln(tw, r.Host+"\t"+tableRow(r.Status, now))
+	}
+	tw.Flush()
+}
+
+const tableHeader = "NAME\tSTATE\tSINCE\tPID\tCPUS\tMEMORY\tOWNER\tRESTARTS\tREASON"
+
+func tableRow(st api.Status, now time.Time) string {
+	return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s",
+		st.Name, stateCell(st), ago(st.Since, now), dash(st.PID), dash(st.CPUs),
+		memory(st.Memory), owner(st), min(st.Restarts, st.MaxRestart), st.MaxRestart, reasonCell(st))
 }
 
 // stateCell marks a desired state that differs (a start waiting for the
@@ -32,7 +47,7 @@ func printTable(w io.Writer, list []api.Status, now time.Time) {
 // there would read as a transition that is not coming.
 func stateCell(st api.Status) string {
 	s := string(st.State)
-	if st.Desired != "" && st.Desired != st.State && st.State.Steady() && st.State != statemachine.Failed {
+	if st.Desired != "" && st.Desired != st.State && st.State.Steady() && st.State != api.StateFailed {
 		s += "->" + string(st.Desired)
 	}
 	return s

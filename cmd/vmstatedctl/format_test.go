@@ -5,21 +5,20 @@ import (
 	"testing"
 
 	"github.com/vmstated/vmstated/api"
-	"github.com/vmstated/vmstated/statemachine"
 )
 
 func TestStateCell(t *testing.T) {
 	cases := []struct {
-		state, desired statemachine.State
+		state, desired api.State
 		want           string
 	}{
-		{statemachine.Stopped, statemachine.Running, "stopped->running"},
-		{statemachine.Running, statemachine.Running, "running"},
-		{statemachine.Stopping, statemachine.Stopped, "stopping"},
+		{api.StateStopped, api.StateRunning, "stopped->running"},
+		{api.StateRunning, api.StateRunning, "running"},
+		{api.StateStopping, api.StateStopped, "stopping"},
 		// A failed start leaves desired stopped; failed goes nowhere
 		// until failreset, so no arrow.
-		{statemachine.Failed, statemachine.Stopped, "failed"},
-		{statemachine.Failed, statemachine.Running, "failed"},
+		{api.StateFailed, api.StateStopped, "failed"},
+		{api.StateFailed, api.StateRunning, "failed"},
 	}
 	for _, tc := range cases {
 		if got := stateCell(api.Status{State: tc.state, Desired: tc.desired}); got != tc.want {
@@ -39,7 +38,7 @@ func TestRestartsWording(t *testing.T) {
 		{4, 3, "3 of 3; restart 4 was refused, the budget is spent (failreset clears it)", "3/3"},
 	}
 	for _, tc := range cases {
-		st := api.Status{Name: "web", State: statemachine.Failed, Restarts: tc.restarts, MaxRestart: tc.max}
+		st := api.Status{Name: "web", State: api.StateFailed, Restarts: tc.restarts, MaxRestart: tc.max}
 		if got := restartsDetail(st); got != tc.detail {
 			t.Errorf("%d of %d: detail %q, want %q", tc.restarts, tc.max, got, tc.detail)
 		}

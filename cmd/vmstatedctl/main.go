@@ -2,10 +2,13 @@
 // socket: start, stop and watch VMs, read their logs and events, and check
 // config directories without a daemon.
 //
-//	vmstatedctl [-h] [-s sockpath] [-o table|json] command [flags] [vmname]
+//	vmstatedctl [-h] [-s sockpath | -H ssh://[user@]host[:port][/socket]] [-o table|json] command [flags] [vmname]
 //
-// Run "vmstatedctl help" for the commands. Exit status: 0 success, 1 the
-// operation failed, 2 usage error, 3 the daemon cannot be reached.
+// With -H it talks to the daemon of another host through ssh, which runs
+// "vmstatedctl dial-stdio" there. Run "vmstatedctl help" for the commands.
+// Exit status: 0 success, 1 the operation failed, 2 usage error, 3 the
+// daemon cannot be reached, 4 ssh failed, 5 vmstatedctl on the remote host
+// is missing or failed.
 package main
 
 import (

@@ -13,7 +13,6 @@ import (
 	"testing"
 
 	"github.com/vmstated/vmstated/api"
-	"github.com/vmstated/vmstated/statemachine"
 )
 
 func TestUsageErrors(t *testing.T) {
@@ -154,7 +153,7 @@ func TestCommands(t *testing.T) {
 	}
 	code, out, _ = d.ctl(t, "-o", "json", "status", "db")
 	var db api.Status
-	if err := json.Unmarshal([]byte(out), &db); err != nil || db.State != statemachine.Running || db.Owner != "root" {
+	if err := json.Unmarshal([]byte(out), &db); err != nil || db.State != api.StateRunning || db.Owner != "root" {
 		t.Fatalf("status db -o json: %d %v %+v", code, err, db)
 	}
 	code, out, _ = d.ctl(t, "show", "db")
@@ -272,7 +271,7 @@ func TestCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, st := range list {
-		if st.State != statemachine.Stopped {
+		if st.State != api.StateStopped {
 			t.Fatalf("after stop -a %s is %s", st.Name, st.State)
 		}
 	}
@@ -287,7 +286,7 @@ func TestCommands(t *testing.T) {
 	if code, out, _ = d.ctl(t, "-o", "json", "stop", "-w", "-f", "db"); code != 0 {
 		t.Fatalf("stop -w -f: %d", code)
 	}
-	if err := json.Unmarshal([]byte(out), &db); err != nil || db.State != statemachine.Stopped {
+	if err := json.Unmarshal([]byte(out), &db); err != nil || db.State != api.StateStopped {
 		t.Fatalf("stop -w -o json: %q %v", out, err)
 	}
 
@@ -503,7 +502,7 @@ func TestStopAllCancelsWaitingStart(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &app); err != nil || code != 0 {
 		t.Fatalf("status app: %d %v %s", code, err, out)
 	}
-	if app.State != statemachine.Stopped || app.Desired != statemachine.Stopped {
+	if app.State != api.StateStopped || app.Desired != api.StateStopped {
 		t.Fatalf("app after stop -a: %s, desired %s (%s)", app.State, app.Desired, app.Reason)
 	}
 }
@@ -536,10 +535,10 @@ func TestStopStopsDependantsFirst(t *testing.T) {
 	if code, _, _ := d.ctl(t, "wait", "db", "stopped"); code != 0 {
 		t.Fatal("db never stopped")
 	}
-	want := map[string]statemachine.State{"db": statemachine.Stopped, "web": statemachine.Stopped, "app": statemachine.Stopped, "other": statemachine.Running}
+	want := map[string]api.State{"db": api.StateStopped, "web": api.StateStopped, "app": api.StateStopped, "other": api.StateRunning}
 	for vm, state := range want {
 		st, err := d.sup.Get(vm)
-		if err != nil || st.State != state {
+		if err != nil || api.State(st.State) != state {
 			t.Errorf("%s after stop db: %v %v, want %s", vm, st.State, err, state)
 		}
 	}
@@ -552,12 +551,12 @@ func TestStopStopsDependantsFirst(t *testing.T) {
 
 func TestDependants(t *testing.T) {
 	list := []api.Status{
-		{Name: "db", State: statemachine.Running},
-		{Name: "web", State: statemachine.Running, Depends: []string{"db"}},
-		{Name: "app", State: statemachine.Stopped, Desired: statemachine.Running, Depends: []string{"web"}}, // waits to start
-		{Name: "idle", State: statemachine.Stopped, Desired: statemachine.Stopped, Depends: []string{"db"}},
-		{Name: "batch", State: statemachine.Running, Depends: []string{"idle"}}, // idle is down already
-		{Name: "other", State: statemachine.Running},
+		{Name: "db", State: api.StateRunning},
+		{Name: "web", State: api.StateRunning, Depends: []string{"db"}},
+		{Name: "app", State: api.StateStopped, Desired: api.StateRunning, Depends: []string{"web"}}, // waits to start
+		{Name: "idle", State: api.StateStopped, Desired: api.StateStopped, Depends: []string{"db"}},
+		{Name: "batch", State: api.StateRunning, Depends: []string{"idle"}}, // idle is down already
+		{Name: "other", State: api.StateRunning},
 	}
 	if got := dependants(list, "db"); strings.Join(got, ",") != "app,web" {
 		t.Fatalf("dependants of db: %v", got)

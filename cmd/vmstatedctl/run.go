@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -20,6 +21,7 @@ const (
 	exitFailed      = 1 // the operation failed
 	exitUsage       = 2 // bad command line
 	exitUnreachable = 3 // no daemon answers on the socket
+	// exitSSH and exitRemoteCtl (remote.go) follow.
 )
 
 // env is what every command gets: the streams, the global flags and a
@@ -28,15 +30,24 @@ type env struct {
 	ctx            context.Context
 	stdout, stderr io.Writer
 	socket         string
-	output         string // "table" or "json"
+	socketSet      bool     // -s was given
+	hosts          []string // -H (or VMSTATED_HOST): ssh:// addresses
+	output         string   // "table" or "json"
 	c              *api.Client
 	// flags is the flag set the command made last (see commandFlags).
 	flags *flag.FlagSet
 }
 
+// client is the client of the one daemon the command talks to: the local
+// socket, or the first -H host (commands that act on several hosts go
+// through eachHost).
 func (e *env) client() *api.Client {
 	if e.c == nil {
-		e.c = api.NewClient(e.socket)
+		if len(e.hosts) > 0 {
+			e.c = newRemoteClient(e.hosts[0], e.stderr)
+		} else {
+			e.c = api.NewClient(e.socket)
+		}
 	}
 	return e.c
 }
@@ -84,7 +95,7 @@ func findCmd(name string) *cmd {
 	return nil
 }
 
-const globalUsage = "usage: vmstatedctl [-h] [-s sockpath] [-o table|json] command [flags] [vmname]"
+const globalUsage = "usage: vmstatedctl [-h] [-s sockpath | -H ssh://[user@]host[:port][/socket]] [-o table|json] command [flags] [vmname]"
 
 // run runs one vmstatedctl command line and returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -134,7 +145,8 @@ func (e *env) globalFlags(help *bool) *flag.FlagSet {
 	fs := flag.NewFlagSet("vmstatedctl", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.BoolVar(help, "h", false, "show help")
-	fs.StringVar(&e.socket, "s", e.socket, "daemon socket")
+	fs.Var(socketFlag{e}, "s", "daemon socket")
+	fs.Var(hostList{&e.hosts}, "H", "remote daemon: ssh://[user@]host[:port][/socket]")
 	fs.StringVar(&e.output, "o", e.output, "output format: table or json")
 	return fs
 }
@@ -162,6 +174,19 @@ func report(e *env, c *cmd, err error) int {
 	case errors.As(err, &ue):
 		fmt.Fprintf(e.stderr, "vmstatedctl %s: %s\nusage: vmstatedctl %s %s\n", c.name, ue.msg, c.name, c.args)
 		return exitUsage
+	}
+	if status, ok := reportHosts(e, c, err); ok {
+		return status
+	}
+	var es exitStatus
+	if errors.As(err, &es) {
+		return int(es)
+	}
+	if code, msg, status, ok := remoteExit(err); ok {
+		printErr(e, code, oneLine(msg))
+		return status
+	}
+	switch {
 	case errors.Is(err, api.ErrUnreachable):
 		var ur *api.UnreachableError
 		msg := err.Error()
@@ -223,7 +248,8 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 func (e *env) newFlags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&e.socket, "s", e.socket, "daemon socket")
+	fs.Var(socketFlag{e}, "s", "daemon socket")
+	fs.Var(hostList{&e.hosts}, "H", "remote daemon")
 	fs.StringVar(&e.output, "o", e.output, "output format")
 	e.flags = fs
 	return fs
@@ -236,6 +262,9 @@ func (e *env) parse(fs *flag.FlagSet, args []string, min, max int) ([]string, er
 		return nil, err
 	}
 	if err := checkOutput(e.output); err != nil {
+		return nil, err
+	}
+	if err := e.resolveHosts(fs.Name(), os.Getenv); err != nil {
 		return nil, err
 	}
 	switch {
@@ -257,6 +286,10 @@ Controls vmstated, the VM supervisor, over its unix socket.
 global flags:
   -s sockpath   daemon socket (default: $VMSTATED_SOCKET, else /run/vmstated.sock
                 for root, $XDG_RUNTIME_DIR/vmstated/vmstated.sock for others)
+  -H ssh://[user@]host[:port][/socket]
+                the daemon on another host, through ssh running 'vmstatedctl
+                dial-stdio' there (default: $VMSTATED_HOST); status, events
+                and stop -a take several -H
   -o table|json output for people (default) or for programs
   -h            this help
 
@@ -273,7 +306,8 @@ commands:`)
 	}
 	fmt.Fprintln(w, `
 exit status: 0 success, 1 the operation failed, 2 usage error,
-3 the daemon cannot be reached.
+3 the daemon cannot be reached, 4 ssh failed, 5 vmstatedctl on the
+remote host is missing or failed.
 'vmstatedctl help command' or 'vmstatedctl command -h' describes one command.`)
 }
 

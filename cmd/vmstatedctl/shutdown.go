@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/vmstated/vmstated/api"
-	"github.com/vmstated/vmstated/statemachine"
 )
 
 // The host-shutdown command lives in the client on purpose: it needs
@@ -53,9 +52,9 @@ type shutdownVM struct {
 	Result string `json:"result"`
 	// Seconds is how long the VM took from its stop request until it
 	// rested; 0 for one that was already at rest.
-	Seconds float64            `json:"seconds"`
-	State   statemachine.State `json:"state"`
-	Exit    *api.Exit          `json:"exit,omitempty"`
+	Seconds float64   `json:"seconds"`
+	State   api.State `json:"state"`
+	Exit    *api.Exit `json:"exit,omitempty"`
 	// Forced is true when the command forced the stop at the deadline.
 	Forced bool   `json:"forced,omitempty"`
 	Error  string `json:"error,omitempty"`
@@ -127,11 +126,11 @@ func (e *env) shutdown(timeout time.Duration) (shutdownReport, error) {
 	active := map[string]bool{}
 	var results []shutdownVM
 	for _, st := range list {
-		waiting := st.State == statemachine.Stopped && st.Desired == statemachine.Running
+		waiting := st.State == api.StateStopped && st.Desired == api.StateRunning
 		switch {
-		case st.State == statemachine.Stopped && !waiting:
+		case st.State == api.StateStopped && !waiting:
 			results = append(results, shutdownVM{Name: st.Name, Result: endAlreadyStopped, State: st.State})
-		case st.State == statemachine.Failed:
+		case st.State == api.StateFailed:
 			results = append(results, shutdownVM{Name: st.Name, Result: endAlreadyFailed, State: st.State})
 		default:
 			active[st.Name] = true
@@ -154,7 +153,7 @@ func (e *env) shutdown(timeout time.Duration) (shutdownReport, error) {
 	}
 	if !e.json() && len(active) > 0 {
 		progressMu.Lock()
-		fmt.Fprintf(e.stdout, "shutdown: stopping %d VM(s), forcing what is left after %s\n", len(active), statemachine.FormatDuration(timeout))
+		fmt.Fprintf(e.stdout, "shutdown: stopping %d VM(s), forcing what is left after %s\n", len(active), shortDuration(timeout))
 		progressMu.Unlock()
 	}
 	var (
@@ -301,7 +300,7 @@ func (w *restWatch) follow(s *api.EventStream) {
 		switch {
 		case ev.Kind == api.KindLost:
 			w.poke("")
-		case ev.Kind == api.KindTransition && (ev.To == statemachine.Stopped || ev.To == statemachine.Failed),
+		case ev.Kind == api.KindTransition && (ev.To == api.StateStopped || ev.To == api.StateFailed),
 			ev.Kind == api.KindConfig && ev.Reason == "removed":
 			w.poke(ev.VM)
 		}
@@ -357,12 +356,12 @@ func (w *restWatch) wait(ctx context.Context, name string) (api.Status, error) {
 		if errors.Is(err, api.ErrNotFound) {
 			// Its directory was removed while it ran: the daemon drops
 			// such a VM once it has stopped.
-			return api.Status{Name: name, State: statemachine.Stopped, Reason: "removed"}, nil
+			return api.Status{Name: name, State: api.StateStopped, Reason: "removed"}, nil
 		}
 		if err != nil {
 			return st, err
 		}
-		if st.State == statemachine.Stopped || st.State == statemachine.Failed {
+		if st.State == api.StateStopped || st.State == api.StateFailed {
 			return st, nil
 		}
 		var poll *time.Timer
@@ -396,14 +395,14 @@ func outcome(name string, st api.Status, err error, t0 time.Time, forced bool) s
 		r.Exit = st.LastExit
 	}
 	switch {
-	case st.State == statemachine.Failed:
+	case st.State == api.StateFailed:
 		r.Result = endFailed
 		r.Error = st.Reason
 		if err != nil && r.Error == "" {
 			r.Error = err.Error()
 		}
 		return r
-	case err != nil || st.State != statemachine.Stopped:
+	case err != nil || st.State != api.StateStopped:
 		r.Result = endNotStopped
 		if err != nil {
 			r.Error = oneLine(err.Error())
@@ -473,9 +472,22 @@ func printShutdown(e *env, rep shutdownReport) {
 		sum = strings.Join(parts, ", ")
 	}
 	fmt.Fprintf(e.stdout, "shutdown: %d VM(s) in %.2fs (deadline %s): %s\n",
-		len(rep.VMs), rep.Seconds, statemachine.FormatDuration(time.Duration(rep.Timeout*float64(time.Second))), sum)
+		len(rep.VMs), rep.Seconds, shortDuration(time.Duration(rep.Timeout*float64(time.Second))), sum)
 }
 
 func roundSeconds(d time.Duration) float64 {
 	return float64(d.Round(10*time.Millisecond)) / float64(time.Second)
+}
+
+// shortDuration shows d without the zero units Go's String adds: "5m",
+// not "5m0s".
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }

@@ -7,14 +7,13 @@ import (
 	"sync"
 
 	"github.com/vmstated/vmstated/api"
-	"github.com/vmstated/vmstated/statemachine"
 )
 
 // goal is what waitFor waits for.
 type goal struct {
 	// target is the state to reach; "" means any steady state (stopped,
 	// running, paused, failed).
-	target statemachine.State
+	target api.State
 	// needMove makes the target count only when a transition reaches it
 	// (restart: the VM is running before and after).
 	needMove bool
@@ -93,8 +92,8 @@ func (e *env) waitFor(name string, g goal, act func() error) (api.Status, error)
 			}
 		case api.KindConfig:
 			if ev.Reason == "removed" {
-				if g.target == statemachine.Stopped || g.target == "" {
-					st.State = statemachine.Stopped
+				if g.target == api.StateStopped || g.target == "" {
+					st.State = api.StateStopped
 					return st, nil
 				}
 				return st, fmt.Errorf("%s was removed (its config directory is gone)", name)
@@ -103,7 +102,7 @@ func (e *env) waitFor(name string, g goal, act func() error) (api.Status, error)
 			// The hook the VM waited for in its state finished; a failure
 			// is followed by the transition it causes.
 			// The hooks of stopped and failed move nothing either way.
-			resting := ev.To == statemachine.Stopped || ev.To == statemachine.Failed
+			resting := ev.To == api.StateStopped || ev.To == api.StateFailed
 			if (ev.Reason == "" || resting) && ev.To == st.State && st.Hook == ev.To {
 				st.Hook = ""
 				if done, err := g.check(st, true); done || err != nil {
@@ -121,8 +120,8 @@ func (e *env) waitFor(name string, g goal, act func() error) (api.Status, error)
 				progressMu.Unlock()
 			}
 			st.State, st.Reason, st.Since = ev.To, ev.Reason, ev.Time
-			if ev.To == statemachine.Stopped || ev.To == statemachine.Failed {
-				st.Desired = statemachine.Stopped
+			if ev.To == api.StateStopped || ev.To == api.StateFailed {
+				st.Desired = api.StateStopped
 			}
 			if ev.To.Steady() {
 				// Up, or settled, only once the state's hook has
@@ -155,10 +154,10 @@ func (g goal) check(st api.Status, moved bool) (bool, error) {
 		return false, nil // its state is not yet confirmed
 	}
 	if g.target == "" {
-		if !st.State.Steady() || (st.Hook != "" && st.State != statemachine.Failed) {
+		if !st.State.Steady() || (st.Hook != "" && st.State != api.StateFailed) {
 			return false, nil
 		}
-		if st.State == statemachine.Failed {
+		if st.State == api.StateFailed {
 			return true, failedErr(st)
 		}
 		return true, nil
@@ -168,11 +167,11 @@ func (g goal) check(st api.Status, moved bool) (bool, error) {
 		// hook finished; a stop once the stopped hook has finished.
 		return st.Hook == "", nil
 	}
-	if st.State == statemachine.Failed && g.target != statemachine.Failed {
+	if st.State == api.StateFailed && g.target != api.StateFailed {
 		return true, failedErr(st)
 	}
 	// A VM waiting for the VMs it depends on is stopped but wants to run.
-	if moved && g.target == statemachine.Running && st.State == statemachine.Stopped && st.Desired != statemachine.Running {
+	if moved && g.target == api.StateRunning && st.State == api.StateStopped && st.Desired != api.StateRunning {
 		why := ""
 		if st.Reason != "" {
 			why = ": " + st.Reason

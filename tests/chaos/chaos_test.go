@@ -24,7 +24,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmstated/vmstated/api"
-	"github.com/vmstated/vmstated/statemachine"
 )
 
 var daemonBin string
@@ -256,7 +255,7 @@ func (r *rig) settle() []api.Status {
 		list, err := r.client.List(context.Background())
 		steady := err == nil && len(list) == len(r.vms)
 		for _, st := range list {
-			if !st.State.Steady() || (st.State == statemachine.Running && st.PID == 0) {
+			if !st.State.Steady() || (st.State == api.StateRunning && st.PID == 0) {
 				steady = false
 			}
 		}
@@ -275,10 +274,10 @@ func (r *rig) check(list []api.Status) (orphans int) {
 	r.t.Helper()
 	claimed := map[int]string{}
 	for _, st := range list {
-		if st.State == statemachine.Running {
+		if st.State == api.StateRunning {
 			claimed[st.PID] = st.Name
 		}
-		if st.State == statemachine.Failed && !strings.Contains(st.Reason, "state not saved") {
+		if st.State == api.StateFailed && !strings.Contains(st.Reason, "state not saved") {
 			r.t.Errorf("%s failed: %s", st.Name, st.Reason)
 		}
 	}
@@ -361,12 +360,12 @@ func TestChaosKillDaemonAtRandomPoints(t *testing.T) {
 	r := newRig(t, []string{"vm0", "vm1", "vm2"}, seed)
 	kills, orphans, done, faults, refused, doubles, lost := 0, 0, 0, 0, 0, 0, 0
 	// want is where each VM's user last asked it to be.
-	want := map[string]statemachine.State{}
+	want := map[string]api.State{}
 	for i := 0; i < cycles && !t.Failed(); i++ {
 		done++
 		list := r.settle()
 		for _, st := range list {
-			if st.State == statemachine.Failed && strings.Contains(st.Reason, "state not saved") {
+			if st.State == api.StateFailed && strings.Contains(st.Reason, "state not saved") {
 				// A start refused because its intent could not be
 				// recorded: the user is told, and resets it.
 				refused++
@@ -375,14 +374,14 @@ func TestChaosKillDaemonAtRandomPoints(t *testing.T) {
 					t.Fatalf("failreset %s: %v", st.Name, err)
 				}
 				cancel()
-				want[st.Name] = statemachine.Stopped
+				want[st.Name] = api.StateStopped
 			}
 		}
 		list = r.settle()
 		st := list[rng.Intn(len(list))]
 		var action api.Action
 		switch {
-		case st.State == statemachine.Stopped:
+		case st.State == api.StateStopped:
 			action = api.ActionStart
 		case rng.Intn(3) == 0:
 			action = api.ActionRestart
@@ -406,9 +405,9 @@ func TestChaosKillDaemonAtRandomPoints(t *testing.T) {
 			t.Fatalf("cycle %d: %s %s: %v", i, action, st.Name, err)
 		}
 		if action == api.ActionStop {
-			want[st.Name] = statemachine.Stopped
+			want[st.Name] = api.StateStopped
 		} else {
-			want[st.Name] = statemachine.Running
+			want[st.Name] = api.StateRunning
 		}
 		kill := rng.Intn(2) == 0
 		if kill {
@@ -439,7 +438,7 @@ func TestChaosKillDaemonAtRandomPoints(t *testing.T) {
 		}
 		for _, st := range list {
 			w, asked := want[st.Name]
-			if !asked || st.State == w || (st.State == statemachine.Failed && strings.Contains(st.Reason, "state not saved")) {
+			if !asked || st.State == w || (st.State == api.StateFailed && strings.Contains(st.Reason, "state not saved")) {
 				continue
 			}
 			lost++

@@ -1,4 +1,7 @@
-package config
+// Package deporder orders VMs by their depends lists. It is pure and tiny
+// so that both the daemon and the control client can use it without
+// loading configs.
+package deporder
 
 import "sort"
 
