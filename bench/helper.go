@@ -15,8 +15,8 @@ import (
 //   - the crash sleeper (argv[1] == SleeperArg): sleeps, appends the time
 //     to a file, and exits with a crash status at once;
 //   - the stamp hook (invoked through a link named after a hook state,
-//     e.g. "restarting"): appends the time to StampFile in
-//     $VMSTATED_CONFIG_DIR and exits 0.
+//     e.g. "restarting", or run as that state's hook): appends the time to
+//     StampFile in $VMSTATED_CONFIG_DIR and exits 0.
 const (
 	// SleeperArg selects the crash sleeper: vmbench SleeperArg ms file code.
 	SleeperArg = "__bench_sleeper"
@@ -30,7 +30,9 @@ const (
 // and reports whether it did; the caller exits with the returned status.
 func Helper(args []string) (bool, int) {
 	now := time.Now()
-	if len(args) > 0 && filepath.Base(args[0]) == stampHook {
+	// A hook is run through its descriptor, so argv[0] may be
+	// /proc/self/fd/N; its state, argv[2], says what it is run as.
+	if len(args) > 0 && (filepath.Base(args[0]) == stampHook || len(args) == 3 && args[2] == stampHook && os.Getenv("VMSTATED_STATE") == stampHook) {
 		dir := os.Getenv("VMSTATED_CONFIG_DIR")
 		if dir == "" {
 			fmt.Fprintln(os.Stderr, "stamp hook: VMSTATED_CONFIG_DIR is not set")

@@ -43,7 +43,7 @@ func TestBashCompletionScript(t *testing.T) {
 		want  string
 	}{
 		{`vmstatedctl st`, "start status stop"},
-		{`vmstatedctl stop -`, "-a -f -o -s -t -w"},
+		{`vmstatedctl stop -`, "-H -a -f -o -s -t -w"},
 		{`vmstatedctl events -af`, "-after"},
 		{`vmstatedctl start ''`, "db web"},
 		{`vmstatedctl stop -t 5 w`, "web"},

@@ -17,6 +17,12 @@ import (
 
 // cmdCreate makes disk images and VM directories; neither needs a daemon.
 func cmdCreate(e *env, args []string) error {
+	if len(args) > 0 && strings.HasPrefix(args[0], "-") {
+		// Flags come after disk or vm; before them only the common
+		// ones (-h, -o), parsed as every command does.
+		_, err := e.parse(e.newFlags("create"), args, 0, 0)
+		return err
+	}
 	if len(args) == 0 {
 		return usagef("create what? 'vmstatedctl create disk ...' or 'vmstatedctl create vm ...'")
 	}

@@ -338,12 +338,12 @@ func TestCompleteFlags(t *testing.T) {
 		words []string
 		want  string
 	}{
-		{[]string{"-"}, "-h -o -s"},
+		{[]string{"-"}, "-H -h -o -s"},
 		{[]string{"-s", d.socket, "st"}, "start stop status"},
-		{[]string{"stop", "-"}, "-a -f -o -s -t -w"},
+		{[]string{"stop", "-"}, "-H -a -f -o -s -t -w"},
 		{[]string{"events", "-af"}, "-after"},
-		{[]string{"log", "-"}, "-f -n -o -s"},
-		{[]string{"check", "-"}, "-c -o -s"},
+		{[]string{"log", "-"}, "-H -f -n -o -s"},
+		{[]string{"check", "-"}, "-H -c -o -s"},
 		{[]string{"help", "-"}, ""},
 		// A flag's value: -o's values; -t's is not a VM name.
 		{[]string{"stop", "-o", ""}, "table json"},
