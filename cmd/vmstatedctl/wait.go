@@ -34,7 +34,10 @@ func (e *env) waitFor(name string, g goal, act func() error) (api.Status, error)
 		return api.Status{}, err
 	}
 	defer func() { s.Close() }()
+	var before api.Status
 	if act != nil {
+		// Read after the stream began: a move since is in the stream.
+		before, _ = c.Get(e.ctx, name)
 		if err := act(); err != nil {
 			return api.Status{}, err
 		}
@@ -44,8 +47,13 @@ func (e *env) waitFor(name string, g goal, act func() error) (api.Status, error)
 		return st, err
 	}
 	if done, err := g.check(st, false); done || err != nil {
-		// Settled before any event was read (a quick stop): say where it
-		// ended, since the states it passed are not shown.
+		if act != nil && !st.Since.Equal(before.Since) && !g.quiet && !e.json() {
+			// It got there already (a quick start that failed, a quick
+			// stop), after the stream began: show the states it passed.
+			e.showPassed(s, name, st)
+			return st, err
+		}
+		// Settled before any event was read: say where it ended.
 		if err == nil && !g.quiet && !e.json() {
 			progressMu.Lock()
 			fmt.Fprintf(e.stdout, "%s: %s\n", name, st.State)
@@ -111,13 +119,7 @@ func (e *env) waitFor(name string, g goal, act func() error) (api.Status, error)
 			}
 		case api.KindTransition:
 			if !g.quiet && !e.json() {
-				progressMu.Lock()
-				line := fmt.Sprintf("%s: %s", name, ev.To)
-				if ev.Reason != "" {
-					line += " (" + ev.Reason + ")"
-				}
-				fmt.Fprintln(e.stdout, line)
-				progressMu.Unlock()
+				e.showTransition(name, ev)
 			}
 			st.State, st.Reason, st.Since = ev.To, ev.Reason, ev.Time
 			if ev.To == api.StateStopped || ev.To == api.StateFailed {
@@ -187,4 +189,33 @@ func failedErr(st api.Status) error {
 		why = "no reason recorded"
 	}
 	return fmt.Errorf("%s failed: %s; see 'vmstatedctl log %s', then 'vmstatedctl failreset %s'", st.Name, why, st.Name, st.Name)
+}
+
+// showTransition prints one state a wait sees the VM pass.
+func (e *env) showTransition(name string, ev api.Event) {
+	progressMu.Lock()
+	defer progressMu.Unlock()
+	line := fmt.Sprintf("%s: %s", name, ev.To)
+	if ev.Reason != "" {
+		line += " (" + ev.Reason + ")"
+	}
+	fmt.Fprintln(e.stdout, line)
+}
+
+// showPassed prints the transitions the stream holds up to the first into
+// st's state: the VM moved after the stream began, so that one is in it.
+func (e *env) showPassed(s *api.EventStream, name string, st api.Status) {
+	for {
+		ev, err := s.Next()
+		if err != nil {
+			return
+		}
+		if ev.Kind != api.KindTransition {
+			continue
+		}
+		e.showTransition(name, ev)
+		if ev.To == st.State {
+			return
+		}
+	}
 }
