@@ -291,10 +291,11 @@ type conn struct {
 	peer   peer
 	t      *tracker
 	closed sync.Once
-	// own is set while net/http itself may answer: from the moment a
-	// request's bytes arrive until the handler runs. What it writes then
-	// is one of its plain-text error replies, sent as JSON instead (see
-	// jsonReply).
+	// own is set while net/http itself may answer: whenever no handler
+	// is at work on the connection (from its start, and from the end of
+	// each answer, until the next request reaches a handler). What it
+	// writes then is one of its plain-text error replies, sent as JSON
+	// instead (see jsonReply).
 	own atomic.Bool
 }
 
@@ -325,10 +326,18 @@ func (c *conn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// connState is the http.Server hook of that name: a request has begun
-// arriving, so until the handler runs any reply is net/http's own.
+// connState is the http.Server hook of that name. A new connection, and
+// one whose answer has been sent (idle), has no handler at work: until a
+// request reaches one, any reply is net/http's own. (Active is not
+// reported for a request already buffered while the connection was
+// idle, so it cannot be relied on alone.)
 func connState(c net.Conn, st http.ConnState) {
-	if cc, ok := c.(*conn); ok && st == http.StateActive {
+	cc, ok := c.(*conn)
+	if !ok {
+		return
+	}
+	switch st {
+	case http.StateNew, http.StateActive, http.StateIdle:
 		cc.own.Store(true)
 	}
 }
