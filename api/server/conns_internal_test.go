@@ -151,6 +151,7 @@ func TestJSONReply(t *testing.T) {
 		{"HTTP/1.1 501 Not Implemented" + hdr + "Unsupported transfer encoding", 501, api.CodeNotSupported, "transfer encoding"},
 		{"HTTP/1.1 505 HTTP Version Not Supported: unsupported protocol version" + hdr + "505 HTTP Version Not Supported: unsupported protocol version", 505, api.CodeNotSupported, "unsupported protocol version"},
 		{"HTTP/1.1 417 Expectation Failed\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", 417, api.CodeBadRequest, "Expect"},
+		{"HTTP/1.0 417 Expectation Failed\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", 417, api.CodeBadRequest, "Expect"},
 	} {
 		out, ok := jsonReply([]byte(c.in))
 		if !ok {
@@ -175,7 +176,7 @@ func TestJSONReply(t *testing.T) {
 		"HTTP/1.1 400 Bad Request", // no end of headers
 		"some log line\r\n\r\n",
 		"HTTP/1.1 4xx Odd\r\n\r\n",
-		"HTTP/1.0 400 Bad Request\r\n\r\n",
+		"HTTP/2.0 400 Bad Request\r\n\r\n",
 	} {
 		if out, ok := jsonReply([]byte(in)); ok {
 			t.Errorf("%q rewritten to %q", in, out)

@@ -15,15 +15,16 @@ import (
 // JSON error with the same status. net/http answers by itself, in plain
 // text, requests it cannot parse (a bad %-escape in the path, headers
 // over MaxHeaderBytes, an unknown transfer coding, a bad Expect header)
-// before any handler sees them; p is such a reply when it is an HTTP/1.1
+// before any handler sees them; p is such a reply when it is an HTTP/1.x
 // response with a 4xx or 5xx status. Anything else is not touched.
 func jsonReply(p []byte) ([]byte, bool) {
 	head, body, ok := bytes.Cut(p, []byte("\r\n\r\n"))
-	if !ok || !bytes.HasPrefix(head, []byte("HTTP/1.1 ")) {
+	if !ok || !bytes.HasPrefix(head, []byte("HTTP/1.1 ")) && !bytes.HasPrefix(head, []byte("HTTP/1.0 ")) {
 		return nil, false
 	}
 	line, _, _ := bytes.Cut(head, []byte("\r\n"))
 	f := strings.SplitN(string(line), " ", 3)
+	proto := f[0] // the request's, as net/http answers in kind
 	if len(f) < 2 || len(f[1]) != 3 {
 		return nil, false
 	}
@@ -55,7 +56,7 @@ func jsonReply(p []byte) ([]byte, bool) {
 	}
 	data, _ := json.Marshal(api.ErrorBody{Error: msg, Code: code})
 	data = append(data, '\n')
-	out := fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
-		status, http.StatusText(status), len(data))
+	out := fmt.Appendf(nil, "%s %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
+		proto, status, http.StatusText(status), len(data))
 	return append(out, data...), true
 }

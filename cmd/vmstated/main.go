@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"syscall"
 
+	"github.com/vmstated/vmstated/api/server"
 	"github.com/vmstated/vmstated/daemon"
 )
 
@@ -23,9 +24,12 @@ type options struct {
 	foreground bool
 	verbose    bool
 	check      bool
+	// userConns caps the control socket connections of one user other
+	// than root and the daemon's.
+	userConns int
 }
 
-const usage = `usage: vmstated [-fhnv] [-c configdir] [-p pidfile] [-s socket] [-l logdir] [-S statedir] [-R rundir]
+const usage = `usage: vmstated [-fhnv] [-c configdir] [-p pidfile] [-s socket] [-l logdir] [-S statedir] [-R rundir] [-U conns]
 
   -c configdir  config root: one sub-directory per VM (default %s)
   -f            stay in the foreground (for service managers and debugging)
@@ -36,6 +40,7 @@ const usage = `usage: vmstated [-fhnv] [-c configdir] [-p pidfile] [-s socket] [
   -l logdir     per-VM logs, <name>.log (default %s)
   -S statedir   per-VM state records (default %s)
   -R rundir     per-VM runtime files: sockets, pidfiles, hook journals (default %s)
+  -U conns      control socket connections one user other than root may hold (default %d)
   -v            verbose: log debug messages too
 `
 
@@ -54,9 +59,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.foreground, "f", false, "")
 	fs.BoolVar(&o.verbose, "v", false, "")
 	fs.BoolVar(&o.check, "n", false, "")
+	fs.IntVar(&o.userConns, "U", server.DefaultMaxConnsPerUser, "")
 	help := fs.Bool("h", false, "")
 	printUsage := func() {
-		fmt.Fprintf(stderr, usage, def.ConfigDir, def.Pidfile, def.Socket, def.LogDir, def.StateDir, def.RunDir)
+		fmt.Fprintf(stderr, usage, def.ConfigDir, def.Pidfile, def.Socket, def.LogDir, def.StateDir, def.RunDir, server.DefaultMaxConnsPerUser)
 	}
 	if err := fs.Parse(args); err != nil {
 		printUsage()
@@ -69,6 +75,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		printUsage()
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.userConns < 1 {
+		return o, fmt.Errorf("-U %d: a user needs at least one connection", o.userConns)
 	}
 	abs, err := o.paths.Absolute()
 	if err != nil {

@@ -97,7 +97,8 @@ func run(ctx context.Context, o options, stderr io.Writer) (err error) {
 			watcher.Rescan()
 			return nil
 		},
-		Logf: func(f string, a ...any) { log.Warn(fmt.Sprintf(f, a...)) },
+		Logf:            func(f string, a ...any) { log.Warn(fmt.Sprintf(f, a...)) },
+		MaxConnsPerUser: o.userConns,
 	})
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.Serve(ctx, l) }()
