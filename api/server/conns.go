@@ -188,7 +188,7 @@ func (t *tracker) refuse(c net.Conn, p peer, why *refusal) {
 	now := t.now()
 	var line string
 	if t.logged.IsZero() || now.Sub(t.logged) >= refusalLogEvery {
-		line = fmt.Sprintf("refused a connection of %s: %s", peerName(p), why.msg)
+		line = fmt.Sprintf("control socket: refused a connection of %s: %s", peerName(p), why.msg)
 		if t.quiet > 0 {
 			line += fmt.Sprintf(" (and %d more since %s)", t.quiet, t.logged.UTC().Format(time.RFC3339))
 		}

@@ -31,11 +31,11 @@ func (s *Server) Handler() http.Handler {
 // route dispatches by path and method. It is written out by hand so that
 // every answer, 404 and 405 included, is a JSON error body.
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
-	// Until the handler sets a closer one, no write may take longer than
-	// the whole request could.
 	if c, ok := r.Context().Value(connKey{}).(*conn); ok {
 		c.own.Store(false) // the answers are the handler's from here
 	}
+	// Until the handler sets a closer one, no write may take longer than
+	// the whole request could.
 	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(time.Now().Add(s.actionTO + s.writeTO))
 	if !s.takeBody(w, r) {
