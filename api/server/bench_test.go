@@ -78,6 +78,9 @@ func BenchmarkRefusal(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		if _, err := io.WriteString(c, "GET /v1/vms HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			b.Fatal(err)
+		}
 		n, err := io.ReadAtLeast(c, buf, len("HTTP/1.1 503"))
 		if err != nil || !bytes.HasPrefix(buf[:n], []byte("HTTP/1.1 503")) {
 			b.Fatalf("%q %v", buf[:n], err)

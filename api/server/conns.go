@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -26,11 +27,12 @@ const (
 	DefaultMaxConnsPerUser = 64
 	DefaultReservedConns   = 64
 
-	// refusers bounds the refusals being written at once; past it a
-	// refused connection is closed without an answer.
-	refusers = 16
-	// refusalTime bounds the writing of one refusal and the reading of
-	// whatever request came with it.
+	// refusers bounds the refused connections that wait for their
+	// request before being answered; past it the one waiting longest is
+	// closed without an answer.
+	refusers = 64
+	// refusalTime bounds the wait for a refused connection's request and
+	// the writing of the answer.
 	refusalTime = time.Second
 	// refusalLogEvery is the least time between two log lines about
 	// refused connections.
@@ -99,9 +101,9 @@ type tracker struct {
 	lim     limits
 	isAdmin func(peer) bool
 	logf    func(string, ...any)
-	sem     chan struct{} // one token per refusal being written
 
 	mu      sync.Mutex
+	waiting []net.Conn // refused connections waiting for their request, oldest first
 	total   int
 	others  int              // connections of users other than the admins
 	byUID   map[uint32]int   // open connections per known uid
@@ -113,8 +115,7 @@ type tracker struct {
 }
 
 func newTracker(lim limits, isAdmin func(peer) bool, logf func(string, ...any)) *tracker {
-	return &tracker{lim: lim, isAdmin: isAdmin, logf: logf, sem: make(chan struct{}, refusers),
-		byUID: map[uint32]int{}, now: time.Now}
+	return &tracker{lim: lim, isAdmin: isAdmin, logf: logf, byUID: map[uint32]int{}, now: time.Now}
 }
 
 // refusal is why a connection was not admitted.
@@ -179,9 +180,16 @@ func (t *tracker) release(p peer) {
 	}
 }
 
-// refuse answers c with the refusal, when a refuser is free, and closes
-// it. Refusals are logged at most once per refusalLogEvery, with the
-// number left unlogged in between, so a flood cannot flood the log.
+// refuse answers c with the refusal and closes it. Refusals are logged at
+// most once per refusalLogEvery, with the number left unlogged in
+// between, so a flood cannot flood the log.
+//
+// An HTTP client takes an answer that comes before its request for a
+// broken connection, so the answer waits for the request. Usually it is
+// there already (the connection waited in the listen queue) and the answer
+// goes at once; otherwise the connection waits, up to refusalTime, among
+// at most refusers others. A flood of connections that send nothing only
+// pushes the oldest of those out, unanswered.
 func (t *tracker) refuse(c net.Conn, p peer, why *refusal) {
 	t.mu.Lock()
 	t.refused++
@@ -201,20 +209,33 @@ func (t *tracker) refuse(c net.Conn, p peer, why *refusal) {
 		t.logf("%s", line)
 	}
 	answer := refusalResponse(why)
-	select {
-	case t.sem <- struct{}{}:
-		go func() {
-			defer func() { <-t.sem }()
-			writeRefusal(c, answer)
-		}()
-	default:
-		// Under a flood: answer without waiting for anything and close.
-		// A new connection's send buffer is empty, so the write does
+	var buf [4096]byte
+	if n := readPending(c, buf[:]); n > 0 {
+		// The send buffer of a new connection is empty: this write does
 		// not block.
 		_ = c.SetWriteDeadline(time.Now().Add(refusalTime))
 		_, _ = c.Write(answer)
 		c.Close()
+		return
 	}
+	t.mu.Lock()
+	if len(t.waiting) >= refusers {
+		t.waiting[0].Close()
+		t.waiting = t.waiting[1:]
+	}
+	t.waiting = append(t.waiting, c)
+	t.mu.Unlock()
+	go func() {
+		writeRefusal(c, answer)
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		for i, w := range t.waiting {
+			if w == c {
+				t.waiting = append(t.waiting[:i], t.waiting[i+1:]...)
+				break
+			}
+		}
+	}()
 }
 
 func peerName(p peer) string {
@@ -234,12 +255,24 @@ func refusalResponse(why *refusal) []byte {
 	return append([]byte(head), body...)
 }
 
-// writeRefusal sends the answer and closes the connection. It reads what
-// the client sent first, so that the close does not reset a connection
-// whose request the client is still writing.
+// writeRefusal waits for the request's headers, sends the answer and
+// closes the connection. What follows the answer is read too, so that the
+// close does not reset a connection whose request the client is still
+// writing.
 func writeRefusal(c net.Conn, answer []byte) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(refusalTime))
+	var (
+		head []byte
+		buf  [4096]byte
+	)
+	for !bytes.Contains(head, []byte("\r\n\r\n")) && len(head) < maxHeaderBytes {
+		n, err := c.Read(buf[:])
+		head = append(head, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
 	if _, err := c.Write(answer); err != nil {
 		return
 	}

@@ -106,10 +106,6 @@ func TestRefusalLogRate(t *testing.T) {
 		tr.refuse(c, uidPeer(1000), why)
 		clock = clock.Add(25 * time.Millisecond) // 25 s in all
 	}
-	// Let the refusers finish before looking at what they wrote.
-	for i := 0; i < cap(tr.sem); i++ {
-		tr.sem <- struct{}{}
-	}
 	if len(lines) != 3 {
 		t.Fatalf("%d log lines for 1000 refusals in 25 s, want 3:\n%s", len(lines), strings.Join(lines, "\n"))
 	}
@@ -194,3 +190,32 @@ func (*nopConn) Read([]byte) (int, error)         { return 0, io.EOF }
 func (*nopConn) Close() error                     { return nil }
 func (*nopConn) SetDeadline(time.Time) error      { return nil }
 func (*nopConn) SetWriteDeadline(time.Time) error { return nil }
+
+// TestRefusalWaitsForTheRequest: a refused connection is answered after
+// its request, not before (an HTTP client would take that for a broken
+// connection); connections that send nothing make room for newer ones,
+// unanswered.
+func TestRefusalWaitsForTheRequest(t *testing.T) {
+	tr := newTracker(limits{total: 1, perUser: 1, reserved: 1}, func(peer) bool { return false }, func(string, ...any) {})
+	why := &refusal{http.StatusTooManyRequests, "over"}
+	var clients []net.Conn
+	for i := 0; i < refusers+1; i++ {
+		srv, cli := net.Pipe()
+		defer cli.Close()
+		_ = cli.SetDeadline(time.Now().Add(time.Minute))
+		clients = append(clients, cli)
+		tr.refuse(srv, uidPeer(1000), why)
+	}
+	if n, err := clients[0].Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("the oldest silent connection: read %d, %v; want it closed unanswered", n, err)
+	}
+	last := clients[refusers]
+	go func() { _, _ = io.WriteString(last, "GET /v1/vms HTTP/1.1\r\nHost: x\r\n\r\n") }()
+	resp, err := http.ReadResponse(bufio.NewReader(last), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("answer %d", resp.StatusCode)
+	}
+}
