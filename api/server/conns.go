@@ -47,8 +47,9 @@ type limits struct {
 }
 
 // newLimits applies the defaults to the configured caps and fits them to
-// the descriptor limit nofile: connections never take more than half of
-// it, the other half is the reserve of the VMs' own work.
+// the descriptor limit nofile: connections, the refused ones waiting for
+// their answer included, never take more than half of it; the other half
+// is the reserve of the VMs' own work.
 func newLimits(total, perUser, reserved int, nofile uint64) limits {
 	if total <= 0 {
 		total = DefaultMaxConns
@@ -59,8 +60,8 @@ func newLimits(total, perUser, reserved int, nofile uint64) limits {
 	if reserved <= 0 {
 		reserved = DefaultReservedConns
 	}
-	if half := nofile / 2; half < uint64(total) {
-		total = int(half)
+	if half := nofile / 2; half < uint64(total+refusers) {
+		total = int(half) - refusers
 	}
 	total = max(total, 2)
 	reserved = min(reserved, total/2)

@@ -24,7 +24,7 @@ func TestNewLimits(t *testing.T) {
 		want                    limits
 	}{
 		{"defaults", 0, 0, 0, 1 << 20, limits{DefaultMaxConns, DefaultMaxConnsPerUser, DefaultReservedConns}},
-		{"half the descriptors", 0, 0, 0, 1024, limits{512, DefaultMaxConnsPerUser, DefaultReservedConns}},
+		{"half the descriptors", 0, 0, 0, 1024, limits{512 - refusers, DefaultMaxConnsPerUser, DefaultReservedConns}},
 		{"per user within the others' share", 100, 500, 20, 1 << 20, limits{100, 80, 20}},
 		{"reserve at most half", 10, 0, 64, 1 << 20, limits{10, 5, 5}},
 		{"tiny descriptor limit", 0, 0, 0, 3, limits{2, 1, 1}},
