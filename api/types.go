@@ -187,14 +187,20 @@ const (
 	CodeNotFound         = "not_found"          // 404: no VM of that name
 	CodeNoEndpoint       = "no_endpoint"        // 404: no such path
 	CodeMethodNotAllowed = "method_not_allowed" // 405
+	CodeRequestTimeout   = "request_timeout"    // 408: the request body did not arrive in time
 	CodeNotAllowed       = "not_allowed"        // 409: not allowed in the VM's current state
 	CodeInvalidConfig    = "invalid_config"     // 409: the VM has no valid config
-	CodeTooLarge         = "too_large"          // 413: request body over MaxBodyBytes
+	CodeTooLarge         = "too_large"          // 413: request body over MaxBodyBytes; 431: headers too large
 	CodeInternal         = "internal"           // 500
 	CodeReloadFailed     = "reload_failed"      // 500: the config rescan failed
 	CodeNotSupported     = "not_supported"      // 501: the hypervisor cannot do it
 	CodeShuttingDown     = "shutting_down"      // 503: the daemon is exiting
 	CodeTimeout          = "timeout"            // 504: the hypervisor did not answer in time
+
+	// CodeTooManyConnections comes with 429 when the caller's uid holds
+	// its share of the daemon's connections, and with 503 when the daemon
+	// holds all it takes.
+	CodeTooManyConnections = "too_many_connections"
 )
 
 // ErrorBody is the JSON body of every error response.

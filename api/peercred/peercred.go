@@ -48,8 +48,20 @@ func (c Cred) String() string {
 }
 
 // Get returns the credentials of the peer of conn, which must be a
-// *net.UnixConn.
+// *net.UnixConn, its groups included.
 func Get(conn net.Conn) (Cred, error) {
+	c, err := GetIDs(conn)
+	if err != nil {
+		return Cred{}, err
+	}
+	return AddGroups(c), nil
+}
+
+// GetIDs returns the peer's uid, gid and pid as Get does, but leaves out
+// the supplementary groups where learning them costs more than asking the
+// kernel once (Linux): for decisions taken on every connection, such as
+// whether to accept it at all. AddGroups completes it.
+func GetIDs(conn net.Conn) (Cred, error) {
 	uc, ok := conn.(*net.UnixConn)
 	if !ok {
 		return Cred{}, fmt.Errorf("%w: %T is not a unix socket connection", ErrUnsupported, conn)
@@ -69,4 +81,13 @@ func Get(conn net.Conn) (Cred, error) {
 		return Cred{}, gerr
 	}
 	return cred, nil
+}
+
+// AddGroups returns c with its supplementary groups, when GetIDs left
+// them out and they can be learned; otherwise c as it is.
+func AddGroups(c Cred) Cred {
+	if c.Groups == nil {
+		c.Groups = groupsOf(c)
+	}
+	return c
 }

@@ -13,19 +13,23 @@ import (
 )
 
 // fromFD reads SO_PEERCRED. Linux reports uid, gid and pid there; the
-// supplementary groups come from the Groups line of /proc/PID/status,
-// trusted only while that process still has the peer's uid (a pid reused by
-// someone else is ignored, leaving only the primary group).
+// supplementary groups are not in it (see groupsOf).
 func fromFD(fd int) (Cred, error) {
 	u, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
 	if err != nil {
 		return Cred{}, fmt.Errorf("peer credentials: SO_PEERCRED: %w", err)
 	}
-	c := Cred{UID: u.Uid, GID: u.Gid, PID: int(u.Pid)}
-	if u.Pid > 0 {
-		c.Groups = procGroups(int(u.Pid), u.Uid)
+	return Cred{UID: u.Uid, GID: u.Gid, PID: int(u.Pid)}, nil
+}
+
+// groupsOf reads the Groups line of /proc/PID/status, trusted only while
+// that process still has the peer's uid (a pid reused by someone else is
+// ignored, leaving only the primary group).
+func groupsOf(c Cred) []uint32 {
+	if c.PID <= 0 {
+		return nil
 	}
-	return c, nil
+	return procGroups(c.PID, c.UID)
 }
 
 // procGroups returns the supplementary groups of pid, or nil when the

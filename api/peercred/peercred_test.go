@@ -77,3 +77,53 @@ func TestGetNotUnix(t *testing.T) {
 		t.Fatal("Get on TCP succeeded")
 	}
 }
+
+// TestGetIDsThenGroups: GetIDs gives the same ids as Get, and AddGroups
+// completes them with the groups Get would have given.
+func TestGetIDsThenGroups(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	srv, ok := <-accepted
+	if !ok {
+		t.Fatal("accept failed")
+	}
+	defer srv.Close()
+	ids, err := GetIDs(srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := Get(srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids.UID != full.UID || ids.GID != full.GID || ids.PID != full.PID {
+		t.Fatalf("GetIDs %v, Get %v", ids, full)
+	}
+	done := AddGroups(ids)
+	if len(done.Groups) != len(full.Groups) {
+		t.Fatalf("AddGroups gave %v, Get %v", done.Groups, full.Groups)
+	}
+	for i := range full.Groups {
+		if done.Groups[i] != full.Groups[i] {
+			t.Fatalf("AddGroups gave %v, Get %v", done.Groups, full.Groups)
+		}
+	}
+}

@@ -20,10 +20,13 @@ import (
 )
 
 // TestMain lets the test binary act as a client run under another user
-// (see asUser).
+// (see asUser and flood).
 func TestMain(m *testing.M) {
 	if os.Getenv("VMSTATED_TEST_CLIENT") == "1" {
 		os.Exit(clientMain())
+	}
+	if os.Getenv("VMSTATED_TEST_FLOOD") != "" {
+		os.Exit(floodMain())
 	}
 	os.Exit(m.Run())
 }

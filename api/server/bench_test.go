@@ -1,8 +1,11 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"testing"
 
 	"github.com/vmstated/vmstated/api"
@@ -55,4 +58,33 @@ func BenchmarkGetParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkRefusal measures how fast the daemon turns away a connection
+// over its cap: dial, read the 503, close. It bounds how long a caller
+// waits behind a queue of refused connections.
+func BenchmarkRefusal(b *testing.B) {
+	d := startDaemon(b, nil, server.Options{MaxConns: 2, ReservedConns: 1, Logf: func(string, ...any) {}})
+	for i := 0; i < 2; i++ {
+		c, err := net.Dial("unix", d.socket)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+	}
+	buf := make([]byte, 512)
+	for b.Loop() {
+		c, err := net.Dial("unix", d.socket)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.WriteString(c, "GET /v1/vms HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			b.Fatal(err)
+		}
+		n, err := io.ReadAtLeast(c, buf, len("HTTP/1.1 503"))
+		if err != nil || !bytes.HasPrefix(buf[:n], []byte("HTTP/1.1 503")) {
+			b.Fatalf("%q %v", buf[:n], err)
+		}
+		c.Close()
+	}
 }

@@ -31,10 +31,16 @@ func (s *Server) Handler() http.Handler {
 // route dispatches by path and method. It is written out by hand so that
 // every answer, 404 and 405 included, is a JSON error body.
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	if c, ok := r.Context().Value(connKey{}).(*conn); ok {
+		c.own.Store(false) // the answers are the handler's from here
+	}
 	// Until the handler sets a closer one, no write may take longer than
 	// the whole request could.
 	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(time.Now().Add(s.actionTO + s.writeTO))
+	if !s.takeBody(w, r) {
+		return
+	}
 
 	if r.URL.Path == MetricsPath {
 		s.method(w, r, http.MethodGet, s.metrics)
@@ -180,22 +186,47 @@ func (s *Server) checkQuery(w http.ResponseWriter, r *http.Request, known ...str
 	return true
 }
 
-// readBody decodes an optional JSON body into v, refusing unknown fields,
-// trailing data and bodies over api.MaxBodyBytes.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request, v any) bool {
+// takeBody reads the request's body, if it has one, within BodyTimeout of
+// the headers, whatever the endpoint, and keeps it in memory for the
+// handler. A body that does not arrive in time gets 408, one over
+// api.MaxBodyBytes 413, and either way the connection closes: the read
+// deadline stays in force, so nothing waits for the rest of the body.
+// Only a body read in full lifts the deadline, for the server's watch of
+// the connection (which tells a handler that its client has gone) must
+// not time out.
+func (s *Server) takeBody(w http.ResponseWriter, r *http.Request) bool {
+	if r.Body == nil || r.Body == http.NoBody {
+		return true
+	}
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Now().Add(s.bodyTO))
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, api.MaxBodyBytes))
-	// No deadline while the request is being worked on: the server's
-	// watch for a vanished client reads too, and must not time out.
-	_ = rc.SetReadDeadline(time.Time{})
+	if err == nil {
+		_ = rc.SetReadDeadline(time.Time{})
+		r.Body = io.NopCloser(bytes.NewReader(data))
+		return true
+	}
+	_ = rc.SetReadDeadline(time.Now())
+	w.Header().Set("Connection", "close")
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		s.fail(w, http.StatusRequestEntityTooLarge, api.CodeTooLarge,
+			fmt.Sprintf("request body over %d bytes", api.MaxBodyBytes))
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		s.fail(w, http.StatusRequestTimeout, api.CodeRequestTimeout,
+			fmt.Sprintf("the request body did not arrive within %s of the headers; send it with them", s.bodyTO))
+	default:
+		s.fail(w, http.StatusBadRequest, api.CodeBadRequest, "reading the request body: "+err.Error())
+	}
+	return false
+}
+
+// readBody decodes an optional JSON body into v, refusing unknown fields
+// and trailing data. The body is in memory already (takeBody).
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	data, err := io.ReadAll(r.Body)
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			s.fail(w, http.StatusRequestEntityTooLarge, api.CodeTooLarge,
-				fmt.Sprintf("request body over %d bytes", api.MaxBodyBytes))
-			return false
-		}
 		s.fail(w, http.StatusBadRequest, api.CodeBadRequest, "reading the request body: "+err.Error())
 		return false
 	}

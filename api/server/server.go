@@ -3,11 +3,24 @@
 //
 // Every connection is tagged with its peer's credentials as the kernel
 // reports them; each request is authorized from those alone (see
-// Authorization in package api's documentation). Slow or stuck clients
-// cannot hold the daemon: headers must arrive within ReadHeaderTimeout,
-// bodies within BodyTimeout, and every response write has a deadline. The
-// two streams (events, log follow) last as long as their client reads, and
-// end when it goes away or the server shuts down.
+// Authorization in package api's documentation).
+//
+// Clients cannot hold the daemon. Every phase of a request is bounded: the
+// headers must arrive within ReadHeaderTimeout, the body within
+// BodyTimeout of the headers (or the request gets 408 and the connection
+// closes), the work on the supervisor takes at most ActionTimeout, every
+// write of the answer must complete within WriteTimeout, and an idle
+// keep-alive connection closes after IdleTimeout. The streams (events, log
+// follow, and connections taken over by an upgrade) are long-lived by
+// design and have no total deadline; they are bounded by liveness
+// instead: each write must complete within WriteTimeout, and a stream ends
+// as soon as its client closes its end or the server shuts down.
+//
+// Connections are capped, overall and per uid, with a share kept for root
+// and the daemon's user (see conns.go); the caps never exceed half the
+// process's descriptor limit, so clients cannot starve VM work of
+// descriptors. Refused connections, and requests net/http refuses by itself,
+// get the API's JSON errors.
 package server
 
 import (
@@ -34,6 +47,11 @@ const (
 	DefaultWriteTimeout      = 30 * time.Second
 	DefaultActionTimeout     = 60 * time.Second
 	DefaultIdleTimeout       = 60 * time.Second
+	// maxHeaderBytes bounds a request's line and headers.
+	maxHeaderBytes = 64 << 10
+	// fallbackDescriptorLimit is assumed when the descriptor limit
+	// cannot be read.
+	fallbackDescriptorLimit = 1024
 	// shutdownGrace is how long Serve lets requests in progress finish
 	// once its context ends.
 	shutdownGrace = 5 * time.Second
@@ -59,6 +77,16 @@ type Options struct {
 	ActionTimeout time.Duration
 	// IdleTimeout closes keep-alive connections idle this long.
 	IdleTimeout time.Duration
+	// MaxConns caps the connections open at once, all users together
+	// (default DefaultMaxConns). It is lowered to half the process's
+	// descriptor limit when that is less.
+	MaxConns int
+	// MaxConnsPerUser caps the connections of one uid other than root
+	// and AdminUID (default DefaultMaxConnsPerUser).
+	MaxConnsPerUser int
+	// ReservedConns of MaxConns only root and AdminUID may use (default
+	// DefaultReservedConns), so that they always get in.
+	ReservedConns int
 	// Logf receives the server's own problems (internal errors). Nil
 	// discards them.
 	Logf func(format string, args ...any)
@@ -80,6 +108,7 @@ type Server struct {
 	ids      *idCache
 	// metricsSrc serves /metrics; nil when the daemon has none.
 	metricsSrc *metrics.Metrics
+	conns      *tracker
 
 	quit     chan struct{} // closed when streams are to end
 	quitOnce sync.Once
@@ -108,6 +137,8 @@ func New(sup *supervisor.Supervisor, opts Options) *Server {
 	if s.logf == nil {
 		s.logf = func(string, ...any) {}
 	}
+	lim := newLimits(opts.MaxConns, opts.MaxConnsPerUser, opts.ReservedConns, descriptorLimit())
+	s.conns = newTracker(lim, s.isAdmin, s.logf)
 	return s
 }
 
@@ -120,6 +151,9 @@ func orDefault(d, def time.Duration) time.Duration {
 
 // credKey tags a connection's context with its peer's credentials.
 type credKey struct{}
+
+// connKey tags a connection's context with the connection.
+type connKey struct{}
 
 // peer is who sent a request.
 type peer struct {
@@ -136,6 +170,9 @@ func peerOf(r *http.Request) peer {
 // it is the http.Server hook of the same name. A connection whose
 // credentials cannot be read may see and do nothing.
 func (s *Server) ConnContext(ctx context.Context, c net.Conn) context.Context {
+	if cc, ok := c.(*conn); ok {
+		return context.WithValue(context.WithValue(ctx, connKey{}, cc), credKey{}, cc.peer)
+	}
 	cred, err := peercred.Get(c)
 	if err != nil {
 		s.logf("control socket: %v; the connection gets no rights", err)
@@ -145,15 +182,17 @@ func (s *Server) ConnContext(ctx context.Context, c net.Conn) context.Context {
 }
 
 // HTTPServer returns an http.Server for the API with the timeouts set. Its
-// connections must come from a unix socket listener.
+// connections must come from a unix socket listener; Serve adds the
+// connection caps and should be used instead.
 func (s *Server) HTTPServer() *http.Server {
 	logf := s.logf
 	return &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: s.readHdr,
 		IdleTimeout:       s.idleTO,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ConnContext:       s.ConnContext,
+		ConnState:         connState,
 		ErrorLog:          log.New(logWriter(logf), "control socket: ", 0),
 	}
 }
@@ -167,8 +206,11 @@ func (f logWriter) Write(p []byte) (int, error) {
 
 // Serve answers requests on l until ctx ends; then it ends the streams,
 // lets requests in progress finish for a few seconds, closes l and
-// returns nil. Any other failure of the listener is returned.
+// returns nil. Any other failure of the listener is returned. Connections
+// over the caps are answered 429 (the uid's own cap) or 503 (the overall
+// one) and closed.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	l = &listener{Listener: l, t: s.conns}
 	srv := s.HTTPServer()
 	done := make(chan struct{})
 	go func() {

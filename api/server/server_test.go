@@ -416,7 +416,10 @@ func TestEventsResumeAndLoss(t *testing.T) {
 // TestEventsSlowReader: a reader that does not read is cut off with a
 // lost notice, never blocking the daemon; it can resume where it was.
 func TestEventsSlowReader(t *testing.T) {
-	d := startDaemon(t, map[string]string{"vm": sleeper("vm", "")}, server.Options{})
+	// The reader stalls while the events are published and the VM starts,
+	// which on a loaded machine can outlast the default write timeout; that
+	// would cut the stream mid-line instead of with the lost notice.
+	d := startDaemon(t, map[string]string{"vm": sleeper("vm", "")}, server.Options{WriteTimeout: guard})
 	ctx, cancel := context.WithTimeout(context.Background(), guard)
 	defer cancel()
 	s, err := d.client.Events(ctx, api.EventOptions{})

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"syscall"
 
+	"github.com/vmstated/vmstated/api/server"
 	"github.com/vmstated/vmstated/daemon"
 )
 
@@ -27,9 +28,12 @@ type options struct {
 	qemuUser string
 	// metricsListen is -m: a TCP host:port for GET /metrics.
 	metricsListen string
+	// userConns caps the control socket connections of one user other
+	// than root and the daemon's.
+	userConns int
 }
 
-const usage = `usage: vmstated [-fhnv] [-c configdir] [-p pidfile] [-s socket] [-l logdir] [-S statedir] [-R rundir] [-U user] [-m addr:port]
+const usage = `usage: vmstated [-fhnv] [-c configdir] [-p pidfile] [-s socket] [-l logdir] [-S statedir] [-R rundir] [-U user] [-C conns] [-m addr:port]
 
   -c configdir  config root: one sub-directory per VM (default %s)
   -f            stay in the foreground (for service managers and debugging)
@@ -41,6 +45,7 @@ const usage = `usage: vmstated [-fhnv] [-c configdir] [-p pidfile] [-s socket] [
   -S statedir   per-VM state records (default %s)
   -R rundir     per-VM runtime files: sockets, pidfiles, hook journals (default %s)
   -U user       the user QEMU runs as when a VM's config names none (root only)
+  -C conns      control socket connections one user other than root may hold (default %d)
   -v            verbose: log debug messages too
   -m addr:port  also serve GET /metrics (Prometheus) on this TCP address, every VM
                 to whoever reaches it (the control socket serves it per user)
@@ -63,9 +68,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.check, "n", false, "")
 	fs.StringVar(&o.qemuUser, "U", "", "")
 	fs.StringVar(&o.metricsListen, "m", "", "")
+	fs.IntVar(&o.userConns, "C", server.DefaultMaxConnsPerUser, "")
 	help := fs.Bool("h", false, "")
 	printUsage := func() {
-		fmt.Fprintf(stderr, usage, def.ConfigDir, def.Pidfile, def.Socket, def.LogDir, def.StateDir, def.RunDir)
+		fmt.Fprintf(stderr, usage, def.ConfigDir, def.Pidfile, def.Socket, def.LogDir, def.StateDir, def.RunDir, server.DefaultMaxConnsPerUser)
 	}
 	if err := fs.Parse(args); err != nil {
 		printUsage()
@@ -78,6 +84,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		printUsage()
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.userConns < 1 {
+		return o, fmt.Errorf("-U %d: a user needs at least one connection", o.userConns)
 	}
 	abs, err := o.paths.Absolute()
 	if err != nil {

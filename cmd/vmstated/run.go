@@ -115,9 +115,10 @@ func run(ctx context.Context, o options, stderr io.Writer) (err error) {
 		return err
 	}
 	srv := server.New(sup, server.Options{
-		Reload:  reload,
-		Logf:    func(f string, a ...any) { log.Warn(fmt.Sprintf(f, a...)) },
-		Metrics: mets,
+		Reload:          reload,
+		Logf:            func(f string, a ...any) { log.Warn(fmt.Sprintf(f, a...)) },
+		Metrics:         mets,
+		MaxConnsPerUser: o.userConns,
 	})
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.Serve(ctx, l) }()

@@ -1,0 +1,13 @@
+package server
+
+import (
+	"context"
+
+	"github.com/vmstated/vmstated/api/peercred"
+)
+
+// WithPeer tags ctx as a connection of the peer cred, for tests that call
+// the handler without a socket.
+func WithPeer(ctx context.Context, cred peercred.Cred) context.Context {
+	return context.WithValue(ctx, credKey{}, peer{cred: cred, known: true})
+}
