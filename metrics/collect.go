@@ -39,7 +39,7 @@ var (
 	descHookFails   = desc("vmstated_vm_hook_failures_total", "Hook runs that failed (timeouts included), by state.", "vm", "state")
 	descHookTOs     = desc("vmstated_vm_hook_timeouts_total", "Hook runs stopped at hook_timeout, by state.", "vm", "state")
 	descHookDur     = desc("vmstated_vm_hook_duration_seconds", "How long hooks took, by state.", "vm", "state")
-	descReadopted   = desc("vmstated_vm_readoptions_total", "Times the VM's hypervisor was re-adopted after a daemon restart in the middle of a start or restart.", "vm")
+	descReadopted   = desc("vmstated_vm_readoptions_total", "Times a running hypervisor of the VM was taken over: after a daemon restart, or found running before a launch.", "vm")
 	descRSS         = desc("vmstated_vm_process_resident_memory_bytes", "Resident memory of the hypervisor process.", "vm")
 
 	descCPUs   = desc("libvirt_domain_info_virtual_cpus", "Number of virtual CPUs for the domain.", "domain")

@@ -156,12 +156,11 @@ func (m *Metrics) observe(e supervisor.Event) {
 		case e.To == statemachine.Failed:
 			c.failures++
 		}
-		if strings.HasPrefix(e.Reason, "re-adopted") {
-			c.readoptions++
-		}
 		if e.Event == statemachine.Exited || e.Event == statemachine.AutoRestart || e.From.HypervisorUp() && !e.To.HypervisorUp() {
 			m.countExit(c, e.VM)
 		}
+	case supervisor.KindAdopted:
+		m.counters(e.VM).readoptions++
 	case supervisor.KindHook:
 		if e.Skipped {
 			return

@@ -103,6 +103,7 @@ func TestCountersFromEvents(t *testing.T) {
 	src.set(supervisor.Status{Name: "web", State: statemachine.Restarting, Desired: statemachine.Running, Since: now,
 		LastExit: &hypervisor.Exit{Reason: hypervisor.ExitCrash, Time: at(4 * time.Second)}})
 	pub(supervisor.Event{Time: at(4 * time.Second), Kind: supervisor.KindTransition, VM: "web", Event: statemachine.AutoRestart, From: statemachine.Running, To: statemachine.Restarting})
+	pub(supervisor.Event{Time: at(5 * time.Second), Kind: supervisor.KindAdopted, VM: "web", Reason: "re-adopted exec pid 4242 after a daemon restart"})
 	pub(supervisor.Event{Time: at(5 * time.Second), Kind: supervisor.KindTransition, VM: "web", Event: statemachine.Done, From: statemachine.Restarting, To: statemachine.Restarted, Reason: "re-adopted after a daemon restart"})
 	settle(t, m, src, "marker")
 
