@@ -243,7 +243,7 @@ func (d *decoder) sectionFields(prefix string, n *ucl.Node, known []string, repe
 	}
 }
 
-var qemuKeys = []string{"binary", "machine", "accel", "cpu", "vga", "vnc", "serial", "disk", "cdrom", "nic", "extra_args"}
+var qemuKeys = []string{"binary", "machine", "accel", "cpu", "vga", "vnc", "serial", "disk", "cdrom", "nic", "extra_args", "kernel", "initrd", "append"}
 
 func (q *QEMU) applyDefaults() {
 	if q.Binary == "" {
@@ -290,6 +290,22 @@ func (d *decoder) qemuSection(key string, n *ucl.Node) {
 			q.CDROM, _ = d.path(full, v)
 		case "extra_args":
 			q.ExtraArgs, _ = d.stringList(full, v, false, `[ "-device", "virtio-rng-pci" ]`)
+		case "kernel":
+			if p, ok := d.path(full, v); ok && d.readableFile(full, v, p) {
+				q.Kernel = p
+			}
+		case "initrd":
+			if p, ok := d.path(full, v); ok && d.readableFile(full, v, p) {
+				q.Initrd = p
+			}
+		case "append":
+			if s, ok := d.str(full, v); ok {
+				if strings.ContainsAny(s, "\n\x00") {
+					d.errf(v.Pos, full, "contains a newline or NUL; the kernel command line is one line")
+				} else {
+					q.Append = s
+				}
+			}
 		case "disk":
 			for _, it := range d.sectionList(full, v, "disk { path = /var/lib/vm/disk.img; }") {
 				if disk, ok := d.disk(full, it); ok {
@@ -304,6 +320,15 @@ func (d *decoder) qemuSection(key string, n *ucl.Node) {
 			}
 		}
 	})
+	// Without a kernel QEMU boots from a disk, and an initrd or command
+	// line would be silently ignored.
+	if q.Kernel == "" {
+		for k, set := range map[string]bool{"initrd": q.Initrd != "", "append": q.Append != ""} {
+			if set {
+				d.errf(n.Pos, key+"."+k, "needs kernel (direct kernel boot); add kernel = /path/to/vmlinuz; or remove %s", k)
+			}
+		}
+	}
 	q.applyDefaults()
 	d.vm.QEMU = q
 }

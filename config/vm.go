@@ -138,6 +138,11 @@ type QEMU struct {
 	CDROM     string   `json:"cdrom,omitempty"`
 	NICs      []NIC    `json:"nics,omitempty"`
 	ExtraArgs []string `json:"extra_args,omitempty"`
+	// Kernel, Initrd and Append boot a kernel directly (QEMU's -kernel,
+	// -initrd, -append) instead of from a disk.
+	Kernel string `json:"kernel,omitempty"`
+	Initrd string `json:"initrd,omitempty"`
+	Append string `json:"append,omitempty"`
 }
 
 // Disk is one disk of a QEMU VM.

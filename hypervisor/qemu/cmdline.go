@@ -17,6 +17,10 @@ const (
 	vncSocket    = "vnc.sock"
 	pidFile      = "qemu.pid"
 	outputFile   = "qemu.log"
+	// consoleFile is QEMU's own copy of what the guest wrote to its serial
+	// port, kept whether or not anyone is connected to the socket (and
+	// while the daemon is down); the daemon follows it into the VM log.
+	consoleFile = "console.log"
 )
 
 // maxSocketPath is the longest unix socket path the kernel accepts
@@ -25,17 +29,18 @@ const maxSocketPath = 103
 
 // runPaths are the files QEMU creates in the run directory.
 type runPaths struct {
-	QMP, QMPAlt, Serial, VNC, PID, Output string
+	QMP, QMPAlt, Serial, VNC, PID, Output, Console string
 }
 
 func pathsFor(runDir string) runPaths {
 	return runPaths{
-		QMP:    filepath.Join(runDir, qmpSocket),
-		QMPAlt: filepath.Join(runDir, qmpAltSocket),
-		Serial: filepath.Join(runDir, serialSocket),
-		VNC:    filepath.Join(runDir, vncSocket),
-		PID:    filepath.Join(runDir, pidFile),
-		Output: filepath.Join(runDir, outputFile),
+		QMP:     filepath.Join(runDir, qmpSocket),
+		QMPAlt:  filepath.Join(runDir, qmpAltSocket),
+		Serial:  filepath.Join(runDir, serialSocket),
+		VNC:     filepath.Join(runDir, vncSocket),
+		PID:     filepath.Join(runDir, pidFile),
+		Output:  filepath.Join(runDir, outputFile),
+		Console: filepath.Join(runDir, consoleFile),
 	}
 }
 
@@ -68,6 +73,16 @@ func buildArgs(spec hypervisor.Spec, o Options, accel, readConfig string) []stri
 	if spec.BootROM != "" {
 		a = append(a, "-bios", spec.BootROM)
 	}
+	// Plain arguments, not key=value lists: no comma quoting.
+	if o.Kernel != "" {
+		a = append(a, "-kernel", o.Kernel)
+	}
+	if o.Initrd != "" {
+		a = append(a, "-initrd", o.Initrd)
+	}
+	if o.Append != "" {
+		a = append(a, "-append", o.Append)
+	}
 	// Hygiene: no default devices, no host-wide config files, no reboot
 	// inside the process (a guest reboot ends it so the supervisor
 	// decides), no window.
@@ -93,7 +108,9 @@ func buildArgs(spec hypervisor.Spec, o Options, accel, readConfig string) []stri
 	)
 	if o.Serial {
 		a = append(a,
-			"-chardev", "socket,id=serial0,path="+escape(p.Serial)+",server=on,wait=off",
+			// logappend: a restarted guest adds to the file the daemon
+			// may not have finished copying.
+			"-chardev", "socket,id=serial0,path="+escape(p.Serial)+",server=on,wait=off,logfile="+escape(p.Console)+",logappend=on",
 			"-serial", "chardev:serial0",
 		)
 	}

@@ -34,6 +34,9 @@ func richSpec() hypervisor.Spec {
 				{Type: "tap", Ifname: "tap-web", Bridge: "br0", Model: "e1000", MAC: "52:54:00:12:34:56"},
 			},
 			ExtraArgs: []string{"-device", "virtio-rng-pci"},
+			Kernel:    "/boot/vmlinuz,1",
+			Initrd:    "/boot/initrd.gz",
+			Append:    "console=ttyS0 root=/dev/vda1,x",
 		},
 	}
 }
@@ -53,6 +56,9 @@ func TestCommandLineRich(t *testing.T) {
 		"-smp", "4,sockets=1,cores=2,threads=2",
 		"-cpu", "max",
 		"-bios", "/usr/share/OVMF/OVMF.fd",
+		"-kernel", "/boot/vmlinuz,1",
+		"-initrd", "/boot/initrd.gz",
+		"-append", "console=ttyS0 root=/dev/vda1,x",
 		"-nodefaults", "-no-user-config", "-no-reboot", "-display", "none",
 		"-vga", "std",
 		"-vnc", "unix:/run/vmstated/web/vnc.sock",
@@ -61,7 +67,7 @@ func TestCommandLineRich(t *testing.T) {
 		"-chardev", "socket,id=qmp-alt,path=/run/vmstated/web/qmp-alt.sock,server=on,wait=off",
 		"-mon", "chardev=qmp-alt,mode=control",
 		"-pidfile", "/run/vmstated/web/qemu.pid",
-		"-chardev", "socket,id=serial0,path=/run/vmstated/web/serial.sock,server=on,wait=off",
+		"-chardev", "socket,id=serial0,path=/run/vmstated/web/serial.sock,server=on,wait=off,logfile=/run/vmstated/web/console.log,logappend=on",
 		"-serial", "chardev:serial0",
 		"-drive", "file=/var/lib/vm/web.qcow2,if=none,id=disk0,format=qcow2,cache=none",
 		"-device", "virtio-blk-pci,drive=disk0",
@@ -147,6 +153,10 @@ func TestValidate(t *testing.T) {
 		{"no-shutdown", Options{ExtraArgs: []string{"-no-shutdown"}}, "-no-shutdown"},
 		{"paused start", Options{ExtraArgs: []string{"-S"}}, "-S"},
 		{"two problems", Options{Accel: "x", VGA: "y"}, "vga"},
+		{"direct boot", Options{Kernel: "/k", Initrd: "/i", Append: "console=ttyS0"}, ""},
+		{"initrd without kernel", Options{Initrd: "/i"}, "need kernel"},
+		{"append without kernel", Options{Append: "quiet"}, "need kernel"},
+		{"append with newline", Options{Kernel: "/k", Append: "a\nb"}, "newline"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -40,6 +40,10 @@ type Options struct {
 	NICs []NIC
 	// ExtraArgs are appended to the command line as they are.
 	ExtraArgs []string
+	// Kernel boots this kernel image directly (-kernel) instead of from a
+	// disk; Initrd (-initrd) and Append (-append, the kernel's command
+	// line) need it.
+	Kernel, Initrd, Append string
 }
 
 // Disk is one disk image.
@@ -178,6 +182,12 @@ func (o Options) Validate() error {
 		if n.MAC != "" && !macAddr.MatchString(n.MAC) {
 			bad("nic %d: mac %q: write it as 52:54:00:12:34:56", i+1, n.MAC)
 		}
+	}
+	if o.Kernel == "" && (o.Initrd != "" || o.Append != "") {
+		bad("initrd and append need kernel (direct kernel boot): set kernel or remove them")
+	}
+	if strings.ContainsAny(o.Append, "\n\x00") {
+		bad("append %q contains a newline or NUL; the kernel command line is one line", o.Append)
 	}
 	for _, a := range o.ExtraArgs {
 		switch a {
