@@ -117,6 +117,11 @@ type Spec struct {
 	// survive the daemon), so drivers capture into a file under RunDir and
 	// follow it.
 	Output io.Writer
+	// Console receives what the guest writes to its serial console, line
+	// by line as the guest ends them (often "\r\n"), including what it
+	// wrote while the daemon was down. Nil drops it. Drivers without a
+	// console capture ignore it.
+	Console io.Writer
 	// Options holds the driver's own settings (*qemu.Options,
 	// *bhyve.Options, *exec.Options). Nil means the driver's defaults.
 	Options any

@@ -482,6 +482,7 @@ func (v *vm) launch(ctx context.Context, s *settings) (hypervisor.Instance, erro
 	spec.Name = s.name
 	spec.RunDir = filepath.Join(v.sup.runDir, s.name)
 	spec.Output = v.log.Writer(s.driver)
+	spec.Console = v.consoleOutput()
 	return drv.Start(ctx, spec)
 }
 

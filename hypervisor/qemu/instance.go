@@ -47,7 +47,7 @@ type instance struct {
 	spec     hypervisor.Spec
 	proc     *process.Process
 	paths    runPaths
-	follower *process.Follower
+	follower captures
 	sockets  map[string]string
 	accel    string
 
@@ -62,7 +62,7 @@ type instance struct {
 	done chan struct{}
 }
 
-func newInstance(d *Driver, spec hypervisor.Spec, proc *process.Process, p runPaths, f *process.Follower) *instance {
+func newInstance(d *Driver, spec hypervisor.Spec, proc *process.Process, p runPaths, f captures) *instance {
 	o, _ := options(spec)
 	sockets := map[string]string{"qmp": p.QMP, "qmp-alt": p.QMPAlt}
 	if o.Serial {
@@ -176,9 +176,7 @@ func (i *instance) finish() {
 	i.exit = classify(i.shutdown, i.panicked, i.killed, st)
 	i.exit.Time = time.Now()
 	i.mu.Unlock()
-	if i.follower != nil {
-		i.follower.Stop()
-	}
+	i.follower.stop()
 	close(i.done)
 }
 
