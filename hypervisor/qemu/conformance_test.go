@@ -6,6 +6,7 @@ import (
 
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/hypervisor/drivertest"
+	"github.com/vmstated/vmstated/hypervisor/qemu/testguest"
 )
 
 // TestConformance runs the shared driver suite against real QEMU under
@@ -17,7 +18,7 @@ func TestConformance(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots Linux guests; skipped with -short")
 	}
-	kernel, initrd := testGuest(t)
+	kernel, initrd := testguest.Build(t)
 	drivertest.Run(t, drivertest.Harness{
 		NewDriver: func() hypervisor.Driver { return New() },
 		Spec: func(t *testing.T, kind drivertest.Kind) hypervisor.Spec {
@@ -27,13 +28,11 @@ func TestConformance(t *testing.T) {
 			}
 			return hypervisor.Spec{
 				Name: "conformance", MemoryMB: 128, CPUs: 1,
-				Options: &Options{Accel: "tcg", ExtraArgs: []string{
-					"-kernel", kernel, "-initrd", initrd, "-append", cmdline,
-					"-serial", "stdio",
-				}},
+				Options: &Options{Accel: "tcg", Kernel: kernel, Initrd: initrd, Append: cmdline,
+					ExtraArgs: []string{"-serial", "stdio"}},
 			}
 		},
-		OutputMarker: "VMSTATED-GUEST-READY",
+		OutputMarker: testguest.Ready,
 		Timeout:      3 * time.Minute,
 	})
 }

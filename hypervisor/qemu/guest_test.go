@@ -1,250 +1,89 @@
 package qemu
 
 import (
-	"bufio"
-	"bytes"
-	"compress/gzip"
-	"context"
-	"fmt"
+	"io"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/vmstated/vmstated/hypervisor"
+	"github.com/vmstated/vmstated/hypervisor/qemu/testguest"
 )
 
-// guestInit is the initramfs's /init: it loads the ACPI button driver,
-// starts busybox acpid on the power button, and says when it is ready.
-const guestInit = `#!/bin/busybox sh
-/bin/busybox --install -s /bin
-export PATH=/bin
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev
-if grep -q vmstated.stubborn /proc/cmdline; then
-	echo VMSTATED-GUEST-READY
-	while true; do sleep 60; done
-fi
-insmod /lib/evdev.ko
-insmod /lib/button.ko
-dev=""
-while [ -z "$dev" ]; do
-	for d in /sys/class/input/event*; do
-		if grep -q "Power Button" "$d/device/name" 2>/dev/null; then dev=/dev/input/${d##*/}; fi
-	done
-	[ -z "$dev" ] && sleep 0.1
-done
-while [ ! -e "$dev" ]; do sleep 0.1; done
-mkdir -p /var/log /var/run
-acpid -f &
-pid=$!
-until ls -l /proc/$pid/fd 2>/dev/null | grep -q "$dev"; do sleep 0.1; done
-echo VMSTATED-GUEST-READY
-while true; do sleep 60; done
-`
-
-const powerButtonAction = "#!/bin/sh\npoweroff -f\n"
-
-// guestFiles are the parts of the test guest taken from Debian packages.
-var guestFiles = []struct{ name, pattern string }{
-	{"vmlinuz", "boot/vmlinuz-*"},
-	{"busybox", "bin/busybox"},
-	{"button.ko", "lib/modules/*/kernel/drivers/acpi/button.ko"},
-	{"evdev.ko", "lib/modules/*/kernel/drivers/input/evdev.ko"},
+// consoleLines collects the lines a driver copies from the console log
+// and lets a test wait for one.
+type consoleLines struct {
+	mu     sync.Mutex
+	lines  []string
+	change chan struct{}
 }
 
-// testGuest returns a kernel and an initramfs that powers off on the ACPI
-// power button (or, booted with "vmstated.stubborn", ignores it). The
-// Debian parts are fetched once into the user's cache directory; the
-// initramfs is built afresh in a temporary directory. It skips the test
-// when the parts cannot be had.
-func testGuest(tb testing.TB) (kernel, initrd string) {
-	tb.Helper()
-	dir := guestCache(tb)
-	read := func(name string) []byte {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			tb.Fatal(err)
-		}
-		return b
+func newConsoleLines() *consoleLines { return &consoleLines{change: make(chan struct{}, 1)} }
+
+func (c *consoleLines) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	c.lines = append(c.lines, strings.TrimRight(string(b), "\r\n"))
+	c.mu.Unlock()
+	select {
+	case c.change <- struct{}{}:
+	default:
 	}
-	files := []cpioFile{
-		{name: "bin", mode: 0o40755}, {name: "proc", mode: 0o40755}, {name: "sys", mode: 0o40755},
-		{name: "dev", mode: 0o40755}, {name: "lib", mode: 0o40755}, {name: "etc", mode: 0o40755},
-		{name: "etc/acpi", mode: 0o40755}, {name: "etc/acpi/PWRF", mode: 0o40755},
-		{name: "init", mode: 0o100755, data: []byte(guestInit)},
-		{name: "etc/acpi/PWRF/00000080", mode: 0o100755, data: []byte(powerButtonAction)},
-		{name: "bin/busybox", mode: 0o100755, data: read("busybox")},
-		{name: "lib/button.ko", mode: 0o100644, data: read("button.ko")},
-		{name: "lib/evdev.ko", mode: 0o100644, data: read("evdev.ko")},
-	}
-	var img bytes.Buffer
-	zw := gzip.NewWriter(&img)
-	writeCPIO(zw, files)
-	zw.Close()
-	initrd = filepath.Join(tb.TempDir(), "initrd.gz")
-	if err := os.WriteFile(initrd, img.Bytes(), 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	return filepath.Join(dir, "vmlinuz"), initrd
+	return len(b), nil
 }
 
-var guestCacheMu sync.Mutex
-
-// guestCache fills the cache directory with guestFiles once.
-func guestCache(tb testing.TB) string {
-	tb.Helper()
-	guestCacheMu.Lock()
-	defer guestCacheMu.Unlock()
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		tb.Skipf("no user cache directory for the test guest: %v", err)
-	}
-	dir := filepath.Join(cache, "vmstated-test-guest")
-	complete := true
-	for _, f := range guestFiles {
-		if _, err := os.Stat(filepath.Join(dir, f.name)); err != nil {
-			complete = false
-		}
-	}
-	if complete {
-		return dir
-	}
-	for _, tool := range []string{"apt-get", "apt-cache", "dpkg-deb"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			tb.Skipf("building the test guest needs %s (Debian): %v", tool, err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "apt-cache", "search", "--names-only", `^linux-image-6\.1\.0-[0-9]+-amd64$`).Output()
-	if err != nil {
-		tb.Skipf("apt-cache search for a kernel failed: %v", err)
-	}
-	num := regexp.MustCompile(`^linux-image-6\.1\.0-([0-9]+)-amd64$`)
-	kpkg, best := "", -1
-	for _, l := range strings.Split(string(out), "\n") {
-		f := strings.Fields(l)
-		if len(f) == 0 {
-			continue
-		}
-		if m := num.FindStringSubmatch(f[0]); m != nil {
-			var n int
-			fmt.Sscan(m[1], &n)
-			if n > best {
-				kpkg, best = f[0], n
+// wait waits for a line containing s and returns it.
+func (c *consoleLines) wait(t *testing.T, s string) string {
+	t.Helper()
+	timeout := time.After(3 * time.Minute)
+	for {
+		c.mu.Lock()
+		for _, l := range c.lines {
+			if strings.Contains(l, s) {
+				c.mu.Unlock()
+				return l
 			}
 		}
-	}
-	if kpkg == "" {
-		tb.Skip("no linux-image-6.1.0-*-amd64 package known to apt; run apt-get update")
-	}
-
-	work, err := os.MkdirTemp("", "vmguest")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer os.RemoveAll(work)
-	dl := exec.CommandContext(ctx, "apt-get", "download", kpkg, "busybox-static")
-	dl.Dir = work
-	if b, err := dl.CombinedOutput(); err != nil {
-		tb.Skipf("apt-get download %s busybox-static failed: %v: %s", kpkg, err, b)
-	}
-	debs, _ := filepath.Glob(filepath.Join(work, "*.deb"))
-	root := filepath.Join(work, "root")
-	for _, deb := range debs {
-		if b, err := exec.CommandContext(ctx, "dpkg-deb", "-x", deb, root).CombinedOutput(); err != nil {
-			tb.Skipf("dpkg-deb -x %s: %v: %s", deb, err, b)
+		all := strings.Join(c.lines, "\n")
+		c.mu.Unlock()
+		select {
+		case <-c.change:
+		case <-timeout:
+			t.Fatalf("no console line with %q; console:\n%s", s, all)
 		}
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		tb.Fatal(err)
-	}
-	for _, f := range guestFiles {
-		m, _ := filepath.Glob(filepath.Join(root, f.pattern))
-		if len(m) == 0 {
-			tb.Skipf("the downloaded packages have no %s", f.pattern)
-		}
-		b, err := os.ReadFile(m[0])
-		if err != nil {
-			tb.Fatal(err)
-		}
-		tmp := filepath.Join(dir, f.name+".tmp")
-		if err := os.WriteFile(tmp, b, 0o644); err != nil {
-			tb.Fatal(err)
-		}
-		if err := os.Rename(tmp, filepath.Join(dir, f.name)); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	return dir
-}
-
-type cpioFile struct {
-	name string
-	mode uint32
-	data []byte
-}
-
-// writeCPIO writes files as a "newc" cpio archive, the initramfs format.
-func writeCPIO(w *gzip.Writer, files []cpioFile) {
-	pad := func(n int) {
-		if r := n % 4; r != 0 {
-			w.Write(make([]byte, 4-r))
-		}
-	}
-	for i, f := range append(files, cpioFile{name: "TRAILER!!!"}) {
-		hdr := fmt.Sprintf("070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
-			i+1, f.mode, 0, 0, 1, 0, len(f.data), 0, 0, 0, 0, len(f.name)+1, 0)
-		w.Write([]byte(hdr))
-		w.Write([]byte(f.name + "\x00"))
-		pad(len(hdr) + len(f.name) + 1)
-		w.Write(f.data)
-		pad(len(f.data))
 	}
 }
 
-func TestQEMURealGuestPowerOff(t *testing.T) {
+// The test guest booted with the kernel keys: its boot and what its shell
+// answers reach Spec.Console from QEMU's console log, whether or not
+// anyone is on the serial socket; the ACPI power button powers it off.
+func TestQEMURealGuestConsoleAndPowerOff(t *testing.T) {
 	needQEMU(t)
 	if testing.Short() {
 		t.Skip("boots a Linux guest; skipped with -short")
 	}
-	kernel, initrd := testGuest(t)
+	kernel, initrd := testguest.Build(t)
+	con := newConsoleLines()
 	spec := hypervisor.Spec{
-		Name: "guest", RunDir: runDir(t), MemoryMB: 128, CPUs: 1,
-		Options: &Options{Accel: "tcg", Serial: true, ExtraArgs: []string{
-			"-kernel", kernel, "-initrd", initrd, "-append", "console=ttyS0 quiet",
-		}},
+		Name: "guest", RunDir: runDir(t), MemoryMB: 128, CPUs: 1, Console: con,
+		Options: &Options{Accel: "tcg", Serial: true, Kernel: kernel, Initrd: initrd, Append: "console=ttyS0"},
 	}
 	inst := start(t, &Driver{}, spec)
+	con.wait(t, "Linux version")
+	con.wait(t, testguest.Ready)
 
-	// Wait for the readiness line on the serial console.
+	// Typed through the serial socket, answered into the log.
 	conn, err := net.Dial("unix", inst.Handle().Sockets["serial"])
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	conn.SetReadDeadline(time.Now().Add(3 * time.Minute))
-	sc := bufio.NewScanner(conn)
-	ready := false
-	var console []string
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		console = append(console, line)
-		if line == "VMSTATED-GUEST-READY" {
-			ready = true
-			break
-		}
+	go io.Copy(io.Discard, conn)
+	if _, err := conn.Write([]byte("echo answer-$((6*7))\n")); err != nil {
+		t.Fatal(err)
 	}
-	if !ready {
-		t.Fatalf("the guest never became ready (%v); console:\n%s", sc.Err(), strings.Join(console, "\n"))
-	}
+	con.wait(t, "answer-42")
+	conn.Close()
 
 	t0 := time.Now()
 	if err := inst.Shutdown(testCtx(t)); err != nil {

@@ -1,0 +1,236 @@
+// Package testguest builds the Linux guest that tests boot under QEMU: a
+// Debian kernel and a busybox initramfs whose init powers off on the ACPI
+// power button (unless "vmstated.stubborn" is on the kernel command line),
+// prints the line Ready on the serial console once it would, and then
+// keeps a shell there. The Debian parts are fetched once into the user's
+// cache directory; tests skip with the reason when they cannot be had.
+package testguest
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Ready is the line the guest prints on its console once it powers off
+// on the ACPI power button.
+const Ready = "VMSTATED-GUEST-READY"
+
+// guestInit is the initramfs's /init: it loads the ACPI button driver,
+// starts busybox acpid on the power button, says when it is ready, and
+// then keeps a shell on the serial console (a new one whenever it exits).
+// %[1]s is the Ready line.
+const guestInit = `#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+if grep -q vmstated.stubborn /proc/cmdline; then
+	echo %[1]s
+	while true; do setsid sh -c 'exec sh -i </dev/ttyS0 >/dev/ttyS0 2>&1'; done
+fi
+insmod /lib/evdev.ko
+insmod /lib/button.ko
+dev=""
+while [ -z "$dev" ]; do
+	for d in /sys/class/input/event*; do
+		if grep -q "Power Button" "$d/device/name" 2>/dev/null; then dev=/dev/input/${d##*/}; fi
+	done
+	[ -z "$dev" ] && sleep 0.1
+done
+while [ ! -e "$dev" ]; do sleep 0.1; done
+mkdir -p /var/log /var/run
+acpid -f &
+pid=$!
+until ls -l /proc/$pid/fd 2>/dev/null | grep -q "$dev"; do sleep 0.1; done
+echo %[1]s
+while true; do setsid sh -c 'exec sh -i </dev/ttyS0 >/dev/ttyS0 2>&1'; done
+`
+
+const powerButtonAction = "#!/bin/sh\npoweroff -f\n"
+
+// guestFiles are the parts of the test guest taken from Debian packages.
+var guestFiles = []struct{ name, pattern string }{
+	{"vmlinuz", "boot/vmlinuz-*"},
+	{"busybox", "bin/busybox"},
+	{"button.ko", "lib/modules/*/kernel/drivers/acpi/button.ko"},
+	{"evdev.ko", "lib/modules/*/kernel/drivers/input/evdev.ko"},
+}
+
+// Build returns a kernel and an initramfs that powers off on the ACPI
+// power button (or, booted with "vmstated.stubborn", ignores it). Both
+// are kept in the user's cache directory; the initramfs is named after a
+// digest of what it holds, so a changed init builds a new one. It skips
+// the test when the parts cannot be had.
+func Build(tb testing.TB) (kernel, initrd string) {
+	tb.Helper()
+	dir := guestCache(tb)
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return b
+	}
+	files := []cpioFile{
+		{name: "bin", mode: 0o40755}, {name: "proc", mode: 0o40755}, {name: "sys", mode: 0o40755},
+		{name: "dev", mode: 0o40755}, {name: "lib", mode: 0o40755}, {name: "etc", mode: 0o40755},
+		{name: "etc/acpi", mode: 0o40755}, {name: "etc/acpi/PWRF", mode: 0o40755},
+		{name: "init", mode: 0o100755, data: []byte(fmt.Sprintf(guestInit, Ready))},
+		{name: "etc/acpi/PWRF/00000080", mode: 0o100755, data: []byte(powerButtonAction)},
+		{name: "bin/busybox", mode: 0o100755, data: read("busybox")},
+		{name: "lib/button.ko", mode: 0o100644, data: read("button.ko")},
+		{name: "lib/evdev.ko", mode: 0o100644, data: read("evdev.ko")},
+	}
+	h := sha256.New()
+	for _, f := range files {
+		fmt.Fprintf(h, "%s %o %d\n", f.name, f.mode, len(f.data))
+		h.Write(f.data)
+	}
+	kernel = filepath.Join(dir, "vmlinuz")
+	initrd = filepath.Join(dir, "initrd-"+hex.EncodeToString(h.Sum(nil))[:16]+".gz")
+	guestCacheMu.Lock()
+	defer guestCacheMu.Unlock()
+	if _, err := os.Stat(initrd); err == nil {
+		return kernel, initrd
+	}
+	var img bytes.Buffer
+	zw := gzip.NewWriter(&img)
+	writeCPIO(zw, files)
+	zw.Close()
+	tmp := initrd + ".tmp"
+	if err := os.WriteFile(tmp, img.Bytes(), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.Rename(tmp, initrd); err != nil {
+		tb.Fatal(err)
+	}
+	return kernel, initrd
+}
+
+var guestCacheMu sync.Mutex
+
+// guestCache fills the cache directory with guestFiles once.
+func guestCache(tb testing.TB) string {
+	tb.Helper()
+	guestCacheMu.Lock()
+	defer guestCacheMu.Unlock()
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		tb.Skipf("no user cache directory for the test guest: %v", err)
+	}
+	dir := filepath.Join(cache, "vmstated-test-guest")
+	complete := true
+	for _, f := range guestFiles {
+		if _, err := os.Stat(filepath.Join(dir, f.name)); err != nil {
+			complete = false
+		}
+	}
+	if complete {
+		return dir
+	}
+	for _, tool := range []string{"apt-get", "apt-cache", "dpkg-deb"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			tb.Skipf("building the test guest needs %s (Debian): %v", tool, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "apt-cache", "search", "--names-only", `^linux-image-6\.1\.0-[0-9]+-amd64$`).Output()
+	if err != nil {
+		tb.Skipf("apt-cache search for a kernel failed: %v", err)
+	}
+	num := regexp.MustCompile(`^linux-image-6\.1\.0-([0-9]+)-amd64$`)
+	kpkg, best := "", -1
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 0 {
+			continue
+		}
+		if m := num.FindStringSubmatch(f[0]); m != nil {
+			var n int
+			fmt.Sscan(m[1], &n)
+			if n > best {
+				kpkg, best = f[0], n
+			}
+		}
+	}
+	if kpkg == "" {
+		tb.Skip("no linux-image-6.1.0-*-amd64 package known to apt; run apt-get update")
+	}
+
+	work, err := os.MkdirTemp("", "vmguest")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer os.RemoveAll(work)
+	dl := exec.CommandContext(ctx, "apt-get", "download", kpkg, "busybox-static")
+	dl.Dir = work
+	if b, err := dl.CombinedOutput(); err != nil {
+		tb.Skipf("apt-get download %s busybox-static failed: %v: %s", kpkg, err, b)
+	}
+	debs, _ := filepath.Glob(filepath.Join(work, "*.deb"))
+	root := filepath.Join(work, "root")
+	for _, deb := range debs {
+		if b, err := exec.CommandContext(ctx, "dpkg-deb", "-x", deb, root).CombinedOutput(); err != nil {
+			tb.Skipf("dpkg-deb -x %s: %v: %s", deb, err, b)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	for _, f := range guestFiles {
+		m, _ := filepath.Glob(filepath.Join(root, f.pattern))
+		if len(m) == 0 {
+			tb.Skipf("the downloaded packages have no %s", f.pattern)
+		}
+		b, err := os.ReadFile(m[0])
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tmp := filepath.Join(dir, f.name+".tmp")
+		if err := os.WriteFile(tmp, b, 0o644); err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, f.name)); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return dir
+}
+
+type cpioFile struct {
+	name string
+	mode uint32
+	data []byte
+}
+
+// writeCPIO writes files as a "newc" cpio archive, the initramfs format.
+func writeCPIO(w *gzip.Writer, files []cpioFile) {
+	pad := func(n int) {
+		if r := n % 4; r != 0 {
+			w.Write(make([]byte, 4-r))
+		}
+	}
+	for i, f := range append(files, cpioFile{name: "TRAILER!!!"}) {
+		hdr := fmt.Sprintf("070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
+			i+1, f.mode, 0, 0, 1, 0, len(f.data), 0, 0, 0, 0, len(f.name)+1, 0)
+		w.Write([]byte(hdr))
+		w.Write([]byte(f.name + "\x00"))
+		pad(len(hdr) + len(f.name) + 1)
+		w.Write(f.data)
+		pad(len(f.data))
+	}
+}

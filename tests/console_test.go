@@ -1,0 +1,171 @@
+//go:build linux
+
+package tests
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/vmstated/vmstated/api"
+	"github.com/vmstated/vmstated/config"
+	"github.com/vmstated/vmstated/hypervisor/qemu/testguest"
+	"github.com/vmstated/vmstated/statemachine"
+)
+
+// guestVM is the config body of a QEMU VM booting the test guest with the
+// kernel keys and the default serial console.
+func guestVM(t *testing.T) string {
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
+	}
+	if testing.Short() {
+		t.Skip("boots a Linux guest; skipped with -short")
+	}
+	kernel, initrd := testguest.Build(t)
+	return fmt.Sprintf(`    hypervisor = qemu;
+    memory = 128;
+    qemu { accel = tcg; kernel = %q; initrd = %q; append = "console=ttyS0"; }
+`, kernel, initrd)
+}
+
+// consoleLines returns the VM log's [console] lines, tags removed.
+func (e *env) consoleLines(name string) []string {
+	var out []string
+	for _, l := range strings.Split(e.readLog(name), "\n") {
+		if _, text, ok := strings.Cut(l, " [console] "); ok {
+			out = append(out, text)
+		}
+	}
+	return out
+}
+
+// waitConsole waits for a [console] line in the VM log containing s.
+func (e *env) waitConsole(name, s string) {
+	e.t.Helper()
+	waitUntil(e.t, fmt.Sprintf("a console line with %q in the log of %s", s, name), func() bool {
+		for _, l := range e.consoleLines(name) {
+			if strings.Contains(l, s) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func count(lines []string, s string) int {
+	n := 0
+	for _, l := range lines {
+		if strings.Contains(l, s) {
+			n++
+		}
+	}
+	return n
+}
+
+// The guest's serial console reaches the VM log with the default config,
+// and what it prints while the daemon is killed is there after the
+// restart, once: QEMU keeps the console log itself.
+func TestConsoleLogSurvivesDaemonKill(t *testing.T) {
+	body := guestVM(t)
+	t.Parallel()
+	e := newEnv(t)
+	vm := e.addVM("conlog", body)
+	d := e.start()
+	d.do(vm, api.ActionStart)
+	d.waitUp(vm)
+	e.waitConsole(vm, "Linux version")
+	e.waitConsole(vm, testguest.Ready)
+
+	_ = d.cmd.Process.Kill()
+	<-d.done
+
+	// Nobody reads the console now; type into the guest's shell directly
+	// and wait until QEMU has its answer in the console log.
+	run := filepath.Join(e.runDir, vm)
+	conn, err := net.Dial("unix", filepath.Join(run, "serial.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, conn)
+	if _, err := conn.Write([]byte("echo while-down-$((40+2))\n")); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the answer in console.log", func() bool {
+		b, _ := os.ReadFile(filepath.Join(run, "console.log"))
+		return strings.Contains(string(b), "while-down-42")
+	})
+	conn.Close()
+
+	d = e.start()
+	d.waitUp(vm)
+	e.waitConsole(vm, "while-down-42")
+	lines := e.consoleLines(vm)
+	if n := count(lines, "Linux version"); n != 1 {
+		t.Errorf("the boot banner is in the log %d times, want once:\n%s", n, strings.Join(lines, "\n"))
+	}
+	for _, l := range lines {
+		if strings.HasSuffix(l, "\r") {
+			t.Errorf("console line %q keeps its carriage return", l)
+			break
+		}
+	}
+
+	ev := d.events(vm)
+	if _, err := d.c.Stop(ctx(t), vm, api.StopOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ev.waitEnter(t, statemachine.Stopped, 1)
+	if log := e.readLog(vm); strings.Contains(log, "forcing") {
+		t.Errorf("the re-adopted guest did not power off on the ACPI button:\n%s", log)
+	}
+}
+
+// allocated is the space a directory's files take (blocks, not sizes: a
+// trimmed capture keeps its size but gives its blocks back).
+func allocated(t *testing.T, dir string) int64 {
+	t.Helper()
+	var n int64
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			n += st.Blocks * 512
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// An exec VM printing 200 MB leaves its run directory under twice its VM
+// log size, with every line up to the last copied into the log.
+func TestCaptureTrimmed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const size = 200 << 20
+	// 1000-byte lines, then a last one to find.
+	prog := fmt.Sprintf(`yes "$(printf '%%0999d' 0)" | head -c %d; echo end-of-output`, size)
+	vm := e.addVM("bigout", execVM([]string{"/bin/sh", "-c", prog}, ""))
+	d := e.start()
+	ev := d.events(vm)
+	d.do(vm, api.ActionStart)
+	ev.waitEnter(t, statemachine.Stopped, 1)
+	waitUntil(t, "the last line in the log", func() bool { return strings.Contains(e.readLog(vm), "end-of-output") })
+
+	limit := int64(config.DefaultLogMaxSizeMB) << 20
+	run := allocated(t, filepath.Join(e.runDir, vm))
+	t.Logf("printed %d MB; run directory holds %d bytes; VM log limit %d bytes", size>>20, run, limit)
+	if run >= 2*limit {
+		t.Errorf("the run directory holds %d bytes after %d MB of output, want under %d (twice the VM log size)", run, size>>20, 2*limit)
+	}
+}
