@@ -87,3 +87,6 @@ func (s *Session) readClient(br *bufio.Reader) error {
 		}
 	}
 }
+
+// Close ends a session that will not be served (or no longer is).
+func (s *Session) Close() { s.r.leave(s) }

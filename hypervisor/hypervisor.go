@@ -182,6 +182,15 @@ type Screenshotter interface {
 	Screenshot(ctx context.Context, w io.Writer) (format string, err error)
 }
 
+// Consoler is an Instance whose guest has a console to type into. Console
+// connects to it; the hypervisor may serve one connection at a time, so
+// the daemon holds one and relays. An instance started without a console
+// returns an error wrapping ErrNotSupported that says what to set, at
+// once and whatever the context.
+type Consoler interface {
+	Console(ctx context.Context) (io.ReadWriteCloser, error)
+}
+
 // Inspector is an Instance that can describe itself in detail (block
 // devices, CPUs, PCI devices, versions). The result is JSON-ready.
 type Inspector interface {

@@ -2,7 +2,15 @@ package supervisor
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"fmt"
 	"io"
+	"sync"
+
+	"github.com/vmstated/vmstated/console"
+	"github.com/vmstated/vmstated/hypervisor"
+	"github.com/vmstated/vmstated/statemachine"
 )
 
 // sourceConsole tags the lines a guest wrote to its serial console.
@@ -28,4 +36,76 @@ func (c crlfWriter) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// vmConsole is a VM's console relay and the instance it is connected to.
+type vmConsole struct {
+	once  sync.Once
+	relay *console.Relay
+	inst  hypervisor.Instance // owned by the VM's actor
+}
+
+func (v *vm) consoleRelay() *console.Relay {
+	v.console.once.Do(func() { v.console.relay = console.New() })
+	return v.console.relay
+}
+
+// syncConsole points the relay at the instance s shows, and ends the
+// sessions once the VM is at rest. It runs in the VM's actor with every
+// published status, and never blocks.
+func (v *vm) syncConsole(s *Status) {
+	c := &v.console
+	switch {
+	case s.instance != nil && s.instance != c.inst:
+		c.inst = s.instance
+		if cons, ok := s.instance.(hypervisor.Consoler); ok {
+			v.consoleRelay().Connect(cons.Console)
+		}
+	case s.instance == nil && c.inst != nil && atRest(s.State):
+		// Between a reboot's exit and the relaunch, sessions wait.
+		c.inst = nil
+		v.consoleRelay().End(console.End{Code: console.EndStopped, Message: fmt.Sprintf("vm %s has stopped", v.name)})
+	}
+}
+
+// atRest reports whether no hypervisor will run in state st without a
+// new start.
+func atRest(st statemachine.State) bool {
+	switch st {
+	case statemachine.Stopped, statemachine.Failed, statemachine.StopStorage, statemachine.StopNetwork:
+		return true
+	}
+	return false
+}
+
+// AttachConsole attaches to the serial console of a running VM, replaying
+// the last lines of its output (all that is kept for lines < 0).
+func (s *Supervisor) AttachConsole(name string, mode console.Mode, lines int) (*console.Session, error) {
+	v, err := s.lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	st := v.status.Load()
+	if st.instance == nil {
+		return nil, fmt.Errorf("%w: vm %s is %s, no console to attach to: start it first ('vmstatedctl start -c %s' starts and attaches)",
+			statemachine.ErrNotAllowed, name, st.State, name)
+	}
+	cons, ok := st.instance.(hypervisor.Consoler)
+	if !ok {
+		return nil, fmt.Errorf("%w: vm %s (%s) has no console", hypervisor.ErrNotSupported, name, st.Hypervisor)
+	}
+	r := v.consoleRelay()
+	if !r.Connected() {
+		// An instance without a console (serial = false) says so at
+		// once, even with a cancelled context; one that has a console
+		// fails the dial without trying.
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if c, err := cons.Console(ctx); errors.Is(err, hypervisor.ErrNotSupported) {
+			return nil, err
+		} else if c != nil {
+			c.Close()
+		}
+	}
+	return r.Attach(mode, lines)
 }

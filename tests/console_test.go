@@ -4,8 +4,6 @@ package tests
 
 import (
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,64 +65,6 @@ func count(lines []string, s string) int {
 		}
 	}
 	return n
-}
-
-// The guest's serial console reaches the VM log with the default config,
-// and what it prints while the daemon is killed is there after the
-// restart, once: QEMU keeps the console log itself.
-func TestConsoleLogSurvivesDaemonKill(t *testing.T) {
-	body := guestVM(t)
-	t.Parallel()
-	e := newEnv(t)
-	vm := e.addVM("conlog", body)
-	d := e.start()
-	d.do(vm, api.ActionStart)
-	d.waitUp(vm)
-	e.waitConsole(vm, "Linux version")
-	e.waitConsole(vm, testguest.Ready)
-
-	_ = d.cmd.Process.Kill()
-	<-d.done
-
-	// Nobody reads the console now; type into the guest's shell directly
-	// and wait until QEMU has its answer in the console log.
-	run := filepath.Join(e.runDir, vm)
-	conn, err := net.Dial("unix", filepath.Join(run, "serial.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	go io.Copy(io.Discard, conn)
-	if _, err := conn.Write([]byte("echo while-down-$((40+2))\n")); err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, "the answer in console.log", func() bool {
-		b, _ := os.ReadFile(filepath.Join(run, "console.log"))
-		return strings.Contains(string(b), "while-down-42")
-	})
-	conn.Close()
-
-	d = e.start()
-	d.waitUp(vm)
-	e.waitConsole(vm, "while-down-42")
-	lines := e.consoleLines(vm)
-	if n := count(lines, "Linux version"); n != 1 {
-		t.Errorf("the boot banner is in the log %d times, want once:\n%s", n, strings.Join(lines, "\n"))
-	}
-	for _, l := range lines {
-		if strings.HasSuffix(l, "\r") {
-			t.Errorf("console line %q keeps its carriage return", l)
-			break
-		}
-	}
-
-	ev := d.events(vm)
-	if _, err := d.c.Stop(ctx(t), vm, api.StopOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	ev.waitEnter(t, statemachine.Stopped, 1)
-	if log := e.readLog(vm); strings.Contains(log, "forcing") {
-		t.Errorf("the re-adopted guest did not power off on the ACPI button:\n%s", log)
-	}
 }
 
 // allocated is the space a directory's files take (blocks, not sizes: a

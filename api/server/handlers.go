@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vmstated/vmstated/api"
+	"github.com/vmstated/vmstated/console"
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/statemachine"
 	"github.com/vmstated/vmstated/supervisor"
@@ -48,6 +49,8 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		s.method(w, r, http.MethodGet, func(w http.ResponseWriter, r *http.Request) { s.get(w, r, seg[2]) })
 	case len(seg) == 4 && seg[1] == "vms" && seg[3] == "info":
 		s.method(w, r, http.MethodGet, func(w http.ResponseWriter, r *http.Request) { s.info(w, r, seg[2]) })
+	case len(seg) == 4 && seg[1] == "vms" && seg[3] == "console":
+		s.method(w, r, http.MethodGet, func(w http.ResponseWriter, r *http.Request) { s.console(w, r, seg[2]) })
 	case len(seg) == 4 && seg[1] == "vms" && seg[3] == "log":
 		s.method(w, r, http.MethodGet, func(w http.ResponseWriter, r *http.Request) { s.log(w, r, seg[2]) })
 	case len(seg) == 4 && seg[1] == "vms" && api.Action(seg[3]).Valid():
@@ -67,7 +70,7 @@ func noEndpoint(r *http.Request) string {
 	for i, a := range api.Actions {
 		acts[i] = string(a)
 	}
-	return fmt.Sprintf("no endpoint %s; the API has /v1/vms, /v1/vms/{name}, /v1/vms/{name}/{info,log}, /v1/vms/{name}/{%s}, /v1/events and /v1/reload",
+	return fmt.Sprintf("no endpoint %s; the API has /v1/vms, /v1/vms/{name}, /v1/vms/{name}/{info,log,console}, /v1/vms/{name}/{%s}, /v1/events and /v1/reload",
 		r.URL.Path, strings.Join(acts, ","))
 }
 
@@ -141,6 +144,8 @@ func (s *Server) failErr(w http.ResponseWriter, r *http.Request, err error) {
 		// about to act on the exit.
 		status, body.Code = http.StatusConflict, api.CodeNotAllowed
 		body.Error += "; the hypervisor has just exited: see 'vmstatedctl status' and try again"
+	case errors.Is(err, console.ErrBusy):
+		status, body.Code = http.StatusConflict, api.CodeConsoleBusy
 	case errors.Is(err, hypervisor.ErrNotSupported):
 		status, body.Code = http.StatusNotImplemented, api.CodeNotSupported
 	case errors.Is(err, supervisor.ErrShuttingDown):

@@ -3,6 +3,7 @@ package qemu
 import (
 	"context"
 	"fmt"
+	"io"
 
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/hypervisor/process"
@@ -19,7 +20,7 @@ type captures []*process.Follower
 // first, so even its size starts again.
 func startCaptures(spec hypervisor.Spec, p runPaths, serial, fresh bool) (captures, error) {
 	var cs captures
-	follow := func(path string, w interface{ Write([]byte) (int, error) }) error {
+	follow := func(path string, w io.Writer) error {
 		if w == nil {
 			return nil
 		}
