@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/vmstated/vmstated/console"
 	"github.com/vmstated/vmstated/hypervisor"
@@ -68,6 +69,20 @@ func (v *vm) syncConsole(s *Status) {
 	}
 }
 
+// consoleWait bounds waiting for a hypervisor that is coming up.
+const consoleWait = 10 * time.Second
+
+// comingUp reports whether a hypervisor is expected in state st soon
+// (the state says it runs, the daemon is still finding it, or it is
+// being relaunched).
+func comingUp(st statemachine.State) bool {
+	switch st {
+	case statemachine.Running, statemachine.Paused, statemachine.Restarting, statemachine.Restarted:
+		return true
+	}
+	return false
+}
+
 // atRest reports whether no hypervisor will run in state st without a
 // new start.
 func atRest(st statemachine.State) bool {
@@ -80,12 +95,28 @@ func atRest(st statemachine.State) bool {
 
 // AttachConsole attaches to the serial console of a running VM, replaying
 // the last lines of its output (all that is kept for lines < 0).
-func (s *Supervisor) AttachConsole(name string, mode console.Mode, lines int) (*console.Session, error) {
+// A hypervisor about to be there (relaunched after a reboot, re-adopted
+// after a daemon restart) is waited for until ctx ends or consoleWait
+// passes.
+func (s *Supervisor) AttachConsole(ctx context.Context, name string, mode console.Mode, lines int) (*console.Session, error) {
 	v, err := s.lookup(name)
 	if err != nil {
 		return nil, err
 	}
 	st := v.status.Load()
+	if st.instance == nil && comingUp(st.State) {
+		ctx, cancel := context.WithTimeout(ctx, consoleWait)
+		defer cancel()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for st.instance == nil && comingUp(st.State) && ctx.Err() == nil {
+			select {
+			case <-tick.C:
+			case <-ctx.Done():
+			}
+			st = v.status.Load()
+		}
+	}
 	if st.instance == nil {
 		return nil, fmt.Errorf("%w: vm %s is %s, no console to attach to: start it first ('vmstatedctl start -c %s' starts and attaches)",
 			statemachine.ErrNotAllowed, name, st.State, name)

@@ -50,7 +50,7 @@ func (s *Server) console(w http.ResponseWriter, r *http.Request, name string) {
 	if _, ok := s.lookup(w, r, name); !ok {
 		return
 	}
-	sess, err := s.sup.AttachConsole(name, mode, lines)
+	sess, err := s.sup.AttachConsole(r.Context(), name, mode, lines)
 	if err != nil {
 		s.failErr(w, r, err)
 		return
