@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -370,6 +371,10 @@ func (i *instance) Screenshot(ctx context.Context, w io.Writer) (string, error) 
 		args["format"] = "png"
 	}
 	if err := i.command(ctx, "screendump", args, nil); err != nil {
+		// QEMU's words for a VM without a display device.
+		if strings.Contains(err.Error(), "no console to take a screendump") {
+			return "", fmt.Errorf("%w: vm %s has no display to take a screenshot of: set vga = std (or virtio) in its qemu section and restart it", hypervisor.ErrNotSupported, i.spec.Name)
+		}
 		return "", err
 	}
 	b, err := os.ReadFile(path)
