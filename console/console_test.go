@@ -174,6 +174,26 @@ func TestRelay(t *testing.T) {
 	}
 }
 
+// A console serves at most MaxSessions; -f still gets in, in place of
+// the writer.
+func TestRelayMaxSessions(t *testing.T) {
+	r := New()
+	if _, err := r.Attach(ReadWrite, 0); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < MaxSessions; i++ {
+		if _, err := r.Attach(ReadOnly, 0); err != nil {
+			t.Fatalf("session %d: %v", i+1, err)
+		}
+	}
+	if _, err := r.Attach(ReadOnly, 0); !errors.Is(err, ErrBusy) {
+		t.Fatalf("session %d: %v, want ErrBusy", MaxSessions+1, err)
+	}
+	if _, err := r.Attach(Force, 0); err != nil {
+		t.Fatalf("-f with the console full: %v", err)
+	}
+}
+
 // A session that does not read is ended, and the guest's output goes on
 // for the others.
 func TestRelaySlowSession(t *testing.T) {

@@ -26,9 +26,13 @@ import (
 const (
 	// RingSize is how much recent output is kept for replay.
 	RingSize = 256 << 10
-	// sessionQueue is how many chunks of output a session may have
-	// waiting before it counts as too slow.
-	sessionQueue = 1024
+	// sessionQueue is how many chunks of output (up to 4 KiB each) a
+	// session may have waiting before it counts as too slow.
+	sessionQueue = 256
+	// MaxSessions bounds the sessions of one console, so that clients
+	// that never read cannot make the daemon hold their output without
+	// end.
+	MaxSessions = 32
 	// dialTimeout bounds connecting to a new hypervisor's console.
 	dialTimeout = 30 * time.Second
 	// writeTimeout bounds one write to the guest's console, whose reader
@@ -36,7 +40,8 @@ const (
 	writeTimeout = 10 * time.Second
 )
 
-// ErrBusy means another session holds the console for writing.
+// ErrBusy means another session holds the console for writing, or the
+// console has MaxSessions already.
 var ErrBusy = errors.New("the console is in use by another client")
 
 // Mode is how a session attaches.
@@ -191,6 +196,9 @@ func (r *Relay) input(s *Session, p []byte) {
 func (r *Relay) Attach(mode Mode, lines int) (*Session, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if len(r.sessions) >= MaxSessions && (mode != Force || r.writer == nil) {
+		return nil, fmt.Errorf("%w: %d clients are attached, the most one console serves; detach one first", ErrBusy, len(r.sessions))
+	}
 	if mode != ReadOnly && r.writer != nil {
 		if mode != Force {
 			return nil, fmt.Errorf("%w: attach read-only (-r), or take it over (-f)", ErrBusy)
