@@ -243,7 +243,7 @@ func (d *decoder) sectionFields(prefix string, n *ucl.Node, known []string, repe
 	}
 }
 
-var qemuKeys = []string{"binary", "machine", "accel", "cpu", "vga", "vnc", "serial", "disk", "cdrom", "nic", "extra_args", "kernel", "initrd", "append"}
+var qemuKeys = []string{"binary", "machine", "accel", "cpu", "vga", "vnc", "serial", "disk", "cdrom", "nic", "extra_args", "kernel", "initrd", "append", "vnc_password"}
 
 func (q *QEMU) applyDefaults() {
 	if q.Binary == "" {
@@ -298,6 +298,14 @@ func (d *decoder) qemuSection(key string, n *ucl.Node) {
 			if p, ok := d.path(full, v); ok && d.readableFile(full, v, p) {
 				q.Initrd = p
 			}
+		case "vnc_password":
+			if s, ok := d.str(full, v); ok {
+				if len(s) > 8 || strings.ContainsAny(s, "\n\x00") {
+					d.errf(v.Pos, full, "VNC passwords are at most 8 characters on one line (the VNC protocol uses only 8)")
+				} else {
+					q.VNCPassword = s
+				}
+			}
 		case "append":
 			if s, ok := d.str(full, v); ok {
 				if strings.ContainsAny(s, "\n\x00") {
@@ -320,6 +328,9 @@ func (d *decoder) qemuSection(key string, n *ucl.Node) {
 			}
 		}
 	})
+	if q.VNCPassword != "" && (q.VNC == "" || q.VNC == "off") {
+		d.errf(n.Pos, key+".vnc_password", "needs vnc (auto, unix or a display); without it there is no VNC server to protect")
+	}
 	// Without a kernel QEMU boots from a disk, and an initrd or command
 	// line would be silently ignored.
 	if q.Kernel == "" {
@@ -367,7 +378,7 @@ func (d *decoder) vnc(key string, n *ucl.Node) (string, bool) {
 		return "", false
 	}
 	ls := strings.ToLower(s)
-	if ls == "off" || ls == "none" || ls == "unix" {
+	if ls == "off" || ls == "none" || ls == "unix" || ls == "auto" {
 		if ls == "none" {
 			ls = "off"
 		}
@@ -378,7 +389,7 @@ func (d *decoder) vnc(key string, n *ucl.Node) (string, bool) {
 			return s, true
 		}
 	}
-	d.errf(n.Pos, key, "%q is not a VNC setting; write off, unix (a socket in the run directory), \":N\" or \"host:N\" (display N = TCP port 5900+N), quoted", s)
+	d.errf(n.Pos, key, "%q is not a VNC setting; write off, auto (the daemon relays a TCP port on 127.0.0.1), unix (a socket in the run directory), \":N\" or \"host:N\" (display N = TCP port 5900+N), quoted", s)
 	return "", false
 }
 

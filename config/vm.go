@@ -143,6 +143,8 @@ type QEMU struct {
 	Kernel string `json:"kernel,omitempty"`
 	Initrd string `json:"initrd,omitempty"`
 	Append string `json:"append,omitempty"`
+	// VNCPassword is asked of VNC clients (set through QMP).
+	VNCPassword string `json:"vnc_password,omitempty"`
 }
 
 // Disk is one disk of a QEMU VM.

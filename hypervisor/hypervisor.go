@@ -191,6 +191,12 @@ type Consoler interface {
 	Console(ctx context.Context) (io.ReadWriteCloser, error)
 }
 
+// VNCRelayed is an Instance whose VNC server listens on a unix socket the
+// daemon is to make reachable over TCP; VNCSocket is "" when it is not.
+type VNCRelayed interface {
+	VNCSocket() string
+}
+
 // Inspector is an Instance that can describe itself in detail (block
 // devices, CPUs, PCI devices, versions). The result is JSON-ready.
 type Inspector interface {

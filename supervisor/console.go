@@ -39,23 +39,32 @@ func (c crlfWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// vmConsole is a VM's console relay and the instance it is connected to.
-type vmConsole struct {
+// guestAccess is how operators reach a VM's guest: its console relay
+// (and the instance it is connected to) and its VNC relay.
+type guestAccess struct {
 	once  sync.Once
 	relay *console.Relay
 	inst  hypervisor.Instance // owned by the VM's actor
+	vnc   vmVNC
 }
 
 func (v *vm) consoleRelay() *console.Relay {
-	v.console.once.Do(func() { v.console.relay = console.New() })
-	return v.console.relay
+	v.access.once.Do(func() { v.access.relay = console.New() })
+	return v.access.relay
+}
+
+// syncAccess follows the instance s shows with the console and VNC
+// relays. It runs in the VM's actor with every published status, and
+// never blocks.
+func (v *vm) syncAccess(s *Status) {
+	v.syncConsole(s)
+	v.syncVNC(s)
 }
 
 // syncConsole points the relay at the instance s shows, and ends the
-// sessions once the VM is at rest. It runs in the VM's actor with every
-// published status, and never blocks.
+// sessions once the VM is at rest.
 func (v *vm) syncConsole(s *Status) {
-	c := &v.console
+	c := &v.access
 	switch {
 	case s.instance != nil && s.instance != c.inst:
 		c.inst = s.instance
@@ -67,6 +76,31 @@ func (v *vm) syncConsole(s *Status) {
 		c.inst = nil
 		v.consoleRelay().End(console.End{Code: console.EndStopped, Message: fmt.Sprintf("vm %s has stopped", v.name)})
 	}
+}
+
+// waitComingUp waits while v's hypervisor is coming up (see comingUp)
+// and not there yet, or there but not yet ready by ready, for at most
+// consoleWait. It returns the last status seen.
+func (v *vm) waitComingUp(ctx context.Context, ready func(*Status) bool) *Status {
+	st := v.status.Load()
+	waiting := func() bool { return comingUp(st.State) && (st.instance == nil || !ready(st)) }
+	if !waiting() {
+		return st
+	}
+	ctx, cancel := context.WithTimeout(ctx, consoleWait)
+	defer cancel()
+	// The actor has no change notice to offer; a hypervisor comes up
+	// within moments, so a short poll costs nothing.
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for waiting() && ctx.Err() == nil {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+		}
+		st = v.status.Load()
+	}
+	return st
 }
 
 // consoleWait bounds waiting for a hypervisor that is coming up.
@@ -103,20 +137,7 @@ func (s *Supervisor) AttachConsole(ctx context.Context, name string, mode consol
 	if err != nil {
 		return nil, err
 	}
-	st := v.status.Load()
-	if st.instance == nil && comingUp(st.State) {
-		ctx, cancel := context.WithTimeout(ctx, consoleWait)
-		defer cancel()
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for st.instance == nil && comingUp(st.State) && ctx.Err() == nil {
-			select {
-			case <-tick.C:
-			case <-ctx.Done():
-			}
-			st = v.status.Load()
-		}
-	}
+	st := v.waitComingUp(ctx, func(*Status) bool { return false })
 	if st.instance == nil {
 		return nil, fmt.Errorf("%w: vm %s is %s, no console to attach to: start it first ('vmstatedctl start -c %s' starts and attaches)",
 			statemachine.ErrNotAllowed, name, st.State, name)

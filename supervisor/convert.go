@@ -69,7 +69,7 @@ func qemuOptions(q *config.QEMU) *qemu.Options {
 		Binary: q.Binary, Machine: q.Machine, Accel: q.Accel, CPU: q.CPU,
 		VGA: q.VGA, VNC: q.VNC, Serial: q.Serial, CDROM: q.CDROM,
 		ExtraArgs: append([]string(nil), q.ExtraArgs...),
-		Kernel:    q.Kernel, Initrd: q.Initrd, Append: q.Append,
+		Kernel:    q.Kernel, Initrd: q.Initrd, Append: q.Append, VNCPassword: q.VNCPassword,
 	}
 	for _, d := range q.Disks {
 		o.Disks = append(o.Disks, qemu.Disk{Path: d.Path, Format: d.Format, Interface: d.Interface,

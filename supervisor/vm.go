@@ -71,8 +71,8 @@ type vm struct {
 	// resetAsked marks the running instance as reset by a user: its next
 	// reboot-like exit is the reset, not the guest's doing.
 	resetAsked hypervisor.Instance
-	// console relays the guest's console (see console.go).
-	console vmConsole
+	// access relays the guest's console and VNC (console.go, vnc.go).
+	access guestAccess
 }
 
 // opReset is the reset command; it changes no state by itself.
@@ -923,5 +923,5 @@ func (v *vm) publishStatus() {
 	b := v.m.Budget()
 	s.restartTimes, s.window = b.Times(), b.Window
 	v.status.Store(s)
-	v.syncConsole(s)
+	v.syncAccess(s)
 }

@@ -280,10 +280,15 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request, name string) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.actionTO)
 	defer cancel()
+	// First: it waits for a hypervisor being re-adopted or relaunched.
+	addr, _ := s.sup.VNCAddress(ctx, name)
 	info, err := s.sup.Info(ctx, name)
 	if err != nil {
 		s.failErr(w, r, err)
 		return
+	}
+	if addr != "" && info != nil {
+		info["vnc_address"] = addr
 	}
 	s.writeJSON(w, http.StatusOK, info)
 }

@@ -36,6 +36,7 @@ func init() {
 		{name: "screenshot", args: "vmname file", summary: "save an image of a VM's display ('-' = stdout)", vmArg: 1, run: cmdScreenshot},
 		{name: "info", args: "[-a] vmname", summary: "show what the hypervisor says about a running VM", vmArg: 1, run: cmdInfo},
 		{name: "log", args: "[-f] [-n lines] vmname", summary: "show a VM's log", vmArg: 1, run: cmdLog},
+		{name: "vnc", args: "vmname", summary: "print the address where VNC clients reach a VM (vnc = auto)", vmArg: 1, run: cmdVNC},
 		{name: "console", args: "[-f] [-r] [-e char] [-n lines] vmname", summary: "attach the terminal to a VM's serial console", vmArg: 1, run: cmdConsole},
 		{name: "events", args: "[-after seq] [vmname]", summary: "stream state changes as they happen", vmArg: 1, run: cmdEvents},
 		{name: "reload", args: "", summary: "rescan the config directories now", run: cmdReload},

@@ -178,3 +178,25 @@ func (e *env) readConsole(conn io.Reader) error {
 		}
 	}
 }
+
+func cmdVNC(e *env, args []string) error {
+	fs := e.newFlags("vnc")
+	pos, err := e.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	info, err := e.client().Info(e.ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	addr, _ := info["vnc_address"].(string)
+	if addr == "" {
+		return fmt.Errorf("vm %s has no VNC address: set vnc = auto (and vga = std) in its qemu section and restart it", pos[0])
+	}
+	if e.json() {
+		writeJSON(e.stdout, map[string]string{"vm": pos[0], "address": addr})
+		return nil
+	}
+	fmt.Fprintln(e.stdout, addr)
+	return nil
+}

@@ -90,12 +90,18 @@ func buildArgs(spec hypervisor.Spec, o Options, accel, readConfig string) []stri
 	if o.VGA != "none" {
 		a = append(a, "-vga", o.VGA)
 	}
+	// The password itself is set through QMP once QEMU runs: never on a
+	// command line others can read.
+	pw := ""
+	if o.VNCPassword != "" {
+		pw = ",password=on"
+	}
 	switch o.VNC {
 	case "off":
-	case "unix":
-		a = append(a, "-vnc", "unix:"+escape(p.VNC))
+	case "unix", "auto":
+		a = append(a, "-vnc", "unix:"+escape(p.VNC)+pw)
 	default:
-		a = append(a, "-vnc", o.VNC)
+		a = append(a, "-vnc", o.VNC+pw)
 	}
 	a = append(a,
 		"-chardev", "socket,id=qmp,path="+escape(p.QMP)+",server=on,wait=off",

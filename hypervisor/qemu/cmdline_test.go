@@ -129,6 +129,23 @@ func TestCommandLineMinimalAndConfigFile(t *testing.T) {
 	}
 }
 
+func TestCommandLineVNC(t *testing.T) {
+	for vnc, want := range map[string]string{
+		"auto": "-vnc unix:/r/vnc.sock,password=on",
+		"unix": "-vnc unix:/r/vnc.sock,password=on",
+		":3":   "-vnc :3,password=on",
+	} {
+		_, args, err := CommandLine(hypervisor.Spec{Name: "m", RunDir: "/r", Options: &Options{Accel: "tcg", VNC: vnc, VNCPassword: "s3cret"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Join(args, " ")
+		if !strings.Contains(got, want) || strings.Contains(got, "s3cret") {
+			t.Errorf("vnc %s: %s; want %q and never the password", vnc, got, want)
+		}
+	}
+}
+
 func TestValidate(t *testing.T) {
 	tests := []struct {
 		name string
@@ -157,6 +174,9 @@ func TestValidate(t *testing.T) {
 		{"initrd without kernel", Options{Initrd: "/i"}, "need kernel"},
 		{"append without kernel", Options{Append: "quiet"}, "need kernel"},
 		{"append with newline", Options{Kernel: "/k", Append: "a\nb"}, "newline"},
+		{"vnc auto", Options{VNC: "auto", VNCPassword: "s3cret"}, ""},
+		{"password without vnc", Options{VNCPassword: "s3cret"}, "needs vnc"},
+		{"long password", Options{VNC: "auto", VNCPassword: "123456789"}, "at most 8"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

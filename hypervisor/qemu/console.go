@@ -26,3 +26,11 @@ func (i *instance) Console(ctx context.Context) (io.ReadWriteCloser, error) {
 	}
 	return c, nil
 }
+
+// VNCSocket is the VNC socket the daemon relays to TCP (vnc = auto).
+func (i *instance) VNCSocket() string {
+	if o, _ := options(i.spec); o.VNC == "auto" {
+		return i.sockets["vnc"]
+	}
+	return ""
+}

@@ -189,6 +189,13 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 		}
 		return fail(fmt.Errorf("qemu: waiting for the guest to run: %w", err))
 	}
+	if o.VNCPassword != "" {
+		pw := map[string]string{"protocol": "vnc", "password": o.VNCPassword}
+		if err := c.Run(ctx, "set_password", pw, nil); err != nil {
+			c.Close()
+			return fail(fmt.Errorf("qemu: setting the VNC password: %w", err))
+		}
+	}
 	inst.attachQMP(c, sub)
 	go inst.run()
 	return inst, nil

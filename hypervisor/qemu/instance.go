@@ -69,7 +69,7 @@ func newInstance(d *Driver, spec hypervisor.Spec, proc *process.Process, p runPa
 	if o.Serial {
 		sockets["serial"] = p.Serial
 	}
-	if o.VNC == "unix" {
+	if o.VNC == "unix" || o.VNC == "auto" {
 		sockets["vnc"] = p.VNC
 	}
 	return &instance{drv: d, spec: spec, proc: proc, paths: p, follower: f, sockets: sockets, done: make(chan struct{})}

@@ -25,7 +25,8 @@ type Options struct {
 	CPU string
 	// VGA is "none" (default), "std", "virtio", "qxl" or "cirrus".
 	VGA string
-	// VNC is "off" (default), "unix" (a socket in the run directory), or
+	// VNC is "off" (default), "unix" (a socket in the run directory),
+	// "auto" (the same socket, which the daemon relays to a TCP port), or
 	// a display such as ":1" or "127.0.0.1:1".
 	VNC string
 	// Serial puts the first serial port on a unix socket in the run
@@ -44,6 +45,9 @@ type Options struct {
 	// disk; Initrd (-initrd) and Append (-append, the kernel's command
 	// line) need it.
 	Kernel, Initrd, Append string
+	// VNCPassword, when set, is asked of VNC clients (VNC authentication;
+	// the protocol uses 8 characters at most).
+	VNCPassword string
 }
 
 // Disk is one disk image.
@@ -136,8 +140,14 @@ func (o Options) Validate() error {
 	if !vgaTypes[o.VGA] {
 		bad("vga %q: use none, std, virtio, qxl or cirrus", o.VGA)
 	}
-	if o.VNC != "off" && o.VNC != "unix" && !vncDisplay.MatchString(o.VNC) {
-		bad("vnc %q: use off, unix, or a display such as :1 or 127.0.0.1:1", o.VNC)
+	if o.VNC != "off" && o.VNC != "unix" && o.VNC != "auto" && !vncDisplay.MatchString(o.VNC) {
+		bad("vnc %q: use off, auto, unix, or a display such as :1 or 127.0.0.1:1", o.VNC)
+	}
+	if o.VNCPassword != "" && o.VNC == "off" {
+		bad("vnc_password needs vnc (auto, unix or a display)")
+	}
+	if len(o.VNCPassword) > 8 || strings.ContainsAny(o.VNCPassword, "\n\x00,") {
+		bad("vnc_password: at most 8 characters on one line, without commas")
 	}
 	if strings.ContainsAny(o.Machine, ", ") {
 		bad("machine %q: give only the machine type; put properties in extra_args", o.Machine)
