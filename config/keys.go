@@ -243,7 +243,7 @@ func (d *decoder) sectionFields(prefix string, n *ucl.Node, known []string, repe
 	}
 }
 
-var qemuKeys = []string{"binary", "machine", "accel", "cpu", "vga", "vnc", "serial", "disk", "cdrom", "nic", "extra_args", "kernel", "initrd", "append", "vnc_password"}
+var qemuKeys = []string{"binary", "machine", "accel", "cpu", "vga", "vnc", "serial", "disk", "cdrom", "nic", "extra_args", "kernel", "initrd", "append", "vnc_password", "vnc_listen"}
 
 func (q *QEMU) applyDefaults() {
 	if q.Binary == "" {
@@ -298,6 +298,14 @@ func (d *decoder) qemuSection(key string, n *ucl.Node) {
 			if p, ok := d.path(full, v); ok && d.readableFile(full, v, p) {
 				q.Initrd = p
 			}
+		case "vnc_listen":
+			if s, ok := d.str(full, v); ok {
+				if net.ParseIP(s) == nil {
+					d.errf(v.Pos, full, "%q is not an IP address; write the address of the host's interface to listen on, such as 127.0.0.1 (the default) or ::1", s)
+				} else {
+					q.VNCListen = s
+				}
+			}
 		case "vnc_password":
 			if s, ok := d.str(full, v); ok {
 				if len(s) > 8 || strings.ContainsAny(s, "\n\x00") {
@@ -328,6 +336,9 @@ func (d *decoder) qemuSection(key string, n *ucl.Node) {
 			}
 		}
 	})
+	if q.VNCListen != "" && q.VNC != "auto" {
+		d.errf(n.Pos, key+".vnc_listen", "needs vnc = auto (the daemon listens only for the VNC it relays)")
+	}
 	if q.VNCPassword != "" && (q.VNC == "" || q.VNC == "off") {
 		d.errf(n.Pos, key+".vnc_password", "needs vnc (auto, unix or a display); without it there is no VNC server to protect")
 	}

@@ -145,6 +145,9 @@ type QEMU struct {
 	Append string `json:"append,omitempty"`
 	// VNCPassword is asked of VNC clients (set through QMP).
 	VNCPassword string `json:"vnc_password,omitempty"`
+	// VNCListen is the address the daemon's VNC relay listens on (vnc =
+	// auto); empty means 127.0.0.1.
+	VNCListen string `json:"vnc_listen,omitempty"`
 }
 
 // Disk is one disk of a QEMU VM.

@@ -18,6 +18,9 @@ func TestVNCKeys(t *testing.T) {
 		{qemu: `vnc_password = "s3cret";`, err: "needs vnc"},
 		{qemu: `vnc = auto; vnc_password = "123456789";`, err: "at most 8"},
 		{qemu: `vnc = maybe;`, err: "auto (the daemon relays"},
+		{qemu: `vnc = auto; vnc_listen = "::1";`, vnc: "auto"},
+		{qemu: `vnc = auto; vnc_listen = "localhost";`, err: "not an IP address"},
+		{qemu: `vnc = unix; vnc_listen = "127.0.0.1";`, err: "needs vnc = auto"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.qemu, func(t *testing.T) {

@@ -192,9 +192,10 @@ type Consoler interface {
 }
 
 // VNCRelayed is an Instance whose VNC server listens on a unix socket the
-// daemon is to make reachable over TCP; VNCSocket is "" when it is not.
+// daemon is to make reachable over TCP on host (an IP address; empty
+// means loopback). The socket is "" when there is none to relay.
 type VNCRelayed interface {
-	VNCSocket() string
+	VNCRelay() (socket, host string)
 }
 
 // Inspector is an Instance that can describe itself in detail (block

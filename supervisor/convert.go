@@ -70,6 +70,7 @@ func qemuOptions(q *config.QEMU) *qemu.Options {
 		VGA: q.VGA, VNC: q.VNC, Serial: q.Serial, CDROM: q.CDROM,
 		ExtraArgs: append([]string(nil), q.ExtraArgs...),
 		Kernel:    q.Kernel, Initrd: q.Initrd, Append: q.Append, VNCPassword: q.VNCPassword,
+		VNCListen: q.VNCListen,
 	}
 	for _, d := range q.Disks {
 		o.Disks = append(o.Disks, qemu.Disk{Path: d.Path, Format: d.Format, Interface: d.Interface,

@@ -18,8 +18,8 @@ import (
 // port stays the same across QEMU and daemon restarts.
 const vncPortFile = "vnc.port"
 
-// vncListen is the address the VNC relays listen on: this host only, as
-// VNC itself is not encrypted.
+// vncListen is the address the VNC relays listen on unless the config
+// says otherwise: this host only, as VNC itself is not encrypted.
 const vncListen = "127.0.0.1"
 
 // vmVNC is a VM's VNC relay (vnc = auto).
@@ -35,13 +35,16 @@ func (v *vm) syncVNC(s *Status) {
 	x := &v.access.vnc
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	sock := ""
+	sock, host := "", ""
 	if r, ok := s.instance.(hypervisor.VNCRelayed); ok && s.instance != nil {
-		sock = r.VNCSocket()
+		sock, host = r.VNCRelay()
+	}
+	if host == "" {
+		host = vncListen
 	}
 	switch {
 	case sock != "" && x.relay == nil:
-		r, err := v.listenVNC(sock)
+		r, err := v.listenVNC(sock, host)
 		if err != nil {
 			v.log.Printf("VNC relay: %v", err)
 			return
@@ -55,20 +58,20 @@ func (v *vm) syncVNC(s *Status) {
 
 // listenVNC listens on the VM's port of before, or on a new one it
 // records.
-func (v *vm) listenVNC(sock string) (*tcprelay.Relay, error) {
+func (v *vm) listenVNC(sock, host string) (*tcprelay.Relay, error) {
 	portFile := filepath.Join(v.sup.runDir, v.name, vncPortFile)
 	if b, err := os.ReadFile(portFile); err == nil {
 		if port, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && port > 0 && port < 65536 {
-			r, err := tcprelay.Listen(net.JoinHostPort(vncListen, strconv.Itoa(port)), sock)
+			r, err := tcprelay.Listen(net.JoinHostPort(host, strconv.Itoa(port)), sock)
 			if err == nil {
 				return r, nil
 			}
 			v.log.Printf("VNC relay: port %d, used before, is taken (%v); choosing another", port, err)
 		}
 	}
-	r, err := tcprelay.Listen(net.JoinHostPort(vncListen, "0"), sock)
+	r, err := tcprelay.Listen(net.JoinHostPort(host, "0"), sock)
 	if err != nil {
-		return nil, fmt.Errorf("listening on %s: %w", vncListen, err)
+		return nil, fmt.Errorf("listening on %s: %w", host, err)
 	}
 	if err := os.WriteFile(portFile, []byte(strconv.Itoa(r.Addr().Port)+"\n"), 0o640); err != nil {
 		v.log.Printf("VNC relay: recording the port: %v (it may change after a restart)", err)
@@ -87,8 +90,11 @@ func (s *Supervisor) VNCAddress(ctx context.Context, name string) (string, error
 	x := &v.access.vnc
 	v.waitComingUp(ctx, func(st *Status) bool {
 		r, ok := st.instance.(hypervisor.VNCRelayed)
-		if !ok || r.VNCSocket() == "" {
+		if !ok {
 			return true // nothing to wait for
+		}
+		if sock, _ := r.VNCRelay(); sock == "" {
+			return true
 		}
 		x.mu.Lock()
 		defer x.mu.Unlock()

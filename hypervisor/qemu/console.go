@@ -27,10 +27,11 @@ func (i *instance) Console(ctx context.Context) (io.ReadWriteCloser, error) {
 	return c, nil
 }
 
-// VNCSocket is the VNC socket the daemon relays to TCP (vnc = auto).
-func (i *instance) VNCSocket() string {
+// VNCRelay is the VNC socket the daemon relays to TCP (vnc = auto) and
+// the address to listen on.
+func (i *instance) VNCRelay() (socket, host string) {
 	if o, _ := options(i.spec); o.VNC == "auto" {
-		return i.sockets["vnc"]
+		return i.sockets["vnc"], o.VNCListen
 	}
-	return ""
+	return "", ""
 }

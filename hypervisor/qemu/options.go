@@ -48,6 +48,9 @@ type Options struct {
 	// VNCPassword, when set, is asked of VNC clients (VNC authentication;
 	// the protocol uses 8 characters at most).
 	VNCPassword string
+	// VNCListen is where the daemon listens for VNC clients with VNC
+	// "auto"; empty means 127.0.0.1.
+	VNCListen string
 }
 
 // Disk is one disk image.
