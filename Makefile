@@ -8,7 +8,7 @@
 #   make bench-go  the packages' go test benchmarks
 #   make fuzz      bounded fuzz runs (FUZZTIME per target, default 30s)
 #   make demo      run the daemon in the foreground on the demo VMs (no root)
-#   make install   binaries, man pages and the service file; PREFIX (default
+#   make install   binaries, man pages and the service files; PREFIX (default
 #                  /usr/local) and DESTDIR honoured
 #   make uninstall remove what install put there
 #   make clean
@@ -19,7 +19,7 @@ DESTDIR  ?=
 BINDIR   ?= $(PREFIX)/bin
 SBINDIR  ?= $(PREFIX)/sbin
 MANDIR   ?= $(PREFIX)/share/man
-# The service file: a systemd unit on Linux, an rc.d script on FreeBSD
+# The service files: systemd units on Linux, an rc.d script on FreeBSD
 # (SERVICE=none installs neither).
 OS       ?= $(shell uname -s)
 SERVICE  ?= $(if $(filter Linux,$(OS)),systemd,$(if $(filter FreeBSD,$(OS)),rc.d,none))
@@ -28,6 +28,9 @@ RCDIR    ?= $(PREFIX)/etc/rc.d
 FUZZTIME ?= 30s
 
 CMDS := $(notdir $(wildcard cmd/*))
+# The daemon's unit and its companion that shuts the guests down at host
+# shutdown.
+UNITS := vmstated.service vmstated-guests.service
 
 .PHONY: all build test vet fmt-check cross bench bench-go fuzz chaos demo install uninstall clean
 
@@ -96,10 +99,12 @@ install: build
 	done
 	@case "$(SERVICE)" in \
 	systemd) \
-		echo "install -m 0644 examples/systemd/vmstated.service $(DESTDIR)$(SYSTEMDDIR)/vmstated.service"; \
-		install -d $(DESTDIR)$(SYSTEMDDIR) && \
-		sed 's|/usr/local/|$(PREFIX)/|g' examples/systemd/vmstated.service > $(DESTDIR)$(SYSTEMDDIR)/vmstated.service && \
-		chmod 0644 $(DESTDIR)$(SYSTEMDDIR)/vmstated.service ;; \
+		install -d $(DESTDIR)$(SYSTEMDDIR) || exit 1; \
+		for u in $(UNITS); do \
+			echo "install -m 0644 examples/systemd/$$u $(DESTDIR)$(SYSTEMDDIR)/$$u"; \
+			sed 's|/usr/local/|$(PREFIX)/|g' examples/systemd/$$u > $(DESTDIR)$(SYSTEMDDIR)/$$u && \
+			chmod 0644 $(DESTDIR)$(SYSTEMDDIR)/$$u || exit 1; \
+		done ;; \
 	rc.d) \
 		echo "install -m 0755 examples/rc.d/vmstated $(DESTDIR)$(RCDIR)/vmstated"; \
 		install -d $(DESTDIR)$(RCDIR) && \
@@ -115,7 +120,7 @@ uninstall:
 		[ -f "$$p" ] || continue; \
 		sec=$${p##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$sec/$$(basename $$p); \
 	done
-	rm -f $(DESTDIR)$(SYSTEMDDIR)/vmstated.service $(DESTDIR)$(RCDIR)/vmstated
+	rm -f $(addprefix $(DESTDIR)$(SYSTEMDDIR)/,$(UNITS)) $(DESTDIR)$(RCDIR)/vmstated
 
 clean:
 	rm -rf bin

@@ -330,14 +330,15 @@ func (c *Client) Log(ctx context.Context, name string, opts LogOptions) (io.Read
 	return resp.Body, nil
 }
 
-// Reload asks the daemon to rescan its config directories now.
-func (c *Client) Reload(ctx context.Context) error {
+// Reload asks the daemon to rescan its config directories now; it returns
+// once the changes have reached the VMs, with what changed.
+func (c *Client) Reload(ctx context.Context) (ReloadResult, error) {
+	var out ReloadResult
 	resp, err := c.do(ctx, c.hc, http.MethodPost, Version+"/reload", nil, nil)
 	if err != nil {
-		return err
+		return out, err
 	}
-	resp.Body.Close()
-	return nil
+	return out, decode(resp, &out)
 }
 
 // EventStream reads GET /v1/events.

@@ -56,6 +56,13 @@ type Status struct {
 	// with no hook pending is up: the VMs that depend on it start, and
 	// vmstatedctl start -w returns.
 	Hook statemachine.State `json:"hook,omitempty"`
+	// WaitingFor lists the VMs a start waits for: the VM is stopped and
+	// starts once they are up.
+	WaitingFor []string `json:"waiting_for,omitempty"`
+	// RecordError says why the VM's state record could not be written
+	// (a full or read-only state directory); the daemon retries until it
+	// is, and a start launches nothing while it cannot be.
+	RecordError string `json:"record_error,omitempty"`
 }
 
 // Exit is how a hypervisor process ended.
@@ -63,10 +70,14 @@ type Exit struct {
 	// Reason is poweroff, reboot, crash or killed.
 	Reason string `json:"reason"`
 	// Code is the exit status, -1 when killed by a signal or unknown.
-	Code   int       `json:"code"`
-	Signal string    `json:"signal,omitempty"`
-	Detail string    `json:"detail,omitempty"`
-	Time   time.Time `json:"time"`
+	Code   int    `json:"code"`
+	Signal string `json:"signal,omitempty"`
+	// StatusUnknown: the exit status of a process re-adopted after a
+	// daemon restart could not be learnt; Reason is then
+	// inferred from what was asked of it (poweroff after a stop).
+	StatusUnknown bool      `json:"status_unknown,omitempty"`
+	Detail        string    `json:"detail,omitempty"`
+	Time          time.Time `json:"time"`
 }
 
 // Event kinds.
@@ -79,6 +90,12 @@ const (
 	// KindHook: the hook of state To finished; Reason is empty when it
 	// succeeded, else why it failed (a transition follows).
 	KindHook = "hook"
+	// KindRecord: the VM's state record could not be written (Reason says
+	// why; the daemon retries), or was written again (Reason "saved").
+	KindRecord = "record"
+	// KindAdopted: a running hypervisor was taken over, after a daemon
+	// restart or found running before a launch; Reason names it.
+	KindAdopted = "adopted"
 	// KindLost: events were missed; resume after Seq or re-read the
 	// status.
 	KindLost = "lost"
@@ -86,8 +103,8 @@ const (
 
 // Event is one line of GET /v1/events.
 type Event struct {
-	// Seq numbers the events of one daemon run, from 1 upwards; a KindLost
-	// event carries the last sequence number before the gap.
+	// Seq numbers the events, upwards across daemon restarts too; a
+	// KindLost event carries the last sequence number before the gap.
 	Seq    uint64             `json:"seq"`
 	Time   time.Time          `json:"time"`
 	Kind   string             `json:"kind"`
@@ -154,9 +171,17 @@ func (o StopOptions) Duration() time.Duration {
 // about itself (for QEMU: version, CPUs, block devices, PCI devices, VNC).
 type Info map[string]any
 
-// ReloadResult is the body of a successful POST /v1/reload.
+// ReloadResult is the body of a successful POST /v1/reload, sent once the
+// changes have reached the VMs (a running VM's new config waits for its
+// next start, shown as pending in its status).
 type ReloadResult struct {
-	OK bool `json:"ok"`
+	OK      bool     `json:"ok"`
+	Added   []string `json:"added,omitempty"`
+	Changed []string `json:"changed,omitempty"`
+	Removed []string `json:"removed,omitempty"`
+	// Invalid maps each VM whose config did not load to its errors; its
+	// previous config stays in force.
+	Invalid map[string]string `json:"invalid,omitempty"`
 }
 
 // Error codes, the "code" member of an error body.

@@ -70,6 +70,8 @@ func loadDir(dir string, opts LoadOptions, ids *idCache) *dirResult {
 	r.vm, r.diags, r.name, d = loadAbsDir(abs, opts, ids)
 	if d != nil {
 		r.watch = append(r.watch, d.globDirs...)
+		r.globs, r.complete = d.globs, d.parsed
+		r.includes = append([]string(nil), d.vm.Includes...)
 		for _, inc := range d.vm.Includes {
 			if dir := filepath.Dir(inc); !containsString(r.watch, dir) {
 				r.watch = append(r.watch, dir)
@@ -115,6 +117,7 @@ func loadAbsDir(abs string, opts LoadOptions, ids *idCache) (*VM, Diagnostics, s
 		}
 		return nil, Diagnostics{{Pos: pos, Severity: Error, Msg: "syntax error: " + msg}}, fallbackName, d
 	}
+	d.parsed = true
 	name := d.decode(root, fallbackName)
 	sortDiagnostics(d.diags)
 	if d.diags.HasErrors() {
@@ -145,6 +148,9 @@ func (d *decoder) globInclude(pattern string) ([]string, error) {
 	}
 	if dir := filepath.Dir(pattern); !containsString(d.globDirs, dir) {
 		d.globDirs = append(d.globDirs, dir)
+	}
+	if !containsString(d.globs, pattern) {
+		d.globs = append(d.globs, pattern)
 	}
 	return filepath.Glob(pattern)
 }
@@ -183,7 +189,11 @@ type decoder struct {
 	vm       *VM
 	diags    Diagnostics
 	globDirs []string
-	tag      string
+	// globs are the .include patterns seen, absolute.
+	globs []string
+	// parsed is set once the whole file, includes and all, has parsed.
+	parsed bool
+	tag    string
 }
 
 func (d *decoder) errf(pos ucl.Pos, key, format string, args ...any) {

@@ -138,6 +138,33 @@ type dirResult struct {
 	// watch: directories of included files, outside the VM directory or
 	// not, to be watched for changes.
 	watch []string
+	// includes and globs are the files the config included and the
+	// .include patterns it used: with the config file itself, the only
+	// files whose changes matter.
+	includes, globs []string
+	// complete is set when the config parsed far enough for includes and
+	// globs to be the whole list.
+	complete bool
+}
+
+// concerns reports whether a change to path can change this VM's config.
+// Other files in the VM directory (a disk image, a hook, a log) need no
+// reload: hooks are looked up when they run.
+func (r *dirResult) concerns(path string) bool {
+	if !r.complete || path == filepath.Join(r.dir, FileName) || path == r.dir {
+		return true
+	}
+	for _, inc := range r.includes {
+		if path == inc {
+			return true
+		}
+	}
+	for _, g := range r.globs {
+		if ok, _ := filepath.Match(g, path); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // LoadRoot loads every VM directory under root and runs the checks that

@@ -30,6 +30,11 @@ const (
 	// Invalid: the VM's config has errors (Change.Diagnostics). The
 	// previous config, if any, stays in force and is Change.VM.
 	Invalid
+	// Scanned ends the changes of a full scan asked for by Request:
+	// every change that scan found came before it. Change.Scan is the
+	// highest request number it answers, Change.Err why the root could
+	// not be read (nothing changed then).
+	Scanned
 )
 
 func (k ChangeKind) String() string {
@@ -42,6 +47,8 @@ func (k ChangeKind) String() string {
 		return "removed"
 	case Invalid:
 		return "invalid"
+	case Scanned:
+		return "scanned"
 	}
 	return fmt.Sprintf("ChangeKind(%d)", uint8(k))
 }
@@ -57,6 +64,9 @@ type Change struct {
 	// Diagnostics: the errors and warnings (Invalid), or the warnings
 	// (Added, Changed).
 	Diagnostics Diagnostics
+	// Scan and Err: see Scanned.
+	Scan uint64
+	Err  error
 }
 
 func (c Change) String() string {
@@ -92,6 +102,9 @@ type Watcher struct {
 
 	mu   sync.Mutex
 	snap *Snapshot
+	// lastReq numbers the requests made through Request; asked is the
+	// highest one no scan has answered yet (0: none).
+	lastReq, asked uint64
 
 	// Owned by NewWatcher, then by Run.
 	results  map[string]*dirResult // VM directories with a config, by dir
@@ -188,6 +201,20 @@ func (w *Watcher) Rescan() {
 	}
 }
 
+// Request asks Run to reload the whole root, like Rescan, and returns the
+// request's number: a Scanned change with a Scan at least that high
+// follows the changes the scan found. Requests made while one is pending
+// are answered by the same scan.
+func (w *Watcher) Request() uint64 {
+	w.mu.Lock()
+	w.lastReq++
+	n := w.lastReq
+	w.asked = n
+	w.mu.Unlock()
+	w.Rescan()
+	return n
+}
+
 // Run watches until ctx ends, then returns nil; it returns an error only
 // when the watcher itself fails. Changes is closed when it returns. Run
 // may be called once.
@@ -217,7 +244,15 @@ func (w *Watcher) Run(ctx context.Context) error {
 			err = w.full(ctx)
 		case <-w.rescan:
 			w.opts.logf("config: rescanning %s", w.root)
-			err = w.full(ctx)
+			w.mu.Lock()
+			answers := w.asked
+			w.asked = 0
+			w.mu.Unlock()
+			var scanErr error
+			scanErr, err = w.fullScanReport(ctx)
+			if err == nil && answers > 0 {
+				err = w.send(ctx, Change{Kind: Scanned, Scan: answers, Err: scanErr})
+			}
 		case <-timer.C:
 			err = w.processDue(ctx, time.Now())
 		}
@@ -235,7 +270,9 @@ func (w *Watcher) event(ev fsnotify.Event) {
 	p := filepath.Clean(ev.Name)
 	dir := filepath.Dir(p)
 	for _, vmDir := range w.includes[dir] {
-		w.schedule(vmDir)
+		if r := w.results[vmDir]; r == nil || r.concerns(p) {
+			w.schedule(vmDir)
+		}
 	}
 	switch {
 	case p == w.root:
@@ -256,6 +293,9 @@ func (w *Watcher) event(ev fsnotify.Event) {
 		}
 		w.schedule(p)
 	case filepath.Dir(dir) == w.root && w.watched[dir]:
+		if r := w.results[dir]; r != nil && !r.concerns(p) {
+			return // a disk image, a hook, a log: not the config
+		}
 		w.schedule(dir)
 	}
 }
@@ -415,12 +455,28 @@ func (w *Watcher) fullScan() (*Snapshot, error) {
 // full rescans and reports. A root that cannot be read changes nothing:
 // configs in force stay so.
 func (w *Watcher) full(ctx context.Context) error {
+	_, err := w.fullScanReport(ctx)
+	return err
+}
+
+// fullScanReport is full that also returns why the root could not be
+// read.
+func (w *Watcher) fullScanReport(ctx context.Context) (scanErr, sendErr error) {
 	snap, err := w.fullScan()
 	if err != nil {
 		w.opts.logf("config: rescan: %v; keeping the configs in force", err)
-		return nil
+		return err, nil
 	}
-	return w.report(ctx, snap)
+	return nil, w.report(ctx, snap)
+}
+
+func (w *Watcher) send(ctx context.Context, c Change) error {
+	select {
+	case w.changes <- c:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // check runs the cross-VM checks over the current results and refreshes
@@ -532,10 +588,8 @@ func (w *Watcher) report(ctx context.Context, snap *Snapshot) error {
 	}
 	for _, c := range out {
 		w.opts.logf("config: %s", c)
-		select {
-		case w.changes <- c:
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := w.send(ctx, c); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -9,11 +9,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -354,6 +356,147 @@ func TestServiceFiles(t *testing.T) {
 				t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 			}
 		}
+	}
+}
+
+// unitKeys returns a unit file's settings as key -> values, in order.
+func unitKeys(t *testing.T, path string) map[string][]string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string][]string{}
+	for _, l := range strings.Split(string(b), "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || l[0] == '#' || l[0] == '[' {
+			continue
+		}
+		k, v, ok := strings.Cut(l, "=")
+		if !ok {
+			t.Errorf("%s: line %q is not key=value", path, l)
+			continue
+		}
+		keys[k] = append(keys[k], v)
+	}
+	return keys
+}
+
+// The companion unit shuts the guests down at host shutdown only: it stops
+// before vmstated, the network and remote storage; a stop or restart of
+// vmstated does not reach it; systemd waits longer than the command may
+// take.
+func TestGuestsUnit(t *testing.T) {
+	keys := unitKeys(t, filepath.Join("systemd", "vmstated-guests.service"))
+	for _, k := range []string{"Requires", "BindsTo", "PartOf", "Requisite"} {
+		for _, v := range keys[k] {
+			if strings.Contains(v, "vmstated.service") {
+				t.Errorf("%s=%s: a stop or restart of vmstated (an upgrade) would stop every guest", k, v)
+			}
+		}
+	}
+	after := strings.Fields(strings.Join(keys["After"], " "))
+	for _, want := range []string{"vmstated.service", "network-online.target", "remote-fs.target", "local-fs.target"} {
+		if !slices.Contains(after, want) {
+			t.Errorf("After= lacks %s, so the guests' stop would not run before its stop", want)
+		}
+	}
+	if got := keys["ExecStop"]; len(got) != 1 || got[0] != "/usr/local/bin/vmstatedctl shutdown -t ${VMSTATED_SHUTDOWN_TIMEOUT}" {
+		t.Errorf("ExecStop=%v", got)
+	}
+	var deadline, stopSec float64
+	for _, v := range keys["Environment"] {
+		if n, ok := strings.CutPrefix(v, "VMSTATED_SHUTDOWN_TIMEOUT="); ok {
+			fmt.Sscan(n, &deadline)
+		}
+	}
+	if len(keys["TimeoutStopSec"]) == 1 {
+		fmt.Sscan(keys["TimeoutStopSec"][0], &stopSec)
+	}
+	// vmstatedctl shutdown ends within 10 s after its deadline.
+	if deadline != 300 || stopSec <= deadline+10 {
+		t.Errorf("deadline %v s (want the default 300), TimeoutStopSec %v s: systemd must wait longer than the deadline plus 10 s", deadline, stopSec)
+	}
+	if keys["Type"][0] != "oneshot" || keys["RemainAfterExit"][0] != "yes" {
+		t.Errorf("Type=%v RemainAfterExit=%v: the unit must stay active so that its stop runs at shutdown", keys["Type"], keys["RemainAfterExit"])
+	}
+	daemon := unitKeys(t, filepath.Join("systemd", "vmstated.service"))
+	if also := daemon["Also"]; !slices.Contains(also, "vmstated-guests.service") {
+		t.Errorf("vmstated.service has Also=%v: enabling vmstated would not enable the guests' shutdown", also)
+	}
+	if wants := daemon["Wants"]; !slices.Contains(wants, "vmstated-guests.service") {
+		t.Errorf("vmstated.service has Wants=%v: a daemon started by hand would leave the guests' shutdown inactive", wants)
+	}
+}
+
+// rcSubr stands in for FreeBSD's /etc/rc.subr with the few functions the
+// script uses, so that its shutdown path runs here: run_rc_command stop
+// runs stop_precmd, as rc.subr does before it signals the daemon.
+const rcSubr = `load_rc_config() { :; }
+checkyesno() { eval _v=\$$1; case $_v in [Yy][Ee][Ss]) return 0;; esac; return 1; }
+warn() { echo "warning: $*" >&2; }
+run_rc_command() { case $1 in *stop) $stop_precmd ;; esac; }
+`
+
+// The rc.d script shuts the guests down when rc.shutdown runs it, with the
+// deadline cut to what rc.shutdown's watchdog leaves, and never on a stop
+// or restart by hand.
+func TestRCShutdownPath(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("rc.d", "vmstated"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "\n# KEYWORD: shutdown\n") {
+		t.Error("rc.d/vmstated lacks KEYWORD: shutdown; rc.shutdown would not run it")
+	}
+	dir := t.TempDir()
+	ctl := filepath.Join(dir, "vmstatedctl")
+	record := filepath.Join(dir, "calls")
+	if err := os.WriteFile(ctl, []byte("#!/bin/sh\necho \"$*\" >> "+record+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	subr := filepath.Join(dir, "rc.subr")
+	if err := os.WriteFile(subr, []byte(rcSubr), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := strings.ReplaceAll(string(b), "/etc/rc.subr", subr)
+	script = strings.ReplaceAll(script, "/usr/local/bin/vmstatedctl", ctl)
+	path := filepath.Join(dir, "vmstated")
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, arg string
+		env       []string
+		want      string // the vmstatedctl command line, "" for none
+		warn      bool
+	}{
+		{"rc.shutdown", "faststop", []string{"rc_shutdown=reboot"}, "shutdown -t 300", false},
+		{"own timeout", "faststop", []string{"rc_shutdown=reboot", "vmstated_shutdown_timeout=60", "rcshutdown_timeout=330"}, "shutdown -t 60", false},
+		{"watchdog shorter", "faststop", []string{"rc_shutdown=reboot", "rcshutdown_timeout=90"}, "shutdown -t 70", true},
+		{"turned off", "faststop", []string{"rc_shutdown=reboot", "vmstated_shutdown_guests=NO"}, "", false},
+		{"service stop", "stop", nil, "", false},
+		{"service restart", "restart", nil, "", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			os.Remove(record)
+			// rc.shutdown sources the script in a subshell, so its
+			// rc_shutdown and rc.conf's settings are the script's variables.
+			cmd := exec.Command("sh", append([]string{"-c", `for kv in "$@"; do export "$kv"; done; set -- ` + c.arg + `; . ` + path, "sh"}, c.env...)...)
+			cmd.Env = []string{"PATH=/usr/bin:/bin"}
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("%v: %s", err, stderr.String())
+			}
+			got, _ := os.ReadFile(record)
+			if strings.TrimSpace(string(got)) != c.want {
+				t.Errorf("vmstatedctl ran %q, want %q", strings.TrimSpace(string(got)), c.want)
+			}
+			if w := strings.Contains(stderr.String(), "rcshutdown_timeout"); w != c.warn {
+				t.Errorf("warning %v, want %v: %s", w, c.warn, stderr.String())
+			}
+		})
 	}
 }
 

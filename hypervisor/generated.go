@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/vmstated/vmstated/atomicfile"
 )
 
 // vmstated combines the settings it generates from a VM's config with the
@@ -385,43 +385,15 @@ func checkQEMUSections(gen []QEMUSection) error {
 	return nil
 }
 
-// WriteGenerated writes content to configfile+".generated" atomically: a
-// temporary file in the same directory is written, synced and renamed over
-// it, then the directory is synced. It returns the path written.
+// WriteGenerated writes content to configfile+".generated" atomically and
+// durably. It returns the path written.
 func WriteGenerated(configfile string, content []byte) (string, error) {
 	if configfile == "" {
 		return "", errors.New("write generated config: no config file name")
 	}
 	path := configfile + GeneratedSuffix
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return "", fmt.Errorf("write %s: %w", path, err)
-	}
-	fail := func(err error) (string, error) {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return "", fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Chmod(0o640); err != nil {
-		return fail(err)
-	}
-	if _, err := tmp.Write(content); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
-		return "", fmt.Errorf("write %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync() // best effort: the data itself is already synced
-		d.Close()
+	if err := atomicfile.Write(path, content, atomicfile.Options{Mode: 0o640, Durable: true}); err != nil {
+		return "", err
 	}
 	return path, nil
 }

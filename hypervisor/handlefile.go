@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/vmstated/vmstated/atomicfile"
 )
 
 // HandleFile is the name, inside an instance's RunDir, of the file holding
@@ -24,12 +26,7 @@ func WriteHandleFile(h Handle) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(h.RunDir, HandleFile)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(filepath.Join(h.RunDir, HandleFile), data, atomicfile.Options{})
 }
 
 // ReadHandleFile reads the handle a driver left in runDir.

@@ -52,11 +52,20 @@ const (
 type Exit struct {
 	Reason ExitReason `json:"reason"`
 	// Code is the exit status, or -1 when the process was killed by a
-	// signal or its status could not be observed (a re-adopted process
-	// is not the daemon's child).
+	// signal or its status could not be observed (StatusUnknown).
 	Code int `json:"code"`
 	// Signal names the signal that ended the process ("SIGKILL"), if any.
 	Signal string `json:"signal,omitempty"`
+	// StatusUnknown is set when the exit status could not be observed: the
+	// process was re-adopted after a daemon restart, so it is not the
+	// daemon's child, and the host offers no other way to learn it (Linux:
+	// the proc connector answers only in the host's initial user and pid
+	// namespaces, and before Linux 6.6 only root; FreeBSD always reports
+	// it). Code is then -1 and Reason is inferred from what
+	// was asked of this Instance: ExitPoweroff after Shutdown (the graceful
+	// stop it asked for is taken to have worked, so on_poweroff applies),
+	// ExitKilled after Kill, and ExitCrash when nothing was asked.
+	StatusUnknown bool `json:"status_unknown,omitempty"`
 	// Detail says what the driver saw, for people: a QEMU SHUTDOWN reason
 	// such as "guest-shutdown", or "bhyve exit 3: triple fault".
 	Detail string    `json:"detail,omitempty"`
@@ -71,7 +80,9 @@ func (e Exit) String() string {
 	return s
 }
 
-// HandleVersion is the current version of the Handle layout.
+// HandleVersion is the current version of the Handle layout. Fields added
+// with omitempty (PGID, Cgroup) keep the version: older handles lack them
+// and still read, and older daemons ignore them.
 const HandleVersion = 1
 
 // Handle is what the daemon persists to find a running instance again after
@@ -88,6 +99,13 @@ type Handle struct {
 	// RunDir is the instance's runtime directory (sockets, pidfile,
 	// captured output).
 	RunDir string `json:"run_dir"`
+	// PGID is the process group that holds all the VM's processes (exec:
+	// the process leads its own group), 0 when the VM is the process
+	// alone. Handles written before the field existed lack it.
+	PGID int `json:"pgid,omitempty"`
+	// Cgroup is the cgroup v2 directory that holds all the VM's processes,
+	// also those that left the process group; empty when none is used.
+	Cgroup string `json:"cgroup,omitempty"`
 	// Sockets names the control sockets by role ("qmp", "serial", "vnc").
 	Sockets map[string]string `json:"sockets,omitempty"`
 	// Extra is driver-private state.

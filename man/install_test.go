@@ -32,12 +32,13 @@ func TestInstall(t *testing.T) {
 		want            map[string]fs.FileMode
 	}{
 		{"systemd", "/usr", map[string]fs.FileMode{
-			"usr/sbin/vmstated":                       0o755,
-			"usr/bin/vmstatedctl":                     0o755,
-			"usr/share/man/man8/vmstated.8":           0o644,
-			"usr/share/man/man8/vmstatedctl.8":        0o644,
-			"usr/share/man/man5/vmstated.conf.5":      0o644,
-			"usr/lib/systemd/system/vmstated.service": 0o644,
+			"usr/sbin/vmstated":                              0o755,
+			"usr/bin/vmstatedctl":                            0o755,
+			"usr/share/man/man8/vmstated.8":                  0o644,
+			"usr/share/man/man8/vmstatedctl.8":               0o644,
+			"usr/share/man/man5/vmstated.conf.5":             0o644,
+			"usr/lib/systemd/system/vmstated.service":        0o644,
+			"usr/lib/systemd/system/vmstated-guests.service": 0o644,
 		}},
 		{"rc.d", "/usr/local", map[string]fs.FileMode{
 			"usr/local/sbin/vmstated":                  0o755,
@@ -85,6 +86,16 @@ func TestInstall(t *testing.T) {
 			if want := c.prefix + "/sbin/vmstated"; !strings.Contains(string(b), want) {
 				t.Errorf("%s does not run %s:\n%s", svc, want, b)
 			}
+			if c.service == "systemd" {
+				guests := filepath.Join(dest, "usr/lib/systemd/system/vmstated-guests.service")
+				b, err := os.ReadFile(guests)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := "ExecStop=" + c.prefix + "/bin/vmstatedctl shutdown"; !strings.Contains(string(b), want) {
+					t.Errorf("%s does not run %s:\n%s", guests, want, b)
+				}
+			}
 
 			run("uninstall")
 			if left := files(t, dest); len(left) > 0 {
@@ -123,4 +134,45 @@ func keys(m map[string]fs.FileMode) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// TestUnitsVerify installs the systemd units with a PREFIX under a
+// temporary directory, so that the programs they name exist, and has
+// systemd-analyze verify them: any complaint fails, warnings included
+// (systemd ignores an unknown key with only a warning).
+func TestUnitsVerify(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binaries; skipped with -short")
+	}
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze is not installed (Debian: apt-get install systemd); the units are not verified")
+	}
+	makeCmd, err := exec.LookPath("make")
+	if err != nil {
+		t.Skip("make is not installed; the units cannot be installed to verify them")
+	}
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("the go command is not in PATH; make install cannot build")
+	}
+	top, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := t.TempDir()
+	cmd := exec.Command(makeCmd, "-C", top, "install", "PREFIX="+prefix, "SERVICE=systemd")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make install: %v\n%s", err, out)
+	}
+	dir := filepath.Join(prefix, "lib", "systemd", "system")
+	units, _ := filepath.Glob(filepath.Join(dir, "*.service"))
+	if len(units) != 2 {
+		t.Fatalf("make install put %v in %s, want both units", units, dir)
+	}
+	// --man=no: the pages are installed under the temporary prefix, where
+	// man does not look.
+	out, err := exec.Command(analyze, append([]string{"--man=no", "verify"}, units...)...).CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("systemd-analyze verify %v: %v\n%s", units, err, out)
+	}
 }

@@ -1,10 +1,8 @@
 package statemachine
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/looplab/fsm"
@@ -96,7 +94,9 @@ func New(opts Options) *Machine {
 	}
 }
 
-// newFSM builds the looplab/fsm machine from Table.
+// newFSM builds the looplab/fsm machine from Table. The machines move by
+// Next, a lookup in Table with no lock; looplab/fsm draws the diagram, and
+// the tests check that it reads Table as Next does.
 func newFSM(initial State) *fsm.FSM {
 	events := make(fsm.Events, 0, len(Table))
 	for _, e := range Table {
@@ -107,25 +107,6 @@ func newFSM(initial State) *fsm.FSM {
 		events = append(events, fsm.EventDesc{Name: string(e.Event), Src: src, Dst: string(e.Dst)})
 	}
 	return fsm.NewFSM(string(initial), events, nil)
-}
-
-// engine is the one looplab/fsm machine every Machine moves through: set
-// to the Machine's state, fired, read back. An fsm per VM would cost
-// kilobytes of maps per VM for a table that is the same for all.
-var engine = struct {
-	mu  sync.Mutex
-	fsm *fsm.FSM
-}{fsm: newFSM(Stopped)}
-
-// step moves from through the shared fsm by e.
-func step(from State, e Event) (State, error) {
-	engine.mu.Lock()
-	defer engine.mu.Unlock()
-	engine.fsm.SetState(string(from))
-	if err := engine.fsm.Event(context.Background(), string(e)); err != nil {
-		return from, err
-	}
-	return State(engine.fsm.Current()), nil
 }
 
 // State returns the current state.
@@ -206,11 +187,12 @@ func (m *Machine) Fire(e Event, reason string) (Transition, error) {
 	case Start:
 		m.failure = ""
 	}
-	to, err := step(from, effective)
-	if err != nil {
-		// Next agreed the move is allowed; a refusal here means Table and
-		// the fsm disagree, which tests rule out.
-		return Transition{}, fmt.Errorf("state machine of %s: %s in %s: %w", m.name, effective, from, err)
+	to, ok := Next(from, effective)
+	if !ok {
+		// The event was allowed; what it became (Exited for a spent
+		// budget, Fail for a failed teardown) must be too, which the
+		// tests check for every state.
+		return Transition{}, fmt.Errorf("state machine of %s: %s (for %s) in %s: %w", m.name, effective, e, from, ErrNotAllowed)
 	}
 	m.state, m.since = to, now
 	return Transition{VM: m.name, Event: e, From: from, To: to, Reason: reason, Time: now}, nil

@@ -1,6 +1,7 @@
 package statemachine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -294,8 +295,7 @@ func TestFormatDuration(t *testing.T) {
 	}
 }
 
-// Machines share one fsm engine; many VMs moving at once must each keep
-// their own state.
+// Many VMs moving at once each keep their own state.
 func TestMachinesMoveIndependently(t *testing.T) {
 	cycle := []struct {
 		e  Event
@@ -335,6 +335,26 @@ func TestMachinesMoveIndependently(t *testing.T) {
 	for i := 0; i < n; i++ {
 		if err := <-errs; err != nil {
 			t.Error(err)
+		}
+	}
+}
+
+// The diagram is drawn by looplab/fsm from Table; the machines move by
+// Next. Both must read Table alike, for every state and event.
+func TestFSMAgreesWithNext(t *testing.T) {
+	for _, st := range States {
+		for _, e := range Events {
+			f := newFSM(st)
+			err := f.Event(context.Background(), string(e))
+			to, ok := Next(st, e)
+			switch {
+			case ok && err != nil:
+				t.Errorf("%s in %s: Next goes to %s, looplab/fsm refuses: %v", e, st, to, err)
+			case !ok && err == nil:
+				t.Errorf("%s in %s: Next refuses, looplab/fsm goes to %s", e, st, f.Current())
+			case ok && State(f.Current()) != to:
+				t.Errorf("%s in %s: Next goes to %s, looplab/fsm to %s", e, st, to, f.Current())
+			}
 		}
 	}
 }

@@ -2,8 +2,13 @@ package supervisor
 
 import (
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/vmstated/vmstated/atomicfile"
 
 	"github.com/vmstated/vmstated/statemachine"
 )
@@ -18,6 +23,12 @@ const (
 	// KindHook: the hook of state To finished. Reason is empty when it
 	// succeeded and says why when it did not (a transition follows).
 	KindHook = "hook"
+	// KindRecord: a VM's state record could not be written (Reason says
+	// why), or is written again after that (Reason "saved").
+	KindRecord = "record"
+	// KindAdopted: a hypervisor that runs was taken over (after a daemon
+	// restart, or found running before a launch); Reason names it.
+	KindAdopted = "adopted"
 	// KindLost: the subscriber missed events (it asked to resume after a
 	// sequence number no longer kept, or it read too slowly).
 	KindLost = "lost"
@@ -56,6 +67,61 @@ type Bus struct {
 	ring   []Event // the last busHistory events, oldest first
 	subs   map[*Subscription]struct{}
 	closed bool
+
+	// base is the last sequence number an earlier run of the daemon may
+	// have used; this run's events come after it.
+	base uint64
+	// ceiling is the highest number reserved in seqFile; seqFile is
+	// empty when the numbers are not kept across restarts.
+	ceiling uint64
+	seqFile string
+	logf    func(string, ...any)
+}
+
+// seqBlock is how many sequence numbers are reserved on disk at a time:
+// one durable write per block keeps the numbers going up across daemon
+// restarts at no cost per event.
+const seqBlock = 1024
+
+// keepSeqIn makes the sequence numbers go on from where an earlier run of
+// the daemon left them, through a small file that holds the highest number
+// reserved. Call it before the first Publish.
+func (b *Bus) keepSeqIn(path string, logf func(string, ...any)) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.seqFile, b.logf = path, logf
+	if data, err := os.ReadFile(path); err == nil {
+		n, perr := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
+		if perr != nil {
+			logf("event sequence file %s is unreadable (%v); numbering starts after the time instead", path, perr)
+			// Microseconds since the epoch are past any number an
+			// earlier run handed out at less than one event per µs.
+			n = uint64(time.Now().UnixMicro())
+		}
+		b.seq, b.base, b.ceiling = n, n, n
+	} else if !os.IsNotExist(err) {
+		logf("reading event sequence file: %v", err)
+	}
+}
+
+// reserve writes a new ceiling once the numbers reach the old one; called
+// with b.mu held.
+func (b *Bus) reserve() {
+	if b.seqFile == "" || b.seq < b.ceiling {
+		return
+	}
+	next := b.seq + seqBlock
+	err := atomicfile.Write(b.seqFile, []byte(strconv.FormatUint(next, 10)+"\n"), atomicfile.Options{Durable: true})
+	if err != nil {
+		// Go on: numbers are still unique in this run. The next run
+		// starts after the last ceiling written, and may reuse some.
+		if b.ceiling == b.base {
+			b.logf("saving the event sequence: %v", err)
+		}
+		b.ceiling = b.seq + 1
+		return
+	}
+	b.ceiling = next
 }
 
 // NewBus returns an empty bus.
@@ -69,6 +135,7 @@ func (b *Bus) Publish(e Event) Event {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.seq++
+	b.reserve()
 	e.Seq = b.seq
 	if e.Time.IsZero() {
 		e.Time = time.Now()
@@ -150,7 +217,13 @@ func (b *Bus) subscribe(after uint64, replaying bool) *Subscription {
 	var replay []Event
 	if replaying && after < b.seq {
 		oldest := b.seq + 1 - uint64(len(b.ring))
-		if after+1 < oldest {
+		switch {
+		case after+1 < oldest && after < b.base:
+			// Some of them were an earlier daemon's: how many is not
+			// known.
+			replay = append(replay, Event{Seq: oldest - 1, Time: time.Now(), Kind: KindLost,
+				Reason: fmt.Sprintf("events after %d are no longer kept: the daemon restarted since, and this run's events start after %d", after, b.base)})
+		case after+1 < oldest:
 			missed := oldest - after - 1
 			replay = append(replay, Event{Seq: oldest - 1, Time: time.Now(), Kind: KindLost, Lost: missed,
 				Reason: fmt.Sprintf("%d events after %d are no longer kept", missed, after)})

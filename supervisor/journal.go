@@ -147,10 +147,7 @@ func finished(code int) (outcome, int) {
 // (rerun) to be run again.
 func (v *vm) journalWork(st statemachine.State) func(context.Context) workResult {
 	j := v.journal(st)
-	timeout := 60 * time.Second
-	if v.cfg != nil {
-		timeout = v.cfg.hookTimeoutFor(st)
-	}
+	timeout := v.cfg.hookTimeoutFor(st)
 	return func(ctx context.Context) workResult {
 		o, code := j.settle(ctx, timeout)
 		switch {

@@ -11,8 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
+	"github.com/vmstated/vmstated/atomicfile"
 	"github.com/vmstated/vmstated/config"
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/hypervisor/process"
@@ -132,7 +132,7 @@ func (s *Supervisor) readRecords() map[string]loaded {
 	}
 	for _, e := range entries {
 		n := e.Name()
-		if e.IsDir() || strings.HasPrefix(n, ".") || !strings.HasSuffix(n, ".json") {
+		if strings.HasPrefix(n, ".") || !strings.HasSuffix(n, ".json") {
 			continue
 		}
 		name := strings.TrimSuffix(n, ".json")
@@ -164,7 +164,7 @@ func (s *Supervisor) addRecovered(name string, cfg *settings, configErr string, 
 	if v.desired == "" {
 		v.desired = statemachine.Stopped
 	}
-	v.lastExit, v.lastReason, v.deadline = r.LastExit, r.Reason, r.StopDeadline
+	v.lastExit, v.lastReason, v.deadline, v.stopForce = r.LastExit, r.Reason, r.StopDeadline, r.StopForce
 	v.m.Budget().SetTimes(r.Restarts)
 	if r.Failure != "" {
 		v.m.MarkFailed(r.Failure)
@@ -233,79 +233,17 @@ func (v *vm) onRecover(ctx context.Context, r recovering) {
 func (v *vm) resume(ctx context.Context, inst hypervisor.Instance, why string) {
 	r := v.recovery
 	v.recovery = nil
-	st := v.m.State()
-	wantRunning := r.rec.Desired == statemachine.Running
 	if inst != nil {
-		v.log.Printf("re-adopted %s pid %d", inst.Handle().Driver, inst.Handle().PID)
+		what := fmt.Sprintf("re-adopted %s pid %d", inst.Handle().Driver, inst.Handle().PID)
+		v.log.Printf("%s", what)
+		defer func() {
+			v.publishStatus() // before the event: whoever reacts finds it
+			v.sup.bus.Publish(Event{Kind: KindAdopted, VM: v.name, Reason: what + " after a daemon restart"})
+		}()
 	} else if r.rec.Handle != nil {
 		v.log.Printf("hypervisor pid %d is gone (%s)", r.rec.Handle.PID, orUnknown(why))
 	}
-	switch st {
-	case statemachine.Stopped:
-		v.resumeNotice(ctx, st)
-		if r.autostart || wantRunning {
-			v.desired = statemachine.Stopped
-			reason := "desired state restored"
-			if r.autostart {
-				reason = "autostart"
-			}
-			if err := v.onCommand(ctx, command{op: statemachine.Start, reason: reason}); err != nil {
-				v.log.Printf("%s: %v", reason, err)
-			}
-		}
-	case statemachine.Failed:
-		// Failure mode survives restarts; failreset ends it.
-		v.resumeNotice(ctx, st)
-	case statemachine.Running, statemachine.Paused, statemachine.Restarted:
-		if inst != nil {
-			v.setInstance(inst)
-			if st == statemachine.Restarted {
-				_ = v.fire(ctx, statemachine.Done, "")
-				return
-			}
-			// The state's hook may not have finished, or not even
-			// started, when the last daemon went down: its journal says.
-			if v.journal(st).pid != "" && v.cfg != nil && v.cfg.scriptPath != "" {
-				v.hook = st
-				v.spawn(ctx, stepJournal, v.journalWork(st))
-			}
-			return
-		}
-		v.lastExit = &hypervisor.Exit{Reason: hypervisor.ExitCrash, Code: -1, Time: v.sup.now(),
-			Detail: "the hypervisor ended while the daemon was down"}
-		v.inst = nil
-		v.afterExit(ctx, *v.lastExit)
-	case statemachine.Stopping:
-		v.inst = inst
-		if inst != nil && !v.deadline.IsZero() {
-			// Re-arm the persisted deadline with the time left, or force
-			// now when it has passed.
-			if left := v.deadline.Sub(v.sup.now()); left <= 0 {
-				v.stopOpts = StopOptions{Force: true}
-				v.log.Printf("stop deadline passed while the daemon was down; forcing")
-			} else {
-				v.stopOpts = StopOptions{Timeout: left}
-			}
-		}
-		v.spawn(ctx, stepJournal, v.journalWork(st))
-	case statemachine.StartStorage, statemachine.Restarting:
-		if inst != nil {
-			// Launched just before the daemon went down.
-			v.setInstance(inst)
-			_ = v.fire(ctx, statemachine.Done, "re-adopted after a daemon restart")
-			return
-		}
-		if hookStep(st) {
-			v.hook = st
-		}
-		v.spawn(ctx, stepJournal, v.journalWork(st))
-	case statemachine.StartNetwork, statemachine.StopStorage, statemachine.StopNetwork:
-		if inst != nil {
-			_ = inst.Kill()
-		}
-		v.hook = st
-		v.spawn(ctx, stepJournal, v.journalWork(st))
-	}
+	behaviours[v.m.State()].recover(v, ctx, inst, *r)
 }
 
 // resumeNotice runs the hook of a resting state (stopped, failed) again
@@ -320,15 +258,16 @@ func (v *vm) resumeNotice(ctx context.Context, st statemachine.State) {
 	if _, err := os.Stat(j.pid); err != nil {
 		return
 	}
-	timeout := 60 * time.Second
-	if v.cfg != nil {
-		timeout = v.cfg.hookTimeoutFor(st)
-	}
+	timeout := v.cfg.hookTimeoutFor(st)
 	again := v.hookWork(st, statemachine.Transition{VM: v.name, From: st, To: st,
 		Reason: "continuing after a daemon restart"})
+	v.hook = st
 	v.spawn(ctx, stepNotify, func(ctx context.Context) workResult {
-		if o, _ := j.settle(ctx, timeout); o == outcomeDone {
-			return workResult{ok: true}
+		if o, code := j.settle(ctx, timeout); o == outcomeDone {
+			if code != 0 {
+				return workResult{hook: st, reason: fmt.Sprintf("hook %s exited with status %d", st, code)}
+			}
+			return workResult{hook: st, ok: true}
 		}
 		v.log.Printf("hook %s did not finish before the daemon restarted; running it again", st)
 		return again(ctx)
@@ -348,37 +287,7 @@ func (v *vm) afterJournal(ctx context.Context, r workResult) {
 	} else {
 		v.log.Printf("%s", r.reason)
 	}
-	switch st {
-	case statemachine.Stopping:
-		if r.rerun {
-			v.startStop(ctx, tr, nil)
-		} else {
-			v.startStop(ctx, tr, &hookDone{ok: r.ok, reason: r.reason})
-		}
-	case statemachine.Restarting:
-		switch {
-		case r.rerun:
-			v.spawn(ctx, stepRestart, v.restartWork(nil, tr))
-		case !r.ok:
-			_ = v.fire(ctx, statemachine.Fail, r.reason)
-		default:
-			s := v.cfg
-			v.spawn(ctx, stepRestart, func(ctx context.Context) workResult {
-				inst, err := v.launch(ctx, s)
-				if err != nil {
-					return workResult{reason: "relaunch failed: " + err.Error()}
-				}
-				return workResult{ok: true, inst: inst}
-			})
-		}
-	default:
-		if r.rerun {
-			v.runStateHook(ctx, st, tr)
-			return
-		}
-		// As if the hook's own work had just reported.
-		v.onWork(ctx, workResult{gen: v.gen, step: stepHook, ok: r.ok, reason: r.reason})
-	}
+	behaviours[st].journaled(v, ctx, r, tr)
 }
 
 func orUnknown(s string) string {
@@ -464,9 +373,5 @@ func FirstStartThisBoot(runDir string) (bool, error) {
 	if err := os.MkdirAll(runDir, 0o700); err != nil {
 		return true, err
 	}
-	tmp := marker + ".tmp"
-	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o644); err != nil {
-		return true, err
-	}
-	return true, os.Rename(tmp, marker)
+	return true, atomicfile.Write(marker, []byte(id+"\n"), atomicfile.Options{Mode: 0o644})
 }

@@ -74,7 +74,7 @@ func TestVMKilledWhileDaemonDownIsACrash(t *testing.T) {
 		_, _ = syscall.Wait4(before.PID, &ws, syscall.WNOHANG, nil)
 	}
 	f.start()
-	f.sup.Load(loadRoot(t, f.root), LoadOptions{})
+	f.sup.Load(f.w.Initial(), LoadOptions{})
 	f.waitPath("vm0", sRestarting, sRestarted, sRunning)
 	st := f.waitState("vm0", sRunning)
 	if st.PID == before.PID || st.Restarts != 1 || st.LastExit == nil || st.LastExit.Reason != hypervisor.ExitCrash {
@@ -112,7 +112,7 @@ func TestStopDeadlineSurvivesRestart(t *testing.T) {
 				writeRec(t, f, rec)
 			}
 			f.start()
-			f.sup.Load(loadRoot(t, f.root), LoadOptions{})
+			f.sup.Load(f.w.Initial(), LoadOptions{})
 			st = f.waitState("vm0", sStopped)
 			if st.LastExit == nil || st.LastExit.Reason != hypervisor.ExitKilled {
 				t.Fatalf("exit %+v", st.LastExit)
@@ -140,7 +140,7 @@ func TestCorruptRecordMovedAside(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.start()
-	f.sup.Load(loadRoot(t, f.root), LoadOptions{})
+	f.sup.Load(f.w.Initial(), LoadOptions{})
 	st := f.waitState("vm0", sFailed)
 	if !strings.Contains(st.Reason, "state record was unreadable") || !strings.Contains(st.Reason, "failreset") {
 		t.Fatalf("reason %q", st.Reason)
@@ -168,7 +168,7 @@ func TestCorruptRecordAfterRebootMeansStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.start()
-	f.sup.Load(loadRoot(t, f.root), LoadOptions{FirstStartThisBoot: true})
+	f.sup.Load(f.w.Initial(), LoadOptions{FirstStartThisBoot: true})
 	// Not failed: nothing can have survived the reboot; autostart applies.
 	f.waitPID("vm0")
 	if aside, _ := filepath.Glob(path + ".corrupt-*"); len(aside) != 1 {
@@ -186,7 +186,7 @@ func TestInterruptedHookRunsAgain(t *testing.T) {
 	// goes on.
 	writeRec(t, f, Record{Version: recordVersion, Name: "vm0", State: sStartStorage, Desired: sRunning, Since: time.Now()})
 	f.start()
-	f.sup.Load(loadRoot(t, f.root), LoadOptions{})
+	f.sup.Load(f.w.Initial(), LoadOptions{})
 	f.waitState("vm0", sRunning)
 	f.waitHooks("vm0", sStartStorage, sRunning)
 }
@@ -211,7 +211,7 @@ func TestHookFinishedWhileDaemonDownIsNotRunAgain(t *testing.T) {
 				t.Fatal(err)
 			}
 			f.start()
-			f.sup.Load(loadRoot(t, f.root), LoadOptions{})
+			f.sup.Load(f.w.Initial(), LoadOptions{})
 			if code == "0" {
 				f.waitState("vm0", sStopped)
 			} else {
@@ -299,7 +299,9 @@ func TestAutostartOnlyOnFirstStartOfABoot(t *testing.T) {
 	f.addVM("manual", sleeper)
 	f.sync()
 	f.restart(LoadOptions{FirstStartThisBoot: false})
-	time.Sleep(100 * time.Millisecond)
+	// Once a reload is through, every actor has handled its recovery: an
+	// autostart would have begun.
+	f.sync()
 	if st, _ := f.sup.Get("auto"); st.State != sStopped {
 		t.Fatalf("autostart on a mere daemon restart: %+v", st)
 	}
@@ -345,7 +347,7 @@ func TestOrphanReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.start()
-	f.sup.Load(loadRoot(t, f.root), LoadOptions{})
+	f.sup.Load(f.w.Initial(), LoadOptions{})
 	deadline := time.Now().Add(waitLimit)
 	for {
 		st, _ := f.sup.Get("vm0")
@@ -445,7 +447,7 @@ func TestDaemonExitLetsRunningHookFinish(t *testing.T) {
 	f.sup.Wait()
 	<-f.subDone
 	f.start()
-	f.sup.Load(loadRoot(t, f.root), LoadOptions{})
+	f.sup.Load(f.w.Initial(), LoadOptions{})
 	f.waitUp("vm0")
 	f.waitHooks("vm0", sStartNetwork, sStartStorage, sRunning)
 }

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"time"
 
+	"github.com/vmstated/vmstated/config"
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/statemachine"
 )
@@ -54,15 +55,28 @@ type settings struct {
 	digest string
 }
 
-// hookTimeoutFor returns the time limit of the hook for state.
+// hookTimeoutFor returns the time limit of the hook for state. The config
+// has applied its defaults; without a config (a VM known only from its
+// record) they are the config's defaults too.
 func (s *settings) hookTimeoutFor(state statemachine.State) time.Duration {
+	if s == nil {
+		return config.DefaultHookTimeout
+	}
 	if d, ok := s.hookTimeouts[string(state)]; ok && d > 0 {
 		return d
 	}
 	if s.hookTimeout > 0 {
 		return s.hookTimeout
 	}
-	return 60 * time.Second
+	return config.DefaultHookTimeout
+}
+
+// stopWait returns how long a graceful stop waits before it forces.
+func (s *settings) stopWait() time.Duration {
+	if s == nil || s.stopTimeout <= 0 {
+		return config.DefaultStopTimeout
+	}
+	return s.stopTimeout
 }
 
 // policyFor returns what follows an exit.

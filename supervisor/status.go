@@ -46,6 +46,12 @@ type Status struct {
 	// Hook names the state whose hook the VM waits for; a running VM
 	// with no hook pending is up.
 	Hook statemachine.State `json:"hook,omitempty"`
+	// WaitingFor lists the VMs a start waits for (the VM is stopped and
+	// starts once they are up).
+	WaitingFor []string `json:"waiting_for,omitempty"`
+	// RecordError says why the VM's state record could not be written;
+	// the daemon retries until it is.
+	RecordError string `json:"record_error,omitempty"`
 
 	restartTimes []time.Time
 	window       time.Duration
@@ -56,6 +62,12 @@ type Status struct {
 // a VM that depends on it waits for.
 func (s Status) Up() bool {
 	return s.State == statemachine.Running && s.Hook == ""
+}
+
+// Settled reports whether the VM rests in stopped or failed with its hook
+// finished: what a stop waits for.
+func (s Status) Settled() bool {
+	return (s.State == statemachine.Stopped || s.State == statemachine.Failed) && s.Hook == "" && len(s.WaitingFor) == 0
 }
 
 // withRestarts fills Restarts as of now from the recorded restart times.

@@ -1,12 +1,16 @@
 package supervisor
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
+	"github.com/vmstated/vmstated/atomicfile"
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/statemachine"
 )
@@ -31,8 +35,11 @@ type Record struct {
 	Failure string `json:"failure,omitempty"`
 	Reason  string `json:"reason,omitempty"`
 	// StopDeadline is when a graceful stop in progress turns forced.
-	StopDeadline time.Time        `json:"stop_deadline,omitempty"`
-	LastExit     *hypervisor.Exit `json:"last_exit,omitempty"`
+	StopDeadline time.Time `json:"stop_deadline,omitempty"`
+	// StopForce marks a stop in progress as forced: the next daemon
+	// goes on killing, never asks the guest again.
+	StopForce bool             `json:"stop_force,omitempty"`
+	LastExit  *hypervisor.Exit `json:"last_exit,omitempty"`
 }
 
 // record captures the actor's current state.
@@ -47,6 +54,7 @@ func (v *vm) record() Record {
 		Failure:      v.m.Failure(),
 		Reason:       v.lastReason,
 		StopDeadline: v.deadline,
+		StopForce:    v.stopForce,
 		LastExit:     v.lastExit,
 	}
 	if v.inst != nil {
@@ -56,73 +64,166 @@ func (v *vm) record() Record {
 	return r
 }
 
-// persist writes the actor's record. A failure to write is logged, never
-// fatal: the VM goes on, and the next write may succeed.
-//
-// Every record is renamed into place atomically, so a crash of the daemon
-// at any instant leaves the old record or the new one. Records of steady
-// states (stopped, running, paused, failed) are also flushed to disk,
-// file and directory, so they survive a crash of the host. Transient
-// states (the start and stop steps, restarting) are not: they matter only
-// while the VM's process lives, and a host crash ends that process too; a
-// record torn by one is recognised after the reboot and taken for stopped
-// (see Load). That keeps fsync off the path of every step of every start,
-// stop and crash restart.
-func (v *vm) persist() {
-	if v.sup.stateDir == "" {
-		return
+// Retry delays for a record that could not be written: the first retry
+// comes soon (a full disk is often freed quickly), later ones back off.
+const (
+	saveRetryFirst = 500 * time.Millisecond
+	saveRetryMax   = 5 * time.Second
+)
+
+// save writes the actor's record when it differs from the one last
+// written. The actor calls it after every message it handles and before it
+// starts any work, so the record on disk is never behind what the VM does.
+// A record that cannot be written stays dirty: the error shows in the
+// status, and the actor retries (see retryC) until it is written.
+func (v *vm) save() error {
+	if v.sup.store == nil {
+		return nil
 	}
-	if err := writeRecord(v.sup.stateDir, v.record(), v.m.State().Steady()); err != nil {
-		v.log.Printf("saving state: %v", err)
-		v.sup.logf("%s: saving state: %v", v.name, err)
+	data, err := encodeRecord(v.record())
+	if err != nil {
+		return err
 	}
+	if v.saveErr == nil && bytes.Equal(data, v.saved) {
+		return nil
+	}
+	err = v.sup.store.write(v.name, data, v.m.State().Steady())
+	if err != nil {
+		first := v.saveErr == nil
+		if first || v.saveErr.Error() != err.Error() {
+			v.log.Printf("state not saved: %v; retrying until it is", err)
+			v.sup.logf("%s: state not saved: %v", v.name, err)
+			v.saveErr = err
+			v.publishStatus() // before the event: whoever reacts finds it
+			v.sup.bus.Publish(Event{Kind: KindRecord, VM: v.name, Reason: "not saved: " + err.Error()})
+		}
+		if first {
+			v.retryDelay = saveRetryFirst
+		} else {
+			v.retryDelay = min(2*v.retryDelay, saveRetryMax)
+		}
+		v.saveErr = err
+		v.retryAt = v.sup.now().Add(v.retryDelay)
+		return err
+	}
+	if v.saveErr != nil {
+		v.log.Printf("state saved again")
+		v.sup.logf("%s: state saved again", v.name)
+		v.saveErr, v.saved = nil, data
+		v.publishStatus() // before the event: whoever reacts finds it
+		v.sup.bus.Publish(Event{Kind: KindRecord, VM: v.name, Reason: "saved"})
+		return nil
+	}
+	v.saveErr, v.saved = nil, data
+	return nil
 }
 
-// writeRecord stores r atomically: a temp file renamed over the old record;
-// with durable, the file is flushed before the rename and the directory
-// after it, so the record survives a host crash too.
-func writeRecord(dir string, r Record, durable bool) error {
+// retryC returns a channel that fires when a failed record write is due
+// for another try; nil when the record is saved.
+func (v *vm) retryC() (<-chan time.Time, func()) {
+	if v.saveErr == nil {
+		return nil, func() {}
+	}
+	t := time.NewTimer(max(time.Until(v.retryAt), 0))
+	return t.C, func() { t.Stop() }
+}
+
+func encodeRecord(r Record) ([]byte, error) {
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	data = append(data, '\n')
-	path := filepath.Join(dir, r.Name+".json")
-	tmp, err := os.CreateTemp(dir, "."+r.Name+".json.*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
+	return append(data, '\n'), nil
+}
+
+// store writes state records. Every record is renamed into place
+// atomically, so a crash of the daemon at any instant leaves the old record
+// or the new one. Records of resting states (stopped, running, paused,
+// failed) are also flushed to disk so that they survive a crash of the
+// host; the flush is not on the VM's path: a flusher flushes every record
+// written since its last round together, with one flush of the directory
+// for all of them, so that a thousand VMs settling at once (a host
+// shutdown) wait on no disk. A record torn by a host crash before its
+// flush is recognised after the reboot and taken for stopped (see Load),
+// which is what it is then. Records of transient states (the start and
+// stop steps, restarting) are never flushed: they matter only while the
+// VM's process lives, and a host crash ends that process too.
+type store struct {
+	dir  string
+	logf func(string, ...any)
+
+	mu      sync.Mutex
+	pending map[string]struct{} // paths to flush
+	kick    chan struct{}
+}
+
+func newStore(dir string, logf func(string, ...any)) *store {
+	return &store{dir: dir, logf: logf, pending: make(map[string]struct{}), kick: make(chan struct{}, 1)}
+}
+
+func (st *store) path(name string) string { return filepath.Join(st.dir, name+".json") }
+
+// write replaces a VM's record; durable records are queued for the next
+// flush.
+func (st *store) write(name string, data []byte, durable bool) error {
+	path := st.path(name)
+	if err := atomicfile.Write(path, data, atomicfile.Options{}); err != nil {
 		return err
 	}
 	if durable {
-		if err := tmp.Sync(); err != nil {
-			tmp.Close()
-			return err
+		st.mu.Lock()
+		st.pending[path] = struct{}{}
+		st.mu.Unlock()
+		select {
+		case st.kick <- struct{}{}:
+		default:
 		}
 	}
-	if err := tmp.Close(); err != nil {
-		return err
+	return nil
+}
+
+// run flushes queued records until ctx ends, then once more.
+func (st *store) run(ctx context.Context) {
+	for {
+		select {
+		case <-st.kick:
+			st.flush()
+		case <-ctx.Done():
+			st.flush()
+			return
+		}
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
+}
+
+// flush flushes every queued record, then the directory once.
+func (st *store) flush() {
+	st.mu.Lock()
+	batch := st.pending
+	st.pending = make(map[string]struct{})
+	st.mu.Unlock()
+	if len(batch) == 0 {
+		return
 	}
-	if !durable {
-		return nil
+	for path := range batch {
+		if err := atomicfile.Sync(path); err != nil && !os.IsNotExist(err) {
+			st.logf("flushing state record %s: %v", path, err)
+		}
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
+	if err := atomicfile.SyncDir(st.dir); err != nil {
+		st.logf("flushing state directory %s: %v", st.dir, err)
 	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // readRecord loads one record.
 func readRecord(path string) (Record, error) {
 	var r Record
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return r, err
+	}
+	if !fi.Mode().IsRegular() {
+		return r, fmt.Errorf("%s: not a regular file (%s)", path, fi.Mode().Type())
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return r, err

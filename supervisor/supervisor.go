@@ -21,7 +21,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/vmstated/vmstated/config"
 	"github.com/vmstated/vmstated/hooks"
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/statemachine"
@@ -84,11 +83,15 @@ type Supervisor struct {
 	logf                     func(string, ...any)
 	now                      func() time.Time
 	bus                      *Bus
+	store                    *store // nil without a state directory
 
 	ctx context.Context
 	wg  sync.WaitGroup
 	// hooksRunning counts the hook processes running now.
 	hooksRunning atomic.Int64
+
+	reloadMu sync.Mutex
+	reloads  []reloadWaiter
 
 	mu   sync.Mutex
 	vms  map[string]*vm
@@ -122,6 +125,15 @@ func New(ctx context.Context, opts Options) *Supervisor {
 	if s.hookDrain == 0 {
 		s.hookDrain = DefaultHookDrain
 	}
+	if s.stateDir != "" {
+		s.bus.keepSeqIn(filepath.Join(s.stateDir, "events.seq"), s.logf)
+		s.store = newStore(s.stateDir, s.logf)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.store.run(ctx)
+		}()
+	}
 	return s
 }
 
@@ -139,6 +151,9 @@ func (s *Supervisor) Wait() {
 		s.logf("waiting up to %s for %d running hook(s) to finish", statemachine.FormatDuration(s.hookDrain), n)
 	}
 	s.wg.Wait()
+	if s.store != nil {
+		s.store.flush() // what the actors wrote last
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, l := range s.logs {
@@ -359,7 +374,7 @@ func (s *Supervisor) FollowLog(name string) (<-chan []byte, func(), error) {
 // running hook finished.
 func (s *Supervisor) startDeps(ctx context.Context, name string, deps []string) error {
 	sub := s.bus.Subscribe(0)
-	defer sub.Close()
+	defer func() { sub.Close() }() // the one in use when it returns
 	waiting := make(map[string]bool)
 	for _, d := range deps {
 		st, err := s.Get(d)
@@ -424,48 +439,16 @@ func (s *Supervisor) startDeps(ctx context.Context, name string, deps []string) 
 	return nil
 }
 
-// StopAll stops every running VM, dependants before the VMs they depend
-// on, and waits until all have settled or ctx ends.
-func (s *Supervisor) StopAll(ctx context.Context, opts StopOptions) error {
-	order := s.stopOrder()
-	var errs []error
-	for _, wave := range order {
-		for _, name := range wave {
-			if err := s.Stop(ctx, name, opts); err != nil && !errors.Is(err, statemachine.ErrNotAllowed) && !errors.Is(err, ErrUnknownVM) {
-				errs = append(errs, err)
-			}
-		}
-		for _, name := range wave {
-			if err := s.waitSettled(ctx, name); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// stopOrder groups VMs in waves: a VM comes in an earlier wave than every
-// VM it depends on.
-func (s *Supervisor) stopOrder() [][]string {
-	all := s.List()
-	deps := make(map[string][]string, len(all))
-	names := make([]string, len(all))
-	for i, st := range all {
-		deps[st.Name], names[i] = st.Depends, st.Name
-	}
-	return config.StopWaves(deps, names)
-}
-
-// waitSettled waits until a VM rests in stopped or failed.
+// waitSettled waits until a VM rests in stopped or failed, its hook done.
 func (s *Supervisor) waitSettled(ctx context.Context, name string) error {
 	sub := s.bus.Subscribe(0)
-	defer sub.Close()
+	defer func() { sub.Close() }() // the one in use when it returns
 	for {
 		st, err := s.Get(name)
 		if err != nil {
 			return nil // dropped: settled for good
 		}
-		if st.State == statemachine.Stopped || st.State == statemachine.Failed {
+		if st.Settled() {
 			return nil
 		}
 		select {

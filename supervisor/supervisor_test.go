@@ -2,10 +2,10 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -30,12 +30,18 @@ type fixture struct {
 	record  string // hooks append a line here for every run
 	// drain is the supervisor's HookDrain: short by default, so that
 	// hooks left hanging by a test do not hold up its end.
-	drain  time.Duration
-	sup    *Supervisor
-	cancel context.CancelFunc
-	sub    *Subscription
-	mu     sync.Mutex
-	seen   []Event
+	drain time.Duration
+	sup   *Supervisor
+	// w watches the config root, as the daemon's watcher does; Follow
+	// applies what it reports once follow has been called.
+	w          *config.Watcher
+	watchDone  chan struct{}
+	following  bool
+	followDone chan struct{}
+	cancel     context.CancelFunc
+	sub        *Subscription
+	mu         sync.Mutex
+	seen       []Event
 }
 
 // recordHook appends "<vm> <state> prev=<prev> reason=<reason>" to the
@@ -71,7 +77,11 @@ func newFixture(t *testing.T) *fixture {
 		// Stop whatever still runs, then end the actors.
 		sctx, c := context.WithTimeout(context.Background(), waitLimit)
 		defer c()
-		_ = f.sup.StopAll(sctx, StopOptions{Force: true})
+		for _, st := range f.sup.List() {
+			if err := f.sup.Stop(sctx, st.Name, StopOptions{Force: true}); err == nil || errors.Is(err, statemachine.ErrNotAllowed) {
+				_ = f.sup.waitSettled(sctx, st.Name)
+			}
+		}
 		f.stop()
 	})
 	return f
@@ -93,6 +103,16 @@ func (f *fixture) start() {
 		Logf:      f.t.Logf,
 		HookDrain: f.drain,
 	})
+	w, err := config.NewWatcher(f.root, config.WatchOptions{Debounce: 20 * time.Millisecond})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.w = w
+	f.watchDone = make(chan struct{})
+	go func(done chan struct{}) {
+		defer close(done)
+		_ = w.Run(ctx)
+	}(f.watchDone)
 	f.sub = f.sup.Bus().Subscribe(0)
 	sub := f.sub
 	f.subDone = make(chan struct{})
@@ -111,8 +131,27 @@ func (f *fixture) start() {
 // keep running.
 func (f *fixture) stop() {
 	f.cancel()
+	<-f.watchDone
+	if f.following {
+		<-f.followDone
+		f.following = false
+	}
 	f.sup.Wait()
 	<-f.subDone
+}
+
+// follow starts applying the watcher's changes, as the daemon does after
+// Load.
+func (f *fixture) follow() {
+	if f.following {
+		return
+	}
+	f.following = true
+	f.followDone = make(chan struct{})
+	go func(done chan struct{}) {
+		defer close(done)
+		f.sup.Follow(f.w.Changes())
+	}(f.followDone)
 }
 
 // restart simulates a daemon restart and loads the config root again.
@@ -120,7 +159,8 @@ func (f *fixture) restart(opts LoadOptions) {
 	f.t.Helper()
 	f.stop()
 	f.start()
-	f.sup.Load(loadRoot(f.t, f.root), opts)
+	f.sup.Load(f.w.Initial(), opts)
+	f.follow()
 }
 
 // addVM writes a VM directory with the given config body and every hook.
@@ -175,9 +215,18 @@ func (f *fixture) holdHook(vm string, st statemachine.State) string {
 	return release
 }
 
-func (f *fixture) sync() {
+// sync rescans the config root the way POST /v1/reload does and returns
+// once the changes have reached the VMs.
+func (f *fixture) sync() ReloadSummary {
 	f.t.Helper()
-	f.sup.Sync(loadRoot(f.t, f.root))
+	f.follow()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	sum, err := f.sup.Reload(ctx, f.w.Request)
+	if err != nil {
+		f.t.Fatalf("reload: %v", err)
+	}
+	return sum
 }
 
 func loadRoot(t *testing.T, root string) *config.Snapshot {
@@ -189,18 +238,42 @@ func loadRoot(t *testing.T, root string) *config.Snapshot {
 	return snap
 }
 
+// waitFor waits until cond holds, looking again at every event of the
+// bus; a slow tick covers what no event announces (restarts leaving the
+// budget window).
+func (f *fixture) waitFor(cond func() bool) bool {
+	f.t.Helper()
+	sub := f.sup.Bus().Subscribe(0)
+	defer func() { sub.Close() }()
+	guard := time.NewTimer(waitLimit)
+	defer guard.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case _, ok := <-sub.C():
+			if !ok {
+				sub = f.sup.Bus().Subscribe(0)
+			}
+		case <-tick.C:
+		case <-guard.C:
+			return cond()
+		}
+	}
+	return true
+}
+
 // waitState waits until vm is in state want.
 func (f *fixture) waitState(vm string, want statemachine.State) Status {
 	f.t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for time.Now().Before(deadline) {
-		st, err := f.sup.Get(vm)
-		if err == nil && st.State == want {
-			return st
-		}
-		time.Sleep(5 * time.Millisecond)
+	var st Status
+	if f.waitFor(func() bool {
+		var err error
+		st, err = f.sup.Get(vm)
+		return err == nil && st.State == want
+	}) {
+		return st
 	}
-	st, _ := f.sup.Get(vm)
 	f.t.Fatalf("%s did not reach %s; it is %s (%s)\nrecord:\n%s", vm, want, st.State, st.Reason, f.records())
 	return st
 }
@@ -208,14 +281,14 @@ func (f *fixture) waitState(vm string, want statemachine.State) Status {
 // waitUp waits until vm is up: running, its running hook finished.
 func (f *fixture) waitUp(vm string) Status {
 	f.t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for time.Now().Before(deadline) {
-		if st, err := f.sup.Get(vm); err == nil && st.Up() {
-			return st
-		}
-		time.Sleep(5 * time.Millisecond)
+	var st Status
+	if f.waitFor(func() bool {
+		var err error
+		st, err = f.sup.Get(vm)
+		return err == nil && st.Up()
+	}) {
+		return st
 	}
-	st, _ := f.sup.Get(vm)
 	f.t.Fatalf("%s is not up: %+v", vm, st)
 	return st
 }
@@ -223,14 +296,14 @@ func (f *fixture) waitUp(vm string) Status {
 // waitPID waits until vm runs with a known hypervisor pid.
 func (f *fixture) waitPID(vm string) Status {
 	f.t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for time.Now().Before(deadline) {
-		if st, err := f.sup.Get(vm); err == nil && st.State == sRunning && st.PID != 0 {
-			return st
-		}
-		time.Sleep(5 * time.Millisecond)
+	var st Status
+	if f.waitFor(func() bool {
+		var err error
+		st, err = f.sup.Get(vm)
+		return err == nil && st.State == sRunning && st.PID != 0
+	}) {
+		return st
 	}
-	st, _ := f.sup.Get(vm)
 	f.t.Fatalf("%s has no running hypervisor: %+v", vm, st)
 	return st
 }
@@ -251,18 +324,10 @@ func (f *fixture) path(vm string) []statemachine.State {
 // waitPath waits until vm has entered exactly the states in want (so far).
 func (f *fixture) waitPath(vm string, want ...statemachine.State) {
 	f.t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for time.Now().Before(deadline) {
-		got := f.path(vm)
-		if len(got) >= len(want) {
-			if fmt.Sprint(got) != fmt.Sprint(want) {
-				f.t.Fatalf("%s went through %v, want %v", vm, got, want)
-			}
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
+	f.waitFor(func() bool { return len(f.path(vm)) >= len(want) })
+	if got := f.path(vm); fmt.Sprint(got) != fmt.Sprint(want) {
+		f.t.Fatalf("%s went through %v, want %v", vm, got, want)
 	}
-	f.t.Fatalf("%s went through %v, want %v", vm, f.path(vm), want)
 }
 
 func (f *fixture) records() string {
@@ -522,15 +587,40 @@ func TestGuestPoweroffStops(t *testing.T) {
 	}
 }
 
+// stubborn is the exec config of a guest that ignores the stop signal; it
+// creates the file ready once the signal is ignored, so a test can stop
+// it only then.
+func stubborn(ready string, stopTimeout int) string {
+	return fmt.Sprintf(`stop_timeout = %d;
+		exec { command = [ "/bin/sh", "-c", "trap '' TERM; : > %s; exec sleep 1000" ]; }`, stopTimeout, ready)
+}
+
+// waitFile waits until path exists.
+func waitFile(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not appear", path)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func TestGracefulStopFallsBackToForce(t *testing.T) {
 	f := newFixture(t)
-	f.addVM("vm0", `stop_timeout = 1;
-		exec { command = [ "/bin/sh", "-c", "trap '' TERM; exec sleep 1000" ]; }`)
+	ready := filepath.Join(f.base, "vm0.ready")
+	f.addVM("vm0", stubborn(ready, 1))
 	f.sync()
 	if err := f.sup.Start(ctx(t), "vm0"); err != nil {
 		t.Fatal(err)
 	}
 	f.waitState("vm0", sRunning)
+	// Not before the guest ignores SIGTERM, or the stop is not forced.
+	waitFile(t, ready)
 	if err := f.sup.Stop(ctx(t), "vm0", StopOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -547,12 +637,13 @@ func TestGracefulStopFallsBackToForce(t *testing.T) {
 
 func TestForcedStopWhileGracefulStopWaits(t *testing.T) {
 	f := newFixture(t)
-	f.addVM("vm0", `stop_timeout = 1000;
-		exec { command = [ "/bin/sh", "-c", "trap '' TERM; exec sleep 1000" ]; }`)
+	ready := filepath.Join(f.base, "vm0.ready")
+	f.addVM("vm0", stubborn(ready, 1000))
 	f.sync()
 	if err := f.sup.Start(ctx(t), "vm0"); err != nil {
 		t.Fatal(err)
 	}
+	waitFile(t, ready)
 	f.waitState("vm0", sRunning)
 	if err := f.sup.Stop(ctx(t), "vm0", StopOptions{}); err != nil {
 		t.Fatal(err)
@@ -672,12 +763,6 @@ func TestDependsOrder(t *testing.T) {
 	order := f.waitRunOrder(sRunning, 3)
 	if strings.Join(order, " ") != "db app web" {
 		t.Fatalf("running order %v", order)
-	}
-	if err := f.sup.StopAll(ctx(t), StopOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if got := strings.Join(f.waitRunOrder(sStopped, 3), " "); got != "web app db" {
-		t.Fatalf("stop order %v", got)
 	}
 }
 
@@ -917,23 +1002,6 @@ func TestCommandErrors(t *testing.T) {
 	f.waitState("vm0", sRunning)
 	if _, err := f.sup.Info(c, "vm0"); err == nil || !strings.Contains(err.Error(), "not supported") {
 		t.Fatalf("info on exec: %v", err)
-	}
-}
-
-func TestStopOrderWaves(t *testing.T) {
-	f := newFixture(t)
-	f.addVM("a", sleeper)
-	f.addVM("b", sleeper+"\ndepends = [ a ];")
-	f.addVM("c", sleeper+"\ndepends = [ a, b ];")
-	f.addVM("d", sleeper)
-	f.sync()
-	var got []string
-	for _, w := range f.sup.stopOrder() {
-		sort.Strings(w)
-		got = append(got, strings.Join(w, ","))
-	}
-	if strings.Join(got, " | ") != "c,d | b | a" {
-		t.Fatalf("waves %v", got)
 	}
 }
 

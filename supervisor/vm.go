@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vmstated/vmstated/hypervisor"
+	"github.com/vmstated/vmstated/hypervisor/process"
 	"github.com/vmstated/vmstated/statemachine"
 )
 
@@ -39,7 +40,7 @@ type vm struct {
 	name   string
 	sup    *Supervisor
 	log    *vmLog
-	inbox  chan any
+	inbox  chan message
 	done   chan struct{} // closed when run returns
 	status atomic.Pointer[Status]
 
@@ -64,8 +65,18 @@ type vm struct {
 	lastWork chan struct{}
 	stopOpts StopOptions
 	deadline time.Time // when a graceful stop in progress turns forced
+	// stopForce marks the stop in progress as forced.
+	stopForce bool
+	// saved is the record last written; saveErr why the current one could
+	// not be, and retryAt when the next try is due.
+	saved      []byte
+	saveErr    error
+	retryAt    time.Time
+	retryDelay time.Duration
 	// recovery is the record being recovered from after a daemon restart.
 	recovery *recovering
+	// waitingFor lists the VMs a start waits for.
+	waitingFor []string
 	// orphan notes a hypervisor process found without a record.
 	orphan string
 	// resetAsked marks the running instance as reset by a user: its next
@@ -97,6 +108,8 @@ type workResult struct {
 	rerun bool
 	// skipped: the state has no hook.
 	skipped bool
+	// hook is the state whose hook the work ran, when it ran one alone.
+	hook statemachine.State
 }
 
 // configUpdate carries a config change to the actor.
@@ -117,7 +130,7 @@ func newVM(sup *Supervisor, name string, cfg *settings, log *vmLog, initial stat
 		name:    name,
 		sup:     sup,
 		log:     log,
-		inbox:   make(chan any, 16),
+		inbox:   make(chan message, 16),
 		done:    make(chan struct{}),
 		cfg:     cfg,
 		desired: statemachine.Stopped,
@@ -132,7 +145,7 @@ func newVM(sup *Supervisor, name string, cfg *settings, log *vmLog, initial stat
 }
 
 // send delivers a message to the actor unless it has ended.
-func (v *vm) send(ctx context.Context, msg any) error {
+func (v *vm) send(ctx context.Context, msg message) error {
 	select {
 	case v.inbox <- msg:
 		return nil
@@ -167,8 +180,11 @@ func (v *vm) run(ctx context.Context) {
 		if v.inst != nil && watchesExit(v.m.State()) {
 			exited = v.inst.Done()
 		}
+		retry, stopRetry := v.retryC()
 		select {
 		case <-ctx.Done():
+			stopRetry()
+			v.lastSave()
 			return
 		case msg := <-v.inbox:
 			if ctx.Err() != nil {
@@ -177,13 +193,28 @@ func (v *vm) run(ctx context.Context) {
 				// the exit, which must not count as its failure. The
 				// journal and the record tell the next daemon where
 				// the VM stands.
+				stopRetry()
+				v.lastSave()
 				return
 			}
-			v.handle(ctx, msg)
+			msg.deliver(ctx, v)
 		case <-exited:
 			v.onExit(ctx)
+		case <-retry:
+		}
+		stopRetry()
+		if !v.dropped {
+			_ = v.save()
 		}
 		v.publishStatus()
+	}
+}
+
+// lastSave tries once more to write a record that could not be written,
+// as the daemon exits: the next daemon goes by it.
+func (v *vm) lastSave() {
+	if v.saveErr != nil {
+		_ = v.save()
 	}
 }
 
@@ -198,26 +229,29 @@ func watchesExit(s statemachine.State) bool {
 	return false
 }
 
-func (v *vm) handle(ctx context.Context, msg any) {
-	switch m := msg.(type) {
-	case command:
-		m.reply <- v.onCommand(ctx, m)
-	case workResult:
-		v.onWork(ctx, m)
-	case configUpdate:
-		v.onConfig(m)
-	case inspect:
-		m.fn()
-		close(m.done)
-	case recovering:
-		v.onRecover(ctx, m)
-	}
+// message is one kind of news for the actor; each kind says what the
+// actor does with it.
+type message interface {
+	deliver(ctx context.Context, v *vm)
 }
 
-// fire moves the machine and performs what the new state stands for.
+func (c command) deliver(ctx context.Context, v *vm)      { c.reply <- v.onCommand(ctx, c) }
+func (r workResult) deliver(ctx context.Context, v *vm)   { v.onWork(ctx, r) }
+func (u configUpdate) deliver(ctx context.Context, v *vm) { v.onConfig(u) }
+func (r recovering) deliver(ctx context.Context, v *vm)   { v.onRecover(ctx, r) }
+func (i inspect) deliver(ctx context.Context, v *vm) {
+	i.fn()
+	close(i.done)
+}
+
+// fire moves the machine and performs what the new state stands for. An
+// event the table refuses is logged: the actor asked for a move its own
+// state does not allow, which is a fault to be seen, not ignored.
 func (v *vm) fire(ctx context.Context, e statemachine.Event, reason string) error {
 	tr, err := v.m.Fire(e, reason)
 	if err != nil {
+		v.log.Printf("event %s refused in state %s: %v", e, v.m.State(), err)
+		v.sup.logf("%s: event %s refused in state %s: %v", v.name, e, v.m.State(), err)
 		return err
 	}
 	v.enter(ctx, tr)
@@ -232,44 +266,24 @@ func (v *vm) enter(ctx context.Context, tr statemachine.Transition) {
 	}
 	v.log.Printf("%s", msg)
 	v.hook = ""
-	if hookStep(tr.To) {
+	if hookStep(tr.To) || tr.To == statemachine.Stopped || tr.To == statemachine.Failed {
+		// Stopped and failed: their hook moves nothing, but the VM
+		// has settled only once it has finished.
 		v.hook = tr.To
 	}
 	// Status first: whoever reacts to the event must find it up to date.
 	v.publishStatus()
 	v.sup.bus.Publish(Event{Time: tr.Time, Kind: KindTransition, VM: v.name, Event: tr.Event,
 		From: tr.From, To: tr.To, Reason: tr.Reason})
-	v.persist()
 
-	st := tr.To
-	switch {
-	case hookStep(st):
-		v.runStateHook(ctx, st, tr)
-	case st == statemachine.Restarting:
-		old := v.inst
-		if old != nil && isDone(old) {
-			old = nil
-		}
-		v.inst = nil
-		v.spawn(ctx, stepRestart, v.restartWork(old, tr))
-	case st == statemachine.Stopping:
-		v.startStop(ctx, tr, nil)
-	case st == statemachine.Stopped || st == statemachine.Failed:
-		v.inst = nil
-		v.desired = statemachine.Stopped
-		v.spawn(ctx, stepNotify, v.hookWork(st, tr))
-		v.applyPending()
-		if v.removed {
-			v.log.Printf("config directory removed: dropping the VM now that it is %s", st)
-			v.dropped = true
-			v.sup.forget(v)
-			return
-		}
+	behaviours[tr.To].enter(v, ctx, tr)
+	if v.dropped {
+		return
 	}
 	// A stop asked for while the VM was busy takes effect here, at the
 	// first state that can stop.
 	if v.desired == statemachine.Stopped && v.m.Can(statemachine.Stop) {
-		_ = v.fire(ctx, statemachine.Stop, "stop requested")
+		v.fire(ctx, statemachine.Stop, "stop requested")
 	}
 }
 
@@ -301,17 +315,11 @@ func (v *vm) hookFinished(r workResult) {
 	if st == "" {
 		return
 	}
-	reason := ""
 	if r.ok {
 		v.hook = ""
 		v.publishStatus()
-	} else {
-		reason = r.reason
-		if reason == "" {
-			reason = "hook " + string(st) + " failed"
-		}
 	}
-	v.sup.bus.Publish(Event{Time: v.sup.now(), Kind: KindHook, VM: v.name, To: st, Reason: reason, Skipped: r.skipped})
+	v.hookEvent(st, r.ok, r.reason, r.skipped)
 }
 
 // spawn runs work in its own goroutine; its result comes back to the actor
@@ -320,6 +328,9 @@ func (v *vm) hookFinished(r workResult) {
 // finished: a stop that arrives while the running hook runs does not start
 // the stopping hook beside it.
 func (v *vm) spawn(ctx context.Context, step string, work func(context.Context) workResult) {
+	// The record comes first: no work starts that the record on disk does
+	// not yet account for.
+	_ = v.save()
 	v.gen++
 	gen := v.gen
 	var prev, mine chan struct{}
@@ -362,8 +373,38 @@ func (v *vm) hookWork(st statemachine.State, tr statemachine.Transition) func(co
 	call := v.hookCall(st, tr)
 	return func(ctx context.Context) workResult {
 		o := v.sup.runHook(ctx, call, v.log)
-		return workResult{ok: o.ok, reason: o.reason, skipped: o.skipped}
+		return workResult{hook: st, ok: o.ok, reason: o.reason, skipped: o.skipped}
 	}
+}
+
+// hookEvent tells the event stream that the hook of st has finished. Safe
+// from any goroutine: work that runs a hook in the middle of a step
+// (stopping, restarting) says so as soon as the hook ends.
+func (v *vm) hookEvent(st statemachine.State, ok bool, reason string, skipped bool) {
+	if !ok && reason == "" {
+		reason = "hook " + string(st) + " failed"
+	}
+	if ok {
+		reason = ""
+	}
+	v.sup.bus.Publish(Event{Time: v.sup.now(), Kind: KindHook, VM: v.name, To: st, Reason: reason, Skipped: skipped})
+}
+
+// notifyFinished handles the end of a hook whose outcome moves nothing
+// (stopped, failed): a failure is logged, and the VM no longer waits for
+// it.
+func (v *vm) notifyFinished(r workResult) {
+	if !r.ok {
+		v.log.Printf("%s", r.reason)
+	}
+	if r.hook == "" {
+		return
+	}
+	if r.gen == v.gen && v.hook == r.hook && v.m.State() == r.hook {
+		v.hook = ""
+		v.publishStatus()
+	}
+	v.hookEvent(r.hook, r.ok, r.reason, r.skipped)
 }
 
 func (v *vm) onWork(ctx context.Context, r workResult) {
@@ -379,96 +420,21 @@ func (v *vm) onWork(ctx context.Context, r workResult) {
 		}
 		return
 	}
-	if r.gen != v.gen || r.step == stepNotify {
-		if r.step == stepNotify && !r.ok {
-			v.log.Printf("%s", r.reason)
-		}
+	if r.step == stepNotify {
+		v.notifyFinished(r)
+		return
+	}
+	if r.gen != v.gen {
 		return
 	}
 	if r.step == stepHook {
 		v.hookFinished(r)
 	}
-	stopWanted := v.desired == statemachine.Stopped
-	switch st := v.m.State(); st {
-	case statemachine.StartNetwork:
-		switch {
-		case !r.ok:
-			_ = v.fire(ctx, statemachine.Fail, r.reason)
-		case stopWanted:
-			_ = v.fire(ctx, statemachine.Abort, "stop requested while starting")
-		default:
-			_ = v.fire(ctx, statemachine.Done, "")
-		}
-	case statemachine.StartStorage:
-		switch {
-		case r.step == stepHook && !r.ok:
-			_ = v.fire(ctx, statemachine.Fail, r.reason)
-		case r.step == stepHook && stopWanted:
-			_ = v.fire(ctx, statemachine.Abort, "stop requested while starting")
-		case r.step == stepHook:
-			s := v.cfg
-			v.spawn(ctx, stepLaunch, func(ctx context.Context) workResult {
-				inst, err := v.launch(ctx, s)
-				if err != nil {
-					return workResult{reason: err.Error()}
-				}
-				return workResult{ok: true, inst: inst}
-			})
-		case r.step == stepLaunch && !r.ok:
-			v.m.MarkFailed("launch failed: " + r.reason)
-			_ = v.fire(ctx, statemachine.Abort, "launch failed: "+r.reason)
-		case r.step == stepLaunch:
-			v.setInstance(r.inst)
-			_ = v.fire(ctx, statemachine.Done, fmt.Sprintf("%s started, pid %d", v.cfg.driver, r.inst.Handle().PID))
-		}
-	case statemachine.Running, statemachine.Paused:
-		if !r.ok {
-			_ = v.fire(ctx, statemachine.Fail, r.reason)
-		}
-	case statemachine.Restarted:
-		if !r.ok {
-			_ = v.fire(ctx, statemachine.Fail, r.reason)
-		} else {
-			_ = v.fire(ctx, statemachine.Done, "")
-		}
-	case statemachine.Restarting:
-		if r.inst != nil {
-			v.setInstance(r.inst)
-		}
-		if !r.ok {
-			_ = v.fire(ctx, statemachine.Fail, r.reason)
-		} else {
-			_ = v.fire(ctx, statemachine.Done, fmt.Sprintf("%s relaunched, pid %d", v.cfg.driver, r.inst.Handle().PID))
-		}
-	case statemachine.Stopping:
-		if v.inst != nil {
-			if ex, ok := v.inst.Exit(); ok {
-				v.lastExit = &ex
-			}
-		}
-		v.inst = nil
-		v.deadline = time.Time{}
-		if !r.ok {
-			_ = v.fire(ctx, statemachine.Fail, r.reason)
-		} else {
-			_ = v.fire(ctx, statemachine.Done, r.reason)
-		}
-	case statemachine.StopStorage, statemachine.StopNetwork:
-		if !r.ok {
-			_ = v.fire(ctx, statemachine.Fail, r.reason)
-		} else {
-			_ = v.fire(ctx, statemachine.Done, "")
-		}
-	case statemachine.Stopped:
-		if r.step == stepDeps {
-			v.onDeps(ctx, r)
-		}
-	}
+	behaviours[v.m.State()].result(v, ctx, r)
 }
 
 func (v *vm) setInstance(inst hypervisor.Instance) {
 	v.inst = inst
-	v.persist()
 }
 
 // launch starts the hypervisor for settings s.
@@ -485,32 +451,75 @@ func (v *vm) launch(ctx context.Context, s *settings) (hypervisor.Instance, erro
 	spec.RunDir = filepath.Join(v.sup.runDir, s.name)
 	spec.Output = v.log.Writer(s.driver)
 	spec.Console = v.consoleOutput()
+	if inst, err := v.adoptLeftover(ctx, drv, s.driver, spec); inst != nil || err != nil {
+		return inst, err
+	}
 	return drv.Start(ctx, spec)
 }
 
+// adoptLeftover looks, before a launch, for a live process of the VM that
+// its run directory's handle names (one the record lost track of: a daemon
+// that died before it could save the handle, or a record that could not be
+// written). Such a process is adopted, never doubled; one that lives but
+// cannot be adopted stops the launch.
+func (v *vm) adoptLeftover(ctx context.Context, drv hypervisor.Driver, driver string, spec hypervisor.Spec) (hypervisor.Instance, error) {
+	h, err := hypervisor.ReadHandleFile(spec.RunDir)
+	if err != nil || h.PID <= 0 || h.Driver != driver {
+		return nil, nil
+	}
+	if st, err := process.StartTimeOf(h.PID); err != nil || st != h.StartTime {
+		return nil, nil // gone: its pid is free or taken by another process
+	}
+	inst, err := drv.Recover(ctx, spec, h)
+	if errors.Is(err, hypervisor.ErrGone) {
+		return nil, nil // it ended (a zombie still waiting to be reaped)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s pid %d of this VM still runs (named by %s) but could not be adopted: %v; nothing was launched beside it: stop it by hand, then start again",
+			h.Driver, h.PID, filepath.Join(spec.RunDir, hypervisor.HandleFile), err)
+	}
+	what := fmt.Sprintf("found %s pid %d of this VM still running; adopted it instead of launching another", h.Driver, h.PID)
+	v.log.Printf("%s", what)
+	v.sup.bus.Publish(Event{Kind: KindAdopted, VM: v.name, Reason: what})
+	return inst, nil
+}
+
+// startLaunch launches the hypervisor once the intent is on disk: a daemon
+// that dies after the launch must find the record that sends it looking
+// for the process. A record that cannot be written fails the launch, and
+// nothing is launched.
+func (v *vm) startLaunch(ctx context.Context) {
+	if err := v.save(); err != nil {
+		v.onWork(ctx, workResult{gen: v.gen, step: stepLaunch, reason: "state not saved, so nothing was launched: " + err.Error()})
+		return
+	}
+	s := v.cfg
+	v.spawn(ctx, stepLaunch, func(ctx context.Context) workResult {
+		inst, err := v.launch(ctx, s)
+		if err != nil {
+			return workResult{reason: err.Error()}
+		}
+		return workResult{ok: true, inst: inst}
+	})
+}
+
 // restartWork stops the old hypervisor when it still runs (a restart asked
-// for by a user), runs the restarting hook and launches a new one.
+// for by a user) and runs the restarting hook; the launch follows as a
+// step of its own.
 func (v *vm) restartWork(old hypervisor.Instance, tr statemachine.Transition) func(context.Context) workResult {
 	call := v.hookCall(statemachine.Restarting, tr)
-	s := v.cfg
-	timeout := 60 * time.Second
-	if s != nil && s.stopTimeout > 0 {
-		timeout = s.stopTimeout
-	}
+	timeout := v.cfg.stopWait()
 	return func(ctx context.Context) workResult {
 		if old != nil {
 			if err := v.stopInstance(ctx, old, false, timeout, nil); err != nil {
 				return workResult{reason: err.Error()}
 			}
 		}
-		if o := v.sup.runHook(ctx, call, v.log); !o.ok {
-			return workResult{reason: o.reason}
+		o := v.sup.runHook(ctx, call, v.log)
+		if ctx.Err() == nil {
+			v.hookEvent(statemachine.Restarting, o.ok, o.reason, o.skipped)
 		}
-		inst, err := v.launch(ctx, s)
-		if err != nil {
-			return workResult{reason: "relaunch failed: " + err.Error()}
-		}
-		return workResult{ok: true, inst: inst}
+		return workResult{ok: o.ok, reason: o.reason}
 	}
 }
 
@@ -532,17 +541,15 @@ func (v *vm) startStop(ctx context.Context, tr statemachine.Transition, done *ho
 	opts := v.stopOpts
 	v.stopOpts = StopOptions{}
 	timeout := opts.Timeout
-	if timeout <= 0 && v.cfg != nil {
-		timeout = v.cfg.stopTimeout
-	}
 	if timeout <= 0 {
-		timeout = 60 * time.Second
+		timeout = v.cfg.stopWait()
 	}
 	if inst != nil && !opts.Force {
-		// Persisted, so that a daemon restart re-arms it.
+		// Persisted (spawn saves the record), so that a daemon restart
+		// re-arms it.
 		v.deadline = v.sup.now().Add(timeout)
-		v.persist()
 	}
+	v.stopForce = inst != nil && opts.Force
 	wasPaused := tr.From == statemachine.Paused
 	call := v.hookCall(statemachine.Stopping, tr)
 	v.spawn(ctx, stepStop, func(ctx context.Context) workResult {
@@ -553,6 +560,9 @@ func (v *vm) startStop(ctx context.Context, tr statemachine.Transition, done *ho
 		} else {
 			o := v.sup.runHook(ctx, call, v.log)
 			ok, reason = o.ok, o.reason
+			if ctx.Err() == nil {
+				v.hookEvent(statemachine.Stopping, o.ok, o.reason, o.skipped)
+			}
 		}
 		if inst != nil {
 			if wasPaused {
@@ -641,7 +651,7 @@ func (v *vm) onExit(ctx context.Context) {
 	if wasReset && ex.Reason == hypervisor.ExitReboot && v.desired == statemachine.Running {
 		// The reset a user asked for: relaunch like a restart, outside
 		// the budget.
-		_ = v.fire(ctx, statemachine.Restart, "reset requested")
+		v.fire(ctx, statemachine.Restart, "reset requested")
 		return
 	}
 	v.afterExit(ctx, ex)
@@ -654,7 +664,7 @@ func (v *vm) afterExit(ctx context.Context, ex hypervisor.Exit) {
 		why += " (" + ex.Detail + ")"
 	}
 	if v.desired == statemachine.Stopped {
-		_ = v.fire(ctx, statemachine.Exited, why)
+		v.fire(ctx, statemachine.Exited, why)
 		return
 	}
 	policy := PolicyStop
@@ -663,17 +673,17 @@ func (v *vm) afterExit(ctx context.Context, ex hypervisor.Exit) {
 	}
 	switch policy {
 	case PolicyRestart:
-		_ = v.fire(ctx, statemachine.AutoRestart, why)
+		v.fire(ctx, statemachine.AutoRestart, why)
 		if v.m.State() == statemachine.Stopping {
 			v.desired = statemachine.Stopped // the budget is spent
 		}
 	case PolicyFail:
 		v.m.MarkFailed(why)
 		v.desired = statemachine.Stopped
-		_ = v.fire(ctx, statemachine.Exited, why)
+		v.fire(ctx, statemachine.Exited, why)
 	default:
 		v.desired = statemachine.Stopped
-		_ = v.fire(ctx, statemachine.Exited, why)
+		v.fire(ctx, statemachine.Exited, why)
 	}
 }
 
@@ -684,137 +694,18 @@ func signalSuffix(sig string) string {
 	return ", signal " + sig
 }
 
-func (v *vm) onCommand(ctx context.Context, c command) error {
-	st := v.m.State()
-	switch c.op {
-	case statemachine.Start:
-		if v.cfg == nil {
-			return fmt.Errorf("%w: %s has no valid config: %s", ErrInvalidConfig, v.name, v.configErr)
-		}
-		if st != statemachine.Stopped {
-			return &statemachine.NotAllowedError{VM: v.name, Event: c.op, State: st}
-		}
-		if v.desired == statemachine.Running {
-			return nil // already waiting for its dependencies
-		}
-		v.applyPending()
-		v.desired = statemachine.Running
-		reason := c.reason
-		if reason == "" {
-			reason = "start requested"
-		}
-		if len(v.cfg.depends) > 0 {
-			v.lastReason = "waiting for " + strings.Join(v.cfg.depends, ", ")
-			deps := v.cfg.depends
-			v.spawn(ctx, stepDeps, func(ctx context.Context) workResult {
-				if err := v.sup.startDeps(ctx, v.name, deps); err != nil {
-					return workResult{reason: err.Error()}
-				}
-				return workResult{ok: true}
-			})
-			return nil
-		}
-		return v.fire(ctx, statemachine.Start, reason)
-
-	case statemachine.Stop:
-		switch {
-		case st == statemachine.Stopped && v.desired == statemachine.Running:
-			// Waiting for dependencies: forget the start.
-			v.desired = statemachine.Stopped
-			v.gen++
-			v.lastReason = "start cancelled"
-			return nil
-		case st == statemachine.Stopping:
-			if c.stop.Force && v.inst != nil {
-				v.log.Printf("forced stop requested")
-				_ = v.inst.Kill()
-			}
-			return nil
-		case st == statemachine.StopStorage || st == statemachine.StopNetwork:
-			return nil // already on its way down
-		case st == statemachine.StartNetwork || st == statemachine.StartStorage || st == statemachine.Restarting:
-			v.desired = statemachine.Stopped
-			v.stopOpts = c.stop
-			v.log.Printf("stop requested while %s: it takes effect when this step ends", st)
-			return nil
-		}
-		if !v.m.Can(statemachine.Stop) {
-			return &statemachine.NotAllowedError{VM: v.name, Event: c.op, State: st}
-		}
-		v.desired = statemachine.Stopped
-		v.stopOpts = c.stop
-		reason := "stop requested"
-		if c.stop.Force {
-			reason = "forced stop requested"
-		}
-		return v.fire(ctx, statemachine.Stop, reason)
-
-	case statemachine.Restart:
-		if !v.m.Can(c.op) {
-			return &statemachine.NotAllowedError{VM: v.name, Event: c.op, State: st}
-		}
-		v.desired = statemachine.Running
-		return v.fire(ctx, statemachine.Restart, "restart requested")
-
-	case statemachine.Pause, statemachine.Unpause:
-		if !v.m.Can(c.op) {
-			return &statemachine.NotAllowedError{VM: v.name, Event: c.op, State: st}
-		}
-		p, ok := v.inst.(hypervisor.Pauser)
-		if !ok || v.inst == nil {
-			return fmt.Errorf("%w: %s cannot %s %s", hypervisor.ErrNotSupported, v.cfg.driver, c.op, v.name)
-		}
-		cctx, cancel := context.WithTimeout(ctx, controlTimeout)
-		defer cancel()
-		var err error
-		if c.op == statemachine.Pause {
-			err = p.Pause(cctx)
-		} else {
-			err = p.Resume(cctx)
-		}
-		if err != nil {
-			return fmt.Errorf("%s %s: %w", c.op, v.name, err)
-		}
-		return v.fire(ctx, c.op, string(c.op)+" requested")
-
-	case opReset:
-		if v.inst == nil || !watchesExit(st) {
-			return &statemachine.NotAllowedError{VM: v.name, Event: c.op, State: st}
-		}
-		r, ok := v.inst.(hypervisor.Resetter)
-		if !ok {
-			return fmt.Errorf("%w: the %s driver cannot reset (vm %s)", hypervisor.ErrNotSupported, v.inst.Handle().Driver, v.name)
-		}
-		v.log.Printf("hard reset requested")
-		v.resetAsked = v.inst
-		cctx, cancel := context.WithTimeout(ctx, controlTimeout)
-		defer cancel()
-		if err := r.Reset(cctx); err != nil {
-			v.resetAsked = nil
-			return fmt.Errorf("reset %s: %w", v.name, err)
-		}
-		return nil
-
-	case statemachine.FailReset:
-		if !v.m.Can(c.op) {
-			return &statemachine.NotAllowedError{VM: v.name, Event: c.op, State: st}
-		}
-		return v.fire(ctx, statemachine.FailReset, "failreset requested")
-	}
-	return fmt.Errorf("unknown command %q", c.op)
-}
-
 // onDeps handles the outcome of waiting for the VMs this one depends on.
 func (v *vm) onDeps(ctx context.Context, r workResult) {
+	v.waitingFor = nil
 	if v.desired != statemachine.Running {
 		return
 	}
 	if !r.ok {
 		v.desired = statemachine.Stopped
-		_ = v.fire(ctx, statemachine.Fail, r.reason)
+		v.fire(ctx, statemachine.Fail, r.reason)
 		return
 	}
-	_ = v.fire(ctx, statemachine.Start, "dependencies running")
+	v.fire(ctx, statemachine.Start, "dependencies running")
 }
 
 func (v *vm) onConfig(u configUpdate) {
@@ -904,6 +795,10 @@ func (v *vm) publishStatus() {
 		Removed:     v.removed,
 		LastExit:    v.lastExit,
 		Hook:        v.hook,
+		WaitingFor:  v.waitingFor,
+	}
+	if v.saveErr != nil {
+		s.RecordError = v.saveErr.Error()
 	}
 	if f := v.m.Failure(); f != "" {
 		s.Reason = f

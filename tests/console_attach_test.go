@@ -16,7 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmstated/vmstated/api"
-	"github.com/vmstated/vmstated/hypervisor/qemu/testguest"
+	"github.com/vmstated/vmstated/internal/testguest"
 	"github.com/vmstated/vmstated/statemachine"
 )
 
@@ -133,7 +133,7 @@ func TestConsoleAttach(t *testing.T) {
 	// start -c shows the boot from the kernel's banner on.
 	a := e.ptyCtl("start", "-c", vm)
 	a.wait("Linux version", bootWait)
-	a.wait(testguest.Ready, bootWait)
+	a.wait(testguest.ReadyLine, bootWait)
 	a.typeIn("echo typed-$((2*21))\r")
 	a.wait("typed-42", guard)
 	a.typeIn("\x1d") // Ctrl-]
@@ -204,7 +204,7 @@ func TestConsoleAttach(t *testing.T) {
 	ev := d.events(vm)
 	g.typeIn("reboot -f\r")
 	g.wait("console is back", bootWait)
-	g.wait(testguest.Ready, bootWait)
+	g.wait(testguest.ReadyLine, bootWait)
 	g.typeIn("echo rebooted-$((5+5))\r")
 	g.wait("rebooted-10", guard)
 	ev.waitEnter(t, statemachine.Restarting, 1)

@@ -13,7 +13,7 @@ import (
 
 	"github.com/vmstated/vmstated/api"
 	"github.com/vmstated/vmstated/config"
-	"github.com/vmstated/vmstated/hypervisor/qemu/testguest"
+	"github.com/vmstated/vmstated/internal/testguest"
 	"github.com/vmstated/vmstated/statemachine"
 )
 

@@ -248,10 +248,19 @@ func TestSIGHUPRescan(t *testing.T) {
 	if out, errOut, code := e.ctl("reload"); code != 0 {
 		t.Fatalf("vmstatedctl reload exited %d: %s%s", code, out, errOut)
 	}
-	waitUntil(t, third+" to appear", func() bool {
-		_, err := d.c.Get(ctx(t), third)
-		return err == nil
-	})
+	// The reload returns once its changes are in effect.
+	if _, err := d.c.Get(ctx(t), third); err != nil {
+		t.Fatalf("%s not there right after the reload: %v", third, err)
+	}
+	// A broken config: reload says so and exits non-zero.
+	e.writeConfig(third, "    cpus = many;\n")
+	out, errOut, code := e.ctl("reload")
+	if code == 0 || !strings.Contains(out, "invalid: "+third) || !strings.Contains(errOut, "did not load") {
+		t.Errorf("reload of a broken config: exit %d\n%s%s", code, out, errOut)
+	}
+	if st := d.get(third); st.ConfigError == "" {
+		t.Errorf("%s shows no config error right after the reload", third)
+	}
 }
 
 // autostart VMs start on the daemon's first start of a boot (a fresh

@@ -23,6 +23,8 @@ import (
 
 	"github.com/vmstated/vmstated/api"
 	"github.com/vmstated/vmstated/daemon"
+	"github.com/vmstated/vmstated/hypervisor"
+	"github.com/vmstated/vmstated/hypervisor/process"
 	"github.com/vmstated/vmstated/statemachine"
 )
 
@@ -508,19 +510,47 @@ func (d *daemonProc) waitUp(name string) api.Status {
 	})
 }
 
-// waitStatus polls a VM's status until cond holds and returns it.
+// waitStatus waits until cond holds for a VM's status and returns it. It
+// looks again at every event of the VM; a slow tick covers what no event
+// announces (restarts leaving the budget window) and a daemon whose event
+// stream ended.
 func (d *daemonProc) waitStatus(name, what string, cond func(api.Status) bool) api.Status {
 	d.e.t.Helper()
-	var st api.Status
-	waitUntil(d.e.t, name+" "+what, func() bool {
-		var err error
-		st, err = d.c.Get(ctx(d.e.t), name)
+	c, cancel := context.WithTimeout(context.Background(), guard)
+	defer cancel()
+	news := make(chan struct{}, 1)
+	// Subscribed before the first look: a change in between is an event.
+	if s, err := d.c.Events(c, api.EventOptions{VM: name}); err == nil {
+		defer s.Close()
+		go func() {
+			for {
+				if _, err := s.Next(); err != nil {
+					return
+				}
+				select {
+				case news <- struct{}{}:
+				default:
+				}
+			}
+		}()
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		st, err := d.c.Get(c, name)
 		if err != nil {
 			d.e.t.Fatalf("status of %s: %v", name, err)
 		}
-		return cond(st)
-	})
-	return st
+		if cond(st) {
+			return st
+		}
+		select {
+		case <-news:
+		case <-tick.C:
+		case <-c.Done():
+			d.e.t.Fatalf("gave up after %s waiting for %s %s; it is %s (%s)", guard, name, what, st.State, st.Reason)
+		}
+	}
 }
 
 // waitState waits until a VM rests in state.
@@ -742,6 +772,12 @@ func (e *env) cleanup() {
 	own := map[string]bool{}
 	for _, vm := range vms {
 		own[filepath.Join(e.runDir, vm)] = true
+		// A VM left running has a cgroup (as root): end it and remove it.
+		if h, err := hypervisor.ReadHandleFile(filepath.Join(e.runDir, vm)); err == nil && h.Cgroup != "" {
+			if msg := (process.Group{Cgroup: h.Cgroup}).EndLeftovers(); strings.Contains(msg, "remove") {
+				e.t.Errorf("%s: %s", vm, msg)
+			}
+		}
 	}
 	procs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, p := range procs {

@@ -78,7 +78,7 @@ func clientMain() int {
 				rwc.Close()
 			}
 		case "reload":
-			err = c.Reload(ctx)
+			_, err = c.Reload(ctx)
 		case "events":
 			var s *api.EventStream
 			if s, err = c.Events(ctx, api.EventOptions{VM: name}); err == nil {

@@ -32,7 +32,7 @@ func FuzzHandler(f *testing.F) {
 	ctx, cancel := context.WithCancel(context.Background())
 	f.Cleanup(cancel)
 	sup := supervisor.New(ctx, supervisor.Options{RunDir: f.TempDir(), LogDir: f.TempDir(), StateDir: f.TempDir()})
-	sup.Sync(config.LoadRoot(root, config.LoadOptions{}))
+	sup.Load(config.LoadRoot(root, config.LoadOptions{}), supervisor.LoadOptions{})
 	h := server.New(sup, server.Options{Logf: func(string, ...any) {}}).Handler()
 	f.Fuzz(func(t *testing.T, method, target, body string) {
 		req, err := http.NewRequest(method, "http://x"+target, strings.NewReader(body))

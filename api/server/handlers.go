@@ -405,15 +405,17 @@ func (s *Server) reloadAll(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.actionTO)
 	defer cancel()
-	if err := s.reload(ctx); err != nil {
+	sum, err := s.reload(ctx)
+	if err != nil {
 		if errors.Is(err, supervisor.ErrShuttingDown) {
 			s.failErr(w, r, err)
 			return
 		}
-		s.fail(w, http.StatusInternalServerError, api.CodeReloadFailed, "reload failed: "+err.Error())
+		s.fail(w, http.StatusInternalServerError, api.CodeReloadFailed, "reload failed: "+err.Error()+"; the configs in force stay so")
 		return
 	}
-	s.writeJSON(w, http.StatusOK, api.ReloadResult{OK: true})
+	s.writeJSON(w, http.StatusOK, api.ReloadResult{OK: true, Added: sum.Added, Changed: sum.Changed,
+		Removed: sum.Removed, Invalid: sum.Invalid})
 }
 
 // ---- streams ----
@@ -694,13 +696,14 @@ func toStatus(st supervisor.Status) api.Status {
 		Autostart: st.Autostart, Depends: st.Depends, Restarts: st.Restarts,
 		MaxRestart: st.MaxRestart, Reason: st.Reason, ConfigError: st.ConfigError,
 		Pending: st.Pending, Removed: st.Removed, Hook: st.Hook,
+		WaitingFor: st.WaitingFor, RecordError: st.RecordError,
 	}
 	if st.Depends != nil {
 		out.Depends = append([]string(nil), st.Depends...)
 		sort.Strings(out.Depends)
 	}
 	if x := st.LastExit; x != nil {
-		out.LastExit = &api.Exit{Reason: string(x.Reason), Code: x.Code, Signal: x.Signal, Detail: x.Detail, Time: x.Time}
+		out.LastExit = &api.Exit{Reason: string(x.Reason), Code: x.Code, Signal: x.Signal, StatusUnknown: x.StatusUnknown, Detail: x.Detail, Time: x.Time}
 	}
 	return out
 }

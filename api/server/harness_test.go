@@ -74,19 +74,19 @@ func startDaemon(t testing.TB, vms map[string]string, opts server.Options) *daem
 			t.Fatal(err)
 		}
 	}
-	snap := config.LoadRoot(root, config.LoadOptions{})
-	if err := snap.Err(); err != nil {
+	w, err := config.NewWatcher(root, config.WatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Initial().Err(); err != nil {
 		t.Fatalf("test configs: %v", err)
 	}
-	sup.Sync(snap)
+	sup.Load(w.Initial(), supervisor.LoadOptions{})
+	go func() { _ = w.Run(ctx) }()
+	go sup.Follow(w.Changes())
 	if opts.Reload == nil {
-		opts.Reload = func(context.Context) error {
-			s := config.LoadRoot(root, config.LoadOptions{})
-			if s.RootErr != nil {
-				return s.RootErr
-			}
-			sup.Sync(s)
-			return nil
+		opts.Reload = func(ctx context.Context) (supervisor.ReloadSummary, error) {
+			return sup.Reload(ctx, w.Request)
 		}
 	}
 	if opts.Logf == nil {

@@ -42,7 +42,7 @@ const (
 type Options struct {
 	// Reload rescans the config directories (POST /v1/reload). Nil makes
 	// that endpoint answer 501.
-	Reload func(ctx context.Context) error
+	Reload func(ctx context.Context) (supervisor.ReloadSummary, error)
 	// AdminUID is the user, besides root, that may do everything: the
 	// daemon's own. Nil means os.Geteuid().
 	AdminUID *uint32
@@ -66,7 +66,7 @@ type Options struct {
 // Server answers the control API from a supervisor.
 type Server struct {
 	sup      *supervisor.Supervisor
-	reload   func(context.Context) error
+	reload   func(context.Context) (supervisor.ReloadSummary, error)
 	adminUID uint32
 	readHdr  time.Duration
 	bodyTO   time.Duration

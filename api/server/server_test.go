@@ -176,11 +176,24 @@ func TestEndpoints(t *testing.T) {
 
 	// Reload picks up a new VM.
 	writeConfig(t, d.root, "gamma", sleeper("gamma", ""))
-	if err := c.Reload(ctx); err != nil {
-		t.Fatal(err)
+	if res, err := c.Reload(ctx); err != nil || !res.OK {
+		t.Fatal(res, err)
 	}
+	// Returned once applied: gamma is there now, no waiting.
 	if _, err := c.Get(ctx, "gamma"); err != nil {
 		t.Fatalf("gamma after reload: %v", err)
+	}
+	// A broken config is in the summary, with its errors.
+	writeConfig(t, d.root, "gamma", "gamma { cpus = many; }\n")
+	res, err := c.Reload(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := res.Invalid["gamma"]; !strings.Contains(e, "cpus") {
+		t.Errorf("reload summary %+v does not give gamma's error", res)
+	}
+	if st, _ := c.Get(ctx, "gamma"); st.ConfigError == "" {
+		t.Errorf("gamma shows no config error right after the reload: %+v", st)
 	}
 }
 
@@ -291,7 +304,7 @@ func TestInvalidConfig409(t *testing.T) {
 	d := startDaemon(t, map[string]string{"vm": sleeper("vm", "")}, server.Options{})
 	// Break the config of a VM the daemon has never seen valid.
 	writeConfig(t, d.root, "broken", "broken { hypervisor = exec; cpus = lots; }\n")
-	if err := d.client.Reload(context.Background()); err != nil {
+	if _, err := d.client.Reload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	st, err := d.client.Get(context.Background(), "broken")
@@ -309,8 +322,10 @@ func TestInvalidConfig409(t *testing.T) {
 }
 
 func TestReloadWithoutReloader(t *testing.T) {
-	d := startDaemon(t, nil, server.Options{Reload: func(context.Context) error { return errors.New("disk on fire") }})
-	err := d.client.Reload(context.Background())
+	d := startDaemon(t, nil, server.Options{Reload: func(context.Context) (supervisor.ReloadSummary, error) {
+		return supervisor.ReloadSummary{}, errors.New("disk on fire")
+	}})
+	_, err := d.client.Reload(context.Background())
 	apiError(t, err, http.StatusInternalServerError, api.CodeReloadFailed)
 }
 

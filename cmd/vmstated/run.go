@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/vmstated/vmstated/api/server"
 	"github.com/vmstated/vmstated/config"
@@ -79,25 +80,31 @@ func run(ctx context.Context, o options, stderr io.Writer) (err error) {
 	sup.Load(initial, supervisor.LoadOptions{FirstStartThisBoot: first})
 
 	watchCtx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
 	watchDone := make(chan error, 1)
 	go func() { watchDone <- watcher.Run(watchCtx) }()
+	// Every config change after the first load reaches the VMs here. The
+	// watcher closes its changes when it stops, which ends Follow; the
+	// actors outlive both (deferred above, so they end after).
+	followDone := make(chan struct{})
 	go func() {
-		for ch := range watcher.Changes() {
-			sup.Apply(ch)
-		}
+		defer close(followDone)
+		sup.Follow(watcher.Changes())
 	}()
+	defer func() {
+		stopWatch()
+		<-followDone
+	}()
+	reload := func(ctx context.Context) (supervisor.ReloadSummary, error) {
+		return sup.Reload(ctx, watcher.Request)
+	}
 
 	l, err := server.Listen(o.paths.Socket)
 	if err != nil {
 		return err
 	}
 	srv := server.New(sup, server.Options{
-		Reload: func(context.Context) error {
-			watcher.Rescan()
-			return nil
-		},
-		Logf: func(f string, a ...any) { log.Warn(fmt.Sprintf(f, a...)) },
+		Reload: reload,
+		Logf:   func(f string, a ...any) { log.Warn(fmt.Sprintf(f, a...)) },
 	})
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.Serve(ctx, l) }()
@@ -114,7 +121,17 @@ func run(ctx context.Context, o options, stderr io.Writer) (err error) {
 		case <-hup:
 			log.Info("SIGHUP: rescanning the config root")
 			_ = daemon.NotifyReloading()
-			watcher.Rescan()
+			// READY=1 follows once the changes reached the VMs, as
+			// systemd's Type=notify-reload expects.
+			rctx, cancel := context.WithTimeout(ctx, reloadTimeout)
+			sum, err := reload(rctx)
+			cancel()
+			if err != nil {
+				log.Warn("reload", "err", err)
+			} else {
+				log.Info("reloaded", "added", len(sum.Added), "changed", len(sum.Changed),
+					"removed", len(sum.Removed), "invalid", len(sum.Invalid))
+			}
 			_ = daemon.NotifyReady()
 		case err := <-serveDone:
 			if err != nil {
@@ -133,6 +150,10 @@ func run(ctx context.Context, o options, stderr io.Writer) (err error) {
 		}
 	}
 }
+
+// reloadTimeout bounds the wait for a rescan asked for by SIGHUP: a VM
+// stuck in a step still gets its change, later.
+const reloadTimeout = 30 * time.Second
 
 // drivers returns the hypervisor drivers this build has.
 func drivers() map[string]hypervisor.Driver {

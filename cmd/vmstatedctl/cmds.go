@@ -9,14 +9,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/vmstated/vmstated/api"
+	"github.com/vmstated/vmstated/atomicfile"
 	"github.com/vmstated/vmstated/config"
 	"github.com/vmstated/vmstated/statemachine"
 )
@@ -25,6 +24,7 @@ func init() {
 	commands = []*cmd{
 		{name: "start", args: "[-w] [-c] vmname", summary: "start a VM (after the VMs it depends on)", vmArg: 1, run: cmdStart},
 		{name: "stop", args: "[-f] [-w] [-t seconds] (-a | vmname)", summary: "stop a VM, or all with -a", vmArg: 1, run: cmdStop},
+		{name: "shutdown", args: "[-t seconds]", summary: "stop every VM for a host shutdown, forcing at a deadline", run: cmdShutdown},
 		{name: "restart", args: "[-w] vmname", summary: "relaunch a running VM's hypervisor", vmArg: 1, run: cmdRestart},
 		{name: "status", aliases: []string{"show"}, args: "[-r] [vmname]", summary: "show the VMs, or one VM in detail", vmArg: 1, run: cmdStatus},
 		{name: "wait", args: "[-t seconds] vmname [state]", summary: "wait until a VM reaches a state", vmArg: 1, run: cmdWait},
@@ -58,6 +58,14 @@ showing each state it passes, and fails
 -w waits until the VM is stopped; exit 1 if it ends in failed.
 -a stops every VM you may act on, dependants before the VMs they depend on,
 waiting for each group to stop before the next.`,
+	"shutdown": `What the service files run when the host shuts down. Every VM stops
+at once in its own way (its stop_timeout still forces it), except that a
+VM waits until the VMs that depend on it have stopped. Whatever is still
+up when -t seconds (default 300) have passed is forced, dependants still
+first; the command ends within 10 s after that. Prints how each VM ended
+(powered off, forced at the deadline, forced after its stop_timeout,
+already stopped, failed) and how long it took; exit 1 if a VM failed or
+did not stop.`,
 	"restart": `Restarting does not count toward the restart budget.
 -w waits until the VM runs again.`,
 	"status": `Without a name: one line per VM. With a name: every detail of that VM.
@@ -408,25 +416,7 @@ func cmdScreenshot(e *env, args []string) error {
 // writeFileAtomic writes through a temporary file so an interrupted write
 // never leaves half an image under the name.
 func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return atomicfile.Write(path, data, atomicfile.Options{Mode: 0o644})
 }
 
 func cmdInfo(e *env, args []string) error {
@@ -541,13 +531,45 @@ func cmdReload(e *env, args []string) error {
 	if _, err := e.parse(fs, args, 0, 0); err != nil {
 		return err
 	}
-	if err := e.client().Reload(e.ctx); err != nil {
+	res, err := e.client().Reload(e.ctx)
+	if err != nil {
 		return err
 	}
 	if e.json() {
-		writeJSON(e.stdout, api.ReloadResult{OK: true})
+		writeJSON(e.stdout, res)
+	} else {
+		printReload(e.stdout, res)
+	}
+	if n := len(res.Invalid); n > 0 {
+		return fmt.Errorf("%d VM config(s) did not load; each keeps the config it had (fix the file, then reload again)", n)
 	}
 	return nil
+}
+
+// printReload says what a reload changed, one line per kind of change.
+func printReload(w io.Writer, res api.ReloadResult) {
+	said := false
+	for _, k := range []struct {
+		what  string
+		names []string
+	}{{"added", res.Added}, {"changed", res.Changed}, {"removed", res.Removed}} {
+		if len(k.names) > 0 {
+			fmt.Fprintf(w, "%s: %s\n", k.what, strings.Join(k.names, ", "))
+			said = true
+		}
+	}
+	names := make([]string, 0, len(res.Invalid))
+	for n := range res.Invalid {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "invalid: %s: %s\n", n, oneLine(res.Invalid[n]))
+		said = true
+	}
+	if !said {
+		fmt.Fprintln(w, "no config changed")
+	}
 }
 
 func writeJSON(w io.Writer, v any) {

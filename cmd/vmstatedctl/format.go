@@ -46,6 +46,12 @@ func reasonCell(st api.Status) string {
 	if st.Removed {
 		parts = append(parts, "config removed")
 	}
+	if st.RecordError != "" {
+		parts = append(parts, "state not saved: "+oneLine(st.RecordError))
+	}
+	if len(st.WaitingFor) > 0 {
+		parts = append(parts, "waiting for "+strings.Join(st.WaitingFor, ", "))
+	}
 	if st.Hook != "" {
 		parts = append(parts, "waiting for its "+string(st.Hook)+" hook")
 	}
@@ -129,6 +135,12 @@ func printDetail(w io.Writer, st api.Status, now time.Time) {
 	}
 	if st.Hook != "" {
 		row("hook", string(st.Hook)+" (in progress; the VM waits for it)")
+	}
+	if len(st.WaitingFor) > 0 {
+		row("waiting for", strings.Join(st.WaitingFor, ", ")+" (it starts once they are up)")
+	}
+	if st.RecordError != "" {
+		row("state not saved", oneLine(st.RecordError)+" (retrying; free or fix the state directory)")
 	}
 	row("hypervisor", st.Hypervisor)
 	row("cpus", dash(st.CPUs))

@@ -68,14 +68,18 @@ func startDaemon(t *testing.T, vms map[string]string) *testDaemon {
 			t.Fatal(err)
 		}
 	}
-	snap := config.LoadRoot(root, config.LoadOptions{})
-	if err := snap.Err(); err != nil {
+	w, err := config.NewWatcher(root, config.WatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Initial().Err(); err != nil {
 		t.Fatalf("test configs: %v", err)
 	}
-	sup.Sync(snap)
-	srv := server.New(sup, server.Options{Logf: t.Logf, Reload: func(context.Context) error {
-		sup.Sync(config.LoadRoot(root, config.LoadOptions{}))
-		return nil
+	sup.Load(w.Initial(), supervisor.LoadOptions{})
+	go func() { _ = w.Run(ctx) }()
+	go sup.Follow(w.Changes())
+	srv := server.New(sup, server.Options{Logf: t.Logf, Reload: func(ctx context.Context) (supervisor.ReloadSummary, error) {
+		return sup.Reload(ctx, w.Request)
 	}})
 	sock := filepath.Join(dir, "s.sock")
 	l, err := server.Listen(sock)

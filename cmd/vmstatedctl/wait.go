@@ -102,7 +102,9 @@ func (e *env) waitFor(name string, g goal, act func() error) (api.Status, error)
 		case api.KindHook:
 			// The hook the VM waited for in its state finished; a failure
 			// is followed by the transition it causes.
-			if ev.Reason == "" && ev.To == st.State && st.Hook == ev.To {
+			// The hooks of stopped and failed move nothing either way.
+			resting := ev.To == statemachine.Stopped || ev.To == statemachine.Failed
+			if (ev.Reason == "" || resting) && ev.To == st.State && st.Hook == ev.To {
 				st.Hook = ""
 				if done, err := g.check(st, true); done || err != nil {
 					return settled(err)
@@ -122,12 +124,13 @@ func (e *env) waitFor(name string, g goal, act func() error) (api.Status, error)
 			if ev.To == statemachine.Stopped || ev.To == statemachine.Failed {
 				st.Desired = statemachine.Stopped
 			}
-			if ev.To == statemachine.Running && g.target == statemachine.Running {
-				// Up only once its running hook has finished: ask.
-				if fresh, gerr := c.Get(e.ctx, name); gerr == nil && fresh.State == statemachine.Running {
+			if ev.To.Steady() {
+				// Up, or settled, only once the state's hook has
+				// finished: ask.
+				if fresh, gerr := c.Get(e.ctx, name); gerr == nil && fresh.State == ev.To {
 					st.Hook = fresh.Hook
 				} else {
-					st.Hook = statemachine.Running
+					st.Hook = ev.To
 				}
 			}
 			if done, err := g.check(st, true); done || err != nil {
@@ -141,7 +144,7 @@ func (e *env) waitFor(name string, g goal, act func() error) (api.Status, error)
 // tells whether st comes from a transition seen since the wait began.
 func (g goal) check(st api.Status, moved bool) (bool, error) {
 	if g.target == "" {
-		if !st.State.Steady() {
+		if !st.State.Steady() || (st.Hook != "" && st.State != statemachine.Failed) {
 			return false, nil
 		}
 		if st.State == statemachine.Failed {
@@ -151,11 +154,8 @@ func (g goal) check(st api.Status, moved bool) (bool, error) {
 	}
 	if st.State == g.target && (moved || !g.needMove) {
 		// A start is done once the VM is up: running with its running
-		// hook finished.
-		if g.target != statemachine.Running || st.Hook == "" {
-			return true, nil
-		}
-		return false, nil
+		// hook finished; a stop once the stopped hook has finished.
+		return st.Hook == "", nil
 	}
 	if st.State == statemachine.Failed && g.target != statemachine.Failed {
 		return true, failedErr(st)

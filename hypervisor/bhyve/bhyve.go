@@ -226,9 +226,10 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 	return newInstance(p, h, fl, spec.Name, o), nil
 }
 
-// Recover re-adopts a bhyve process started by an earlier daemon. Its exit
-// status cannot be observed, so its exit is classified from what was asked
-// of it.
+// Recover re-adopts a bhyve process started by an earlier daemon. It is
+// not this daemon's child: its exit status comes from the host (see
+// process.Attach), and where the host cannot report it the exit is
+// classified from what was asked of it (Exit.StatusUnknown).
 func (d *Driver) Recover(ctx context.Context, spec hypervisor.Spec, h hypervisor.Handle) (hypervisor.Instance, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -148,6 +149,56 @@ func TestExitStatus(t *testing.T) {
 			// Destroyed before Done was closed.
 			if calls := bhyvectlCalls(spec.Name); len(calls) != 1 || calls[0] != "--destroy --vm="+spec.Name {
 				t.Errorf("bhyvectl calls %q, want one --destroy", calls)
+			}
+		})
+	}
+}
+
+// A bhyve re-adopted by a fresh driver (as after a daemon restart) whose
+// guest powers off or reboots on its own: the exit status, learnt through
+// the proc connector since the process is not the recovering instance's
+// child, says which. Without root it is unknown and taken for a crash.
+func TestRecoveredExitStatus(t *testing.T) {
+	tests := []struct {
+		code   int
+		reason hypervisor.ExitReason
+	}{
+		{1, hypervisor.ExitPoweroff},
+		{0, hypervisor.ExitReboot},
+		{3, hypervisor.ExitCrash},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.code), func(t *testing.T) {
+			fifo := filepath.Join(t.TempDir(), "exit")
+			if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			spec := specWith(t, "standin.exitfifo="+fifo+"\n")
+			first, out := start(t, spec)
+			ctx, cancel := context.WithTimeout(context.Background(), guard)
+			defer cancel()
+			if err := out.WaitFor(ctx, "running\n"); err != nil {
+				t.Fatal(err)
+			}
+			spec.RunDir = first.Handle().RunDir
+			spec.Output = &drivertest.Output{}
+			rec, err := New().Recover(ctx, spec, first.Handle())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { rec.Kill(); <-rec.Done() })
+			if err := os.WriteFile(fifo, []byte(fmt.Sprintln(tt.code)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			e := waitExit(t, rec)
+			if os.Geteuid() != 0 {
+				if !e.StatusUnknown || e.Reason != hypervisor.ExitCrash {
+					t.Errorf("exit = %+v, want an unknown status taken for a crash", e)
+				}
+				return
+			}
+			if e.Reason != tt.reason || e.Code != tt.code || e.StatusUnknown {
+				t.Errorf("exit = %+v, want %s with code %d", e, tt.reason, tt.code)
 			}
 		})
 	}

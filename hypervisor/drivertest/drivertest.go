@@ -28,6 +28,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -35,6 +36,7 @@ import (
 	"time"
 
 	"github.com/vmstated/vmstated/hypervisor"
+	"github.com/vmstated/vmstated/hypervisor/process"
 )
 
 // Kind selects the VM a Harness builds.
@@ -283,7 +285,32 @@ func (s *suite) wait(t *testing.T, inst hypervisor.Instance) hypervisor.Exit {
 	if e.Time.IsZero() {
 		t.Error("Exit.Time is zero")
 	}
+	if e.StatusUnknown && e.Code != -1 {
+		t.Errorf("exit %+v: an unknown status with a code", e)
+	}
+	s.checkOver(t, inst.Handle())
 	return e
+}
+
+// checkOver checks that nothing of a VM runs once Done is closed: not its
+// process, nor any process of the group or cgroup its handle names.
+func (s *suite) checkOver(t *testing.T, h hypervisor.Handle) {
+	t.Helper()
+	if process.Running(h.PID, h.StartTime) {
+		t.Errorf("pid %d still runs once Done is closed", h.PID)
+	}
+	if h.PGID == 0 && h.Cgroup == "" {
+		return
+	}
+	g := process.Group{PGID: h.PGID, LeaderStart: h.StartTime, Cgroup: h.Cgroup}
+	if pids, err := g.Members(); err != nil || len(pids) > 0 {
+		t.Errorf("processes %v of the VM's group %d / cgroup %q still run once Done is closed (%v)", pids, h.PGID, h.Cgroup, err)
+	}
+	if h.Cgroup != "" {
+		if _, err := os.Stat(h.Cgroup); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the VM's cgroup %s is still there once Done is closed (%v)", h.Cgroup, err)
+		}
+	}
 }
 
 func wantReason(t *testing.T, e hypervisor.Exit, want hypervisor.ExitReason) {

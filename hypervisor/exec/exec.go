@@ -3,9 +3,13 @@
 // runs as soon as it is started; a stop signal asks it to end, and its
 // exit code says whether it powered off, wants a reboot, or crashed.
 //
-// Shutdown sends the stop signal to the process alone (a launcher passes
-// it on as it sees fit); Kill ends its whole process group, so a launcher
-// and the VMM it started die together.
+// The VM is every process the command starts, not just the first: the
+// command leads its own process group and, on Linux as root with cgroup
+// v2, runs in a cgroup of its own, which also holds children that leave
+// the group. The stop signal, Kill, Pause (SIGSTOP) and Resume (SIGCONT)
+// reach all of them, and once the command has exited whatever it left
+// running is killed before the exit is reported. The handle records the
+// group and the cgroup, so this holds after a daemon restart too.
 package exec
 
 import (
@@ -125,7 +129,7 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 	if dir == "" {
 		dir = spec.RunDir
 	}
-	p, err := process.Start(process.Config{Path: o.Command[0], Args: o.Command[1:], Env: o.Env, Dir: dir, OutputPath: out, Gated: true})
+	p, err := process.Start(process.Config{Path: o.Command[0], Args: o.Command[1:], Env: o.Env, Dir: dir, OutputPath: out, Gated: true, CgroupName: spec.Name})
 	if err != nil {
 		fl.Stop()
 		return nil, err
@@ -136,24 +140,39 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 	if err := vmproc.Launch(p, h, fl); err != nil {
 		return nil, fmt.Errorf("start %s: %w", o.Command[0], err)
 	}
-	return newInstance(p, h, fl, o), nil
+	return newInstance(p, h, fl, p.Group(), o), nil
 }
 
 func handle(spec hypervisor.Spec, p *process.Process, out string) hypervisor.Handle {
 	x, _ := json.Marshal(extra{Output: out})
+	g := p.Group()
 	return hypervisor.Handle{
 		Version:   hypervisor.HandleVersion,
 		Driver:    Name,
 		PID:       p.PID(),
 		StartTime: p.StartTime(),
+		PGID:      g.PGID,
+		Cgroup:    g.Cgroup,
 		RunDir:    spec.RunDir,
 		Extra:     x,
 	}
 }
 
-// Recover re-adopts a process started by an earlier daemon. The exit
-// status of a re-adopted process cannot be observed, so its exit is
-// classified from what was asked of it (see classify).
+// groupOf returns the group a handle names. Handles written before the
+// group was recorded lack it; their process was started as the leader of
+// its own group all the same.
+func groupOf(h hypervisor.Handle) process.Group {
+	g := process.Group{PGID: h.PGID, LeaderStart: h.StartTime, Cgroup: h.Cgroup}
+	if g.PGID == 0 {
+		g.PGID = h.PID
+	}
+	return g
+}
+
+// Recover re-adopts a process started by an earlier daemon. When the
+// process has exited meanwhile, what it left of its group is killed (and
+// its cgroup removed) before Recover reports it gone, so that a relaunch
+// never runs next to the remains of the last run.
 func (d *Driver) Recover(ctx context.Context, spec hypervisor.Spec, h hypervisor.Handle) (hypervisor.Instance, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -169,11 +188,19 @@ func (d *Driver) Recover(ctx context.Context, spec hypervisor.Spec, h hypervisor
 	if x.Output == "" {
 		x.Output = filepath.Join(h.RunDir, OutputFile)
 	}
+	g := groupOf(h)
 	p, fl, err := vmproc.Reattach(h, x.Output, spec.Output)
 	if err != nil {
+		// Only when the handle's pid is not in the group: a handle whose
+		// start time is wrong must not kill the process it names.
+		if errors.Is(err, hypervisor.ErrGone) && !g.Holds(h.PID) {
+			if msg := g.EndLeftovers(); msg != "" {
+				err = fmt.Errorf("%w; %s", err, msg)
+			}
+		}
 		return nil, err
 	}
-	return newInstance(p, h, fl, o), nil
+	return newInstance(p, h, fl, g, o), nil
 }
 
 // Instance is a running exec VM. Besides hypervisor.Instance it is a
@@ -182,20 +209,20 @@ type Instance struct {
 	*vmproc.Instance
 }
 
-func newInstance(p *process.Process, h hypervisor.Handle, fl *process.Follower, o Options) *Instance {
+func newInstance(p *process.Process, h hypervisor.Handle, fl *process.Follower, g process.Group, o Options) *Instance {
 	return &Instance{vmproc.New(vmproc.Config{
 		Proc:       p,
 		Handle:     h,
 		Follower:   fl,
 		StopSignal: o.StopSignal,
-		KillGroup:  true,
+		Group:      &g,
 		Classify: func(s process.Status, req vmproc.Requests) hypervisor.Exit {
 			return classify(s, req, o)
 		},
 	})}
 }
 
-// Pause freezes the process with SIGSTOP.
+// Pause freezes the VM's processes with SIGSTOP.
 func (i *Instance) Pause(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -203,7 +230,7 @@ func (i *Instance) Pause(ctx context.Context) error {
 	return i.Signal(syscall.SIGSTOP)
 }
 
-// Resume thaws the process with SIGCONT.
+// Resume thaws the VM's processes with SIGCONT.
 func (i *Instance) Resume(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err

@@ -227,7 +227,7 @@ func TestClassifyUnobserved(t *testing.T) {
 	}
 	for _, tt := range tests {
 		e := classify(unknown, tt.req, o)
-		if e.Reason != tt.want || e.Code != -1 || !strings.Contains(e.Detail, "could not be observed") {
+		if e.Reason != tt.want || e.Code != -1 || !e.StatusUnknown || !strings.Contains(e.Detail, "exit status unknown") {
 			t.Errorf("classify(unknown, %+v) = %+v, want %s", tt.req, e, tt.want)
 		}
 	}

@@ -4,8 +4,11 @@
 // session, reads /dev/null, and writes its output to a file rather than to a
 // pipe. After the daemon restarts, Attach re-adopts such a process by pid and
 // start time (which together name one process across pid reuse) and learns
-// of its exit without polling. Follow copies what the process writes into its
-// output file to a writer, resuming where it left off across restarts.
+// of its exit, and where the host reports it its exit status, without
+// polling. A Group is every process a VM's program starts (its process
+// group, and its cgroup where one can be made), to signal and to end
+// together. Follow copies what the process writes into its output file to a
+// writer, resuming where it left off across restarts.
 package process
 
 import (
@@ -43,6 +46,11 @@ type Config struct {
 	// between Start and Release, so no VM can run that a restarted daemon
 	// cannot find.
 	Gated bool
+	// CgroupName, if not empty, starts the process in a cgroup of its own
+	// (named after it, made unique) under the daemon's cgroup, where one
+	// can be made: Linux, as root, with a cgroup v2 hierarchy. Group then
+	// names it; Group.EndLeftovers removes it.
+	CgroupName string
 }
 
 // gateScript waits for the word on fd 3, closes it and becomes the program
@@ -59,9 +67,12 @@ type Status struct {
 	Code int
 	// Signal is the signal that ended the process, 0 if none or unknown.
 	Signal syscall.Signal
-	// Known is false for attached processes: they are not the daemon's
-	// children, so their exit status cannot be observed.
+	// Known is false when the status could not be observed: an attached
+	// process is not the daemon's child, and is only known where the host
+	// reports exits of any process (Linux: the proc connector; FreeBSD:
+	// kqueue). Why then says what was missing.
 	Known bool
+	Why   string
 }
 
 // Process is a running or exited process, started by Start or re-adopted by
@@ -80,6 +91,9 @@ type Process struct {
 	child *os.Process
 	// attached holds the OS-specific handle of a re-adopted process.
 	attached attachHandle
+
+	// cgroup is the cgroup a started process runs in, "" if none.
+	cgroup string
 
 	// gate is the write end of a Gated process's pipe until Release.
 	gate     *os.File
@@ -103,12 +117,12 @@ func Start(cfg Config) (*Process, error) {
 	}
 	defer out.Close() // the child holds its own copy
 
-	cmd := exec.Command(cfg.Path, cfg.Args...)
-	var gate *os.File
+	path, args := cfg.Path, cfg.Args
+	var gate, gateR *os.File
 	if cfg.Gated {
 		// The wrapper would report a missing program only as an exit
 		// status; check now so the caller gets a real error.
-		path, err := exec.LookPath(cfg.Path)
+		lp, err := exec.LookPath(cfg.Path)
 		if err != nil {
 			return nil, fmt.Errorf("start %s: %w", cfg.Path, err)
 		}
@@ -117,41 +131,77 @@ func Start(cfg Config) (*Process, error) {
 			return nil, fmt.Errorf("start %s: %w", cfg.Path, err)
 		}
 		defer r.Close() // the child holds its own copy
-		gate = w
-		cmd = exec.Command("/bin/sh", append([]string{"-c", gateScript, path}, cfg.Args...)...)
-		cmd.ExtraFiles = []*os.File{r}
+		gate, gateR = w, r
+		path, args = "/bin/sh", append([]string{"-c", gateScript, lp}, cfg.Args...)
 	}
-	cmd.Dir = cfg.Dir
-	if cmd.Dir == "" {
-		cmd.Dir = "/"
+	command := func(cg *os.File) *exec.Cmd {
+		cmd := exec.Command(path, args...)
+		if gateR != nil {
+			cmd.ExtraFiles = []*os.File{gateR}
+		}
+		cmd.Dir = cfg.Dir
+		if cmd.Dir == "" {
+			cmd.Dir = "/"
+		}
+		cmd.Env = cfg.Env
+		if cmd.Env == nil {
+			cmd.Env = DefaultEnv
+		}
+		cmd.Stdin = nil // /dev/null
+		cmd.Stdout = out
+		cmd.Stderr = out
+		// A new session, and with it a process group the process leads:
+		// terminal and process-group signals aimed at the daemon (Ctrl-C,
+		// kill -- -pgid) do not reach the VM, and the VM's own group
+		// holds what it starts.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if cg != nil {
+			intoCgroup(cmd.SysProcAttr, cg)
+		}
+		return cmd
 	}
-	cmd.Env = cfg.Env
-	if cmd.Env == nil {
-		cmd.Env = DefaultEnv
+	var cgroup string
+	var cg *os.File
+	if cfg.CgroupName != "" {
+		cgroup, cg = makeCgroup(cfg.CgroupName)
 	}
-	cmd.Stdin = nil // /dev/null
-	cmd.Stdout = out
-	cmd.Stderr = out
-	// A new session: terminal and process-group signals aimed at the
-	// daemon (Ctrl-C, kill -- -pgid) do not reach the VM.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	cmd := command(cg)
+	err = cmd.Start()
+	if cg != nil {
+		cg.Close()
+		if err != nil {
+			// A kernel without CLONE_INTO_CGROUP (before 5.7): the VM
+			// runs with its process group only.
+			_ = Group{Cgroup: cgroup}.Remove()
+			cgroup = ""
+			cmd = command(nil)
+			err = cmd.Start()
+		}
+	}
+	if err != nil {
 		if gate != nil {
 			gate.Close()
 		}
 		return nil, fmt.Errorf("start %s: %w", cfg.Path, err)
 	}
-	p := &Process{pid: cmd.Process.Pid, done: make(chan struct{}), child: cmd.Process, gate: gate}
+	p := &Process{pid: cmd.Process.Pid, done: make(chan struct{}), child: cmd.Process, gate: gate, cgroup: cgroup}
 	// The child cannot be reaped before we Wait, so its stat entry exists.
 	st, err := StartTimeOf(p.pid)
 	if err != nil {
 		_ = cmd.Process.Kill()
 		_, _ = cmd.Process.Wait()
+		_ = Group{Cgroup: cgroup}.Remove()
 		return nil, fmt.Errorf("start %s: read start time of pid %d: %w", cfg.Path, p.pid, err)
 	}
 	p.startTime = st
 	p.reapWhenExited(cmd.Process)
 	return p, nil
+}
+
+// Group returns the process group a started process leads and the cgroup
+// it was started in (see Config.CgroupName).
+func (p *Process) Group() Group {
+	return Group{PGID: p.pid, LeaderStart: p.startTime, Cgroup: p.cgroup}
 }
 
 // Release lets a Gated process run its program. It does nothing for a
@@ -189,8 +239,10 @@ func openOutput(path string) (*os.File, error) {
 // hypervisor.ErrGone when no process has that pid, when the pid now belongs
 // to a process with another start time, or when the process has already
 // exited (a zombie waiting to be reaped). The exit of an attached process is
-// seen when it happens (pidfd on Linux, kqueue on FreeBSD) but its status
-// cannot be: Status.Known is false.
+// seen when it happens (pidfd on Linux, kqueue on FreeBSD), and so is its
+// status where the host reports it for processes that are not one's
+// children (the proc connector on Linux; kqueue on FreeBSD); elsewhere
+// Status.Known is false.
 func Attach(pid int, startTime uint64) (*Process, error) {
 	if pid <= 0 {
 		return nil, fmt.Errorf("attach to pid %d: %w: not a valid pid", pid, hypervisor.ErrGone)
@@ -279,30 +331,6 @@ func (p *Process) Signal(sig syscall.Signal) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.signalLocked(sig)
-}
-
-// SignalGroup sends sig to the whole process group the process leads.
-// Start makes every process the leader of its own session and group, so
-// this also reaches the processes it started (unless they left the group):
-// a launcher script and the VMM it runs end together. When the process
-// does not lead a group (an attached process started otherwise), only the
-// process is signalled. Signalling after the exit is not an error and
-// sends nothing.
-func (p *Process) SignalGroup(sig syscall.Signal) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.exited {
-		return nil
-	}
-	// The process is alive (its exit has not been seen), so its pid, and
-	// with it the group id, still names it.
-	if pgid, err := syscall.Getpgid(p.pid); err != nil || pgid != p.pid {
-		return p.signalLocked(sig)
-	}
-	if err := syscall.Kill(-p.pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("signal %v to process group %d: %w", sig, p.pid, err)
-	}
-	return nil
 }
 
 // signalLocked signals the process alone; p.mu is held.

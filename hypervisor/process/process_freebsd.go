@@ -37,6 +37,13 @@ func StartTimeOf(pid int) (uint64, error) {
 	return st, err
 }
 
+// Running reports whether pid is a live process (not a zombie) with the
+// given start time.
+func Running(pid int, startTime uint64) bool {
+	st, state, err := statOf(pid)
+	return err == nil && st == startTime && state != kinfoStatZombie
+}
+
 func statOf(pid int) (uint64, byte, error) {
 	if pid <= 0 {
 		return 0, 0, fmt.Errorf("pid %d: %w: not a valid pid", pid, hypervisor.ErrGone)
@@ -97,16 +104,26 @@ func (p *Process) attach() error {
 	return nil
 }
 
-// watch blocks in kevent until NOTE_EXIT fires.
+// watch blocks in kevent until NOTE_EXIT fires; its data is the exit
+// status in wait(2)'s format, for any process, child or not.
 func (p *Process) watch(kq int) {
 	out := make([]unix.Kevent_t, 1)
 	for {
 		n, err := unix.Kevent(kq, nil, out, nil)
-		if n > 0 || (err != nil && err != unix.EINTR) {
-			break
+		if n > 0 && out[0].Fflags&unix.NOTE_EXIT != 0 {
+			ws := syscall.WaitStatus(out[0].Data)
+			if ws.Signaled() {
+				p.finish(Status{Code: -1, Signal: ws.Signal(), Known: true})
+			} else {
+				p.finish(Status{Code: ws.ExitStatus(), Known: true})
+			}
+			return
+		}
+		if err != nil && err != unix.EINTR {
+			p.finish(Status{Code: -1, Why: "kevent: " + err.Error()})
+			return
 		}
 	}
-	p.finish(Status{Code: -1})
 }
 
 // releaseAttached closes the kqueue; p.mu is held.

@@ -30,6 +30,13 @@ func StartTimeOf(pid int) (uint64, error) {
 	return st, err
 }
 
+// Running reports whether pid is a live process (not a zombie) with the
+// given start time.
+func Running(pid int, startTime uint64) bool {
+	st, state, err := statOf(pid)
+	return err == nil && st == startTime && state != 'Z' && state != 'X'
+}
+
 // statOf reads the start time and the state letter of pid.
 func statOf(pid int) (uint64, byte, error) {
 	if pid <= 0 {
@@ -66,8 +73,12 @@ func parseStat(pid int, b []byte) (uint64, byte, error) {
 }
 
 func (p *Process) attach() error {
+	// Watch for the exit status first: an exit after this point is
+	// recorded, one before it fails the checks below.
+	codesErr := codes.watch(p.pid)
 	fd, err := unix.PidfdOpen(p.pid, 0)
 	if err != nil {
+		codes.forget(p.pid)
 		if errors.Is(err, unix.ESRCH) {
 			return fmt.Errorf("attach to pid %d: %w", p.pid, hypervisor.ErrGone)
 		}
@@ -86,13 +97,20 @@ func (p *Process) attach() error {
 		err = fmt.Errorf("attach to pid %d: %w: it has exited", p.pid, hypervisor.ErrGone)
 	}
 	if err != nil {
+		codes.forget(p.pid)
 		unix.Close(fd)
 		return err
 	}
 	p.attached = attachHandle{pidfd: fd, open: true}
 	// The pidfd becomes readable when the process dies, even while it is
 	// a zombie its parent has not reaped. finish closes the pidfd.
-	exited := func() { p.finish(Status{Code: -1}) }
+	exited := func() {
+		if codesErr != nil {
+			p.finish(Status{Code: -1, Why: codesErr.Error()})
+			return
+		}
+		p.finish(codes.take(p.pid))
+	}
 	if exits.add(fd, exited) != nil {
 		go func() {
 			waitReadable(fd)

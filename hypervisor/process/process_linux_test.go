@@ -3,7 +3,11 @@
 package process
 
 import (
+	"bufio"
+	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -85,6 +89,11 @@ func TestManyProcessesWaitWithoutThreads(t *testing.T) {
 		p.OnExit(func() { ran <- i })
 		a.OnExit(func() { ran <- i })
 	}
+	// Attached twice: both learn the status.
+	twice, err := Attach(started[0].PID(), started[0].StartTime())
+	if err != nil {
+		t.Fatal(err)
+	}
 	if g := runtime.NumGoroutine() - g0; g >= n/2 {
 		t.Errorf("%d running processes (each also attached) added %d goroutines", n, g)
 	}
@@ -98,8 +107,14 @@ func TestManyProcessesWaitWithoutThreads(t *testing.T) {
 		if s := waitDone(t, p); !s.Known || s.Signal != syscall.SIGKILL {
 			t.Errorf("process %d: status %+v, want killed by SIGKILL", i, s)
 		}
-		if s := waitDone(t, attached[i]); s.Known {
-			t.Errorf("attached process %d: status %+v, want unknown", i, s)
+		s := waitDone(t, attached[i])
+		if known := attachedStatusUnknown() == ""; s.Known != known || (known && s.Signal != syscall.SIGKILL) {
+			t.Errorf("attached process %d: status %+v, want known=%v", i, s, known)
+		}
+		if i == 0 {
+			if s := waitDone(t, twice); s != waitDone(t, attached[0]) {
+				t.Errorf("the second Attach of one process saw %+v, the first %+v", s, waitDone(t, attached[0]))
+			}
 		}
 	}
 	for i := 0; i < 2*n; i++ {
@@ -117,4 +132,203 @@ func TestManyProcessesWaitWithoutThreads(t *testing.T) {
 	case <-time.After(guard):
 		t.Fatal("OnExit after the exit never ran")
 	}
+}
+
+// attachedStatusUnknown says why the exit status of an attached process
+// cannot be learnt here, "" when it can (the proc connector works).
+func attachedStatusUnknown() string {
+	if err := codes.watch(os.Getpid()); err != nil {
+		return err.Error()
+	}
+	codes.forget(os.Getpid())
+	return ""
+}
+
+// A process that is not our child, attached as after a daemon restart:
+// its exit status comes from the proc connector, as root.
+func TestAttachedExitStatus(t *testing.T) {
+	if why := attachedStatusUnknown(); why != "" {
+		if os.Geteuid() == 0 {
+			t.Fatalf("running as root, yet the proc connector is not available: %s", why)
+		}
+		t.Skipf("exit statuses of processes that are not our children cannot be learnt here: %s", why)
+	}
+	tests := []struct {
+		name   string
+		send   string // written to the process's fifo: the shell command it runs
+		code   int
+		signal syscall.Signal
+	}{
+		{"exit code", "exit 7", 7, 0},
+		{"exit zero", "exit 0", 0, 0},
+		{"signal", "kill -SEGV $$", -1, syscall.SIGSEGV},
+		{"exec'd program", "exec /bin/sh -c 'exit 42'", 42, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			fifo := filepath.Join(dir, "fifo")
+			pidFile := filepath.Join(dir, "pid")
+			if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// The starter exits at once, so the process we attach to
+			// is its orphan, not our child.
+			starter, err := Start(Config{Path: "/bin/sh", Args: []string{"-c",
+				`sh -c 'read cmd < "$0"; eval "$cmd"' ` + fifo + ` </dev/null >/dev/null 2>&1 & echo $! > ` + pidFile}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitDone(t, starter)
+			b, err := os.ReadFile(pidFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+			st, err := StartTimeOf(pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := Attach(pid, st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.child != nil {
+				t.Fatal("the attached process is our child")
+			}
+			if err := os.WriteFile(fifo, []byte(tt.send+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			s := waitDone(t, p)
+			if !s.Known || s.Code != tt.code || s.Signal != tt.signal {
+				t.Errorf("status = %+v, want known, code %d, signal %v", s, tt.code, tt.signal)
+			}
+		})
+	}
+}
+
+// attachHelperEnv makes the test binary attach to the process named by
+// the variable ("PID START"), say "attached", and print how it ended.
+const attachHelperEnv = "VMSTATED_PROCESS_TEST_ATTACH"
+
+func TestAttachHelper(t *testing.T) {
+	v := os.Getenv(attachHelperEnv)
+	if v == "" {
+		t.Skip("only run as a helper by TestAttachedExitStatusWithoutRoot")
+	}
+	var pid int
+	var st uint64
+	if _, err := fmt.Sscan(v, &pid, &st); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Attach(pid, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("attached")
+	s := waitDone(t, p)
+	fmt.Printf("status known=%v code=%d why=%s\n", s.Known, s.Code, s.Why)
+}
+
+// An unprivileged user learns exit statuses through the proc connector on
+// Linux 6.6 and later; in a user namespace of its own (a container) the
+// kernel does not answer it. Then the exit status of a process that is
+// not one's child is unknown, and Why says so.
+func TestAttachedExitStatusUnprivileged(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run the helper as another user")
+	}
+	for _, userns := range []bool{false, true} {
+		t.Run(fmt.Sprintf("userns=%v", userns), func(t *testing.T) {
+			out := runAttachHelper(t, userns)
+			t.Logf("the helper said:\n%s", out)
+			switch {
+			case strings.Contains(out, "status known=true code=7 why=\n"):
+				if userns {
+					t.Errorf("in a user namespace of its own the helper learnt the status:\n%s", out)
+				}
+			case strings.Contains(out, "status known=false code=-1 why=proc connector: "):
+				if userns && !strings.Contains(out, "namespace") {
+					t.Errorf("the helper does not say that its namespace is why:\n%s", out)
+				}
+			default:
+				t.Errorf("unprivileged helper said:\n%s\nwant exit 7, or an unknown status saying why", out)
+			}
+		})
+	}
+}
+
+// runAttachHelper runs TestAttachHelper as nobody (in a user namespace of
+// its own if userns) against a process that exits 7, and returns what it
+// said.
+func runAttachHelper(t *testing.T, userns bool) string {
+	// The helper binary must be reachable for the unprivileged user.
+	dir, err := os.MkdirTemp("", "attach-helper")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "process.test")
+	b, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	target, err := Start(Config{Path: "/bin/sh", Args: []string{"-c", `read x < "$0"; exit 7`, fifo}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { target.Signal(syscall.SIGKILL) })
+
+	cmd := exec.Command(bin, "-test.run=^TestAttachHelper$", "-test.v")
+	cmd.Env = []string{attachHelperEnv + "=" + fmt.Sprint(target.PID(), " ", target.StartTime())}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if userns {
+		cmd.SysProcAttr = &syscall.SysProcAttr{
+			Cloneflags:  syscall.CLONE_NEWUSER,
+			UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 65534, Size: 1}},
+			GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 65534, Size: 1}},
+		}
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	sc := bufio.NewScanner(stdout)
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if sc.Text() == "attached" {
+			break
+		}
+	}
+	if err := os.WriteFile(fifo, []byte("go\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s := waitDone(t, target); s.Code != 7 {
+		t.Fatalf("target status %+v, want exit 7", s)
+	}
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	_ = cmd.Wait()
+	return strings.Join(lines, "\n") + "\n"
 }

@@ -175,8 +175,12 @@ func TestAttachNonChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := waitDone(t, p)
-	if s.Known || s.Code != -1 {
-		t.Errorf("attached status = %+v, want unknown", s)
+	if why := attachedStatusUnknown(); why != "" {
+		if s.Known || s.Code != -1 || s.Why == "" {
+			t.Errorf("attached status = %+v, want unknown (%s) and why", s, why)
+		}
+	} else if !s.Known || s.Signal != syscall.SIGTERM {
+		t.Errorf("attached status = %+v, want killed by SIGTERM", s)
 	}
 	for i := 0; i < 20; i++ {
 		<-waiters
@@ -240,15 +244,15 @@ func TestSignalGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { child.Signal(syscall.SIGKILL) })
-	if err := p.SignalGroup(syscall.SIGKILL); err != nil {
+	if err := p.Group().Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	if s := waitDone(t, p); s.Signal != syscall.SIGKILL {
 		t.Errorf("leader status %+v", s)
 	}
 	waitDone(t, child) // ended with its group
-	if err := p.SignalGroup(syscall.SIGKILL); err != nil {
-		t.Errorf("SignalGroup after exit: %v", err)
+	if err := p.Group().Signal(syscall.SIGKILL); err != nil {
+		t.Errorf("signalling the group after its exit: %v", err)
 	}
 }
 

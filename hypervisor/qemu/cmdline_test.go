@@ -233,10 +233,16 @@ func TestClassify(t *testing.T) {
 		{"foreign SIGKILL", nil, false, false, killed9, hypervisor.ExitCrash, -1, "SIGKILL"},
 		{"re-adopted, no event", nil, false, false, unknown, hypervisor.ExitCrash, -1, ""},
 		{"error exit", nil, false, false, process.Status{Code: 1, Known: true}, hypervisor.ExitCrash, 1, ""},
+		{"clean exit, events dropped", nil, false, false, exited0, hypervisor.ExitPoweroff, 0, ""},
+		{"error exit, events dropped", nil, false, false, process.Status{Code: 1, Known: true}, hypervisor.ExitCrash, 1, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := classify(tt.sd, tt.panicked, tt.killed, tt.st)
+			var dropped uint64
+			if strings.Contains(tt.name, "dropped") {
+				dropped = 3
+			}
+			e := classify(tt.sd, tt.panicked, tt.killed, dropped, tt.st)
 			if e.Reason != tt.want || e.Code != tt.code || e.Signal != tt.signal || e.Detail == "" {
 				t.Errorf("got %+v, want %s code %d signal %q", e, tt.want, tt.code, tt.signal)
 			}

@@ -6,7 +6,7 @@ import (
 
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/hypervisor/drivertest"
-	"github.com/vmstated/vmstated/hypervisor/qemu/testguest"
+	"github.com/vmstated/vmstated/internal/testguest"
 )
 
 // TestConformance runs the shared driver suite against real QEMU under
@@ -24,7 +24,7 @@ func TestConformance(t *testing.T) {
 		Spec: func(t *testing.T, kind drivertest.Kind) hypervisor.Spec {
 			cmdline := "console=ttyS0 quiet"
 			if kind == drivertest.Stubborn {
-				cmdline += " vmstated.stubborn"
+				cmdline += " " + testguest.Stubborn
 			}
 			return hypervisor.Spec{
 				Name: "conformance", MemoryMB: 128, CPUs: 1,
@@ -32,7 +32,7 @@ func TestConformance(t *testing.T) {
 					ExtraArgs: []string{"-serial", "stdio"}},
 			}
 		},
-		OutputMarker: testguest.Ready,
+		OutputMarker: testguest.ReadyLine,
 		Timeout:      3 * time.Minute,
 	})
 }

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/vmstated/vmstated/hypervisor"
-	"github.com/vmstated/vmstated/hypervisor/qemu/testguest"
+	"github.com/vmstated/vmstated/internal/testguest"
 )
 
 // consoleLines collects the lines a driver copies from the console log
@@ -71,7 +71,7 @@ func TestQEMURealGuestConsoleAndPowerOff(t *testing.T) {
 	}
 	inst := start(t, &Driver{}, spec)
 	con.wait(t, "Linux version")
-	con.wait(t, testguest.Ready)
+	con.wait(t, testguest.ReadyLine)
 
 	// Typed through the serial socket, answered into the log.
 	conn, err := net.Dial("unix", inst.Handle().Sockets["serial"])

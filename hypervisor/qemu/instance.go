@@ -56,6 +56,9 @@ type instance struct {
 	qmp      *qmp.Client
 	evDone   chan struct{} // closed when the current event goroutine ends
 	shutdown *shutdownEvent
+	// subs are the event subscriptions of every QMP connection so far;
+	// what they dropped decides how far a missing SHUTDOWN means a crash.
+	subs     []*qmp.Subscription
 	panicked bool
 	killed   bool
 	exit     hypervisor.Exit
@@ -82,6 +85,7 @@ func (i *instance) attachQMP(c *qmp.Client, sub *qmp.Subscription) {
 	i.mu.Lock()
 	i.qmp = c
 	i.evDone = evDone
+	i.subs = append(i.subs, sub)
 	i.mu.Unlock()
 	go func() {
 		defer close(evDone)
@@ -174,15 +178,26 @@ func (i *instance) finish() {
 	}
 	st, _ := i.proc.Status()
 	i.mu.Lock()
-	i.exit = classify(i.shutdown, i.panicked, i.killed, st)
+	var dropped uint64
+	for _, sub := range i.subs {
+		dropped += sub.Dropped()
+	}
+	if dropped > 0 && i.spec.Output != nil {
+		fmt.Fprintf(i.spec.Output, "%d QMP event(s) were dropped: the daemon read them too slowly\n", dropped)
+	}
+	i.exit = classify(i.shutdown, i.panicked, i.killed, dropped, st)
 	i.exit.Time = time.Now()
 	i.mu.Unlock()
 	i.follower.stop()
 	close(i.done)
 }
 
-// classify turns what was seen into an Exit.
-func classify(sd *shutdownEvent, panicked, killed bool, st process.Status) hypervisor.Exit {
+// classify turns what was seen into an Exit. dropped counts the QMP events
+// lost on the way: with some lost, a missing SHUTDOWN proves nothing, and
+// a clean exit (status 0, which QEMU gives only after a shutdown) is taken
+// for the guest's poweroff rather than a crash: restarting a guest that
+// shut itself down is the worse mistake.
+func classify(sd *shutdownEvent, panicked, killed bool, dropped uint64, st process.Status) hypervisor.Exit {
 	e := hypervisor.Exit{Code: -1}
 	if st.Known {
 		e.Code = st.Code
@@ -209,6 +224,9 @@ func classify(sd *shutdownEvent, panicked, killed bool, st process.Status) hyper
 		}
 	case killed:
 		e.Reason, e.Detail = hypervisor.ExitKilled, "no SHUTDOWN event after a forced stop"
+	case dropped > 0 && st.Known && st.Code == 0:
+		e.Reason = hypervisor.ExitPoweroff
+		e.Detail = fmt.Sprintf("exit status 0 and no SHUTDOWN event seen, but %d QMP event(s) were dropped", dropped)
 	default:
 		e.Reason, e.Detail = hypervisor.ExitCrash, "exited without a SHUTDOWN event"
 	}

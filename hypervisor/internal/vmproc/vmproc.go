@@ -48,9 +48,13 @@ type Config struct {
 	AfterExit func() string
 	// OnKill, if not nil, runs after SIGKILL was sent by Kill.
 	OnKill func()
-	// KillGroup makes Kill end the process's whole process group (the
-	// processes it started), not just the process.
-	KillGroup bool
+	// Group, if not nil, is every process of the VM (exec: the process
+	// and all it starts). The stop signal (followed by SIGCONT, so that a
+	// stopped process can act on it), SIGKILL and the signals of Signal
+	// go to all of it, and once the process has exited whatever is left
+	// of the group is killed, before Done is closed: the VM is not over
+	// while its children still run.
+	Group *process.Group
 }
 
 // Instance implements hypervisor.Instance for a single-process VM.
@@ -78,6 +82,10 @@ func New(cfg Config) *Instance {
 // settle works out and records the Exit once the process has ended.
 func (i *Instance) settle() {
 	st, _ := i.cfg.Proc.Status()
+	var leftovers string
+	if i.cfg.Group != nil {
+		leftovers = i.cfg.Group.EndLeftovers()
+	}
 	if i.cfg.Follower != nil {
 		_ = i.cfg.Follower.Stop() // output errors must not hide the exit
 	}
@@ -85,13 +93,9 @@ func (i *Instance) settle() {
 	req := i.req
 	i.mu.Unlock()
 	exit := i.cfg.Classify(st, req)
+	addDetail(&exit, leftovers)
 	if i.cfg.AfterExit != nil {
-		if msg := i.cfg.AfterExit(); msg != "" {
-			if exit.Detail != "" {
-				exit.Detail += "; "
-			}
-			exit.Detail += msg
-		}
+		addDetail(&exit, i.cfg.AfterExit())
 	}
 	exit.Time = time.Now()
 	i.mu.Lock()
@@ -99,6 +103,16 @@ func (i *Instance) settle() {
 	i.exited = true
 	i.mu.Unlock()
 	close(i.done)
+}
+
+func addDetail(e *hypervisor.Exit, msg string) {
+	if msg == "" {
+		return
+	}
+	if e.Detail != "" {
+		e.Detail += "; "
+	}
+	e.Detail += msg
 }
 
 // Handle returns what to persist to recover the instance.
@@ -129,6 +143,14 @@ func (i *Instance) Shutdown(ctx context.Context) error {
 	i.mu.Lock()
 	i.req.Shutdown = true
 	i.mu.Unlock()
+	if g := i.cfg.Group; g != nil {
+		if err := g.Signal(i.cfg.StopSignal); err != nil {
+			return err
+		}
+		// Only a help for a paused VM; the group may be gone by now.
+		_ = g.Signal(syscall.SIGCONT)
+		return nil
+	}
 	return i.cfg.Proc.Signal(i.cfg.StopSignal)
 }
 
@@ -140,11 +162,11 @@ func (i *Instance) Kill() error {
 	i.mu.Lock()
 	i.req.Kill = true
 	i.mu.Unlock()
-	var err error
-	if i.cfg.KillGroup {
-		err = i.cfg.Proc.SignalGroup(syscall.SIGKILL)
-	} else {
-		err = i.cfg.Proc.Signal(syscall.SIGKILL)
+	err := i.cfg.Proc.Signal(syscall.SIGKILL)
+	if g := i.cfg.Group; g != nil {
+		if gerr := g.Signal(syscall.SIGKILL); err == nil {
+			err = gerr
+		}
 	}
 	if i.cfg.OnKill != nil {
 		i.cfg.OnKill()
@@ -157,6 +179,9 @@ func (i *Instance) Kill() error {
 func (i *Instance) Signal(sig syscall.Signal) error {
 	if _, exited := i.cfg.Proc.Status(); exited {
 		return fmt.Errorf("signal pid %d: %w", i.cfg.Proc.PID(), hypervisor.ErrExited)
+	}
+	if g := i.cfg.Group; g != nil {
+		return g.Signal(sig)
 	}
 	return i.cfg.Proc.Signal(sig)
 }
@@ -173,7 +198,8 @@ func SignalName(sig syscall.Signal) string {
 // alike: an unobservable status, and death by a signal. It returns ok ==
 // false for a plain exit code, which the driver maps itself.
 //
-//   - status unknown (re-adopted process): killed if Kill was asked,
+//   - status unknown (a re-adopted process where the host does not
+//     report it): Exit.StatusUnknown, and killed if Kill was asked,
 //     poweroff if Shutdown was, else crash;
 //   - SIGKILL after Kill: killed;
 //   - stopSig after Shutdown: poweroff (the graceful stop worked);
@@ -183,14 +209,18 @@ func ClassifySignalled(s process.Status, req Requests, stopSig syscall.Signal) (
 	e := hypervisor.Exit{Code: -1}
 	switch {
 	case !s.Known:
-		const unobserved = "exit status could not be observed (the process was re-adopted after a daemon restart)"
+		unknown := "exit status unknown"
+		if s.Why != "" {
+			unknown += ": " + s.Why
+		}
+		e.StatusUnknown = true
 		switch {
 		case req.Kill:
-			e.Reason, e.Detail = hypervisor.ExitKilled, "killed; "+unobserved
+			e.Reason, e.Detail = hypervisor.ExitKilled, "killed; "+unknown
 		case req.Shutdown:
-			e.Reason, e.Detail = hypervisor.ExitPoweroff, "stopped on request; "+unobserved
+			e.Reason, e.Detail = hypervisor.ExitPoweroff, "stopped on request; "+unknown
 		default:
-			e.Reason, e.Detail = hypervisor.ExitCrash, unobserved
+			e.Reason, e.Detail = hypervisor.ExitCrash, unknown
 		}
 		return e, true
 	case s.Signal != 0:
@@ -218,6 +248,7 @@ func Launch(p *process.Process, h hypervisor.Handle, fl *process.Follower) error
 	if err := p.Release(); err != nil {
 		_ = p.Signal(syscall.SIGKILL)
 		<-p.Done()
+		_ = p.Group().Remove()
 		if fl != nil {
 			_ = fl.Stop()
 		}

@@ -45,6 +45,9 @@ func TestClassifySignalled(t *testing.T) {
 			if ok && (e.Code != -1 || e.Detail == "") {
 				t.Errorf("got %+v: want code -1 and a detail", e)
 			}
+			if ok && e.StatusUnknown != !tt.s.Known {
+				t.Errorf("got %+v: StatusUnknown must say whether the status was known (%v)", e, tt.s.Known)
+			}
 		})
 	}
 }

@@ -318,10 +318,16 @@ func TestContextDeadlineAndLateReply(t *testing.T) {
 }
 
 func TestCancelledWriteClosesClient(t *testing.T) {
-	c, _ := start(t)
-	// Nobody reads the server end, so the write blocks until ctx ends.
+	c, f := start(t)
+	// The connection is a synchronous pipe: the command's write blocks
+	// until the server end reads all of it. Reading its first byte shows
+	// the write has begun; it stays blocked on the rest while ctx ends.
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { time.Sleep(20 * time.Millisecond); cancel() }()
+	go func() {
+		one := make([]byte, 1)
+		_, _ = f.conn.Read(one)
+		cancel()
+	}()
 	_, err := c.Execute(ctx, "blocked", nil)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("error %v, want Canceled", err)

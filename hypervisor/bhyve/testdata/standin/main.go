@@ -6,6 +6,8 @@
 // line saying it runs, and then behaves as the config's standin.* keys say:
 //
 //	standin.exit=N       exit with status N at once
+//	standin.exitfifo=P   read a number from the fifo P and exit with it,
+//	                     as a guest that powers off or reboots on its own
 //	standin.mode=stubborn ignore SIGTERM (otherwise SIGTERM ends it with
 //	                     status 1, "powered off", as a guest answering the
 //	                     ACPI power button would)
@@ -77,6 +79,15 @@ func bhyve(args []string) int {
 		n, err := strconv.Atoi(s)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bhyve: standin.exit:", err)
+			return 4
+		}
+		return n
+	}
+	if p := get("standin.exitfifo"); p != "" {
+		b, err := os.ReadFile(p)
+		n, err2 := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || err2 != nil {
+			fmt.Fprintln(os.Stderr, "bhyve: standin.exitfifo:", err, err2)
 			return 4
 		}
 		return n

@@ -1,9 +1,10 @@
-// Package testguest builds the Linux guest that tests boot under QEMU: a
-// Debian kernel and a busybox initramfs whose init powers off on the ACPI
-// power button (unless "vmstated.stubborn" is on the kernel command line),
-// prints the line Ready on the serial console once it would, and then
-// keeps a shell there. The Debian parts are fetched once into the user's
-// cache directory; tests skip with the reason when they cannot be had.
+// Package testguest builds the QEMU test guest that tests of several
+// packages boot: a Debian kernel and a busybox initramfs whose init loads
+// the ACPI button driver, runs acpid so that the power button powers the
+// guest off, prints ReadyLine on the serial console once it would, and then
+// keeps a shell on that console (a new one whenever it exits).
+// It is test support only: its functions take a testing.TB and skip the
+// test when the guest cannot be built (no Debian tools, no network).
 package testguest
 
 import (
@@ -23,22 +24,25 @@ import (
 	"time"
 )
 
-// Ready is the line the guest prints on its console once it powers off
-// on the ACPI power button.
-const Ready = "VMSTATED-GUEST-READY"
+// ReadyLine is what the guest prints on ttyS0 once the power button
+// powers it off.
+const ReadyLine = "VMSTATED-GUEST-READY"
+
+// Stubborn on the kernel command line makes the guest ignore the power
+// button: it prints ReadyLine and idles.
+const Stubborn = "vmstated.stubborn"
 
 // guestInit is the initramfs's /init: it loads the ACPI button driver,
 // starts busybox acpid on the power button, says when it is ready, and
-// then keeps a shell on the serial console (a new one whenever it exits).
-// %[1]s is the Ready line.
+// then keeps a shell on the serial console for console tests.
 const guestInit = `#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
-if grep -q vmstated.stubborn /proc/cmdline; then
-	echo %[1]s
+if grep -q ` + Stubborn + ` /proc/cmdline; then
+	echo ` + ReadyLine + `
 	while true; do setsid sh -c 'exec sh -i </dev/ttyS0 >/dev/ttyS0 2>&1'; done
 fi
 insmod /lib/evdev.ko
@@ -55,7 +59,7 @@ mkdir -p /var/log /var/run
 acpid -f &
 pid=$!
 until ls -l /proc/$pid/fd 2>/dev/null | grep -q "$dev"; do sleep 0.1; done
-echo %[1]s
+echo ` + ReadyLine + `
 while true; do setsid sh -c 'exec sh -i </dev/ttyS0 >/dev/ttyS0 2>&1'; done
 `
 
@@ -70,10 +74,11 @@ var guestFiles = []struct{ name, pattern string }{
 }
 
 // Build returns a kernel and an initramfs that powers off on the ACPI
-// power button (or, booted with "vmstated.stubborn", ignores it). Both
-// are kept in the user's cache directory; the initramfs is named after a
-// digest of what it holds, so a changed init builds a new one. It skips
-// the test when the parts cannot be had.
+// power button (or, booted with Stubborn on its command line, ignores it).
+// Both are kept in the user's cache directory: the Debian parts are
+// fetched once, and the initramfs is named after a digest of what it
+// holds, so a changed init builds a new one. It skips the test when the
+// parts cannot be had.
 func Build(tb testing.TB) (kernel, initrd string) {
 	tb.Helper()
 	dir := guestCache(tb)
@@ -88,7 +93,7 @@ func Build(tb testing.TB) (kernel, initrd string) {
 		{name: "bin", mode: 0o40755}, {name: "proc", mode: 0o40755}, {name: "sys", mode: 0o40755},
 		{name: "dev", mode: 0o40755}, {name: "lib", mode: 0o40755}, {name: "etc", mode: 0o40755},
 		{name: "etc/acpi", mode: 0o40755}, {name: "etc/acpi/PWRF", mode: 0o40755},
-		{name: "init", mode: 0o100755, data: []byte(fmt.Sprintf(guestInit, Ready))},
+		{name: "init", mode: 0o100755, data: []byte(guestInit)},
 		{name: "etc/acpi/PWRF/00000080", mode: 0o100755, data: []byte(powerButtonAction)},
 		{name: "bin/busybox", mode: 0o100755, data: read("busybox")},
 		{name: "lib/button.ko", mode: 0o100644, data: read("button.ko")},
