@@ -59,6 +59,10 @@ type Status struct {
 	// WaitingFor lists the VMs a start waits for: the VM is stopped and
 	// starts once they are up.
 	WaitingFor []string `json:"waiting_for,omitempty"`
+	// Recovering is set after a daemon restart until the VM's hypervisor
+	// has been taken over or found gone: the state shown is the recorded
+	// one, not yet confirmed, and the VM does not count as up.
+	Recovering bool `json:"recovering,omitempty"`
 	// RecordError says why the VM's state record could not be written
 	// (a full or read-only state directory); the daemon retries until it
 	// is, and a start launches nothing while it cannot be.

@@ -165,6 +165,7 @@ func (s *Supervisor) addRecovered(name string, cfg *settings, configErr string, 
 		v.desired = statemachine.Stopped
 	}
 	v.lastExit, v.lastReason, v.deadline, v.stopForce = r.LastExit, r.Reason, r.StopDeadline, r.StopForce
+	v.recovering = true
 	v.m.Budget().SetTimes(r.Restarts)
 	if r.Failure != "" {
 		v.m.MarkFailed(r.Failure)
@@ -232,7 +233,7 @@ func (v *vm) onRecover(ctx context.Context, r recovering) {
 // re-adopted instance or nil when no hypervisor runs any more.
 func (v *vm) resume(ctx context.Context, inst hypervisor.Instance, why string) {
 	r := v.recovery
-	v.recovery = nil
+	v.recovery, v.recovering = nil, false
 	if inst != nil {
 		what := fmt.Sprintf("re-adopted %s pid %d", inst.Handle().Driver, inst.Handle().PID)
 		v.log.Printf("%s", what)

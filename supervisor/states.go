@@ -322,8 +322,8 @@ func journaledHook(v *vm, ctx context.Context, r workResult, tr statemachine.Tra
 // ended while no daemon watched, so how is not known, and it counts as a
 // crash.
 func (v *vm) crashedWhileDown(ctx context.Context) {
-	v.lastExit = &hypervisor.Exit{Reason: hypervisor.ExitCrash, Code: -1, Time: v.sup.now(),
-		Detail: "the hypervisor ended while the daemon was down"}
+	v.lastExit = &hypervisor.Exit{Reason: hypervisor.ExitCrash, Code: -1, Time: v.sup.now(), StatusUnknown: true,
+		Detail: "exit status unknown: the hypervisor ended while the daemon was down"}
 	v.inst = nil
 	v.afterExit(ctx, *v.lastExit)
 }

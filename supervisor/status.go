@@ -49,6 +49,10 @@ type Status struct {
 	// WaitingFor lists the VMs a start waits for (the VM is stopped and
 	// starts once they are up).
 	WaitingFor []string `json:"waiting_for,omitempty"`
+	// Recovering is set after a daemon restart until the VM's hypervisor
+	// has been taken over (or found gone): its state is the recorded one,
+	// not yet confirmed.
+	Recovering bool `json:"recovering,omitempty"`
 	// RecordError says why the VM's state record could not be written;
 	// the daemon retries until it is.
 	RecordError string `json:"record_error,omitempty"`
@@ -61,13 +65,13 @@ type Status struct {
 // Up reports whether the VM runs and its running hook has finished: what
 // a VM that depends on it waits for.
 func (s Status) Up() bool {
-	return s.State == statemachine.Running && s.Hook == ""
+	return s.State == statemachine.Running && s.Hook == "" && !s.Recovering
 }
 
 // Settled reports whether the VM rests in stopped or failed with its hook
 // finished: what a stop waits for.
 func (s Status) Settled() bool {
-	return (s.State == statemachine.Stopped || s.State == statemachine.Failed) && s.Hook == "" && len(s.WaitingFor) == 0
+	return (s.State == statemachine.Stopped || s.State == statemachine.Failed) && s.Hook == "" && len(s.WaitingFor) == 0 && !s.Recovering
 }
 
 // withRestarts fills Restarts as of now from the recorded restart times.

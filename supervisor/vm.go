@@ -73,8 +73,12 @@ type vm struct {
 	saveErr    error
 	retryAt    time.Time
 	retryDelay time.Duration
-	// recovery is the record being recovered from after a daemon restart.
-	recovery *recovering
+	// recovery is the record being recovered from after a daemon restart;
+	// recovering is set from the actor's creation from a record until the
+	// hypervisor was found again or found gone, so that the status never
+	// shows a VM up that is not yet taken over.
+	recovery   *recovering
+	recovering bool
 	// waitingFor lists the VMs a start waits for.
 	waitingFor []string
 	// orphan notes a hypervisor process found without a record.
@@ -796,6 +800,7 @@ func (v *vm) publishStatus() {
 		LastExit:    v.lastExit,
 		Hook:        v.hook,
 		WaitingFor:  v.waitingFor,
+		Recovering:  v.recovering,
 	}
 	if v.saveErr != nil {
 		s.RecordError = v.saveErr.Error()

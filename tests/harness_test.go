@@ -506,7 +506,7 @@ func (d *daemonProc) get(name string) api.Status {
 func (d *daemonProc) waitUp(name string) api.Status {
 	d.e.t.Helper()
 	return d.waitStatus(name, "up", func(s api.Status) bool {
-		return s.State == statemachine.Running && s.Hook == ""
+		return s.State == statemachine.Running && s.Hook == "" && !s.Recovering
 	})
 }
 

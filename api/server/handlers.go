@@ -696,7 +696,7 @@ func toStatus(st supervisor.Status) api.Status {
 		Autostart: st.Autostart, Depends: st.Depends, Restarts: st.Restarts,
 		MaxRestart: st.MaxRestart, Reason: st.Reason, ConfigError: st.ConfigError,
 		Pending: st.Pending, Removed: st.Removed, Hook: st.Hook,
-		WaitingFor: st.WaitingFor, RecordError: st.RecordError,
+		WaitingFor: st.WaitingFor, RecordError: st.RecordError, Recovering: st.Recovering,
 	}
 	if st.Depends != nil {
 		out.Depends = append([]string(nil), st.Depends...)

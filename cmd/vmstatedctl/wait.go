@@ -128,13 +128,21 @@ func (e *env) waitFor(name string, g goal, act func() error) (api.Status, error)
 				// Up, or settled, only once the state's hook has
 				// finished: ask.
 				if fresh, gerr := c.Get(e.ctx, name); gerr == nil && fresh.State == ev.To {
-					st.Hook = fresh.Hook
+					st.Hook, st.Recovering = fresh.Hook, fresh.Recovering
 				} else {
 					st.Hook = ev.To
 				}
 			}
 			if done, err := g.check(st, true); done || err != nil {
 				return settled(err)
+			}
+		case api.KindAdopted:
+			// Taken over after a daemon restart: no longer recovering.
+			if fresh, gerr := c.Get(e.ctx, name); gerr == nil && fresh.State == st.State {
+				st.Hook, st.Recovering = fresh.Hook, fresh.Recovering
+				if done, err := g.check(st, false); done || err != nil {
+					return settled(err)
+				}
 			}
 		}
 	}
@@ -143,6 +151,9 @@ func (e *env) waitFor(name string, g goal, act func() error) (api.Status, error)
 // check says whether st meets the goal, or can no longer meet it. moved
 // tells whether st comes from a transition seen since the wait began.
 func (g goal) check(st api.Status, moved bool) (bool, error) {
+	if st.Recovering {
+		return false, nil // its state is not yet confirmed
+	}
 	if g.target == "" {
 		if !st.State.Steady() || (st.Hook != "" && st.State != statemachine.Failed) {
 			return false, nil
