@@ -195,7 +195,7 @@ func TestRelayMaxSessions(t *testing.T) {
 }
 
 // A session that does not read is ended, and the guest's output goes on
-// for the others.
+// for the others; output arriving a few bytes at a time is no burden.
 func TestRelaySlowSession(t *testing.T) {
 	g := newGuest()
 	r := New()
@@ -210,8 +210,13 @@ func TestRelaySlowSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() {
-		for i := 0; i < sessionQueue+10; i++ {
-			gc.Write([]byte("x\n"))
+		// Byte by byte, as a serial port delivers: many small reads.
+		for i := 0; i < 20000; i++ {
+			gc.Write([]byte("x"))
+		}
+		line := strings.Repeat("y", 1000) + "\n"
+		for i := 0; i < MaxPending/len(line)+10; i++ {
+			gc.Write([]byte(line))
 		}
 		gc.Write([]byte("last\n"))
 	}()

@@ -26,9 +26,12 @@ import (
 const (
 	// RingSize is how much recent output is kept for replay.
 	RingSize = 256 << 10
-	// sessionQueue is how many chunks of output (up to 4 KiB each) a
-	// session may have waiting before it counts as too slow.
-	sessionQueue = 256
+	// MaxPending is how much output a session may have waiting before it
+	// counts as too slow. A serial port delivers a few bytes at a time,
+	// so what waits is counted in bytes and sent in chunks of up to
+	// chunkSize.
+	MaxPending = 1 << 20
+	chunkSize  = 32 << 10
 	// MaxSessions bounds the sessions of one console, so that clients
 	// that never read cannot make the daemon hold their output without
 	// end.
@@ -152,9 +155,8 @@ func (r *Relay) read(gen uint64, dial Dial) {
 				return
 			}
 			r.ring.Write(buf[:n])
-			frame := append([]byte(nil), buf[:n]...)
 			for s := range r.sessions {
-				r.sendLocked(s, KindOutput, frame)
+				r.sendLocked(s, KindOutput, buf[:n])
 			}
 			r.mu.Unlock()
 		}
@@ -205,9 +207,11 @@ func (r *Relay) Attach(mode Mode, lines int) (*Session, error) {
 		}
 		r.endLocked(r.writer, End{Code: EndTakenOver, Message: "another client took over the console"})
 	}
-	s := &Session{r: r, out: make(chan frame, sessionQueue), ended: make(chan struct{})}
+	s := &Session{r: r, wake: make(chan struct{}, 1), ended: make(chan struct{})}
 	if replay := r.ring.lastLines(lines); len(replay) > 0 {
-		s.out <- frame{KindOutput, replay}
+		s.pending = append(s.pending, frame{KindOutput, replay})
+		s.pendingBytes = len(replay)
+		s.wake <- struct{}{}
 	}
 	r.sessions[s] = struct{}{}
 	if mode != ReadOnly {
@@ -223,12 +227,22 @@ func (r *Relay) noticeLocked(msg string) {
 	}
 }
 
-// sendLocked queues a frame for s, ending s when its queue is full.
+// sendLocked queues a frame for s, output joined to output queued before
+// it, and ends s when more than MaxPending waits.
 func (r *Relay) sendLocked(s *Session, kind byte, p []byte) {
-	select {
-	case s.out <- frame{kind, p}:
-	default:
+	if s.pendingBytes+len(p) > MaxPending {
 		r.endLocked(s, End{Code: EndTooSlow, Message: "the client did not keep up with the console's output"})
+		return
+	}
+	s.pendingBytes += len(p)
+	if n := len(s.pending); kind == KindOutput && n > 0 && s.pending[n-1].kind == KindOutput && len(s.pending[n-1].p)+len(p) <= chunkSize {
+		s.pending[n-1].p = append(s.pending[n-1].p, p...)
+	} else {
+		s.pending = append(s.pending, frame{kind, append([]byte(nil), p...)})
+	}
+	select {
+	case s.wake <- struct{}{}:
+	default:
 	}
 }
 

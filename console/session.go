@@ -18,10 +18,22 @@ const clientWriteTimeout = 30 * time.Second
 
 // Session is one client attached to a Relay.
 type Session struct {
-	r     *Relay
-	out   chan frame
-	ended chan struct{} // closed by the relay, with end set
-	end   End
+	r    *Relay
+	wake chan struct{} // a token when pending has something
+	// pending and pendingBytes are guarded by r.mu.
+	pending      []frame
+	pendingBytes int
+	ended        chan struct{} // closed by the relay, with end set
+	end          End
+}
+
+// take returns what waits to be sent.
+func (s *Session) take() []frame {
+	s.r.mu.Lock()
+	defer s.r.mu.Unlock()
+	f := s.pending
+	s.pending, s.pendingBytes = nil, 0
+	return f
 }
 
 // Serve speaks the frame protocol with a client over c (its reads
@@ -32,35 +44,29 @@ func (s *Session) Serve(c io.ReadWriter, br *bufio.Reader) error {
 	defer s.r.leave(s)
 	left := make(chan error, 1)
 	go func() { left <- s.readClient(br) }()
-	write := func(kind byte, p []byte) error {
-		if d, ok := c.(interface{ SetWriteDeadline(time.Time) error }); ok {
-			_ = d.SetWriteDeadline(time.Now().Add(clientWriteTimeout))
-		}
-		return WriteFrame(c, kind, p)
-	}
-	for {
-		// Output already queued goes out before the end.
-		select {
-		case f := <-s.out:
-			if err := write(f.kind, f.p); err != nil {
+	write := func(frames []frame) error {
+		for _, f := range frames {
+			if d, ok := c.(interface{ SetWriteDeadline(time.Time) error }); ok {
+				_ = d.SetWriteDeadline(time.Now().Add(clientWriteTimeout))
+			}
+			if err := WriteFrame(c, f.kind, f.p); err != nil {
 				return err
 			}
-			continue
-		default:
 		}
+		return nil
+	}
+	for {
 		select {
-		case f := <-s.out:
-			if err := write(f.kind, f.p); err != nil {
+		case <-s.wake:
+			if err := write(s.take()); err != nil {
 				return err
 			}
 		case <-s.ended:
-			for len(s.out) > 0 {
-				f := <-s.out
-				if err := write(f.kind, f.p); err != nil {
-					return err
-				}
+			// Output already queued goes out before the end.
+			if err := write(s.take()); err != nil {
+				return err
 			}
-			return write(KindEnd, s.end.encode())
+			return write([]frame{{KindEnd, s.end.encode()}})
 		case err := <-left:
 			if errors.Is(err, io.EOF) {
 				return nil
