@@ -10,3 +10,7 @@ require (
 	golang.org/x/term v0.47.0
 	gopkg.in/natefinch/lumberjack.v2 v2.2.1
 )
+
+require github.com/creack/pty v1.1.24
+
+require github.com/kdomanski/iso9660 v0.4.0

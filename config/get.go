@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vmstated/vmstated/trust"
 	"github.com/vmstated/vmstated/ucl"
 )
 
@@ -57,22 +59,31 @@ func (d *decoder) path(key string, n *ucl.Node) (string, bool) {
 
 // readableFile checks that path names a regular file the daemon can read.
 func (d *decoder) readableFile(key string, n *ucl.Node, path string) bool {
-	fi, err := os.Stat(path)
-	if err != nil {
+	return d.openable(key, n, path, false)
+}
+
+// instructionFile checks a file the hypervisor reads as its configuration
+// (configfile): readable, and under the trust rule when strict.
+func (d *decoder) instructionFile(key string, n *ucl.Node, path string) bool {
+	return d.openable(key, n, path, d.strict)
+}
+
+func (d *decoder) openable(key string, n *ucl.Node, path string, strict bool) bool {
+	f, err := trust.Open(path, strict)
+	switch {
+	case err == nil:
+		f.Close()
+		return true
+	case trust.IsNotExist(err):
 		d.errf(n.Pos, key, "%s: %v; fix the path or create the file", path, unwrapPathError(err))
-		return false
-	}
-	if !fi.Mode().IsRegular() {
+	case errors.Is(err, trust.ErrNotRegular):
 		d.errf(n.Pos, key, "%s is not a regular file", path)
-		return false
-	}
-	f, err := os.Open(path)
-	if err != nil {
+	case errors.Is(err, trust.ErrUntrusted):
+		d.errf(n.Pos, key, "refused: %v", err)
+	default:
 		d.errf(n.Pos, key, "%s cannot be read: %v", path, unwrapPathError(err))
-		return false
 	}
-	f.Close()
-	return true
+	return false
 }
 
 func unwrapPathError(err error) error {

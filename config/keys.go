@@ -48,7 +48,7 @@ func init() {
 			}
 		}},
 		"configfile": {fn: func(d *decoder, k string, n *ucl.Node) {
-			if p, ok := d.path(k, n); ok && d.readableFile(k, n, p) {
+			if p, ok := d.path(k, n); ok && d.instructionFile(k, n, p) {
 				d.vm.ConfigFile = p
 			}
 		}},
@@ -149,6 +149,7 @@ func init() {
 		"qemu":          {fn: (*decoder).qemuSection},
 		"exec":          {fn: (*decoder).execSection},
 		"bhyve":         {fn: (*decoder).bhyveSection},
+		"cloud_init":    {fn: (*decoder).cloudInitSection},
 	}
 	topKeyNames = sortedKeys(topKeys)
 }
@@ -156,6 +157,10 @@ func init() {
 func textField(field func(*VM) *string) func(*decoder, string, *ucl.Node) {
 	return func(d *decoder, k string, n *ucl.Node) {
 		if s, ok := d.text(k, n); ok {
+			if r := controlChar(s); r >= 0 {
+				d.errf(n.Pos, k, "holds the control character %q; write it on one line of printable text", r)
+				return
+			}
 			*field(d.vm) = s
 		}
 	}
@@ -243,7 +248,7 @@ func (d *decoder) sectionFields(prefix string, n *ucl.Node, known []string, repe
 	}
 }
 
-var qemuKeys = []string{"binary", "machine", "accel", "cpu", "vga", "vnc", "serial", "disk", "cdrom", "nic", "extra_args", "kernel", "initrd", "append", "vnc_password", "vnc_listen"}
+var qemuKeys = []string{"binary", "machine", "accel", "cpu", "vga", "vnc", "serial", "disk", "cdrom", "nic", "extra_args", "user", "kernel", "initrd", "append", "vnc_password", "vnc_listen"}
 
 func (q *QEMU) applyDefaults() {
 	if q.Binary == "" {
@@ -274,6 +279,8 @@ func (d *decoder) qemuSection(key string, n *ucl.Node) {
 		switch k {
 		case "binary":
 			q.Binary, _ = d.str(full, v)
+		case "user":
+			q.User, _ = d.runAs(full, v)
 		case "machine":
 			q.Machine, _ = d.str(full, v)
 		case "cpu":
@@ -627,6 +634,76 @@ func (d *decoder) bhyveSection(key string, n *ucl.Node) {
 	d.vm.Bhyve = b
 }
 
+var cloudInitKeys = []string{"user_data", "meta_data", "network_config", "hostname", "ssh_authorized_keys"}
+
+// hostnameRE is RFC 1123: dot-separated labels of letters, digits and
+// inner hyphens.
+var hostnameRE = regexp.MustCompile(`^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
+
+// cloudInitSection reads the cloud_init section. The files must be
+// readable now (so that a typo shows at load, with its position); their
+// contents are read when the seed is built, before each start, so that an
+// edit reaches the next boot.
+func (d *decoder) cloudInitSection(key string, n *ucl.Node) {
+	if !d.section(key, n, "cloud_init { user_data = user-data.yaml; }") {
+		return
+	}
+	c := &CloudInit{}
+	ok := true
+	pos := map[string]ucl.Pos{}
+	d.sectionFields(key, n, cloudInitKeys, nil, func(k, full string, v *ucl.Node) {
+		pos[k] = v.Pos
+		switch k {
+		case "user_data", "meta_data", "network_config":
+			p, good := d.path(full, v)
+			if good = good && d.readableFile(full, v, p); !good {
+				ok = false
+				return
+			}
+			switch k {
+			case "user_data":
+				c.UserData = p
+			case "meta_data":
+				c.MetaData = p
+			default:
+				c.NetworkConfig = p
+			}
+		case "hostname":
+			h, good := d.str(full, v)
+			if good && (len(h) > 253 || !hostnameRE.MatchString(h)) {
+				d.errf(v.Pos, full, "%q is not a host name: letters, digits and hyphens, in dot-separated parts", h)
+				good = false
+			}
+			c.Hostname = h
+			ok = ok && good
+		case "ssh_authorized_keys":
+			keys, good := d.stringList(full, v, true, `[ "ssh-ed25519 AAAA... user@host" ]`)
+			for _, sk := range keys {
+				if strings.TrimSpace(sk) == "" || strings.ContainsAny(sk, "\r\n") {
+					d.errf(v.Pos, full, "each key is one non-empty line of an authorized_keys file")
+					good = false
+					break
+				}
+			}
+			c.SSHAuthorizedKeys = keys
+			ok = ok && good
+		}
+	})
+	// The generated meta-data and user-data carry these keys; a file of
+	// the user's replaces the generated one, so both would lose one.
+	if c.MetaData != "" && c.Hostname != "" {
+		d.errf(pos["hostname"], key+".hostname", "has no effect next to meta_data; put local-hostname: %s in %s instead", c.Hostname, c.MetaData)
+		ok = false
+	}
+	if c.UserData != "" && len(c.SSHAuthorizedKeys) > 0 {
+		d.errf(pos["ssh_authorized_keys"], key+".ssh_authorized_keys", "has no effect next to user_data; list the keys under ssh_authorized_keys: in %s instead", c.UserData)
+		ok = false
+	}
+	if ok {
+		d.vm.CloudInit = c
+	}
+}
+
 // account reads owner or group: a name that must exist on this host, or
 // a numeric id.
 func (d *decoder) account(key string, n *ucl.Node, group bool) (string, int, bool) {
@@ -646,6 +723,28 @@ func (d *decoder) account(key string, n *ucl.Node, group bool) (string, int, boo
 		return "", 0, false
 	}
 	return s, id, true
+}
+
+// runAs reads the account QEMU drops to: a user name that exists here
+// (QEMU's -runas takes a name).
+func (d *decoder) runAs(key string, n *ucl.Node) (string, bool) {
+	if n.Kind != ucl.String {
+		d.errf(n.Pos, key, "must be a user name, not %s: QEMU drops to the account by its name", describe(n))
+		return "", false
+	}
+	s, ok := d.str(key, n)
+	if !ok {
+		return "", false
+	}
+	if _, err := d.ids.lookup(s, false); err != nil {
+		d.errf(n.Pos, key, "%v", err)
+		return "", false
+	}
+	if strings.ContainsAny(s, ", :") || s[0] >= '0' && s[0] <= '9' {
+		d.errf(n.Pos, key, "%q: give the account's name, as QEMU's -runas takes it", s)
+		return "", false
+	}
+	return s, true
 }
 
 // idCache remembers user and group look-ups for one load of the root.
@@ -715,12 +814,21 @@ func lookupID(s string, group bool) (int, error) {
 	return id, nil
 }
 
+// DaemonLogName is the name no VM may have: the daemon's own log is
+// <logdir>/vmstated.log, beside each VM's <logdir>/<name>.log, and a VM of
+// that name would share the file with it (two rotators on one file).
+const DaemonLogName = "vmstated"
+
 // ValidateName checks a VM name against OpenBSD vmctl's rule: letters,
 // digits, '.', '-' and '_', starting with a letter, at most MaxNameLen
 // characters. Such names are safe in file names and on command lines.
+// DaemonLogName is reserved.
 func ValidateName(name string) error {
 	if name == "" {
 		return fmt.Errorf("a VM name cannot be empty")
+	}
+	if name == DaemonLogName {
+		return fmt.Errorf("the VM name %q is reserved: the daemon's own log is %s.log in the log directory; choose another name", name, DaemonLogName)
 	}
 	if len(name) > MaxNameLen {
 		return fmt.Errorf("a VM name has at most %d characters, this one has %d", MaxNameLen, len(name))

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/vmstated/vmstated/trust"
 	"github.com/vmstated/vmstated/ucl"
 )
 
@@ -23,6 +24,35 @@ type LoadOptions struct {
 	// DefaultHypervisor is used when a config has no hypervisor key.
 	// Empty means the host's: bhyve on FreeBSD, qemu elsewhere.
 	DefaultHypervisor string
+	// QEMUUser is the user QEMU VMs drop to (qemu.user) when their
+	// config names none; empty means none.
+	QEMUUser string
+	// Trust selects the trust rule for the files a config names or
+	// includes and the programs it runs; the zero value applies it when
+	// the process runs as root.
+	Trust TrustMode
+}
+
+// TrustMode selects whether the trust rule of package trust applies.
+type TrustMode int
+
+const (
+	// TrustAuto applies the rule when the process runs as root.
+	TrustAuto TrustMode = iota
+	// TrustOn always applies it.
+	TrustOn
+	// TrustOff never applies it (only regular files are read).
+	TrustOff
+)
+
+func (o LoadOptions) strict() bool {
+	switch o.Trust {
+	case TrustOn:
+		return true
+	case TrustOff:
+		return false
+	}
+	return trust.Strict()
 }
 
 func (o LoadOptions) logf(format string, args ...any) {
@@ -83,8 +113,10 @@ func loadDir(dir string, opts LoadOptions, ids *idCache) *dirResult {
 
 func loadAbsDir(abs string, opts LoadOptions, ids *idCache) (*VM, Diagnostics, string, *decoder) {
 	file := filepath.Join(abs, FileName)
-	fallbackName := filepath.Base(abs)
-	data, err := os.ReadFile(file)
+	fallbackName := safeName(filepath.Base(abs))
+	d := &decoder{opts: opts, dir: abs, file: file, ids: ids, strict: opts.strict()}
+	d.vm = &VM{Dir: abs, File: file, set: map[string]bool{}, scalars: map[string]string{}}
+	data, err := d.readFile(file)
 	if err != nil {
 		msg := fmt.Sprintf("cannot read the config file: %v", err)
 		if errors.Is(err, os.ErrNotExist) {
@@ -92,8 +124,6 @@ func loadAbsDir(abs string, opts LoadOptions, ids *idCache) (*VM, Diagnostics, s
 		}
 		return nil, Diagnostics{{Pos: ucl.Pos{File: file}, Severity: Error, Msg: msg}}, fallbackName, nil
 	}
-	d := &decoder{opts: opts, dir: abs, file: file, ids: ids}
-	d.vm = &VM{Dir: abs, File: file, set: map[string]bool{}, scalars: map[string]string{}}
 	root, err := ucl.Parse(data, ucl.Options{
 		Filename:      file,
 		LowercaseKeys: true,
@@ -118,7 +148,15 @@ func loadAbsDir(abs string, opts LoadOptions, ids *idCache) (*VM, Diagnostics, s
 		return nil, Diagnostics{{Pos: pos, Severity: Error, Msg: "syntax error: " + msg}}, fallbackName, d
 	}
 	d.parsed = true
+	if n := countKeys(root, MaxKeys); n > MaxKeys {
+		return nil, Diagnostics{{Pos: ucl.Pos{File: file}, Severity: Error, Msg: fmt.Sprintf("the config and its includes hold more than %d keys (the limit); make it smaller", MaxKeys)}}, fallbackName, d
+	}
 	name := d.decode(root, fallbackName)
+	if ValidateName(name) != nil {
+		// A name that is not valid never names anything: not a file, not
+		// an API path. The directory stands in for it.
+		name = fallbackName
+	}
 	sortDiagnostics(d.diags)
 	if d.diags.HasErrors() {
 		return nil, d.diags, name, d
@@ -137,7 +175,7 @@ func (d *decoder) readInclude(path string) ([]byte, error) {
 	if !containsString(d.vm.Includes, path) {
 		d.vm.Includes = append(d.vm.Includes, path)
 	}
-	return os.ReadFile(path)
+	return d.readFile(path)
 }
 
 // globInclude expands an .include pattern and remembers the pattern's
@@ -194,6 +232,8 @@ type decoder struct {
 	// parsed is set once the whole file, includes and all, has parsed.
 	parsed bool
 	tag    string
+	strict bool
+	budget readBudget
 }
 
 func (d *decoder) errf(pos ucl.Pos, key, format string, args ...any) {
@@ -438,6 +478,9 @@ func (d *decoder) finish(fallbackName string) {
 			d.warnf(d.keyPos(s.key), s.key, "section has no effect: this VM's hypervisor is %s", vm.Hypervisor)
 		}
 	}
+	if vm.CloudInit != nil && vm.Hypervisor != HypervisorQEMU {
+		d.warnf(d.keyPos("cloud_init"), "cloud_init", "section has no effect: only hypervisor qemu attaches a cloud-init seed, this VM's is %s", vm.Hypervisor)
+	}
 	switch vm.Hypervisor {
 	case HypervisorQEMU:
 		if vm.QEMU == nil {
@@ -446,6 +489,13 @@ func (d *decoder) finish(fallbackName string) {
 		}
 		if vm.MemoryMB == 0 {
 			vm.MemoryMB = DefaultQEMUMemoryMB
+		}
+		if vm.QEMU.User == "" && d.opts.QEMUUser != "" {
+			if _, err := d.ids.lookup(d.opts.QEMUUser, false); err != nil {
+				d.errf(d.bodyPos(), "qemu.user", "the daemon's default QEMU user (-U): %v", err)
+			} else {
+				vm.QEMU.User = d.opts.QEMUUser
+			}
 		}
 		if vm.CPUs == 0 {
 			vm.CPUs = DefaultQEMUCPUs
@@ -467,6 +517,8 @@ func (d *decoder) finish(fallbackName string) {
 		}
 	}
 	d.buildScalars()
+	d.checkHookEnv()
+	d.checkPrograms()
 }
 
 // keyPos is where key was written at the top level, or the file's start.

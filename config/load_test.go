@@ -409,9 +409,31 @@ func TestValidateName(t *testing.T) {
 		{"web", true}, {"Web-01.prod_x", true}, {"a", true},
 		{"", false}, {"1web", false}, {"-web", false}, {"web/x", false}, {"we b", false},
 		{strings.Repeat("a", MaxNameLen), true}, {strings.Repeat("a", MaxNameLen+1), false},
+		{DaemonLogName, false}, {"vmstated2", true},
 	} {
 		if err := ValidateName(tt.name); (err == nil) != tt.ok {
 			t.Errorf("ValidateName(%q) = %v", tt.name, err)
+		}
+	}
+}
+
+// A VM may not be called vmstated, by its directory or its name key: its
+// log would be the daemon's own vmstated.log.
+func TestDaemonLogNameReserved(t *testing.T) {
+	for _, tc := range []struct{ dir, text string }{
+		{"vmstated", "hypervisor = exec;\nexec { command = [\"/bin/true\"]; }\n"},
+		{"web", "name = vmstated;\nhypervisor = exec;\nexec { command = [\"/bin/true\"]; }\n"},
+	} {
+		root := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(root, tc.dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, tc.dir, "config"), []byte(tc.text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		err := LoadRoot(root, LoadOptions{}).Err()
+		if err == nil || !strings.Contains(err.Error(), "reserved") || !strings.Contains(err.Error(), "vmstated.log") {
+			t.Errorf("dir %s: %v, want the name refused as reserved for the daemon's log", tc.dir, err)
 		}
 	}
 }

@@ -112,6 +112,8 @@ type VM struct {
 	QEMU  *QEMU  `json:"qemu,omitempty"`
 	Exec  *Exec  `json:"exec,omitempty"`
 	Bhyve *Bhyve `json:"bhyve,omitempty"`
+	// CloudInit is the cloud_init section (QEMU only); nil when absent.
+	CloudInit *CloudInit `json:"cloud_init,omitempty"`
 
 	// Digest identifies the config's meaning (not its spelling): equal
 	// digests mean nothing the daemon uses has changed, so comment and
@@ -148,6 +150,7 @@ type QEMU struct {
 	// VNCListen is the address the daemon's VNC relay listens on (vnc =
 	// auto); empty means 127.0.0.1.
 	VNCListen string `json:"vnc_listen,omitempty"`
+	User      string `json:"user,omitempty"` // QEMU drops to it (-runas)
 }
 
 // Disk is one disk of a QEMU VM.
@@ -175,6 +178,16 @@ type Exec struct {
 	RebootExitCodes   []int             `json:"reboot_exit_codes,omitempty"`
 	PoweroffExitCodes []int             `json:"poweroff_exit_codes"`
 	Env               map[string]string `json:"env,omitempty"`
+}
+
+// CloudInit holds the cloud_init section: what goes on the VM's NoCloud
+// seed image. Files are absolute paths; empty ones are generated.
+type CloudInit struct {
+	UserData          string   `json:"user_data,omitempty"`
+	MetaData          string   `json:"meta_data,omitempty"`
+	NetworkConfig     string   `json:"network_config,omitempty"`
+	Hostname          string   `json:"hostname,omitempty"`
+	SSHAuthorizedKeys []string `json:"ssh_authorized_keys,omitempty"`
 }
 
 // Bhyve holds the settings of the bhyve section.

@@ -23,6 +23,7 @@ const (
 	childFD  = 3 // first of exec.Cmd.ExtraFiles
 	msgReady = "READY\n"
 	msgFail  = "FAIL "
+	msgNote  = "NOTE " // one line each, before READY
 	maxMsg   = 64 << 10
 )
 
@@ -35,6 +36,12 @@ type Readiness interface {
 	Ready() error
 	// Fail reports why the start failed; the caller then exits.
 	Fail(error)
+	// Note adds a line for whoever started the daemon to read, sent with
+	// Ready: something to know although the start succeeded (VMs whose
+	// config did not load); an empty line adds nothing. In the
+	// foreground, where the daemon's log is on stderr already, it does
+	// nothing.
+	Note(line string)
 }
 
 // child is the readiness pipe of a process started by Background, or nil.
@@ -83,14 +90,32 @@ type noReadiness struct{}
 
 func (noReadiness) Ready() error { return nil }
 func (noReadiness) Fail(error)   {}
+func (noReadiness) Note(string)  {}
 
 type pipeReadiness struct {
-	mu sync.Mutex
-	f  *os.File
+	mu    sync.Mutex
+	f     *os.File
+	notes []string
 }
 
 func (p *pipeReadiness) Ready() error {
-	return p.send(msgReady)
+	p.mu.Lock()
+	var b strings.Builder
+	for _, n := range p.notes {
+		b.WriteString(msgNote + n + "\n")
+	}
+	p.mu.Unlock()
+	return p.send(b.String() + msgReady)
+}
+
+func (p *pipeReadiness) Note(line string) {
+	line = strings.Join(strings.Fields(line), " ")
+	if line == "" {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.notes = append(p.notes, line)
 }
 
 func (p *pipeReadiness) Fail(err error) {
@@ -121,7 +146,8 @@ func (p *pipeReadiness) send(msg string) error {
 // as the daemon (see ChildReadiness). Otherwise it starts that process and
 // waits for its readiness report, returning child=false and nil when the
 // daemon is ready, or the daemon's error: the caller then exits, with
-// status 0 on nil. output names a file that receives the daemon's stdout and
+// status 0 on nil. The lines the daemon sent with Readiness.Note go to
+// stderr first, each after "vmstated: ". output names a file that receives the daemon's stdout and
 // stderr (appended; created 0640), "" for /dev/null. If ctx ends first,
 // Background stops waiting; the daemon may still be starting.
 func Background(ctx context.Context, output string) (isChild bool, err error) {
@@ -183,7 +209,13 @@ func Background(ctx context.Context, output string) (isChild bool, err error) {
 		return false, fmt.Errorf("gave up waiting for the background daemon (pid %d) to be ready: %w; it may still be starting", pid, ctx.Err())
 	}
 
-	switch s := string(msg); {
+	s := string(msg)
+	for strings.HasPrefix(s, msgNote) {
+		line, rest, _ := strings.Cut(strings.TrimPrefix(s, msgNote), "\n")
+		fmt.Fprintf(os.Stderr, "vmstated: %s\n", line)
+		s = rest
+	}
+	switch {
 	case s == msgReady:
 		cmd.Process.Release()
 		return false, nil

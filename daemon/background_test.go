@@ -95,6 +95,20 @@ func TestBackgroundReady(t *testing.T) {
 	}
 }
 
+// Notes the daemon sends with its readiness reach the parent's stderr,
+// one line each, and the parent still exits 0: the daemon runs.
+func TestBackgroundReadyWithNotes(t *testing.T) {
+	pidfile := filepath.Join(t.TempDir(), "vmstated.pid")
+	code, out := runBackground(t, "bg-note", pidfile, "")
+	pid := readPidfile(t, pidfile)
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	want := "vmstated: 2 of 3 VM directories have config errors; see the log\nvmstated: second note\n"
+	if code != 0 || out != want {
+		t.Errorf("parent exited %d saying %q, want 0 and %q", code, out, want)
+	}
+	stopDaemon(t, pid, pidfile)
+}
+
 func TestBackgroundSecondInstance(t *testing.T) {
 	pidfile := filepath.Join(t.TempDir(), "vmstated.pid")
 	if code, out := runBackground(t, "bg-ready", pidfile, ""); code != 0 {

@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 	case "block":
 		waitTerm()
 		os.Exit(0)
-	case "bg-ready", "bg-fail", "bg-die", "bg-kill", "bg-spawn-die", "bg-hang":
+	case "bg-ready", "bg-note", "bg-fail", "bg-die", "bg-kill", "bg-spawn-die", "bg-hang":
 		os.Exit(roleBackground(role))
 	default:
 		fmt.Fprintf(os.Stderr, "unknown test role %q\n", role)
@@ -125,7 +125,12 @@ func roleBackground(role string) int {
 	// Like a real daemon, catch signals before saying ready: whoever
 	// started us may signal us as soon as we have.
 	term := termSignal()
-	if role == "bg-ready" {
+	if role == "bg-note" {
+		ready.Note("2 of 3 VM directories have config errors;\nsee the log")
+		ready.Note("")
+		ready.Note("second note")
+	}
+	if role == "bg-ready" || role == "bg-note" {
 		if err := ready.Ready(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1

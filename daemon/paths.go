@@ -8,7 +8,15 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
+
+// MaxSocketPath is the longest path a unix socket can be bound to here:
+// the kernel's sockaddr_un path (108 bytes on Linux, 104 on FreeBSD),
+// less the terminating NUL. A longer one fails to bind with a bare
+// "invalid argument".
+var MaxSocketPath = len(unix.RawSockaddrUnix{}.Path) - 1
 
 // Paths are the places vmstated reads and writes. The zero value is not
 // useful; start from DefaultPaths and override fields from flags.
@@ -146,6 +154,7 @@ const (
 //     -c fails loudly instead of starting a daemon with no VMs.
 //   - LogDir, StateDir and RunDir are created when missing: LogDir 0750 for
 //     root and 0700 otherwise, StateDir and RunDir 0700.
+//   - Socket fits a unix socket address: MaxSocketPath bytes at most.
 //   - The directories holding Socket and Pidfile are created when missing
 //     (0755 for root, 0700 otherwise).
 //   - LogDir, StateDir and RunDir must be real directories (not symlinks),
@@ -168,6 +177,10 @@ func (p Paths) Ensure() error {
 		if f.dir == "" {
 			return fmt.Errorf("no %s: %s", f.name, f.fix)
 		}
+	}
+
+	if n := len(p.Socket); n > MaxSocketPath {
+		return fmt.Errorf("socket path %s is %d bytes long, and a unix socket path has at most %d bytes on this system: pass a shorter one with -s", p.Socket, n, MaxSocketPath)
 	}
 
 	st, err := os.Stat(p.ConfigDir)

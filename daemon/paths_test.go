@@ -1,7 +1,9 @@
 package daemon
 
 import (
+	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -188,6 +190,9 @@ func TestEnsureRefuses(t *testing.T) {
 			os.MkdirAll(p.StateDir, 0o700)
 			os.Chmod(p.StateDir, 0o777)
 		}, "writable by others: chmod go-w it"},
+		{"socket path too long", func(t *testing.T, p *Paths) {
+			p.Socket = filepath.Join(filepath.Dir(p.Socket), strings.Repeat("s", MaxSocketPath)+".sock")
+		}, fmt.Sprintf("a unix socket path has at most %d bytes on this system: pass a shorter one with -s", MaxSocketPath)},
 		{"run dir owned by someone else", func(t *testing.T, p *Paths) {
 			if os.Geteuid() != 0 {
 				t.Skip("needs root to give a directory away")
@@ -222,5 +227,26 @@ func TestPathsAbsolute(t *testing.T) {
 		Socket: filepath.Join(wd, "s.sock")}
 	if p != want {
 		t.Fatalf("got %+v, want %+v", p, want)
+	}
+}
+
+// A socket path of exactly MaxSocketPath bytes binds, so the limit
+// Ensure enforces is the system's, not a tighter one.
+func TestMaxSocketPathBinds(t *testing.T) {
+	dir := t.TempDir()
+	name := filepath.Join(dir, "s")
+	name += strings.Repeat("x", MaxSocketPath-len(name))
+	if len(name) != MaxSocketPath {
+		t.Fatalf("temporary directory %s too long for the test", dir)
+	}
+	l, err := net.Listen("unix", name)
+	if err != nil {
+		t.Fatalf("bind %d bytes: %v", len(name), err)
+	}
+	l.Close()
+	p := testPaths(t)
+	p.Socket = name
+	if err := p.Ensure(); err != nil {
+		t.Fatalf("Ensure refused a %d-byte socket path: %v", len(name), err)
 	}
 }

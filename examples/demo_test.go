@@ -15,9 +15,10 @@ import (
 )
 
 // TestDemoRuns runs examples/demo/run.sh, what "make demo" runs, from a
-// copy of the tree: the daemon must come up, start the demo VM, take it
-// through its reboot, answer vmstatedctl, and on SIGTERM stop the VM and
-// itself.
+// copy of the tree: the daemon must come up, start the demo VMs, take one
+// through its reboot, answer vmstatedctl, and on SIGINT to the whole
+// process group (Ctrl-C, or timeout -s INT without a terminal) stop the
+// VMs, show every line up to the last stopped hook, then end itself.
 func TestDemoRuns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the daemon; skipped with -short")
@@ -90,18 +91,60 @@ func TestDemoRuns(t *testing.T) {
 		t.Errorf("status = %+v, want running with one restart", st)
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	// The hypervisor processes, to see that the interrupt ends them.
+	var pids []int
+	out = ctl(t, top, bin, "-o", "json", "status")
+	var list []struct {
+		Name string `json:"name"`
+		PID  int    `json:"pid"`
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatalf("status: %v: %s", err, out)
+	}
+	qemu := false
+	for _, vm := range list {
+		if vm.PID != 0 {
+			pids = append(pids, vm.PID)
+		}
+		qemu = qemu || vm.Name == "demo-qemu"
+	}
+	// Should the daemon leave them behind, the test still ends them.
+	t.Cleanup(func() {
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+
+	// SIGINT to the whole process group, as Ctrl-C on a terminal or
+	// timeout -s INT without one sends it: only the script may see it.
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
 	for sc.Scan() {
 		log.WriteString(sc.Text() + "\n")
 	}
 	if err := <-done; err != nil {
-		t.Fatalf("run.sh after SIGTERM: %v\n%s", err, log.String())
+		t.Fatalf("run.sh after SIGINT: %v\n%s", err, log.String())
 	}
-	for _, w := range []string{"stopping -> stop_storage", "stop_network -> stopped", "demo: done"} {
+	after := []string{"stopping -> stop_storage", "stop_network -> stopped",
+		"demo | ", "[hook stopped] would tell monitoring that demo is down",
+		"exiting; no VM is running", "demo: done"}
+	if qemu {
+		after = append(after, "demo-qemu has no operating system to answer the power button",
+			"[hook stopped] would tell monitoring that demo-qemu is down")
+	}
+	for _, w := range after {
 		if !strings.Contains(log.String(), w) {
-			t.Errorf("after SIGTERM the demo never printed %q:\n%s", w, log.String())
+			t.Errorf("after SIGINT the demo never printed %q:\n%s", w, log.String())
+		}
+	}
+	// The daemon's farewell comes after the last hook line.
+	if i, j := strings.LastIndex(log.String(), "[hook stopped]"), strings.Index(log.String(), "exiting;"); i < 0 || j < i {
+		t.Errorf("the daemon exited before the last stopped hook was shown:\n%s", log.String())
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, 0); err == nil {
+			t.Errorf("hypervisor pid %d still runs after the demo ended", pid)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(top, ".demo", "log", "demo.log")); err != nil {

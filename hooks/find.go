@@ -7,7 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
+
+	"github.com/vmstated/vmstated/trust"
 )
 
 // Find returns the path of the hook for state in scriptPath. A missing hook
@@ -15,11 +16,11 @@ import (
 // Every other problem is an error wrapping one of the package's sentinels,
 // whose text names the file and says what to do.
 //
-// With strict set, the hook file (the target, if it is a symbolic link) and
-// the directory holding it must be owned by root (or by the daemon's own
-// user) and must not be writable by group or others; the check walks no
-// higher than scriptPath, so a script directory under /tmp is fine as long
-// as the directory itself is safe.
+// With strict set, the hook must pass the rule of package trust: the file
+// and every directory on its path from / (and on the path of every link
+// followed) owned by root (or by the daemon's own user) and not writable
+// by group or others; a root-owned sticky directory such as /tmp is
+// accepted on the way. Run checks again on the descriptor it executes.
 func Find(scriptPath, state string, strict bool) (string, error) {
 	if err := checkState(state); err != nil {
 		return "", err
@@ -46,7 +47,6 @@ func Find(scriptPath, state string, strict bool) (string, error) {
 		return "", &hookError{ErrNotRegular, fmt.Sprintf("hook %s cannot be examined: %v", path, err)}
 	}
 	info := linfo
-	target := path
 	if linfo.Mode()&fs.ModeSymlink != 0 {
 		info, err = os.Stat(path)
 		if err != nil {
@@ -55,9 +55,6 @@ func Find(scriptPath, state string, strict bool) (string, error) {
 				return "", &hookError{ErrDanglingLink, fmt.Sprintf("hook %s is a symbolic link to %s, which does not exist: fix or remove the link", path, dest)}
 			}
 			return "", &hookError{ErrDanglingLink, fmt.Sprintf("hook %s is a symbolic link to %s, which cannot be followed: %v", path, dest, err)}
-		}
-		if target, err = filepath.EvalSymlinks(path); err != nil {
-			return "", &hookError{ErrDanglingLink, fmt.Sprintf("hook %s is a symbolic link that cannot be resolved: %v", path, err)}
 		}
 	}
 	switch {
@@ -70,21 +67,11 @@ func Find(scriptPath, state string, strict bool) (string, error) {
 	}
 
 	if strict {
-		if err := checkSafe("hook", target, info); err != nil {
-			return "", err
+		f, err := trust.Open(path, true)
+		if err != nil {
+			return "", refusal(path, err)
 		}
-		if err := checkSafe("hook directory", scriptPath, dirInfo); err != nil {
-			return "", err
-		}
-		if dir := filepath.Dir(target); dir != filepath.Clean(scriptPath) {
-			di, err := os.Stat(dir)
-			if err != nil {
-				return "", &hookError{ErrInsecure, fmt.Sprintf("hook %s: directory %s of its link target cannot be examined: %v", path, dir, err)}
-			}
-			if err := checkSafe("hook target directory", dir, di); err != nil {
-				return "", err
-			}
-		}
+		f.Close()
 	}
 	return path, nil
 }
@@ -98,27 +85,32 @@ func checkState(state string) error {
 	return nil
 }
 
-// checkSafe refuses a file or directory that someone other than root (or
-// the daemon's own user) could change.
-func checkSafe(what, path string, info fs.FileInfo) error {
-	perm := info.Mode().Perm()
-	switch perm & 0o022 {
-	case 0o022:
-		return &hookError{ErrInsecure, fmt.Sprintf("%s %s is refused: it is writable by group and others (mode %04o): run chmod go-w %s", what, path, perm, path)}
-	case 0o020:
-		return &hookError{ErrInsecure, fmt.Sprintf("%s %s is refused: it is writable by its group (mode %04o): run chmod g-w %s", what, path, perm, path)}
-	case 0o002:
-		return &hookError{ErrInsecure, fmt.Sprintf("%s %s is refused: it is writable by others (mode %04o): run chmod o-w %s", what, path, perm, path)}
+// refusal turns an error of package trust into the hook's error.
+func refusal(path string, err error) error {
+	var te *trust.Error
+	if errors.As(err, &te) {
+		// Its problem names the component; the path is said once.
+		err = &wrapped{msg: te.Problem, kind: te.Unwrap()}
 	}
-	st, ok := info.Sys().(*syscall.Stat_t)
-	if !ok {
-		return &hookError{ErrInsecure, fmt.Sprintf("%s %s is refused: its owner cannot be determined", what, path)}
+	switch {
+	case errors.Is(err, trust.ErrUntrusted):
+		return &hookError{ErrInsecure, fmt.Sprintf("hook %s is refused: %v", path, err)}
+	case errors.Is(err, trust.ErrNotRegular):
+		return &hookError{ErrNotRegular, fmt.Sprintf("hook %s cannot be run: %v", path, err)}
+	case errors.Is(err, fs.ErrNotExist):
+		return &hookError{ErrDanglingLink, fmt.Sprintf("hook %s cannot be opened: %v", path, err)}
 	}
-	if uid := int(st.Uid); uid != 0 && uid != os.Geteuid() {
-		return &hookError{ErrInsecure, fmt.Sprintf("%s %s is refused: it is owned by uid %d, not root: run chown root %s", what, path, uid, path)}
-	}
-	return nil
+	return &hookError{ErrStart, fmt.Sprintf("hook %s cannot be opened: %v", path, err)}
 }
+
+// wrapped is a message that still matches its sentinel.
+type wrapped struct {
+	msg  string
+	kind error
+}
+
+func (w *wrapped) Error() string { return w.msg }
+func (w *wrapped) Unwrap() error { return w.kind }
 
 func fileKind(m fs.FileMode) string {
 	switch {

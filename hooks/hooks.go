@@ -8,14 +8,26 @@
 //     step has nothing to do and is skipped. A file that is there but cannot
 //     be run (not executable, a directory, a dangling link, not a regular
 //     file) is a failure, with a reason that says what to fix.
-//   - In strict mode (the default when the daemon runs as root) a hook that
-//     is writable by group or others, or is owned by anyone but root (or the
-//     daemon's own user), is refused, and so is a hook whose directory has
-//     those faults; the reason names the file and the fault. Like sshd's
+//   - In strict mode (the default when the daemon runs as root) the hook
+//     must pass the rule of package trust: it, every directory on its path
+//     from /, every directory on the way to a link's target, and a script's
+//     #! interpreter must be owned by root (or the daemon's own user) and
+//     not be writable by group or others (a root-owned sticky directory
+//     such as /tmp is accepted on the way). A hook that fails is refused;
+//     the reason names the file or directory and the fault. Like sshd's
 //     StrictModes, this stops anyone who can edit a hook from gaining root
 //     through it.
+//   - What runs is the file that was checked: the hook is opened once and
+//     executed through that descriptor (/proc/self/fd/N), so swapping a
+//     file or a directory link after the check changes nothing. A script
+//     (#!) is run by executing its checked interpreter the same way, with
+//     the script as /dev/fd/N: that is the script's $0, and
+//     VMSTATED_HOOK holds the hook's path. /proc must be mounted; where
+//     there is no /proc/self/fd (FreeBSD), the hook runs by its path, which
+//     the strict check found changeable by root alone.
 //   - The hook runs as `<hook> <vm-name> <state>` in the VM's config
-//     directory with stdin from /dev/null and a clean environment (see Env).
+//     directory with stdin from /dev/null and a clean environment (see Env)
+//     plus VMSTATED_HOOK.
 //   - Its stdout and stderr reach the caller's writer (the VM's log) one line
 //     per Write call, each line prefixed with the hook's tag (see
 //     Request.Output). Lines of the two streams never mix, a line longer

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -160,13 +161,13 @@ func TestFind(t *testing.T) {
 		{name: "lax, world-writable hook", want: true, setup: func(t *testing.T, dir string) {
 			installHook(t, dir, "start_network", "ok.sh", 0o777)
 		}},
-		{name: "strict, world-writable dir", strict: true, wantErr: ErrInsecure, hint: "hook directory", setup: func(t *testing.T, dir string) {
+		{name: "strict, world-writable dir", strict: true, wantErr: ErrInsecure, hint: "directory ", setup: func(t *testing.T, dir string) {
 			installHook(t, dir, "start_network", "ok.sh", 0o755)
 			if err := os.Chmod(dir, 0o777); err != nil {
 				t.Fatal(err)
 			}
 		}},
-		{name: "strict, link target in a world-writable dir", strict: true, wantErr: ErrInsecure, hint: "target directory", setup: func(t *testing.T, dir string) {
+		{name: "strict, link target in a world-writable dir", strict: true, wantErr: ErrInsecure, hint: "shared is writable", setup: func(t *testing.T, dir string) {
 			other := filepath.Join(filepath.Dir(dir), "shared")
 			if err := os.Mkdir(other, 0o755); err != nil {
 				t.Fatal(err)
@@ -598,6 +599,7 @@ func TestRunEnvironment(t *testing.T) {
 		"VMSTATED_CFG_QEMU_ACCEL":   "tcg",
 		"VMSTATED_CFG_HOOK_TIMEOUT": "60",
 		"VMSTATED_CFG_OWNER":        "alice smith",
+		"VMSTATED_HOOK":             path,
 	}
 	// The shell adds a few variables of its own; nothing else may appear.
 	shellOwn := map[string]bool{"PWD": true, "OLDPWD": true, "SHLVL": true, "_": true}
@@ -621,7 +623,9 @@ func TestRunEnvironment(t *testing.T) {
 	if cwd := strings.TrimSpace(read("cwd.out")); cwd != dir {
 		t.Errorf("cwd = %q, want %q", cwd, dir)
 	}
-	if args := read("args.out"); args != path+"\nweb\nstop_storage\n" {
+	// A script runs through its descriptor: $0 is /dev/fd/N, the
+	// arguments are the VM and the state.
+	if args := read("args.out"); !regexp.MustCompile(`^/dev/fd/[0-9]+\nweb\nstop_storage\n$`).MatchString(args) {
 		t.Errorf("argv = %q", args)
 	}
 	if stdin := read("stdin.out"); stdin != "" {

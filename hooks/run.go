@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vmstated/vmstated/trust"
 )
 
 // Request describes one hook run.
@@ -147,6 +149,14 @@ func Run(ctx context.Context, req Request) Result {
 		return res
 	}
 	res.Path = path
+	// From here on the hook is the file opened now: what runs is this
+	// descriptor (and its interpreter's), never the name looked up again.
+	prog, err := openHook(path, req.Strict.Enabled())
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	defer prog.Close()
 	if ctx.Err() != nil {
 		res.Canceled = true
 		res.Err = &hookError{ErrCanceled, fmt.Sprintf("hook %s not run: canceled before it started", env.State)}
@@ -177,7 +187,9 @@ func Run(ctx context.Context, req Request) Result {
 		res.Err = &hookError{ErrStart, fmt.Sprintf("hook %s could not be started: %v", env.State, err)}
 		return res
 	}
-	environ := env.Environ()
+	// $0 of a script is the descriptor it is read from (see the package
+	// documentation); the hook's path is here.
+	environ := append(env.Environ(), "VMSTATED_HOOK="+path)
 	var gateR, gateW *os.File
 	if req.StatusFile != "" {
 		if gateR, gateW, err = os.Pipe(); err != nil {
@@ -193,9 +205,15 @@ func Run(ctx context.Context, req Request) Result {
 	var cmd *exec.Cmd
 	var start time.Time
 	for attempt := 0; ; attempt++ {
-		argv := []string{path, env.Name, env.State}
-		bin := path
+		// The hook's descriptors follow the gate's (fd 3) when there is
+		// one.
+		first := 3
+		if gateR != nil {
+			first = 4
+		}
+		bin, argv, files := prog.Command(first, []string{env.Name, env.State})
 		if req.StatusFile != "" {
+			argv[0] = bin
 			bin = shell
 			argv = append([]string{shell, "-c", statusShim, "vmstated-hook", req.StatusFile}, argv...)
 		}
@@ -212,6 +230,7 @@ func Run(ctx context.Context, req Request) Result {
 		if gateR != nil {
 			cmd.ExtraFiles = []*os.File{gateR}
 		}
+		cmd.ExtraFiles = append(cmd.ExtraFiles, files...)
 		start = time.Now()
 		err = cmd.Start()
 		// "Text file busy": some process has the hook open for writing.
@@ -436,6 +455,28 @@ func failure(r Result, stoppedAt time.Duration) error {
 		return &hookError{ErrFailed, fmt.Sprintf("hook %s exited with status %d", r.Hook, r.ExitCode)}
 	}
 	return nil
+}
+
+// openHook opens the hook found at path for running, under the trust
+// rule when strict, and checks that the opened file is executable.
+func openHook(path string, strict bool) (*trust.Program, error) {
+	prog, err := trust.OpenProgram(path, strict)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			// Find saw the hook a moment ago: what is missing is, almost
+			// always, its interpreter.
+			return nil, &hookError{ErrStart, fmt.Sprintf("hook %s could not be started: %v: fix the #! line of %s", path, err, path)}
+		}
+		if errors.Is(err, trust.ErrUntrusted) || errors.Is(err, trust.ErrNotRegular) {
+			return nil, refusal(path, err)
+		}
+		return nil, &hookError{ErrStart, fmt.Sprintf("hook %s could not be started: %v", path, err)}
+	}
+	if fi, err := prog.File.Stat(); err != nil || fi.Mode().Perm()&0o111 == 0 {
+		prog.Close()
+		return nil, &hookError{ErrNotExecutable, fmt.Sprintf("hook %s is not executable: run chmod +x %s", path, path)}
+	}
+	return prog, nil
 }
 
 // startFailure explains an exec failure, with a hint for the usual causes.

@@ -210,6 +210,7 @@ func TestConfigKeysDocumented(t *testing.T) {
 		{"Network devices", "nicKeys"},
 		{"The exec section", "execKeys"},
 		{"The bhyve section", "bhyveKeys"},
+		{"The cloud_init section", "cloudInitKeys"},
 	} {
 		code := stringSliceVar(t, f, s.list)
 		doc := items(section(t, page, s.title))
@@ -509,7 +510,7 @@ func TestCtlCommandsDocumented(t *testing.T) {
 }
 
 // commandBlock returns the part of the Commands list that documents name:
-// from its entry to the next command's entry.
+// from its first entry to the next other command's entry.
 func commandBlock(cmds, name string, names []string) string {
 	loc := regexp.MustCompile(`(?m)^\.It (?:Xo\n)?\.?Cm ` + regexp.QuoteMeta(name) + `\b`).FindStringIndex(cmds)
 	if loc == nil {
@@ -518,7 +519,9 @@ func commandBlock(cmds, name string, names []string) string {
 	rest := cmds[loc[1]:]
 	end := len(rest)
 	for _, m := range itCm.FindAllStringSubmatchIndex(rest, -1) {
-		if contains(names, rest[m[2]:m[3]]) {
+		// A command with several forms (create disk, create vm) has
+		// an entry for each; its block spans them all.
+		if n := rest[m[2]:m[3]]; n != name && contains(names, n) {
 			end = m[0]
 			break
 		}

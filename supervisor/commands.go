@@ -59,8 +59,12 @@ func (v *vm) cmdStart(ctx context.Context, c command) error {
 	}
 	deps := v.cfg.depends
 	v.waitingFor = deps
-	v.spawn(ctx, stepDeps, func(ctx context.Context) workResult {
-		if err := v.sup.startDeps(ctx, v.name, deps); err != nil {
+	// Its own context: a stop that cancels this start also stops the
+	// waiting, before it starts a dependency nobody wants any more.
+	dctx, cancel := context.WithCancel(ctx)
+	v.cancelDeps = cancel
+	v.spawn(ctx, stepDeps, func(context.Context) workResult {
+		if err := v.sup.startDeps(dctx, v.name, deps); err != nil {
 			return workResult{reason: err.Error()}
 		}
 		return workResult{ok: true}
@@ -76,6 +80,7 @@ func (v *vm) cmdStop(ctx context.Context, c command) error {
 		// Waiting for dependencies: forget the start.
 		v.desired = statemachine.Stopped
 		v.waitingFor = nil
+		v.stopWaiting()
 		v.gen++
 		v.lastReason = "start cancelled"
 		return nil

@@ -4,6 +4,7 @@ import (
 	"sort"
 	"syscall"
 
+	"github.com/vmstated/vmstated/cloudinit"
 	"github.com/vmstated/vmstated/config"
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/hypervisor/bhyve"
@@ -52,7 +53,13 @@ func settingsFrom(c *config.VM) *settings {
 	}
 	switch c.Hypervisor {
 	case config.HypervisorQEMU:
-		s.spec.Options = qemuOptions(c.QEMU)
+		o := qemuOptions(c.QEMU)
+		if o != nil && c.CloudInit != nil {
+			ci := c.CloudInit
+			o.CloudInit = &cloudinit.Config{UserData: ci.UserData, MetaData: ci.MetaData, NetworkConfig: ci.NetworkConfig,
+				Hostname: ci.Hostname, SSHAuthorizedKeys: append([]string(nil), ci.SSHAuthorizedKeys...)}
+		}
+		s.spec.Options = o
 	case config.HypervisorExec:
 		s.spec.Options = execOptions(c.Exec)
 	case config.HypervisorBhyve:
@@ -71,6 +78,7 @@ func qemuOptions(q *config.QEMU) *qemu.Options {
 		ExtraArgs: append([]string(nil), q.ExtraArgs...),
 		Kernel:    q.Kernel, Initrd: q.Initrd, Append: q.Append, VNCPassword: q.VNCPassword,
 		VNCListen: q.VNCListen,
+		User:      q.User,
 	}
 	for _, d := range q.Disks {
 		o.Disks = append(o.Disks, qemu.Disk{Path: d.Path, Format: d.Format, Interface: d.Interface,

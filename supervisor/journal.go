@@ -156,7 +156,7 @@ func (v *vm) journalWork(st statemachine.State) func(context.Context) workResult
 		case code == 0:
 			return workResult{ok: true}
 		default:
-			return workResult{reason: fmt.Sprintf("hook %s exited with status %d while the daemon was down", st, code)}
+			return workResult{reason: fmt.Sprintf("hook %s, started by the previous daemon, exited with status %d", st, code)}
 		}
 	}
 }

@@ -284,7 +284,9 @@ func (v *vm) afterJournal(ctx context.Context, r workResult) {
 	if r.rerun {
 		v.log.Printf("hook %s did not finish before the daemon restarted; running it again", st)
 	} else if r.ok {
-		v.log.Printf("hook %s finished while the daemon was down", st)
+		// When it ended is not known (before the previous daemon exited,
+		// or after), only that it did: say that much.
+		v.log.Printf("hook %s, started by the previous daemon, finished (exit status 0)", st)
 	} else {
 		v.log.Printf("%s", r.reason)
 	}

@@ -214,9 +214,15 @@ func TestHookFinishedWhileDaemonDownIsNotRunAgain(t *testing.T) {
 			f.sup.Load(f.w.Initial(), LoadOptions{})
 			if code == "0" {
 				f.waitState("vm0", sStopped)
+				// When it finished is not known, only that it did.
+				b, err := os.ReadFile(filepath.Join(f.base, "log", "vm0.log"))
+				if err != nil || !strings.Contains(string(b), "hook stop_network, started by the previous daemon, finished (exit status 0)") ||
+					strings.Contains(string(b), "while the daemon was down") {
+					t.Fatalf("vm0.log (%v):\n%s", err, b)
+				}
 			} else {
 				st := f.waitState("vm0", sFailed)
-				if !strings.Contains(st.Reason, "hook stop_network exited with status 5 while the daemon was down") {
+				if !strings.Contains(st.Reason, "hook stop_network, started by the previous daemon, exited with status 5") {
 					t.Fatalf("reason %q", st.Reason)
 				}
 			}

@@ -11,9 +11,11 @@ import (
 )
 
 // backupTimeFormat stamps a rotated log's name: web.log becomes
-// web-2026-11-22T07-30-00.000.log. It is the format lumberjack uses (the
-// daemon's own log still rotates with it), so backups left by earlier
-// versions are counted and removed alike.
+// web-2026-11-22T07-30-00.000.log, always in UTC. It is the format
+// lumberjack uses (the daemon's own log still rotates with it, in UTC
+// too), so backups left by earlier versions are counted and removed
+// alike. Local time would make names go backwards when daylight saving
+// time ends, and the newest backup would sort as older.
 const backupTimeFormat = "2006-01-02T15-04-05.000"
 
 // rotatingFile is an append-only log file that is renamed aside, with the
@@ -122,10 +124,10 @@ func (r *rotatingFile) create(mode os.FileMode, like os.FileInfo) error {
 	return nil
 }
 
-// backupName names a backup made at t.
+// backupName names a backup made at t, stamped in UTC.
 func (r *rotatingFile) backupName(t time.Time) string {
 	prefix, ext := r.prefixAndExt()
-	return filepath.Join(filepath.Dir(r.path), prefix+t.Format(backupTimeFormat)+ext)
+	return filepath.Join(filepath.Dir(r.path), prefix+t.UTC().Format(backupTimeFormat)+ext)
 }
 
 // freeBackupName names a backup made at t, or a millisecond later for

@@ -195,3 +195,21 @@ func TestVMLogFollowsConfigLimits(t *testing.T) {
 		t.Fatalf("%d backups after log_max_files = 0 (keep all) and two more noisy starts", n)
 	}
 }
+
+// Backup names are stamped in UTC: when daylight saving time ends, local
+// clocks go back an hour, and a backup made 40 minutes after another
+// would get a name that sorts before it (and be pruned first).
+func TestBackupNamesAreUTC(t *testing.T) {
+	r := newRotatingFile(filepath.Join(t.TempDir(), "web.log"), 1, 2)
+	summer := time.FixedZone("CEST", 2*3600)
+	winter := time.FixedZone("CET", 1*3600)
+	first := time.Date(2026, 10, 25, 2, 30, 0, 0, summer)  // 00:30 UTC
+	second := time.Date(2026, 10, 25, 2, 10, 0, 0, winter) // 01:10 UTC
+	a, b := filepath.Base(r.backupName(first)), filepath.Base(r.backupName(second))
+	if a != "web-2026-10-25T00-30-00.000.log" || b != "web-2026-10-25T01-10-00.000.log" {
+		t.Fatalf("backup names %s, %s: want the UTC times", a, b)
+	}
+	if a >= b {
+		t.Fatalf("the later backup %s sorts before %s", b, a)
+	}
+}

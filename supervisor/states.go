@@ -216,8 +216,8 @@ func enterHook(v *vm, ctx context.Context, tr statemachine.Transition) {
 // waves wait for it. A config waiting for the next start is put in force,
 // and a VM whose directory went away is dropped.
 func enterResting(v *vm, ctx context.Context, tr statemachine.Transition) {
-	v.inst = nil
-	v.desired = statemachine.Stopped
+	// desired, inst and hook are set in enter, before the status goes
+	// out.
 	v.spawn(ctx, stepNotify, v.hookWork(tr.To, tr))
 	v.applyPending()
 	if v.removed {

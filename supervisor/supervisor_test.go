@@ -1051,3 +1051,36 @@ func TestDependantWaitsForRunningHook(t *testing.T) {
 	}
 	t.Fatal("no hook event for db's running hook")
 }
+
+// The status that goes out with a VM's arrival in failed or stopped
+// already wants it stopped: whoever reads it on the event (vmstatedctl
+// start -w, then status) never sees a VM at rest that still wants to run.
+func TestDesiredStoppedWhenAtRest(t *testing.T) {
+	f := newFixture(t)
+	f.addVM("vm0", sleeper)
+	f.set("vm0", string(sStartStorage)+".exit", "1")
+	f.sync()
+	sub := f.sup.Bus().Subscribe(0)
+	defer sub.Close()
+	if err := f.sup.Start(ctx(t), "vm0"); err != nil {
+		t.Fatal(err)
+	}
+	timeout := time.After(waitLimit)
+	for {
+		select {
+		case e := <-sub.C():
+			if e.Kind != KindTransition || (e.To != sFailed && e.To != sStopped) {
+				continue
+			}
+			st, err := f.sup.Get("vm0")
+			if err != nil || st.Desired != sStopped {
+				t.Fatalf("on reaching %s: desired %s (%v), want stopped", e.To, st.Desired, err)
+			}
+			if e.To == sFailed {
+				return
+			}
+		case <-timeout:
+			t.Fatal("vm0 never failed")
+		}
+	}
+}

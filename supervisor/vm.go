@@ -79,8 +79,10 @@ type vm struct {
 	// shows a VM up that is not yet taken over.
 	recovery   *recovering
 	recovering bool
-	// waitingFor lists the VMs a start waits for.
+	// waitingFor lists the VMs a start waits for; cancelDeps ends that
+	// wait.
 	waitingFor []string
+	cancelDeps context.CancelFunc
 	// orphan notes a hypervisor process found without a record.
 	orphan string
 	// resetAsked marks the running instance as reset by a user: its next
@@ -270,10 +272,15 @@ func (v *vm) enter(ctx context.Context, tr statemachine.Transition) {
 	}
 	v.log.Printf("%s", msg)
 	v.hook = ""
-	if hookStep(tr.To) || tr.To == statemachine.Stopped || tr.To == statemachine.Failed {
-		// Stopped and failed: their hook moves nothing, but the VM
-		// has settled only once it has finished.
+	if hookStep(tr.To) {
 		v.hook = tr.To
+	}
+	if tr.To == statemachine.Stopped || tr.To == statemachine.Failed {
+		// Before the status goes out, so that it never shows a VM at
+		// rest that still wants to run or has a hypervisor. Their hook
+		// moves nothing, but the VM has settled only once it has
+		// finished.
+		v.desired, v.inst, v.hook = statemachine.Stopped, nil, tr.To
 	}
 	// Status first: whoever reacts to the event must find it up to date.
 	v.publishStatus()
@@ -698,9 +705,18 @@ func signalSuffix(sig string) string {
 	return ", signal " + sig
 }
 
+// stopWaiting ends a wait for dependencies, if one runs.
+func (v *vm) stopWaiting() {
+	if v.cancelDeps != nil {
+		v.cancelDeps()
+		v.cancelDeps = nil
+	}
+}
+
 // onDeps handles the outcome of waiting for the VMs this one depends on.
 func (v *vm) onDeps(ctx context.Context, r workResult) {
 	v.waitingFor = nil
+	v.stopWaiting()
 	if v.desired != statemachine.Running {
 		return
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -196,5 +197,28 @@ func TestIncludeIntoNestedObject(t *testing.T) {
 	want := map[string]any{"vm": map[string]any{"name": []any{"a", "b"}, "disk": map[string]any{"size": int64(1024)}}, "other": int64(1)}
 	if d := diff("$", n.Value(), want); d != "" {
 		t.Error(d)
+	}
+}
+
+// Without Options.ReadFile, a FIFO or a device is refused at once and a
+// huge file is not read past MaxFileSize.
+func TestDefaultReaderRefusesSpecialFiles(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, inc := range []string{fifo, "/dev/zero", dir} {
+		_, err := Parse([]byte(".include \""+inc+"\"\n"), Options{Macros: true, Filename: filepath.Join(dir, "main.conf")})
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf(".include %s: %v, want it refused as not a regular file", inc, err)
+		}
+	}
+	big := filepath.Join(dir, "big")
+	if err := os.WriteFile(big, make([]byte, MaxFileSize+1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseFile(big, Options{}); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("ParseFile of a file over MaxFileSize: %v", err)
 	}
 }

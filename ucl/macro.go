@@ -3,7 +3,6 @@ package ucl
 import (
 	"errors"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -277,7 +276,7 @@ func (p *parser) includeFile(b *objb, site int, path string, try bool, prio uint
 	}
 	read := p.opts.ReadFile
 	if read == nil {
-		read = os.ReadFile
+		read = readRegular
 	}
 	data, err := read(path)
 	if err != nil {

@@ -27,7 +27,8 @@ type Options struct {
 	// directory (entries of those names in Vars are ignored). Unknown
 	// variables stay as written.
 	Vars map[string]string
-	// ReadFile reads included files; nil means os.ReadFile.
+	// ReadFile reads included files; nil means a reader of regular files
+	// of at most MaxFileSize bytes.
 	ReadFile func(name string) ([]byte, error)
 	// Glob expands .include(glob=true) patterns; nil means filepath.Glob.
 	Glob func(pattern string) ([]string, error)
@@ -52,7 +53,7 @@ func Parse(data []byte, opts Options) (*Node, error) {
 func ParseFile(path string, opts Options) (*Node, error) {
 	read := opts.ReadFile
 	if read == nil {
-		read = os.ReadFile
+		read = readRegular
 	}
 	data, err := read(path)
 	if err != nil {

@@ -91,7 +91,7 @@ func clientMain() int {
 	}
 	// Every event kept so far, up to the sentinel published before this
 	// process was started.
-	s, err := c.Events(ctx, api.EventOptions{After: 1})
+	s, err := c.Events(ctx, api.EventOptions{Replay: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -23,9 +23,11 @@ type options struct {
 	foreground bool
 	verbose    bool
 	check      bool
+	// qemuUser is the user QEMU VMs drop to when their config names none.
+	qemuUser string
 }
 
-const usage = `usage: vmstated [-fhnv] [-c configdir] [-p pidfile] [-s socket] [-l logdir] [-S statedir] [-R rundir]
+const usage = `usage: vmstated [-fhnv] [-c configdir] [-p pidfile] [-s socket] [-l logdir] [-S statedir] [-R rundir] [-U user]
 
   -c configdir  config root: one sub-directory per VM (default %s)
   -f            stay in the foreground (for service managers and debugging)
@@ -36,6 +38,7 @@ const usage = `usage: vmstated [-fhnv] [-c configdir] [-p pidfile] [-s socket] [
   -l logdir     per-VM logs, <name>.log (default %s)
   -S statedir   per-VM state records (default %s)
   -R rundir     per-VM runtime files: sockets, pidfiles, hook journals (default %s)
+  -U user       the user QEMU runs as when a VM's config names none (root only)
   -v            verbose: log debug messages too
 `
 
@@ -54,6 +57,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.foreground, "f", false, "")
 	fs.BoolVar(&o.verbose, "v", false, "")
 	fs.BoolVar(&o.check, "n", false, "")
+	fs.StringVar(&o.qemuUser, "U", "", "")
 	help := fs.Bool("h", false, "")
 	printUsage := func() {
 		fmt.Fprintf(stderr, usage, def.ConfigDir, def.Pidfile, def.Socket, def.LogDir, def.StateDir, def.RunDir)
@@ -93,7 +97,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if o.check {
-		return check(o.paths.ConfigDir, stdout, stderr)
+		return check(o.paths.ConfigDir, o.loadOptions(), stdout, stderr)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -46,7 +47,7 @@ func run(ctx context.Context, o options, stderr io.Writer) (err error) {
 	defer signal.Stop(hup)
 
 	watcher, err := config.NewWatcher(o.paths.ConfigDir, config.WatchOptions{
-		LoadOptions: config.LoadOptions{Logf: func(f string, a ...any) { log.Debug(fmt.Sprintf(f, a...)) }},
+		LoadOptions: config.LoadOptions{Logf: func(f string, a ...any) { log.Debug(fmt.Sprintf(f, a...)) }, QEMUUser: o.qemuUser},
 	})
 	if err != nil {
 		return err
@@ -55,7 +56,7 @@ func run(ctx context.Context, o options, stderr io.Writer) (err error) {
 	if initial.RootErr != nil {
 		return initial.RootErr
 	}
-	for _, d := range initial.Diagnostics() {
+	for _, d := range append(initial.Diagnostics(), config.HostDiagnostics(initial, runtime.GOOS)...) {
 		log.Warn(d.String())
 	}
 
@@ -111,6 +112,7 @@ func run(ctx context.Context, o options, stderr io.Writer) (err error) {
 
 	log.Info("vmstated ready", "pid", os.Getpid(), "config", o.paths.ConfigDir, "socket", o.paths.Socket,
 		"vms", len(initial.VMs), "invalid", len(initial.Invalid))
+	ready.Note(invalidNote(initial, daemonLogFile(o)))
 	if err := ready.Ready(); err != nil {
 		log.Warn("telling the parent we are ready", "err", err)
 	}
@@ -145,7 +147,7 @@ func run(ctx context.Context, o options, stderr io.Writer) (err error) {
 			watchDone = nil
 		case <-ctx.Done():
 			_ = daemon.NotifyStopping()
-			log.Info("exiting; VMs keep running")
+			log.Info(exitMessage(sup.List()))
 			return nil
 		}
 	}
@@ -154,6 +156,11 @@ func run(ctx context.Context, o options, stderr io.Writer) (err error) {
 // reloadTimeout bounds the wait for a rescan asked for by SIGHUP: a VM
 // stuck in a step still gets its change, later.
 const reloadTimeout = 30 * time.Second
+
+// daemonLogFile is where the daemon logs when in the background.
+func daemonLogFile(o options) string {
+	return filepath.Join(o.paths.LogDir, config.DaemonLogName+".log")
+}
 
 // drivers returns the hypervisor drivers this build has.
 func drivers() map[string]hypervisor.Driver {
@@ -169,7 +176,7 @@ func drivers() map[string]hypervisor.Driver {
 func newLogger(o options, stderr io.Writer) *slog.Logger {
 	var w io.Writer = stderr
 	if !o.foreground {
-		w = &lumberjack.Logger{Filename: filepath.Join(o.paths.LogDir, "vmstated.log"), MaxSize: 10, MaxBackups: 5}
+		w = &lumberjack.Logger{Filename: daemonLogFile(o), MaxSize: 10, MaxBackups: 5}
 	}
 	level := slog.LevelInfo
 	if o.verbose {

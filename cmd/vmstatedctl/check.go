@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"runtime"
 
 	"github.com/vmstated/vmstated/config"
 )
@@ -34,7 +35,7 @@ func cmdCheck(e *env, args []string) error {
 	if snap.RootErr != nil {
 		return fmt.Errorf("config directory %s: %w; name another with -c", *root, snap.RootErr)
 	}
-	diags := snap.Diagnostics()
+	diags := append(snap.Diagnostics(), config.HostDiagnostics(snap, runtime.GOOS)...)
 	res := checkResult{Root: snap.Root, VMs: snap.Names(), Invalid: []string{}, Problems: []checkIssue{}}
 	for _, inv := range snap.Invalid {
 		res.Invalid = append(res.Invalid, inv.Dir)

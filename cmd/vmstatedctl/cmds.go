@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -23,7 +24,7 @@ import (
 func init() {
 	commands = []*cmd{
 		{name: "start", args: "[-w] [-c] vmname", summary: "start a VM (after the VMs it depends on)", vmArg: 1, run: cmdStart},
-		{name: "stop", args: "[-f] [-w] [-t seconds] (-a | vmname)", summary: "stop a VM, or all with -a", vmArg: 1, run: cmdStop},
+		{name: "stop", args: "[-f] [-w] [-t seconds] (-a | vmname)", summary: "stop a VM (after the VMs that depend on it), or all with -a", vmArg: 1, run: cmdStop},
 		{name: "shutdown", args: "[-t seconds]", summary: "stop every VM for a host shutdown, forcing at a deadline", run: cmdShutdown},
 		{name: "restart", args: "[-w] vmname", summary: "relaunch a running VM's hypervisor", vmArg: 1, run: cmdRestart},
 		{name: "status", aliases: []string{"show"}, args: "[-r] [vmname]", summary: "show the VMs, or one VM in detail", vmArg: 1, run: cmdStatus},
@@ -41,6 +42,7 @@ func init() {
 		{name: "events", args: "[-after seq] [vmname]", summary: "stream state changes as they happen", vmArg: 1, run: cmdEvents},
 		{name: "reload", args: "", summary: "rescan the config directories now", run: cmdReload},
 		{name: "check", args: "[-c configdir]", summary: "validate config directories (no daemon needed)", run: cmdCheck},
+		{name: "create", args: "disk [-f raw|qcow2] [-s size] [-b base | -i input] path | vm [-m size] [-p cpus] [-d disk]... [-r iso] [-t template] [-c configdir] vmname", summary: "make a disk image or a new VM directory (no daemon needed)", run: cmdCreate},
 		{name: "completion", args: "bash|zsh", summary: "print a shell completion script", run: cmdCompletion},
 		{name: "help", args: "[command]", summary: "describe the commands", run: cmdHelp},
 		{name: "__complete", args: "words...", hidden: true, run: cmdComplete},
@@ -56,6 +58,8 @@ showing each state it passes, and fails
 	"stop": `-f kills the hypervisor at once instead of asking the guest to power off.
 -t seconds replaces the VM's stop_timeout for this stop.
 -w waits until the VM is stopped; exit 1 if it ends in failed.
+The VMs that depend on it and run (or are starting) are stopped first, and
+waited for, whether or not -w is given; it says which.
 -a stops every VM you may act on, dependants before the VMs they depend on,
 waiting for each group to stop before the next.`,
 	"shutdown": `What the service files run when the host shuts down. Every VM stops
@@ -77,8 +81,8 @@ or when -t seconds pass first.`,
 	"info": `Shows the hypervisor's version, state, accelerator, CPUs, disks, PCI
 devices, VNC and character devices; -a shows every detail it reports,
 -o json all of it as JSON.`,
-	"log": `-n lines shows only the last lines; -f keeps following new lines until
-interrupted.`,
+	"log": `-n lines shows only the last lines (-n 0: none, so -f -n 0 shows only
+new lines); -f keeps following new lines until interrupted.`,
 	"console": `Detach with Ctrl-] (-e char changes it: one character, or ^X).
 -n lines replays the last lines of output first (default a screenful).
 One client types at a time: -f takes the console over from another,
@@ -89,6 +93,18 @@ resumes after a sequence number seen before; a "lost" line tells of
 events that are gone.`,
 	"check": `Loads every VM directory of configdir (default: the daemon's) and prints
 each problem; exit 1 if any config has errors.`,
+	"create": `create disk makes a disk image at path, which must not exist:
+-f raw|qcow2 (default raw, qcow2 with -b), -s size in bytes or with a
+K, M, G or T suffix (powers of 1024, fractions allowed: 4.5G), rounded
+up to whole MB; -b base makes a qcow2 image that records changes over
+base, which is never written; -i input copies input, converted to -f.
+With -b or -i the size defaults to theirs and may only grow.
+create vm writes configdir/vmname/config (default: the daemon's config
+directory), a QEMU VM with comments on every line: -m memory, -p CPUs,
+-d a disk image (repeatable), -r an ISO image, -t a template file
+(a path, or a name under configdir/templates/NAME.conf) that the config
+includes. The config is loaded before it is put in place; an existing
+directory is never touched. The daemon picks the new VM up by itself.`,
 	"completion": `bash: source <(vmstatedctl completion bash)
 zsh:  source <(vmstatedctl completion zsh)`,
 }
@@ -222,6 +238,9 @@ func cmdStop(e *env, args []string) error {
 		return usagef("name a VM, or use -a for all ('vmstatedctl status' lists them)")
 	}
 	name := pos[0]
+	if err := e.stopDependants(name, opts); err != nil {
+		return err
+	}
 	if !*wait {
 		st, err := e.client().Stop(e.ctx, name, opts)
 		if err != nil {
@@ -245,12 +264,76 @@ func (e *env) stopAll(opts api.StopOptions) error {
 	if err != nil {
 		return err
 	}
+	results, err := e.stopInWaves(stopWaves(list, activeNames(list)), opts)
+	if e.json() {
+		sort.Slice(results, func(i, j int) bool { return results[i].Name < results[j].Name })
+		writeJSON(e.stdout, results)
+	}
+	return err
+}
+
+// stopDependants stops, before name stops, the VMs that depend on it and
+// are up or on their way up, as a service manager stops the units that
+// need one first: leaving them running would pull the ground from under
+// them without a word. It says so, and waits for them to stop.
+func (e *env) stopDependants(name string, opts api.StopOptions) error {
+	list, err := e.client().List(e.ctx)
+	if err != nil {
+		return err
+	}
+	deps := dependants(list, name)
+	if len(deps) == 0 {
+		return nil
+	}
+	if !e.json() {
+		verb, them := "depends", "it"
+		if len(deps) > 1 {
+			verb, them = "depend", "them"
+		}
+		fmt.Fprintf(e.stdout, "%s: %s %s on it; stopping %s first\n", name, strings.Join(deps, ", "), verb, them)
+	}
+	if _, err := e.stopInWaves(stopWaves(list, deps), opts); err != nil {
+		return fmt.Errorf("%s is not stopped, since what depends on it did not stop: %w", name, err)
+	}
+	return e.ctx.Err()
+}
+
+// dependants lists, sorted, the active VMs (see activeNames) that depend
+// on name, directly or through other active ones: a VM that runs while
+// what it depends on is already stopped loses nothing more.
+func dependants(list []api.Status, name string) []string {
+	active := make(map[string]bool)
+	for _, n := range activeNames(list) {
+		active[n] = true
+	}
+	seen := map[string]bool{name: true}
+	var out []string
+	queue := []string{name}
+	for len(queue) > 0 {
+		n := queue[0]
+		queue = queue[1:]
+		for _, st := range list {
+			if seen[st.Name] || !active[st.Name] || !slices.Contains(st.Depends, n) {
+				continue
+			}
+			seen[st.Name] = true
+			queue = append(queue, st.Name)
+			out = append(out, st.Name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// stopInWaves stops each wave's VMs in parallel and waits for them before
+// the next wave begins; it returns the statuses of those that stopped.
+func (e *env) stopInWaves(waves [][]string, opts api.StopOptions) ([]api.Status, error) {
 	var (
 		errs    []error
 		results []api.Status
 		mu      sync.Mutex
 	)
-	for _, wave := range stopWaves(list) {
+	for _, wave := range waves {
 		var wg sync.WaitGroup
 		for _, name := range wave {
 			wg.Add(1)
@@ -277,29 +360,32 @@ func (e *env) stopAll(opts api.StopOptions) error {
 			break
 		}
 	}
-	if e.json() {
-		sort.Slice(results, func(i, j int) bool { return results[i].Name < results[j].Name })
-		writeJSON(e.stdout, results)
-	}
-	return errors.Join(errs...)
+	return results, errors.Join(errs...)
 }
 
-// stopWaves groups the VMs that are not at rest (stopped or failed) in
-// waves: every VM comes in an earlier wave than the VMs it depends on. A
+// activeNames lists the VMs that are not at rest (stopped or failed). A
 // stopped VM that waits for its dependencies to start counts as active:
 // stopping it cancels that start, where leaving it would have it fail once
 // the VMs it waits for are stopped.
-func stopWaves(list []api.Status) [][]string {
-	deps := make(map[string][]string, len(list))
+func activeNames(list []api.Status) []string {
 	var active []string
 	for _, st := range list {
-		deps[st.Name] = st.Depends
 		waiting := st.State == statemachine.Stopped && st.Desired == statemachine.Running
 		if waiting || (st.State != statemachine.Stopped && st.State != statemachine.Failed) {
 			active = append(active, st.Name)
 		}
 	}
-	return config.StopWaves(deps, active)
+	return active
+}
+
+// stopWaves groups names in waves: every VM comes in an earlier wave than
+// the VMs it depends on.
+func stopWaves(list []api.Status, names []string) [][]string {
+	deps := make(map[string][]string, len(list))
+	for _, st := range list {
+		deps[st.Name] = st.Depends
+	}
+	return config.StopWaves(deps, names)
 }
 
 func cmdStatus(e *env, args []string) error {
@@ -451,7 +537,15 @@ func cmdLog(e *env, args []string) error {
 	if *lines < 0 {
 		return usagef("-n %d: want a number of lines", *lines)
 	}
-	rd, err := e.client().Log(e.ctx, pos[0], api.LogOptions{Lines: *lines, Follow: *follow})
+	// Without -n the whole log; -n 0 asks for none of it (with -f: only
+	// the lines written from now on). The client says "none" with -1.
+	opts := api.LogOptions{Lines: *lines, Follow: *follow}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "n" && *lines == 0 {
+			opts.Lines = -1
+		}
+	})
+	rd, err := e.client().Log(e.ctx, pos[0], opts)
 	if err != nil {
 		return err
 	}

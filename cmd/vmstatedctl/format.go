@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vmstated/vmstated/api"
+	"github.com/vmstated/vmstated/statemachine"
 )
 
 // printTable prints one line per VM, for reading at a glance.
@@ -20,16 +21,18 @@ func printTable(w io.Writer, list []api.Status, now time.Time) {
 	for _, st := range list {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n",
 			st.Name, stateCell(st), ago(st.Since, now), dash(st.PID), dash(st.CPUs),
-			memory(st.Memory), owner(st), st.Restarts, st.MaxRestart, reasonCell(st))
+			memory(st.Memory), owner(st), min(st.Restarts, st.MaxRestart), st.MaxRestart, reasonCell(st))
 	}
 	tw.Flush()
 }
 
 // stateCell marks a desired state that differs (a start waiting for the
-// VMs it depends on, a stop waiting for the current step).
+// VMs it depends on, a stop waiting for the current step). A failed VM
+// goes nowhere until failreset, whatever its desired state, so an arrow
+// there would read as a transition that is not coming.
 func stateCell(st api.Status) string {
 	s := string(st.State)
-	if st.Desired != "" && st.Desired != st.State && st.State.Steady() {
+	if st.Desired != "" && st.Desired != st.State && st.State.Steady() && st.State != statemachine.Failed {
 		s += "->" + string(st.Desired)
 	}
 	return s
@@ -151,7 +154,7 @@ func printDetail(w io.Writer, st api.Status, now time.Time) {
 	row("directory", st.Dir)
 	row("autostart", strconv.FormatBool(st.Autostart))
 	row("depends", strings.Join(st.Depends, ", "))
-	row("restarts", fmt.Sprintf("%d of %d", st.Restarts, st.MaxRestart))
+	row("restarts", restartsDetail(st))
 	row("reason", st.Reason)
 	if x := st.LastExit; x != nil {
 		v := x.Reason
@@ -175,6 +178,17 @@ func printDetail(w io.Writer, st api.Status, now time.Time) {
 		row("removed", "the config directory is gone; the VM is dropped once stopped")
 	}
 	tw.Flush()
+}
+
+// restartsDetail says how much of the restart budget is used. The count
+// includes the restart that found the budget spent, which was never done:
+// "4 of 3" would read as one restart too many.
+func restartsDetail(st api.Status) string {
+	if st.Restarts <= st.MaxRestart {
+		return fmt.Sprintf("%d of %d", st.Restarts, st.MaxRestart)
+	}
+	return fmt.Sprintf("%d of %d; restart %d was refused, the budget is spent (failreset clears it)",
+		st.MaxRestart, st.MaxRestart, st.Restarts)
 }
 
 // printInfo shows a nested map as sorted "key: value" lines, nested keys

@@ -130,6 +130,29 @@ func (d *testDaemon) settle(ctx context.Context, name string) {
 	}
 }
 
+// waitState waits until a VM is in state want.
+func (d *testDaemon) waitState(t *testing.T, name string, want statemachine.State) {
+	t.Helper()
+	sub := d.sup.Bus().Subscribe(0)
+	defer func() { sub.Close() }()
+	timer := time.NewTimer(guard)
+	defer timer.Stop()
+	for {
+		if st, err := d.sup.Get(name); err == nil && st.State == want {
+			return
+		}
+		select {
+		case _, ok := <-sub.C():
+			if !ok {
+				sub = d.sup.Bus().Subscribe(0)
+			}
+		case <-timer.C:
+			st, _ := d.sup.Get(name)
+			t.Fatalf("%s did not reach %s; it is %s", name, want, st.State)
+		}
+	}
+}
+
 // ctl runs one command line in process against the daemon.
 func (d *testDaemon) ctl(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -214,10 +215,25 @@ func TestCommands(t *testing.T) {
 		t.Fatalf("log -o json: %d\n%s", code, out)
 	}
 
+	// -n 0: none of it (the API's lines=0), where no -n is all of it.
+	code, out, _ = d.ctl(t, "log", "-n", "0", "web")
+	if code != 0 || out != "" {
+		t.Fatalf("log -n 0: %d\n%s", code, out)
+	}
+	code, out, _ = d.ctl(t, "log", "web")
+	if code != 0 || strings.Count(out, "\n") <= 3 {
+		t.Fatalf("log: %d\n%s", code, out)
+	}
+
 	// A VM that fails: start -w exits 1 with the reason; failreset.
 	code, out, errs = d.ctl(t, "start", "-w", "bad")
 	if code != exitFailed || !strings.Contains(errs, "bad failed") || !strings.Contains(errs, "failreset bad") {
 		t.Fatalf("start -w bad: %d %q\n%s", code, errs, out)
+	}
+	// The table shows it failed, not on its way anywhere.
+	code, out, _ = d.ctl(t, "status")
+	if code != 0 || !strings.Contains(out, "\nbad   failed ") || strings.Contains(out, "failed->") {
+		t.Fatalf("status after a failed start: %d\n%s", code, out)
 	}
 	if code, _, errs = d.ctl(t, "failreset", "bad"); code != 0 {
 		t.Fatalf("failreset: %d %s", code, errs)
@@ -299,14 +315,66 @@ func TestCommands(t *testing.T) {
 		t.Fatalf("command candidates: %q", cb.String())
 	}
 	cb.Reset()
-	run(context.Background(), []string{"__complete", "-s", d.socket, "stop", "-t", "5"}, &cb, &cb)
+	run(context.Background(), []string{"__complete", "-s", d.socket, "stop", "-t", "5", ""}, &cb, &cb)
 	if cb.String() != "bad\ndb\nnew\nweb\n" {
 		t.Fatalf("VM candidates: %q", cb.String())
 	}
 	cb.Reset()
-	run(context.Background(), []string{"__complete", "-s", d.socket, "wait", "web"}, &cb, &cb)
+	run(context.Background(), []string{"__complete", "-s", d.socket, "wait", "web", ""}, &cb, &cb)
 	if !strings.Contains(cb.String(), "running\n") {
 		t.Fatalf("state candidates: %q", cb.String())
+	}
+}
+
+// Completion offers each command's flags, as its flag set has them, and
+// knows from the flag set which flags take the next word.
+func TestCompleteFlags(t *testing.T) {
+	d := startDaemon(t, map[string]string{"db": sleeper("db", ""), "web": sleeper("web", "")})
+	complete := func(words ...string) []string {
+		var out bytes.Buffer
+		run(context.Background(), append([]string{"__complete"}, words...), &out, &out)
+		return strings.Fields(out.String())
+	}
+	cases := []struct {
+		words []string
+		want  string
+	}{
+		{[]string{"-"}, "-h -o -s"},
+		{[]string{"-s", d.socket, "st"}, "start stop status"},
+		{[]string{"stop", "-"}, "-a -f -o -s -t -w"},
+		{[]string{"events", "-af"}, "-after"},
+		{[]string{"log", "-"}, "-f -n -o -s"},
+		{[]string{"check", "-"}, "-c -o -s"},
+		{[]string{"help", "-"}, ""},
+		// A flag's value: -o's values; -t's is not a VM name.
+		{[]string{"stop", "-o", ""}, "table json"},
+		{[]string{"-o", "j"}, "json"},
+		{[]string{"-s", d.socket, "stop", "-t", ""}, ""},
+		// -f takes no value: the next word is the VM; -s given after
+		// the command is used.
+		{[]string{"stop", "-f", "-s", d.socket, ""}, "db web"},
+		{[]string{"stop", "-s=" + d.socket, "-t=5", "w"}, "web"},
+		{[]string{"-s", d.socket, "log", "-n", "3", "db", ""}, ""},
+	}
+	for _, tc := range cases {
+		got := complete(tc.words...)
+		sort.Strings(got)
+		want := strings.Fields(tc.want)
+		sort.Strings(want)
+		if strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("complete %q: %q, want %q", tc.words, got, want)
+		}
+	}
+	// Every command stops at its flags when run with -h, which is how
+	// completion learns them: none may act first.
+	for _, c := range commands {
+		if c.hidden {
+			continue
+		}
+		p := commandFlags(c, filepath.Join(t.TempDir(), "none.sock"))
+		if c.name != "help" && p.flags == nil {
+			t.Errorf("%s: no flag set seen; it must parse e.newFlags before it acts", c.name)
+		}
 	}
 }
 
@@ -437,5 +505,64 @@ func TestStopAllCancelsWaitingStart(t *testing.T) {
 	}
 	if app.State != statemachine.Stopped || app.Desired != statemachine.Stopped {
 		t.Fatalf("app after stop -a: %s, desired %s (%s)", app.State, app.Desired, app.Reason)
+	}
+}
+
+// stop of a VM that others depend on stops those first, dependants of
+// dependants before them, says so, and leaves unrelated VMs alone.
+func TestStopStopsDependantsFirst(t *testing.T) {
+	d := startDaemon(t, map[string]string{
+		"db":    sleeper("db", ""),
+		"web":   sleeper("web", "depends = db;"),
+		"app":   sleeper("app", "depends = web;"),
+		"other": sleeper("other", ""),
+	})
+	for _, vm := range []string{"app", "other"} {
+		if code, _, errs := d.ctl(t, "start", "-w", vm); code != 0 {
+			t.Fatalf("start -w %s: %d %s", vm, code, errs)
+		}
+	}
+	code, out, errs := d.ctl(t, "stop", "db")
+	if code != 0 {
+		t.Fatalf("stop db: %d %s\n%s", code, errs, out)
+	}
+	if !strings.HasPrefix(out, "db: app, web depend on it; stopping them first\n") {
+		t.Fatalf("stop db did not say what it stops first:\n%s", out)
+	}
+	ia, iw, id := strings.Index(out, "app: stopped"), strings.Index(out, "web: stopped"), strings.Index(out, "db: stop requested")
+	if ia < 0 || iw < 0 || id < 0 || ia > iw || iw > id {
+		t.Fatalf("stop db: want app, then web stopped before db's stop:\n%s", out)
+	}
+	if code, _, _ := d.ctl(t, "wait", "db", "stopped"); code != 0 {
+		t.Fatal("db never stopped")
+	}
+	want := map[string]statemachine.State{"db": statemachine.Stopped, "web": statemachine.Stopped, "app": statemachine.Stopped, "other": statemachine.Running}
+	for vm, state := range want {
+		st, err := d.sup.Get(vm)
+		if err != nil || st.State != state {
+			t.Errorf("%s after stop db: %v %v, want %s", vm, st.State, err, state)
+		}
+	}
+	// Nothing depends on other: no word about dependants.
+	code, out, _ = d.ctl(t, "stop", "-w", "other")
+	if code != 0 || strings.Contains(out, "depend") {
+		t.Fatalf("stop other: %d\n%s", code, out)
+	}
+}
+
+func TestDependants(t *testing.T) {
+	list := []api.Status{
+		{Name: "db", State: statemachine.Running},
+		{Name: "web", State: statemachine.Running, Depends: []string{"db"}},
+		{Name: "app", State: statemachine.Stopped, Desired: statemachine.Running, Depends: []string{"web"}}, // waits to start
+		{Name: "idle", State: statemachine.Stopped, Desired: statemachine.Stopped, Depends: []string{"db"}},
+		{Name: "batch", State: statemachine.Running, Depends: []string{"idle"}}, // idle is down already
+		{Name: "other", State: statemachine.Running},
+	}
+	if got := dependants(list, "db"); strings.Join(got, ",") != "app,web" {
+		t.Fatalf("dependants of db: %v", got)
+	}
+	if got := dependants(list, "other"); len(got) != 0 {
+		t.Fatalf("dependants of other: %v", got)
 	}
 }

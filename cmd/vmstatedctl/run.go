@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -29,6 +30,8 @@ type env struct {
 	socket         string
 	output         string // "table" or "json"
 	c              *api.Client
+	// flags is the flag set the command made last (see commandFlags).
+	flags *flag.FlagSet
 }
 
 func (e *env) client() *api.Client {
@@ -59,7 +62,10 @@ type cmd struct {
 	// vmArg says which positional arguments are VM names (for
 	// completion): 1 = the first.
 	vmArg int
-	run   func(e *env, args []string) error
+	// run makes its flag set with e.newFlags and parses it before it
+	// acts: completion learns a command's flags by running it with -h
+	// (see commandFlags).
+	run func(e *env, args []string) error
 }
 
 var commands []*cmd
@@ -88,11 +94,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			e.c.Close()
 		}
 	}()
-	fs := flag.NewFlagSet("vmstatedctl", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	help := fs.Bool("h", false, "show help")
-	fs.StringVar(&e.socket, "s", e.socket, "daemon socket")
-	fs.StringVar(&e.output, "o", e.output, "output format: table or json")
+	help := new(bool)
+	fs := e.globalFlags(help)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printHelp(stdout)
@@ -125,8 +128,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return report(e, c, c.run(e, rest[1:]))
 }
 
+// globalFlags is the flag set of the words before the command; -h sets
+// help.
+func (e *env) globalFlags(help *bool) *flag.FlagSet {
+	fs := flag.NewFlagSet("vmstatedctl", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.BoolVar(help, "h", false, "show help")
+	fs.StringVar(&e.socket, "s", e.socket, "daemon socket")
+	fs.StringVar(&e.output, "o", e.output, "output format: table or json")
+	return fs
+}
+
+// outputFormats are the values of -o.
+var outputFormats = []string{"table", "json"}
+
 func checkOutput(o string) error {
-	if o != "table" && o != "json" {
+	if !slices.Contains(outputFormats, o) {
 		return usagef("-o %s: want table or json", o)
 	}
 	return nil
@@ -208,6 +225,7 @@ func (e *env) newFlags(name string) *flag.FlagSet {
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&e.socket, "s", e.socket, "daemon socket")
 	fs.StringVar(&e.output, "o", e.output, "output format")
+	e.flags = fs
 	return fs
 }
 

@@ -104,6 +104,8 @@ func TestShutdownReportsFailure(t *testing.T) {
 	if code, _, errs := d.ctl(t, "start", "app"); code != 0 {
 		t.Fatalf("start app: %d %s", code, errs)
 	}
+	// app starts db, in the background: wait until db is starting.
+	d.waitState(t, "db", statemachine.StartNetwork)
 	code, out, errs := d.ctl(t, "shutdown", "-t", "30")
 	t.Logf("shutdown:\n%s%s", out, errs)
 	if code != exitFailed || !strings.Contains(errs, "not every VM stopped: broken;") {

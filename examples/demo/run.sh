@@ -55,12 +55,20 @@ export XDG_RUNTIME_DIR
 # The guest reboots once per demo: forget the earlier demo's reboot.
 rm -f "$rundir/demo/rebooted-once"
 
-# Job control puts the daemon and the log readers in process groups of
-# their own, so that Ctrl-C reaches only this script, which then stops
-# the VMs before the daemon (the daemon alone would leave them running).
-set -m 2>/dev/null || true
+# Ctrl-C (SIGINT to the whole process group, from the terminal or from
+# timeout -s INT) must reach only this script, which then stops the VMs
+# before the daemon: the daemon on its own would exit and leave them
+# running. So the daemon and the log readers run in sessions of their
+# own where setsid(1) exists (Linux), else in process groups of their own
+# through job control, which needs a terminal.
+if command -v setsid >/dev/null 2>&1; then
+    detach=setsid
+else
+    detach=
+    set -m 2>/dev/null || true
+fi
 
-"$bin/vmstated" -f -c "$demo/config" -l "$demo/log" -S "$demo/state" \
+$detach "$bin/vmstated" -f -c "$demo/config" -l "$demo/log" -S "$demo/state" \
     -s "$sock" -p "$demo/run/vmstated.pid" -R "$rundir" &
 daemon=$!
 
@@ -80,9 +88,10 @@ until ctl status >/dev/null 2>&1; do
     sleep 0.1
 done
 
+# Each reader prefixes its VM's lines; it ends when the daemon exits.
 followers=
 for vm in $vms; do
-    ctl log -f "$vm" | sed -u "s/^/$vm | /" &
+    $detach sh -c '"$1" -s "$2" log -f "$3" | sed -u "s/^/$3 | /"' sh "$bin/vmstatedctl" "$sock" "$vm" &
     followers="$followers $!"
 done
 
@@ -90,10 +99,27 @@ cleanup() {
     trap - INT TERM
     echo
     echo "demo: stopping the VMs, then the daemon"
+    case " $vms " in
+    *" demo-qemu "*)
+        echo "demo: demo-qemu has no operating system to answer the power button:"
+        echo "demo: after its stop_timeout (5s) the daemon ends QEMU; that is expected" ;;
+    esac
     ctl stop -a >/dev/null 2>&1 || true
-    for p in $followers; do kill "$p" 2>/dev/null || true; done
+    # stop -a returns once every VM is stopped; the stopped hook runs
+    # after that. The readers end with the daemon, so wait until each
+    # log's last line is the end of that hook (10s at most, its
+    # hook_timeout) before ending the daemon.
+    for vm in $vms; do
+        i=0
+        until ctl log -n 1 "$vm" 2>/dev/null | grep -q "\[vmstated\] hook stopped "; do
+            i=$((i + 1))
+            [ "$i" -gt 100 ] && break
+            sleep 0.1
+        done
+    done
     kill -TERM "$daemon" 2>/dev/null || true
     wait "$daemon" 2>/dev/null || true
+    for p in $followers; do wait "$p" 2>/dev/null || true; done
     echo "demo: done; logs and state are kept in $demo"
     exit 0
 }

@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
@@ -223,7 +224,7 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 	if err := vmproc.Launch(p, h, fl); err != nil {
 		return nil, fmt.Errorf("start bhyve: %w", err)
 	}
-	return newInstance(p, h, fl, spec.Name, o), nil
+	return newInstance(p, h, fl, spec.Name, o, spec.Output), nil
 }
 
 // Recover re-adopts a bhyve process started by an earlier daemon. It is
@@ -252,7 +253,7 @@ func (d *Driver) Recover(ctx context.Context, spec hypervisor.Spec, h hypervisor
 	if err != nil {
 		return nil, err
 	}
-	return newInstance(p, h, fl, x.Name, o), nil
+	return newInstance(p, h, fl, x.Name, o, spec.Output), nil
 }
 
 // Instance is a running bhyve VM. Besides hypervisor.Instance it is a
@@ -261,10 +262,11 @@ type Instance struct {
 	*vmproc.Instance
 	name string
 	opts Options
+	out  io.Writer // the VM's log, for what bhyvectl says; may be nil
 }
 
-func newInstance(p *process.Process, h hypervisor.Handle, fl *process.Follower, name string, o Options) *Instance {
-	i := &Instance{name: name, opts: o}
+func newInstance(p *process.Process, h hypervisor.Handle, fl *process.Follower, name string, o Options, out io.Writer) *Instance {
+	i := &Instance{name: name, opts: o, out: out}
 	destroy := func() string {
 		if err := i.bhyvectl(context.Background(), "--destroy"); err != nil {
 			return err.Error()
@@ -297,6 +299,16 @@ func (i *Instance) bhyvectl(ctx context.Context, args ...string) error {
 			return fmt.Errorf("%s %s: %w: %s", i.opts.Bhyvectl, strings.Join(argv, " "), err, msg)
 		}
 		return fmt.Errorf("%s %s: %w", i.opts.Bhyvectl, strings.Join(argv, " "), err)
+	}
+	// What it says on success goes to the VM's log like bhyve's own
+	// output (a failure carries it in the error).
+	if i.out != nil {
+		what := filepath.Base(i.opts.Bhyvectl) + " " + strings.Join(argv, " ")
+		for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+			if line != "" {
+				fmt.Fprintf(i.out, "%s: %s\n", what, line)
+			}
+		}
 	}
 	return nil
 }

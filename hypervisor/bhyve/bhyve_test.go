@@ -204,6 +204,17 @@ func TestRecoveredExitStatus(t *testing.T) {
 	}
 }
 
+// What bhyvectl prints reaches the VM's output, naming the call.
+func TestBhyvectlOutputReachesTheLog(t *testing.T) {
+	spec := specWith(t, "standin.exit=1\n")
+	inst, out := start(t, spec)
+	waitExit(t, inst)
+	want := "bhyvectl --destroy --vm=" + spec.Name + ": standin bhyvectl done\n"
+	if !strings.Contains(out.String(), want) {
+		t.Fatalf("output lacks %q:\n%s", want, out.String())
+	}
+}
+
 func TestGeneratedConfig(t *testing.T) {
 	spec := specWith(t, "# mine\npci.0.0.0.device=hostbridge\nmemory.size=8G\ncpus=16\nlpc.com1.path=stdio\n")
 	spec.Sockets, spec.Cores, spec.Threads = 1, 2, 1

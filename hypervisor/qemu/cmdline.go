@@ -21,6 +21,8 @@ const (
 	// port, kept whether or not anyone is connected to the socket (and
 	// while the daemon is down); the daemon follows it into the VM log.
 	consoleFile = "console.log"
+	// seedFile is the cloud-init NoCloud seed image.
+	seedFile = "cidata.iso"
 )
 
 // maxSocketPath is the longest unix socket path the kernel accepts
@@ -29,7 +31,7 @@ const maxSocketPath = 103
 
 // runPaths are the files QEMU creates in the run directory.
 type runPaths struct {
-	QMP, QMPAlt, Serial, VNC, PID, Output, Console string
+	QMP, QMPAlt, Serial, VNC, PID, Output, Console, Seed string
 }
 
 func pathsFor(runDir string) runPaths {
@@ -41,6 +43,7 @@ func pathsFor(runDir string) runPaths {
 		PID:     filepath.Join(runDir, pidFile),
 		Output:  filepath.Join(runDir, outputFile),
 		Console: filepath.Join(runDir, consoleFile),
+		Seed:    filepath.Join(runDir, seedFile),
 	}
 }
 
@@ -87,6 +90,7 @@ func buildArgs(spec hypervisor.Spec, o Options, accel, readConfig string) []stri
 	// inside the process (a guest reboot ends it so the supervisor
 	// decides), no window.
 	a = append(a, "-nodefaults", "-no-user-config", "-no-reboot", "-display", "none")
+	a = append(a, sandboxArgs(o)...)
 	if o.VGA != "none" {
 		a = append(a, "-vga", o.VGA)
 	}
@@ -164,6 +168,12 @@ func buildArgs(spec hypervisor.Spec, o Options, accel, readConfig string) []stri
 			"-device", "ide-cd,drive=cdrom0"+ideSlot(),
 		)
 	}
+	if o.CloudInit != nil {
+		a = append(a,
+			"-drive", "file="+escape(p.Seed)+",if=none,id=cidata,media=cdrom,readonly=on,format=raw",
+			"-device", "ide-cd,drive=cidata"+ideSlot(),
+		)
+	}
 	for i, n := range o.NICs {
 		id := fmt.Sprintf("net%d", i)
 		netdev := "user,id=" + id
@@ -177,6 +187,28 @@ func buildArgs(spec hypervisor.Spec, o Options, accel, readConfig string) []stri
 		a = append(a, "-netdev", netdev, "-device", dev)
 	}
 	return append(a, o.ExtraArgs...)
+}
+
+// sandboxArgs confines a QEMU started by a root daemon: seccomp denies
+// obsolete system calls, spawning processes and changing resource
+// controls, and, with User set, QEMU drops to that user once it has
+// opened what it needs (-runas). QEMU 7.2 installs the filter before it
+// drops, so the drop's own setuid needs elevateprivileges=allow there;
+// after it every uid is the user's and no_new_privs is set, so there is no
+// way back up. Without a user, elevating is denied too.
+func sandboxArgs(o Options) []string {
+	if !o.Sandbox {
+		return nil
+	}
+	elevate := "deny"
+	if o.User != "" {
+		elevate = "allow"
+	}
+	a := []string{"-sandbox", "on,obsolete=deny,elevateprivileges=" + elevate + ",spawn=deny,resourcecontrol=deny"}
+	if o.User != "" {
+		a = append(a, "-runas", o.User)
+	}
+	return a
 }
 
 // smpKeys returns the -smp settings of spec in order.

@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -60,6 +61,9 @@ func TestCommandLineRich(t *testing.T) {
 		"-initrd", "/boot/initrd.gz",
 		"-append", "console=ttyS0 root=/dev/vda1,x",
 		"-nodefaults", "-no-user-config", "-no-reboot", "-display", "none",
+	}
+	want = append(want, sandboxWant("")...)
+	want = append(want,
 		"-vga", "std",
 		"-vnc", "unix:/run/vmstated/web/vnc.sock",
 		"-chardev", "socket,id=qmp,path=/run/vmstated/web/qmp.sock,server=on,wait=off",
@@ -84,7 +88,7 @@ func TestCommandLineRich(t *testing.T) {
 		"-netdev", "tap,id=net1,ifname=tap-web,script=no,downscript=no",
 		"-device", "e1000,netdev=net1,mac=52:54:00:12:34:56",
 		"-device", "virtio-rng-pci",
-	}
+	)
 	if strings.Join(args, "\n") != strings.Join(want, "\n") {
 		t.Errorf("command line:\n got %q\nwant %q", args, want)
 	}
@@ -98,6 +102,7 @@ func TestCommandLineMinimalAndConfigFile(t *testing.T) {
 	}
 	got := strings.Join(args, " ")
 	want := "-name guest=m -machine q35,accel=tcg -nodefaults -no-user-config -no-reboot -display none " +
+		strings.Join(append(sandboxWant(""), ""), " ") +
 		"-chardev socket,id=qmp,path=/r/qmp.sock,server=on,wait=off -mon chardev=qmp,mode=control " +
 		"-chardev socket,id=qmp-alt,path=/r/qmp-alt.sock,server=on,wait=off -mon chardev=qmp-alt,mode=control -pidfile /r/qemu.pid"
 	if got != want {
@@ -247,5 +252,31 @@ func TestClassify(t *testing.T) {
 				t.Errorf("got %+v, want %s code %d signal %q", e, tt.want, tt.code, tt.signal)
 			}
 		})
+	}
+}
+
+// sandboxWant is what a root daemon adds to every command line.
+func sandboxWant(user string) []string {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	if user == "" {
+		return []string{"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"}
+	}
+	return []string{"-sandbox", "on,obsolete=deny,elevateprivileges=allow,spawn=deny,resourcecontrol=deny", "-runas", user}
+}
+
+func TestSandboxArgs(t *testing.T) {
+	spec := hypervisor.Spec{Name: "m", RunDir: "/r", Options: &Options{Accel: "tcg", User: "qemu", Sandbox: true}}
+	_, args, err := CommandLine(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(args, " ")
+	if !strings.Contains(got, "-sandbox on,obsolete=deny,elevateprivileges=allow,spawn=deny,resourcecontrol=deny -runas qemu") {
+		t.Errorf("with a user: %s", got)
+	}
+	if err := (Options{User: "a,b", Sandbox: true}).Validate(); err == nil {
+		t.Error("a user with a comma passed")
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vmstated/vmstated/cloudinit"
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/hypervisor/process"
 	"github.com/vmstated/vmstated/hypervisor/qemu/qmp"
@@ -118,6 +119,9 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 	if err != nil {
 		return nil, fmt.Errorf("qemu: binary %q not found: %w (install qemu-system-x86 or set qemu.binary)", o.Binary, err)
 	}
+	if err := checkBinary(bin); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(spec.RunDir, 0o750); err != nil {
 		return nil, fmt.Errorf("qemu: run directory: %w", err)
 	}
@@ -130,6 +134,17 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 	for _, f := range []string{p.QMP, p.QMPAlt, p.Serial, p.VNC, p.PID} {
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("qemu: removing stale %s: %w", f, err)
+		}
+	}
+	if o.CloudInit != nil {
+		// Built before every start, so that edited inputs reach the
+		// next boot; an unchanged seed is kept as it is.
+		seed, err := cloudinit.Build(spec.Name, *o.CloudInit)
+		if err != nil {
+			return nil, fmt.Errorf("qemu: %w", err)
+		}
+		if _, err := cloudinit.Ensure(p.Seed, seed); err != nil {
+			return nil, fmt.Errorf("qemu: %w", err)
 		}
 	}
 	accel := resolveAccel(o.Accel)

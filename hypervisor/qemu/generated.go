@@ -2,15 +2,20 @@ package qemu
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/vmstated/vmstated/hypervisor"
+	"github.com/vmstated/vmstated/trust"
 )
+
+// maxConfigFile bounds a user's QEMU configfile.
+const maxConfigFile = 1 << 20
 
 // generateConfig writes spec.ConfigFile combined with the generated
 // settings to ConfigFile+".generated" and returns its path.
 func generateConfig(spec hypervisor.Spec, o Options, accel string) (string, error) {
-	user, err := os.ReadFile(spec.ConfigFile)
+	// QEMU reads it as instructions: the trust rule applies to a root
+	// daemon, and only a regular file of bounded size is read.
+	user, err := trust.ReadFile(spec.ConfigFile, trust.Strict(), maxConfigFile)
 	if err != nil {
 		return "", fmt.Errorf("qemu: reading configfile: %w", err)
 	}

@@ -373,8 +373,14 @@ func (i *instance) Reset(ctx context.Context) error { return i.command(ctx, "sys
 // NMI injects a non-maskable interrupt.
 func (i *instance) NMI(ctx context.Context) error { return i.command(ctx, "inject-nmi", nil, nil) }
 
+// maxScreendump bounds a screendump read back from QEMU.
+const maxScreendump = 256 << 20
+
 // Screenshot captures the display as PNG when QEMU can write it (7.1 and
-// later), else as PPM.
+// later), else as PPM. The daemon creates the file in the run directory
+// and hands QEMU its descriptor (add-fd, /dev/fdset/N): a QEMU that runs
+// as another user needs no access to the run directory, and nothing QEMU
+// could do to a name there changes what the daemon reads.
 func (i *instance) Screenshot(ctx context.Context, w io.Writer) (string, error) {
 	c, err := i.client()
 	if err != nil {
@@ -383,8 +389,33 @@ func (i *instance) Screenshot(ctx context.Context, w io.Writer) (string, error) 
 	var rnd [6]byte
 	rand.Read(rnd[:])
 	path := filepath.Join(i.spec.RunDir, "screendump-"+hex.EncodeToString(rnd[:]))
-	defer os.Remove(path)
-	args := map[string]string{"filename": path}
+	// QEMU opens the fd set write-only, and takes only a descriptor of
+	// that access mode; the daemon reads through one of its own.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("qemu: screendump file: %w", err)
+	}
+	defer f.Close()
+	r, err := os.Open(path)
+	os.Remove(path) // the descriptors are all that is needed
+	if err != nil {
+		return "", fmt.Errorf("qemu: screendump file: %w", err)
+	}
+	defer r.Close()
+	var added struct {
+		FdsetID int `json:"fdset-id"`
+	}
+	ret, err := c.ExecuteWithFile(ctx, "add-fd", nil, f)
+	if err == nil {
+		err = json.Unmarshal(ret, &added)
+	}
+	if err != nil {
+		return "", fmt.Errorf("qemu: passing the screendump file: %w", err)
+	}
+	defer func() {
+		_ = i.command(context.WithoutCancel(ctx), "remove-fd", map[string]int{"fdset-id": added.FdsetID}, nil)
+	}()
+	args := map[string]string{"filename": fmt.Sprintf("/dev/fdset/%d", added.FdsetID)}
 	if c.Greeting().Version.AtLeast(7, 1) {
 		args["format"] = "png"
 	}
@@ -395,7 +426,10 @@ func (i *instance) Screenshot(ctx context.Context, w io.Writer) (string, error) 
 		}
 		return "", err
 	}
-	b, err := os.ReadFile(path)
+	b, err := io.ReadAll(io.LimitReader(io.NewSectionReader(r, 0, maxScreendump+1), maxScreendump+1))
+	if err == nil && len(b) > maxScreendump {
+		err = fmt.Errorf("larger than %d bytes", maxScreendump)
+	}
 	if err != nil {
 		return "", fmt.Errorf("qemu: reading the screendump: %w", err)
 	}

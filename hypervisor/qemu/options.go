@@ -2,7 +2,10 @@ package qemu
 
 import (
 	"errors"
+
 	"fmt"
+	"github.com/vmstated/vmstated/cloudinit"
+	"os"
 	"regexp"
 	"strings"
 )
@@ -51,6 +54,18 @@ type Options struct {
 	// VNCListen is where the daemon listens for VNC clients with VNC
 	// "auto"; empty means 127.0.0.1.
 	VNCListen string
+	// User is the account QEMU drops to after set-up (-runas); empty
+	// keeps it as the daemon's user. It needs a root daemon. The run
+	// directory's files are opened before the drop; disk images must
+	// be readable (and writable, unless read-only) by the user, since
+	// QEMU may open them again later (media changes, snapshots).
+	User string
+	// Sandbox adds -sandbox (and -runas for User). The driver sets it
+	// when the daemon runs as root.
+	Sandbox bool
+	// CloudInit, when set, is built into a NoCloud seed image in the run
+	// directory before each start and attached as a read-only CD drive.
+	CloudInit *cloudinit.Config
 }
 
 // Disk is one disk image.
@@ -98,6 +113,8 @@ var (
 
 // withDefaults returns a copy of o with empty fields filled in.
 func (o Options) withDefaults() Options {
+	// A root daemon always confines QEMU.
+	o.Sandbox = o.Sandbox || os.Geteuid() == 0
 	if o.Binary == "" {
 		o.Binary = DefaultBinary
 	}
@@ -201,6 +218,12 @@ func (o Options) Validate() error {
 	}
 	if strings.ContainsAny(o.Append, "\n\x00") {
 		bad("append %q contains a newline or NUL; the kernel command line is one line", o.Append)
+	}
+	if strings.ContainsAny(o.User, ", :\n\x00") {
+		bad("user %q is not an account name", o.User)
+	}
+	if o.User != "" && !o.Sandbox {
+		bad("user %q: QEMU can drop to another user only when vmstated runs as root", o.User)
 	}
 	for _, a := range o.ExtraArgs {
 		switch a {

@@ -11,8 +11,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -71,14 +69,65 @@ var guestFiles = []struct{ name, pattern string }{
 	{"busybox", "bin/busybox"},
 	{"button.ko", "lib/modules/*/kernel/drivers/acpi/button.ko"},
 	{"evdev.ko", "lib/modules/*/kernel/drivers/input/evdev.ko"},
+	// The CD drive and its file system (a cloud-init seed): the modules
+	// in the order insmod needs them.
+	{"scsi_common.ko", "lib/modules/*/kernel/drivers/scsi/scsi_common.ko"},
+	{"scsi_mod.ko", "lib/modules/*/kernel/drivers/scsi/scsi_mod.ko"},
+	{"cdrom.ko", "lib/modules/*/kernel/drivers/cdrom/cdrom.ko"},
+	{"libata.ko", "lib/modules/*/kernel/drivers/ata/libata.ko"},
+	{"libahci.ko", "lib/modules/*/kernel/drivers/ata/libahci.ko"},
+	{"ahci.ko", "lib/modules/*/kernel/drivers/ata/ahci.ko"},
+	{"sr_mod.ko", "lib/modules/*/kernel/drivers/scsi/sr_mod.ko"},
+	{"isofs.ko", "lib/modules/*/kernel/fs/isofs/isofs.ko"},
+}
+
+// CDModules are the modules a guest loads, in this order, to read a CD.
+var CDModules = []string{"scsi_common", "scsi_mod", "cdrom", "libata", "libahci", "ahci", "sr_mod", "isofs"}
+
+// Custom returns the test guest's kernel and an initramfs of busybox, the
+// modules named (as /lib/NAME.ko) and init as /init, for a test that
+// needs a guest of its own making.
+func Custom(tb testing.TB, init string, modules ...string) (kernel, initrd string) {
+	tb.Helper()
+	dir := guestCache(tb)
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return b
+	}
+	files := []cpioFile{
+		{name: "bin", mode: 0o40755}, {name: "proc", mode: 0o40755}, {name: "sys", mode: 0o40755},
+		{name: "dev", mode: 0o40755}, {name: "lib", mode: 0o40755},
+		{name: "init", mode: 0o100755, data: []byte(init)},
+		{name: "bin/busybox", mode: 0o100755, data: read("busybox")},
+	}
+	for _, m := range modules {
+		files = append(files, cpioFile{name: "lib/" + m + ".ko", mode: 0o100644, data: read(m + ".ko")})
+	}
+	return filepath.Join(dir, "vmlinuz"), writeInitrd(tb, files)
+}
+
+// writeInitrd writes files as a gzipped initramfs in the test's temporary
+// directory.
+func writeInitrd(tb testing.TB, files []cpioFile) string {
+	var img bytes.Buffer
+	zw := gzip.NewWriter(&img)
+	writeCPIO(zw, files)
+	zw.Close()
+	initrd := filepath.Join(tb.TempDir(), "initrd.gz")
+	if err := os.WriteFile(initrd, img.Bytes(), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return initrd
 }
 
 // Build returns a kernel and an initramfs that powers off on the ACPI
 // power button (or, booted with Stubborn on its command line, ignores it).
-// Both are kept in the user's cache directory: the Debian parts are
-// fetched once, and the initramfs is named after a digest of what it
-// holds, so a changed init builds a new one. It skips the test when the
-// parts cannot be had.
+// The Debian parts are fetched once into the user's cache directory; the
+// initramfs is built afresh in the test's temporary directory. It skips
+// the test when the parts cannot be had.
 func Build(tb testing.TB) (kernel, initrd string) {
 	tb.Helper()
 	dir := guestCache(tb)
@@ -99,30 +148,7 @@ func Build(tb testing.TB) (kernel, initrd string) {
 		{name: "lib/button.ko", mode: 0o100644, data: read("button.ko")},
 		{name: "lib/evdev.ko", mode: 0o100644, data: read("evdev.ko")},
 	}
-	h := sha256.New()
-	for _, f := range files {
-		fmt.Fprintf(h, "%s %o %d\n", f.name, f.mode, len(f.data))
-		h.Write(f.data)
-	}
-	kernel = filepath.Join(dir, "vmlinuz")
-	initrd = filepath.Join(dir, "initrd-"+hex.EncodeToString(h.Sum(nil))[:16]+".gz")
-	guestCacheMu.Lock()
-	defer guestCacheMu.Unlock()
-	if _, err := os.Stat(initrd); err == nil {
-		return kernel, initrd
-	}
-	var img bytes.Buffer
-	zw := gzip.NewWriter(&img)
-	writeCPIO(zw, files)
-	zw.Close()
-	tmp := initrd + ".tmp"
-	if err := os.WriteFile(tmp, img.Bytes(), 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	if err := os.Rename(tmp, initrd); err != nil {
-		tb.Fatal(err)
-	}
-	return kernel, initrd
+	return filepath.Join(dir, "vmlinuz"), writeInitrd(tb, files)
 }
 
 var guestCacheMu sync.Mutex

@@ -26,7 +26,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -181,6 +183,20 @@ func (c *Client) Close() error {
 // command may still run on the server, and its late reply is discarded.
 // A write that cannot complete breaks the stream, so it closes the Client.
 func (c *Client) Execute(ctx context.Context, cmd string, args any) (json.RawMessage, error) {
+	return c.execute(ctx, cmd, args, nil)
+}
+
+// ExecuteWithFile is Execute with f passed along (SCM_RIGHTS), for
+// commands such as add-fd that take a descriptor. The connection must be a
+// unix socket.
+func (c *Client) ExecuteWithFile(ctx context.Context, cmd string, args any, f *os.File) (json.RawMessage, error) {
+	if _, ok := c.conn.(*net.UnixConn); !ok {
+		return nil, fmt.Errorf("qmp: %s: passing a descriptor needs a unix socket connection", cmd)
+	}
+	return c.execute(ctx, cmd, args, syscall.UnixRights(int(f.Fd())))
+}
+
+func (c *Client) execute(ctx context.Context, cmd string, args any, oob []byte) (json.RawMessage, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("qmp: %s: %w", cmd, err)
 	}
@@ -214,7 +230,7 @@ func (c *Client) Execute(ctx context.Context, cmd string, args any) (json.RawMes
 		return nil, fmt.Errorf("qmp: %s: encoding arguments: %w", cmd, err)
 	}
 	b = append(b, '\n')
-	werr := c.write(ctx, b)
+	werr := c.write(ctx, b, oob)
 	c.wmu.Unlock()
 	if werr != nil {
 		c.forget(id)
@@ -264,7 +280,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 // write sends b, honouring ctx's deadline and cancellation. The caller
 // holds wmu.
-func (c *Client) write(ctx context.Context, b []byte) error {
+func (c *Client) write(ctx context.Context, b, oob []byte) error {
 	c.dmu.Lock()
 	c.writeSeq++
 	seq := c.writeSeq
@@ -279,7 +295,12 @@ func (c *Client) write(ctx context.Context, b []byte) error {
 			c.conn.SetWriteDeadline(aLongTimeAgo)
 		}
 	})
-	_, err := c.conn.Write(b)
+	var err error
+	if oob != nil {
+		_, _, err = c.conn.(*net.UnixConn).WriteMsgUnix(b, oob, nil)
+	} else {
+		_, err = c.conn.Write(b)
+	}
 	c.dmu.Lock()
 	c.writeSeq++ // disarm the AfterFunc for this write
 	c.dmu.Unlock()

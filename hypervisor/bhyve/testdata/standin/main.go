@@ -13,7 +13,8 @@
 //	                     ACPI power button would)
 //
 // As bhyvectl it appends its arguments as one line to bhyvectl.log next to
-// its own executable.
+// its own executable, and says what it did on stdout, as the real one may
+// (the driver puts that in the VM's log).
 package main
 
 import (
@@ -47,6 +48,7 @@ func bhyvectl(args []string) int {
 	}
 	defer f.Close()
 	fmt.Fprintln(f, strings.Join(args, " "))
+	fmt.Println("standin bhyvectl done")
 	return 0
 }
 
