@@ -105,7 +105,13 @@ func TestRelay(t *testing.T) {
 	r.Connect(g.dial)
 	gc := g.next(t)
 	gr := bufio.NewReader(gc)
+	// A watcher first, to learn when the relay has the output.
+	first, err := attach(t, r, ReadOnly, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	gc.Write([]byte("boot line 1\r\nboot line 2\r\n"))
+	first.until(t, KindOutput, "boot line 2")
 
 	// Replay: the last line only.
 	w, err := attach(t, r, ReadWrite, 1)
