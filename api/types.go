@@ -8,6 +8,10 @@ const Version = "/v1"
 // MaxBodyBytes bounds a request body; larger ones get 413.
 const MaxBodyBytes = 64 << 10
 
+// ConsoleProtocol is the Upgrade token of GET /v1/vms/{name}/console: the
+// connection then carries the frames of package console both ways.
+const ConsoleProtocol = "vmstated-console.v1"
+
 // Status is one VM as GET /v1/vms and GET /v1/vms/{name} show it.
 type Status struct {
 	Name    string `json:"name"`
@@ -190,6 +194,7 @@ const (
 	CodeRequestTimeout   = "request_timeout"    // 408: the request body did not arrive in time
 	CodeNotAllowed       = "not_allowed"        // 409: not allowed in the VM's current state
 	CodeInvalidConfig    = "invalid_config"     // 409: the VM has no valid config
+	CodeConsoleBusy      = "console_busy"       // 409: another client types into the console
 	CodeTooLarge         = "too_large"          // 413: request body over MaxBodyBytes; 431: headers too large
 	CodeInternal         = "internal"           // 500
 	CodeReloadFailed     = "reload_failed"      // 500: the config rescan failed

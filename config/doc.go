@@ -176,6 +176,9 @@
 //	        readonly = false;          # default false
 //	    }
 //	    cdrom = /path/to/install.iso;  # default none
+//	    kernel = /boot/vmlinuz;        # direct kernel boot; default none (boot from disk)
+//	    initrd = /boot/initrd.gz;      # needs kernel; default none
+//	    append = "console=ttyS0";      # kernel command line; needs kernel
 //	    nic {                          # repeat for more network devices
 //	        type = tap;                # user (QEMU's NAT) | tap; required
 //	        ifname = tap-web;          # tap: the host interface; required for tap

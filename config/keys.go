@@ -248,7 +248,7 @@ func (d *decoder) sectionFields(prefix string, n *ucl.Node, known []string, repe
 	}
 }
 
-var qemuKeys = []string{"binary", "machine", "accel", "cpu", "vga", "vnc", "serial", "disk", "cdrom", "nic", "extra_args", "user"}
+var qemuKeys = []string{"binary", "machine", "accel", "cpu", "vga", "vnc", "serial", "disk", "cdrom", "nic", "extra_args", "user", "kernel", "initrd", "append", "vnc_password", "vnc_listen"}
 
 func (q *QEMU) applyDefaults() {
 	if q.Binary == "" {
@@ -297,6 +297,38 @@ func (d *decoder) qemuSection(key string, n *ucl.Node) {
 			q.CDROM, _ = d.path(full, v)
 		case "extra_args":
 			q.ExtraArgs, _ = d.stringList(full, v, false, `[ "-device", "virtio-rng-pci" ]`)
+		case "kernel":
+			if p, ok := d.path(full, v); ok && d.readableFile(full, v, p) {
+				q.Kernel = p
+			}
+		case "initrd":
+			if p, ok := d.path(full, v); ok && d.readableFile(full, v, p) {
+				q.Initrd = p
+			}
+		case "vnc_listen":
+			if s, ok := d.str(full, v); ok {
+				if net.ParseIP(s) == nil {
+					d.errf(v.Pos, full, "%q is not an IP address; write the address of the host's interface to listen on, such as 127.0.0.1 (the default) or ::1", s)
+				} else {
+					q.VNCListen = s
+				}
+			}
+		case "vnc_password":
+			if s, ok := d.str(full, v); ok {
+				if len(s) > 8 || strings.ContainsAny(s, "\n\x00") {
+					d.errf(v.Pos, full, "VNC passwords are at most 8 characters on one line (the VNC protocol uses only 8)")
+				} else {
+					q.VNCPassword = s
+				}
+			}
+		case "append":
+			if s, ok := d.str(full, v); ok {
+				if strings.ContainsAny(s, "\n\x00") {
+					d.errf(v.Pos, full, "contains a newline or NUL; the kernel command line is one line")
+				} else {
+					q.Append = s
+				}
+			}
 		case "disk":
 			for _, it := range d.sectionList(full, v, "disk { path = /var/lib/vm/disk.img; }") {
 				if disk, ok := d.disk(full, it); ok {
@@ -311,6 +343,21 @@ func (d *decoder) qemuSection(key string, n *ucl.Node) {
 			}
 		}
 	})
+	if q.VNCListen != "" && q.VNC != "auto" {
+		d.errf(n.Pos, key+".vnc_listen", "needs vnc = auto (the daemon listens only for the VNC it relays)")
+	}
+	if q.VNCPassword != "" && (q.VNC == "" || q.VNC == "off") {
+		d.errf(n.Pos, key+".vnc_password", "needs vnc (auto, unix or a display); without it there is no VNC server to protect")
+	}
+	// Without a kernel QEMU boots from a disk, and an initrd or command
+	// line would be silently ignored.
+	if q.Kernel == "" {
+		for k, set := range map[string]bool{"initrd": q.Initrd != "", "append": q.Append != ""} {
+			if set {
+				d.errf(n.Pos, key+"."+k, "needs kernel (direct kernel boot); add kernel = /path/to/vmlinuz; or remove %s", k)
+			}
+		}
+	}
 	q.applyDefaults()
 	d.vm.QEMU = q
 }
@@ -349,7 +396,7 @@ func (d *decoder) vnc(key string, n *ucl.Node) (string, bool) {
 		return "", false
 	}
 	ls := strings.ToLower(s)
-	if ls == "off" || ls == "none" || ls == "unix" {
+	if ls == "off" || ls == "none" || ls == "unix" || ls == "auto" {
 		if ls == "none" {
 			ls = "off"
 		}
@@ -360,7 +407,7 @@ func (d *decoder) vnc(key string, n *ucl.Node) (string, bool) {
 			return s, true
 		}
 	}
-	d.errf(n.Pos, key, "%q is not a VNC setting; write off, unix (a socket in the run directory), \":N\" or \"host:N\" (display N = TCP port 5900+N), quoted", s)
+	d.errf(n.Pos, key, "%q is not a VNC setting; write off, auto (the daemon relays a TCP port on 127.0.0.1), unix (a socket in the run directory), \":N\" or \"host:N\" (display N = TCP port 5900+N), quoted", s)
 	return "", false
 }
 

@@ -140,7 +140,17 @@ type QEMU struct {
 	CDROM     string   `json:"cdrom,omitempty"`
 	NICs      []NIC    `json:"nics,omitempty"`
 	ExtraArgs []string `json:"extra_args,omitempty"`
-	User      string   `json:"user,omitempty"` // QEMU drops to it (-runas)
+	// Kernel, Initrd and Append boot a kernel directly (QEMU's -kernel,
+	// -initrd, -append) instead of from a disk.
+	Kernel string `json:"kernel,omitempty"`
+	Initrd string `json:"initrd,omitempty"`
+	Append string `json:"append,omitempty"`
+	// VNCPassword is asked of VNC clients (set through QMP).
+	VNCPassword string `json:"vnc_password,omitempty"`
+	// VNCListen is the address the daemon's VNC relay listens on (vnc =
+	// auto); empty means 127.0.0.1.
+	VNCListen string `json:"vnc_listen,omitempty"`
+	User      string `json:"user,omitempty"` // QEMU drops to it (-runas)
 }
 
 // Disk is one disk of a QEMU VM.

@@ -135,6 +135,11 @@ type Spec struct {
 	// survive the daemon), so drivers capture into a file under RunDir and
 	// follow it.
 	Output io.Writer
+	// Console receives what the guest writes to its serial console, line
+	// by line as the guest ends them (often "\r\n"), including what it
+	// wrote while the daemon was down. Nil drops it. Drivers without a
+	// console capture ignore it.
+	Console io.Writer
 	// Options holds the driver's own settings (*qemu.Options,
 	// *bhyve.Options, *exec.Options). Nil means the driver's defaults.
 	Options any
@@ -193,6 +198,22 @@ type NMIer interface {
 // image to w and returns its format ("png" or "ppm").
 type Screenshotter interface {
 	Screenshot(ctx context.Context, w io.Writer) (format string, err error)
+}
+
+// Consoler is an Instance whose guest has a console to type into. Console
+// connects to it; the hypervisor may serve one connection at a time, so
+// the daemon holds one and relays. An instance started without a console
+// returns an error wrapping ErrNotSupported that says what to set, at
+// once and whatever the context.
+type Consoler interface {
+	Console(ctx context.Context) (io.ReadWriteCloser, error)
+}
+
+// VNCRelayed is an Instance whose VNC server listens on a unix socket the
+// daemon is to make reachable over TCP on host (an IP address; empty
+// means loopback). The socket is "" when there is none to relay.
+type VNCRelayed interface {
+	VNCRelay() (socket, host string)
 }
 
 // Inspector is an Instance that can describe itself in detail (block

@@ -76,6 +76,8 @@ func qemuOptions(q *config.QEMU) *qemu.Options {
 		Binary: q.Binary, Machine: q.Machine, Accel: q.Accel, CPU: q.CPU,
 		VGA: q.VGA, VNC: q.VNC, Serial: q.Serial, CDROM: q.CDROM,
 		ExtraArgs: append([]string(nil), q.ExtraArgs...),
+		Kernel:    q.Kernel, Initrd: q.Initrd, Append: q.Append, VNCPassword: q.VNCPassword,
+		VNCListen: q.VNCListen,
 		User:      q.User,
 	}
 	for _, d := range q.Disks {

@@ -218,6 +218,7 @@ func (v *vm) onRecover(ctx context.Context, r recovering) {
 	spec.Name = v.name
 	spec.RunDir = filepath.Join(v.sup.runDir, v.name)
 	spec.Output = v.log.Writer(h.Driver)
+	spec.Console = v.consoleOutput()
 	handle := *h
 	v.spawn(ctx, stepRecover, func(ctx context.Context) workResult {
 		inst, err := drv.Recover(ctx, spec, handle)

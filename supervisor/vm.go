@@ -88,6 +88,8 @@ type vm struct {
 	// resetAsked marks the running instance as reset by a user: its next
 	// reboot-like exit is the reset, not the guest's doing.
 	resetAsked hypervisor.Instance
+	// access relays the guest's console and VNC (console.go, vnc.go).
+	access guestAccess
 }
 
 // opReset is the reset command; it changes no state by itself.
@@ -459,6 +461,7 @@ func (v *vm) launch(ctx context.Context, s *settings) (hypervisor.Instance, erro
 	spec.Name = s.name
 	spec.RunDir = filepath.Join(v.sup.runDir, s.name)
 	spec.Output = v.log.Writer(s.driver)
+	spec.Console = v.consoleOutput()
 	if inst, err := v.adoptLeftover(ctx, drv, s.driver, spec); inst != nil || err != nil {
 		return inst, err
 	}
@@ -836,4 +839,5 @@ func (v *vm) publishStatus() {
 	b := v.m.Budget()
 	s.restartTimes, s.window = b.Times(), b.Window
 	v.status.Store(s)
+	v.syncAccess(s)
 }

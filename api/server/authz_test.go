@@ -75,6 +75,11 @@ func clientMain() int {
 			if rd, err = c.Log(ctx, name, api.LogOptions{}); err == nil {
 				rd.Close()
 			}
+		case "console":
+			var rwc io.ReadWriteCloser
+			if rwc, err = c.Console(ctx, name, api.ConsoleOptions{Mode: api.ConsoleReadOnly}); err == nil {
+				rwc.Close()
+			}
 		case "reload":
 			_, err = c.Reload(ctx)
 		case "events":
@@ -198,7 +203,8 @@ func TestAuthorization(t *testing.T) {
 	t.Run("owner", func(t *testing.T) {
 		r := asUser(t, d, nil,
 			"get:mine", "get:byuid", "log:mine", "events:mine", "pause:mine", "unpause:mine",
-			"get:team", "get:roots", "get:open", "stop:roots", "start:open", "log:roots", "events:roots", "get:nope", "reload")
+			"get:team", "get:roots", "get:open", "stop:roots", "start:open", "log:roots", "events:roots", "get:nope", "reload",
+			"console:mine", "console:roots")
 		if r.UID == 0 {
 			t.Fatal("the client ran as root")
 		}
@@ -210,6 +216,8 @@ func TestAuthorization(t *testing.T) {
 			"get:team": api.CodeForbidden, "get:roots": api.CodeForbidden, "get:open": api.CodeForbidden,
 			"stop:roots": api.CodeForbidden, "start:open": api.CodeForbidden, "log:roots": api.CodeForbidden,
 			"events:roots": api.CodeForbidden, "get:nope": api.CodeNotFound, "reload": api.CodeForbidden,
+			// An exec VM has no console; the owner gets that far.
+			"console:mine": api.CodeNotSupported, "console:roots": api.CodeForbidden,
 		}
 		for op, w := range want {
 			if r.Results[op] != w {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vmstated/vmstated/api"
+	"github.com/vmstated/vmstated/console"
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/statemachine"
 	"github.com/vmstated/vmstated/supervisor"
@@ -58,6 +59,8 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		s.method(w, r, http.MethodGet, func(w http.ResponseWriter, r *http.Request) { s.get(w, r, seg[2]) })
 	case len(seg) == 4 && seg[1] == "vms" && seg[3] == "info":
 		s.method(w, r, http.MethodGet, func(w http.ResponseWriter, r *http.Request) { s.info(w, r, seg[2]) })
+	case len(seg) == 4 && seg[1] == "vms" && seg[3] == "console":
+		s.method(w, r, http.MethodGet, func(w http.ResponseWriter, r *http.Request) { s.console(w, r, seg[2]) })
 	case len(seg) == 4 && seg[1] == "vms" && seg[3] == "log":
 		s.method(w, r, http.MethodGet, func(w http.ResponseWriter, r *http.Request) { s.log(w, r, seg[2]) })
 	case len(seg) == 4 && seg[1] == "vms" && api.Action(seg[3]).Valid():
@@ -77,7 +80,7 @@ func noEndpoint(r *http.Request) string {
 	for i, a := range api.Actions {
 		acts[i] = string(a)
 	}
-	return fmt.Sprintf("no endpoint %s; the API has /v1/vms, /v1/vms/{name}, /v1/vms/{name}/{info,log}, /v1/vms/{name}/{%s}, /v1/events, /v1/reload and /metrics",
+	return fmt.Sprintf("no endpoint %s; the API has /v1/vms, /v1/vms/{name}, /v1/vms/{name}/{info,log,console}, /v1/vms/{name}/{%s}, /v1/events, /v1/reload and /metrics",
 		r.URL.Path, strings.Join(acts, ","))
 }
 
@@ -151,6 +154,8 @@ func (s *Server) failErr(w http.ResponseWriter, r *http.Request, err error) {
 		// about to act on the exit.
 		status, body.Code = http.StatusConflict, api.CodeNotAllowed
 		body.Error += "; the hypervisor has just exited: see 'vmstatedctl status' and try again"
+	case errors.Is(err, console.ErrBusy):
+		status, body.Code = http.StatusConflict, api.CodeConsoleBusy
 	case errors.Is(err, hypervisor.ErrNotSupported):
 		status, body.Code = http.StatusNotImplemented, api.CodeNotSupported
 	case errors.Is(err, supervisor.ErrShuttingDown):
@@ -310,10 +315,15 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request, name string) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.actionTO)
 	defer cancel()
+	// First: it waits for a hypervisor being re-adopted or relaunched.
+	addr, _ := s.sup.VNCAddress(ctx, name)
 	info, err := s.sup.Info(ctx, name)
 	if err != nil {
 		s.failErr(w, r, err)
 		return
+	}
+	if addr != "" && info != nil {
+		info["vnc_address"] = addr
 	}
 	s.writeJSON(w, http.StatusOK, info)
 }

@@ -22,7 +22,7 @@ import (
 
 func init() {
 	commands = []*cmd{
-		{name: "start", args: "[-w] vmname", summary: "start a VM (after the VMs it depends on)", vmArg: 1, run: cmdStart},
+		{name: "start", args: "[-w] [-c] vmname", summary: "start a VM (after the VMs it depends on)", vmArg: 1, run: cmdStart},
 		{name: "stop", args: "[-f] [-w] [-t seconds] (-a | vmname)", summary: "stop a VM (after the VMs that depend on it), or all with -a", vmArg: 1, run: cmdStop},
 		{name: "shutdown", args: "[-t seconds]", summary: "stop every VM for a host shutdown, forcing at a deadline", run: cmdShutdown},
 		{name: "restart", args: "[-w] vmname", summary: "relaunch a running VM's hypervisor", vmArg: 1, run: cmdRestart},
@@ -36,6 +36,8 @@ func init() {
 		{name: "screenshot", args: "vmname file", summary: "save an image of a VM's display ('-' = stdout)", vmArg: 1, run: cmdScreenshot},
 		{name: "info", args: "[-a] vmname", summary: "show what the hypervisor says about a running VM", vmArg: 1, run: cmdInfo},
 		{name: "log", args: "[-f] [-n lines] vmname", summary: "show a VM's log", vmArg: 1, run: cmdLog},
+		{name: "vnc", args: "vmname", summary: "print the address where VNC clients reach a VM (vnc = auto)", vmArg: 1, run: cmdVNC},
+		{name: "console", args: "[-f] [-r] [-e char] [-n lines] vmname", summary: "attach the terminal to a VM's serial console", vmArg: 1, run: cmdConsole},
 		{name: "events", args: "[-after seq] [vmname]", summary: "stream state changes as they happen", vmArg: 1, run: cmdEvents},
 		{name: "reload", args: "", summary: "rescan the config directories now", run: cmdReload},
 		{name: "check", args: "[-c configdir]", summary: "validate config directories (no daemon needed)", run: cmdCheck},
@@ -51,7 +53,8 @@ func init() {
 var cmdDetails = map[string]string{
 	"start": `-w waits until the VM is up (running, its running hook finished),
 showing each state it passes, and fails
-(exit 1, with the reason) if it ends in failed or stopped instead.`,
+(exit 1, with the reason) if it ends in failed or stopped instead.
+-c then attaches to its console from the first byte of the boot (see console).`,
 	"stop": `-f kills the hypervisor at once instead of asking the guest to power off.
 -t seconds replaces the VM's stop_timeout for this stop.
 -w waits until the VM is stopped; exit 1 if it ends in failed.
@@ -80,6 +83,11 @@ devices, VNC and character devices; -a shows every detail it reports,
 -o json all of it as JSON.`,
 	"log": `-n lines shows only the last lines (-n 0: none, so -f -n 0 shows only
 new lines); -f keeps following new lines until interrupted.`,
+	"console": `Detach with Ctrl-] (-e char changes it: one character, or ^X).
+-n lines replays the last lines of output first (default a screenful).
+One client types at a time: -f takes the console over from another,
+-r attaches read-only. Exit 0 on detach or when the VM stops; exit 1
+if the daemon goes away (attach again once it is back).`,
 	"events": `Each line: time, sequence number, VM, transition and reason. -after seq
 resumes after a sequence number seen before; a "lost" line tells of
 events that are gone.`,
@@ -142,11 +150,22 @@ func simpleAction(a api.Action) func(*env, []string) error {
 func cmdStart(e *env, args []string) error {
 	fs := e.newFlags("start")
 	wait := fs.Bool("w", false, "wait until it runs")
+	attach := fs.Bool("c", false, "attach to the console")
 	pos, err := e.parse(fs, args, 1, 1)
 	if err != nil {
 		return err
 	}
 	name := pos[0]
+	if *attach {
+		if _, err := e.waitFor(name, goal{target: api.StateRunning}, func() error {
+			_, err := e.client().Start(e.ctx, name)
+			return err
+		}); err != nil {
+			return err
+		}
+		escape, _ := parseEscape(defaultEscape)
+		return e.attachConsole(name, api.ConsoleOptions{Lines: -1}, escape)
+	}
 	if !*wait {
 		st, err := e.client().Start(e.ctx, name)
 		if err != nil {

@@ -123,6 +123,10 @@ func printInfoSummary(w io.Writer, info map[string]any) bool {
 				}
 			}
 		}
+		if a, ok := info["vnc_address"].(string); ok {
+			used["vnc_address"] = true
+			s += " (relayed to " + a + ")"
+		}
 		row("vnc", s)
 	}
 	if v, ok := info["chardev"].([]any); ok {

@@ -200,6 +200,8 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 		return nil, err
 	}
 	out := filepath.Join(spec.RunDir, OutputFile)
+	// Nothing writes the capture yet: emptied if copied to its end.
+	_ = process.TruncateCopied(out)
 	fl, err := process.Follow(context.Background(), out, spec.Output)
 	if err != nil {
 		return nil, err

@@ -35,6 +35,12 @@ const maxLine = 64 << 10
 // batch). The followed file is expected to grow; when another file takes
 // its name (a different inode) or it shrinks below the saved offset,
 // following restarts from its beginning.
+//
+// What has been copied is trimmed from the file: its blocks are given back
+// (a hole is punched; the size the writer appends at stays), so a guest
+// printing without end costs the run directory, often RAM under /run,
+// no more than the copy in the log. Where the file system cannot punch
+// holes the file keeps its bytes until TruncateCopied empties it.
 type Follower struct {
 	path    string
 	offPath string
@@ -58,7 +64,13 @@ type Follower struct {
 	partial     []byte
 	offFile     *os.File
 	err         error
+	trimmed     int64 // bytes of f before this offset have been given back
+	noTrim      bool  // the file cannot be trimmed (read-only, no hole support)
 }
+
+// trimChunk is how much copied output may stay in the file before its
+// blocks are given back: one system call per chunk, not per line.
+const trimChunk = 256 << 10
 
 // Follow starts copying the lines appended to path into w, one Write per
 // line (each ending in '\n'). It copies what is already in the file beyond
@@ -197,7 +209,13 @@ func (fl *Follower) replaced() bool {
 // also passes on a trailing line without newline.
 func (fl *Follower) copy(final bool) {
 	if fl.f == nil {
-		f, err := os.Open(fl.path)
+		// Read-write only to give copied blocks back; a file the daemon
+		// may only read is still followed, untrimmed.
+		f, err := os.OpenFile(fl.path, os.O_RDWR, 0)
+		fl.noTrim = err != nil
+		if err != nil {
+			f, err = os.Open(fl.path)
+		}
 		if err != nil {
 			if !errors.Is(err, os.ErrNotExist) {
 				fl.setErr(fmt.Errorf("follow %s: %w", fl.path, err))
@@ -219,6 +237,9 @@ func (fl *Follower) copy(final bool) {
 				fl.off, fl.partial = 0, nil
 			}
 			fl.ino = ino
+			// A new follower knows nothing of earlier trims; punching a
+			// hole again where there is one costs nothing.
+			fl.trimmed = 0
 		}
 	}
 	start := fl.off - int64(len(fl.partial))
@@ -246,6 +267,33 @@ func (fl *Follower) copy(final bool) {
 	}
 	if end := fl.off - int64(len(fl.partial)); end != start {
 		fl.saveOffset(end)
+	}
+	if end := fl.off - int64(len(fl.partial)); end-fl.trimmed >= trimChunk || (final && end > fl.trimmed) {
+		fl.trim(end)
+	}
+}
+
+// trim gives back the blocks of the bytes before end, which have been
+// copied and saved as copied.
+func (fl *Follower) trim(end int64) {
+	if fl.noTrim || fl.offFile == nil {
+		// Without a saved offset a restart would copy the bytes again,
+		// and find zeros.
+		return
+	}
+	// The offset must be on disk before its bytes are gone.
+	if err := fl.offFile.Sync(); err != nil {
+		fl.setErr(fmt.Errorf("save follow offset: %w", err))
+		return
+	}
+	switch err := punchHole(fl.f, fl.trimmed, end-fl.trimmed); {
+	case err == nil:
+		fl.trimmed = end
+	case errors.Is(err, errors.ErrUnsupported):
+		fl.noTrim = true
+	default:
+		fl.setErr(fmt.Errorf("trim %s: %w", fl.path, err))
+		fl.noTrim = true
 	}
 }
 
@@ -302,9 +350,15 @@ func (fl *Follower) saveOffset(off int64) {
 		}
 		fl.offFile = f
 	}
-	if _, err := fl.offFile.WriteAt([]byte(fmt.Sprintf("%020d %020d\n", off, fl.ino)), 0); err != nil {
+	if _, err := fl.offFile.WriteAt(offsetRecord(off, fl.ino), 0); err != nil {
 		fl.setErr(fmt.Errorf("save follow offset: %w", err))
 	}
+}
+
+// offsetRecord is the sidecar's content: always the same width, so that an
+// overwrite in place leaves nothing of the old value.
+func offsetRecord(off int64, ino uint64) []byte {
+	return []byte(fmt.Sprintf("%020d %020d\n", off, ino))
 }
 
 // inode returns the inode number of a file, 0 if unknown.
@@ -313,4 +367,44 @@ func inode(fi os.FileInfo) uint64 {
 		return uint64(st.Ino)
 	}
 	return 0
+}
+
+// TruncateCopied empties the file at path when a Follower has copied all
+// it holds (the saved offset is its size), and resets the saved offset, so
+// that its size too starts again from zero. Call it only while nothing
+// writes to the file and nothing follows it: before a new writer starts.
+// A file with bytes not yet copied is left alone, for the next Follower.
+func TruncateCopied(path string) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return fmt.Errorf("truncate %s: %w", path, err)
+	}
+	off, ino, err := readOffset(abs + OffsetSuffix)
+	if err != nil {
+		return err
+	}
+	fi, err := os.Stat(abs)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("truncate %s: %w", path, err)
+	}
+	if fi.Size() == 0 || inode(fi) != ino || off != fi.Size() {
+		return nil
+	}
+	// The file first: a crash before the offset is reset leaves an offset
+	// beyond the end, which a Follower takes as a file started afresh.
+	if err := os.Truncate(abs, 0); err != nil {
+		return fmt.Errorf("truncate %s: %w", path, err)
+	}
+	f, err := os.OpenFile(abs+OffsetSuffix, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("save follow offset: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(offsetRecord(0, ino), 0); err != nil {
+		return fmt.Errorf("save follow offset: %w", err)
+	}
+	return nil
 }

@@ -17,6 +17,10 @@ const (
 	vncSocket    = "vnc.sock"
 	pidFile      = "qemu.pid"
 	outputFile   = "qemu.log"
+	// consoleFile is QEMU's own copy of what the guest wrote to its serial
+	// port, kept whether or not anyone is connected to the socket (and
+	// while the daemon is down); the daemon follows it into the VM log.
+	consoleFile = "console.log"
 	// seedFile is the cloud-init NoCloud seed image.
 	seedFile = "cidata.iso"
 )
@@ -27,18 +31,19 @@ const maxSocketPath = 103
 
 // runPaths are the files QEMU creates in the run directory.
 type runPaths struct {
-	QMP, QMPAlt, Serial, VNC, PID, Output, Seed string
+	QMP, QMPAlt, Serial, VNC, PID, Output, Console, Seed string
 }
 
 func pathsFor(runDir string) runPaths {
 	return runPaths{
-		QMP:    filepath.Join(runDir, qmpSocket),
-		QMPAlt: filepath.Join(runDir, qmpAltSocket),
-		Serial: filepath.Join(runDir, serialSocket),
-		VNC:    filepath.Join(runDir, vncSocket),
-		PID:    filepath.Join(runDir, pidFile),
-		Output: filepath.Join(runDir, outputFile),
-		Seed:   filepath.Join(runDir, seedFile),
+		QMP:     filepath.Join(runDir, qmpSocket),
+		QMPAlt:  filepath.Join(runDir, qmpAltSocket),
+		Serial:  filepath.Join(runDir, serialSocket),
+		VNC:     filepath.Join(runDir, vncSocket),
+		PID:     filepath.Join(runDir, pidFile),
+		Output:  filepath.Join(runDir, outputFile),
+		Console: filepath.Join(runDir, consoleFile),
+		Seed:    filepath.Join(runDir, seedFile),
 	}
 }
 
@@ -71,6 +76,16 @@ func buildArgs(spec hypervisor.Spec, o Options, accel, readConfig string) []stri
 	if spec.BootROM != "" {
 		a = append(a, "-bios", spec.BootROM)
 	}
+	// Plain arguments, not key=value lists: no comma quoting.
+	if o.Kernel != "" {
+		a = append(a, "-kernel", o.Kernel)
+	}
+	if o.Initrd != "" {
+		a = append(a, "-initrd", o.Initrd)
+	}
+	if o.Append != "" {
+		a = append(a, "-append", o.Append)
+	}
 	// Hygiene: no default devices, no host-wide config files, no reboot
 	// inside the process (a guest reboot ends it so the supervisor
 	// decides), no window.
@@ -79,12 +94,18 @@ func buildArgs(spec hypervisor.Spec, o Options, accel, readConfig string) []stri
 	if o.VGA != "none" {
 		a = append(a, "-vga", o.VGA)
 	}
+	// The password itself is set through QMP once QEMU runs: never on a
+	// command line others can read.
+	pw := ""
+	if o.VNCPassword != "" {
+		pw = ",password=on"
+	}
 	switch o.VNC {
 	case "off":
-	case "unix":
-		a = append(a, "-vnc", "unix:"+escape(p.VNC))
+	case "unix", "auto":
+		a = append(a, "-vnc", "unix:"+escape(p.VNC)+pw)
 	default:
-		a = append(a, "-vnc", o.VNC)
+		a = append(a, "-vnc", o.VNC+pw)
 	}
 	a = append(a,
 		"-chardev", "socket,id=qmp,path="+escape(p.QMP)+",server=on,wait=off",
@@ -97,7 +118,9 @@ func buildArgs(spec hypervisor.Spec, o Options, accel, readConfig string) []stri
 	)
 	if o.Serial {
 		a = append(a,
-			"-chardev", "socket,id=serial0,path="+escape(p.Serial)+",server=on,wait=off",
+			// logappend: a restarted guest adds to the file the daemon
+			// may not have finished copying.
+			"-chardev", "socket,id=serial0,path="+escape(p.Serial)+",server=on,wait=off,logfile="+escape(p.Console)+",logappend=on",
 			"-serial", "chardev:serial0",
 		)
 	}

@@ -35,6 +35,9 @@ func richSpec() hypervisor.Spec {
 				{Type: "tap", Ifname: "tap-web", Bridge: "br0", Model: "e1000", MAC: "52:54:00:12:34:56"},
 			},
 			ExtraArgs: []string{"-device", "virtio-rng-pci"},
+			Kernel:    "/boot/vmlinuz,1",
+			Initrd:    "/boot/initrd.gz",
+			Append:    "console=ttyS0 root=/dev/vda1,x",
 		},
 	}
 }
@@ -54,6 +57,9 @@ func TestCommandLineRich(t *testing.T) {
 		"-smp", "4,sockets=1,cores=2,threads=2",
 		"-cpu", "max",
 		"-bios", "/usr/share/OVMF/OVMF.fd",
+		"-kernel", "/boot/vmlinuz,1",
+		"-initrd", "/boot/initrd.gz",
+		"-append", "console=ttyS0 root=/dev/vda1,x",
 		"-nodefaults", "-no-user-config", "-no-reboot", "-display", "none",
 	}
 	want = append(want, sandboxWant("")...)
@@ -65,7 +71,7 @@ func TestCommandLineRich(t *testing.T) {
 		"-chardev", "socket,id=qmp-alt,path=/run/vmstated/web/qmp-alt.sock,server=on,wait=off",
 		"-mon", "chardev=qmp-alt,mode=control",
 		"-pidfile", "/run/vmstated/web/qemu.pid",
-		"-chardev", "socket,id=serial0,path=/run/vmstated/web/serial.sock,server=on,wait=off",
+		"-chardev", "socket,id=serial0,path=/run/vmstated/web/serial.sock,server=on,wait=off,logfile=/run/vmstated/web/console.log,logappend=on",
 		"-serial", "chardev:serial0",
 		"-drive", "file=/var/lib/vm/web.qcow2,if=none,id=disk0,format=qcow2,cache=none",
 		"-device", "virtio-blk-pci,drive=disk0",
@@ -128,6 +134,23 @@ func TestCommandLineMinimalAndConfigFile(t *testing.T) {
 	}
 }
 
+func TestCommandLineVNC(t *testing.T) {
+	for vnc, want := range map[string]string{
+		"auto": "-vnc unix:/r/vnc.sock,password=on",
+		"unix": "-vnc unix:/r/vnc.sock,password=on",
+		":3":   "-vnc :3,password=on",
+	} {
+		_, args, err := CommandLine(hypervisor.Spec{Name: "m", RunDir: "/r", Options: &Options{Accel: "tcg", VNC: vnc, VNCPassword: "s3cret"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Join(args, " ")
+		if !strings.Contains(got, want) || strings.Contains(got, "s3cret") {
+			t.Errorf("vnc %s: %s; want %q and never the password", vnc, got, want)
+		}
+	}
+}
+
 func TestValidate(t *testing.T) {
 	tests := []struct {
 		name string
@@ -152,6 +175,13 @@ func TestValidate(t *testing.T) {
 		{"no-shutdown", Options{ExtraArgs: []string{"-no-shutdown"}}, "-no-shutdown"},
 		{"paused start", Options{ExtraArgs: []string{"-S"}}, "-S"},
 		{"two problems", Options{Accel: "x", VGA: "y"}, "vga"},
+		{"direct boot", Options{Kernel: "/k", Initrd: "/i", Append: "console=ttyS0"}, ""},
+		{"initrd without kernel", Options{Initrd: "/i"}, "need kernel"},
+		{"append without kernel", Options{Append: "quiet"}, "need kernel"},
+		{"append with newline", Options{Kernel: "/k", Append: "a\nb"}, "newline"},
+		{"vnc auto", Options{VNC: "auto", VNCPassword: "s3cret"}, ""},
+		{"password without vnc", Options{VNCPassword: "s3cret"}, "needs vnc"},
+		{"long password", Options{VNC: "auto", VNCPassword: "123456789"}, "at most 8"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -28,10 +28,8 @@ func TestConformance(t *testing.T) {
 			}
 			return hypervisor.Spec{
 				Name: "conformance", MemoryMB: 128, CPUs: 1,
-				Options: &Options{Accel: "tcg", ExtraArgs: []string{
-					"-kernel", kernel, "-initrd", initrd, "-append", cmdline,
-					"-serial", "stdio",
-				}},
+				Options: &Options{Accel: "tcg", Kernel: kernel, Initrd: initrd, Append: cmdline,
+					ExtraArgs: []string{"-serial", "stdio"}},
 			}
 		},
 		OutputMarker: testguest.ReadyLine,

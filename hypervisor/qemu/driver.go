@@ -161,18 +161,11 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 	if fi, err := os.Stat(p.Output); err == nil {
 		outStart = fi.Size()
 	}
-	var follower *process.Follower
-	if spec.Output != nil {
-		follower, err = process.Follow(context.Background(), p.Output, spec.Output)
-		if err != nil {
-			return nil, fmt.Errorf("qemu: following output: %w", err)
-		}
+	follower, err := startCaptures(spec, p, o.Serial, true)
+	if err != nil {
+		return nil, err
 	}
-	stopFollower := func() {
-		if follower != nil {
-			follower.Stop()
-		}
-	}
+	stopFollower := follower.stop
 
 	proc, err := process.Start(process.Config{Path: bin, Args: args, Dir: spec.RunDir, OutputPath: p.Output, Gated: true})
 	if err != nil {
@@ -210,6 +203,13 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 			return fail(startError(proc, p.Output, outStart))
 		}
 		return fail(fmt.Errorf("qemu: waiting for the guest to run: %w", err))
+	}
+	if o.VNCPassword != "" {
+		pw := map[string]string{"protocol": "vnc", "password": o.VNCPassword}
+		if err := c.Run(ctx, "set_password", pw, nil); err != nil {
+			c.Close()
+			return fail(fmt.Errorf("qemu: setting the VNC password: %w", err))
+		}
 	}
 	inst.attachQMP(c, sub)
 	go inst.run()
@@ -249,21 +249,17 @@ func (d *Driver) Recover(ctx context.Context, spec hypervisor.Spec, h hypervisor
 			p.Output = extra.Output
 		}
 	}
-	var follower *process.Follower
-	if spec.Output != nil {
-		follower, err = process.Follow(context.Background(), p.Output, spec.Output)
-		if err != nil {
-			return nil, fmt.Errorf("qemu: following output: %w", err)
-		}
+	// The console log exists when the VM was started with a serial port.
+	follower, err := startCaptures(spec, p, h.Sockets["serial"] != "", false)
+	if err != nil {
+		return nil, err
 	}
 	inst := newInstance(d, spec, proc, p, follower)
 	inst.sockets = h.Sockets
 	inst.accel = extra.Accel
 	c, sub, err := connectAny(ctx, []string{p.QMP, p.QMPAlt}, proc)
 	if err != nil {
-		if follower != nil {
-			follower.Stop()
-		}
+		follower.stop()
 		if errors.Is(err, errExited) {
 			return nil, fmt.Errorf("qemu: pid %d exited while reconnecting: %w", h.PID, hypervisor.ErrGone)
 		}

@@ -1,9 +1,10 @@
 package qemu
 
 import (
-	"bufio"
+	"io"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,43 +12,78 @@ import (
 	"github.com/vmstated/vmstated/internal/testguest"
 )
 
-// The test guest (package testguest) powers off on the ACPI power button.
+// consoleLines collects the lines a driver copies from the console log
+// and lets a test wait for one.
+type consoleLines struct {
+	mu     sync.Mutex
+	lines  []string
+	change chan struct{}
+}
 
-func TestQEMURealGuestPowerOff(t *testing.T) {
+func newConsoleLines() *consoleLines { return &consoleLines{change: make(chan struct{}, 1)} }
+
+func (c *consoleLines) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	c.lines = append(c.lines, strings.TrimRight(string(b), "\r\n"))
+	c.mu.Unlock()
+	select {
+	case c.change <- struct{}{}:
+	default:
+	}
+	return len(b), nil
+}
+
+// wait waits for a line containing s and returns it.
+func (c *consoleLines) wait(t *testing.T, s string) string {
+	t.Helper()
+	timeout := time.After(3 * time.Minute)
+	for {
+		c.mu.Lock()
+		for _, l := range c.lines {
+			if strings.Contains(l, s) {
+				c.mu.Unlock()
+				return l
+			}
+		}
+		all := strings.Join(c.lines, "\n")
+		c.mu.Unlock()
+		select {
+		case <-c.change:
+		case <-timeout:
+			t.Fatalf("no console line with %q; console:\n%s", s, all)
+		}
+	}
+}
+
+// The test guest booted with the kernel keys: its boot and what its shell
+// answers reach Spec.Console from QEMU's console log, whether or not
+// anyone is on the serial socket; the ACPI power button powers it off.
+func TestQEMURealGuestConsoleAndPowerOff(t *testing.T) {
 	needQEMU(t)
 	if testing.Short() {
 		t.Skip("boots a Linux guest; skipped with -short")
 	}
 	kernel, initrd := testguest.Build(t)
+	con := newConsoleLines()
 	spec := hypervisor.Spec{
-		Name: "guest", RunDir: runDir(t), MemoryMB: 128, CPUs: 1,
-		Options: &Options{Accel: "tcg", Serial: true, ExtraArgs: []string{
-			"-kernel", kernel, "-initrd", initrd, "-append", "console=ttyS0 quiet",
-		}},
+		Name: "guest", RunDir: runDir(t), MemoryMB: 128, CPUs: 1, Console: con,
+		Options: &Options{Accel: "tcg", Serial: true, Kernel: kernel, Initrd: initrd, Append: "console=ttyS0"},
 	}
 	inst := start(t, &Driver{}, spec)
+	con.wait(t, "Linux version")
+	con.wait(t, testguest.ReadyLine)
 
-	// Wait for the readiness line on the serial console.
+	// Typed through the serial socket, answered into the log.
 	conn, err := net.Dial("unix", inst.Handle().Sockets["serial"])
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	conn.SetReadDeadline(time.Now().Add(3 * time.Minute))
-	sc := bufio.NewScanner(conn)
-	ready := false
-	var console []string
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		console = append(console, line)
-		if line == testguest.ReadyLine {
-			ready = true
-			break
-		}
+	go io.Copy(io.Discard, conn)
+	if _, err := conn.Write([]byte("echo answer-$((6*7))\n")); err != nil {
+		t.Fatal(err)
 	}
-	if !ready {
-		t.Fatalf("the guest never became ready (%v); console:\n%s", sc.Err(), strings.Join(console, "\n"))
-	}
+	con.wait(t, "answer-42")
+	conn.Close()
 
 	t0 := time.Now()
 	if err := inst.Shutdown(testCtx(t)); err != nil {

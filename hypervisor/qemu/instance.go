@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -47,7 +48,7 @@ type instance struct {
 	spec     hypervisor.Spec
 	proc     *process.Process
 	paths    runPaths
-	follower *process.Follower
+	follower captures
 	sockets  map[string]string
 	accel    string
 
@@ -65,13 +66,13 @@ type instance struct {
 	done chan struct{}
 }
 
-func newInstance(d *Driver, spec hypervisor.Spec, proc *process.Process, p runPaths, f *process.Follower) *instance {
+func newInstance(d *Driver, spec hypervisor.Spec, proc *process.Process, p runPaths, f captures) *instance {
 	o, _ := options(spec)
 	sockets := map[string]string{"qmp": p.QMP, "qmp-alt": p.QMPAlt}
 	if o.Serial {
 		sockets["serial"] = p.Serial
 	}
-	if o.VNC == "unix" {
+	if o.VNC == "unix" || o.VNC == "auto" {
 		sockets["vnc"] = p.VNC
 	}
 	return &instance{drv: d, spec: spec, proc: proc, paths: p, follower: f, sockets: sockets, done: make(chan struct{})}
@@ -187,9 +188,7 @@ func (i *instance) finish() {
 	i.exit = classify(i.shutdown, i.panicked, i.killed, dropped, st)
 	i.exit.Time = time.Now()
 	i.mu.Unlock()
-	if i.follower != nil {
-		i.follower.Stop()
-	}
+	i.follower.stop()
 	close(i.done)
 }
 
@@ -421,6 +420,10 @@ func (i *instance) Screenshot(ctx context.Context, w io.Writer) (string, error) 
 		args["format"] = "png"
 	}
 	if err := i.command(ctx, "screendump", args, nil); err != nil {
+		// QEMU's words for a VM without a display device.
+		if strings.Contains(err.Error(), "no console to take a screendump") {
+			return "", fmt.Errorf("%w: vm %s has no display to take a screenshot of: set vga = std (or virtio) in its qemu section and restart it", hypervisor.ErrNotSupported, i.spec.Name)
+		}
 		return "", err
 	}
 	b, err := io.ReadAll(io.LimitReader(io.NewSectionReader(r, 0, maxScreendump+1), maxScreendump+1))

@@ -28,7 +28,8 @@ type Options struct {
 	CPU string
 	// VGA is "none" (default), "std", "virtio", "qxl" or "cirrus".
 	VGA string
-	// VNC is "off" (default), "unix" (a socket in the run directory), or
+	// VNC is "off" (default), "unix" (a socket in the run directory),
+	// "auto" (the same socket, which the daemon relays to a TCP port), or
 	// a display such as ":1" or "127.0.0.1:1".
 	VNC string
 	// Serial puts the first serial port on a unix socket in the run
@@ -43,6 +44,16 @@ type Options struct {
 	NICs []NIC
 	// ExtraArgs are appended to the command line as they are.
 	ExtraArgs []string
+	// Kernel boots this kernel image directly (-kernel) instead of from a
+	// disk; Initrd (-initrd) and Append (-append, the kernel's command
+	// line) need it.
+	Kernel, Initrd, Append string
+	// VNCPassword, when set, is asked of VNC clients (VNC authentication;
+	// the protocol uses 8 characters at most).
+	VNCPassword string
+	// VNCListen is where the daemon listens for VNC clients with VNC
+	// "auto"; empty means 127.0.0.1.
+	VNCListen string
 	// User is the account QEMU drops to after set-up (-runas); empty
 	// keeps it as the daemon's user. It needs a root daemon. The run
 	// directory's files are opened before the drop; disk images must
@@ -149,8 +160,14 @@ func (o Options) Validate() error {
 	if !vgaTypes[o.VGA] {
 		bad("vga %q: use none, std, virtio, qxl or cirrus", o.VGA)
 	}
-	if o.VNC != "off" && o.VNC != "unix" && !vncDisplay.MatchString(o.VNC) {
-		bad("vnc %q: use off, unix, or a display such as :1 or 127.0.0.1:1", o.VNC)
+	if o.VNC != "off" && o.VNC != "unix" && o.VNC != "auto" && !vncDisplay.MatchString(o.VNC) {
+		bad("vnc %q: use off, auto, unix, or a display such as :1 or 127.0.0.1:1", o.VNC)
+	}
+	if o.VNCPassword != "" && o.VNC == "off" {
+		bad("vnc_password needs vnc (auto, unix or a display)")
+	}
+	if len(o.VNCPassword) > 8 || strings.ContainsAny(o.VNCPassword, "\n\x00,") {
+		bad("vnc_password: at most 8 characters on one line, without commas")
 	}
 	if strings.ContainsAny(o.Machine, ", ") {
 		bad("machine %q: give only the machine type; put properties in extra_args", o.Machine)
@@ -195,6 +212,12 @@ func (o Options) Validate() error {
 		if n.MAC != "" && !macAddr.MatchString(n.MAC) {
 			bad("nic %d: mac %q: write it as 52:54:00:12:34:56", i+1, n.MAC)
 		}
+	}
+	if o.Kernel == "" && (o.Initrd != "" || o.Append != "") {
+		bad("initrd and append need kernel (direct kernel boot): set kernel or remove them")
+	}
+	if strings.ContainsAny(o.Append, "\n\x00") {
+		bad("append %q contains a newline or NUL; the kernel command line is one line", o.Append)
 	}
 	if strings.ContainsAny(o.User, ", :\n\x00") {
 		bad("user %q is not an account name", o.User)

@@ -1,7 +1,8 @@
 // Package testguest builds the QEMU test guest that tests of several
 // packages boot: a Debian kernel and a busybox initramfs whose init loads
 // the ACPI button driver, runs acpid so that the power button powers the
-// guest off, and prints ReadyLine on the serial console once it would.
+// guest off, prints ReadyLine on the serial console once it would, and then
+// keeps a shell on that console (a new one whenever it exits).
 // It is test support only: its functions take a testing.TB and skip the
 // test when the guest cannot be built (no Debian tools, no network).
 package testguest
@@ -30,7 +31,8 @@ const ReadyLine = "VMSTATED-GUEST-READY"
 const Stubborn = "vmstated.stubborn"
 
 // guestInit is the initramfs's /init: it loads the ACPI button driver,
-// starts busybox acpid on the power button, and says when it is ready.
+// starts busybox acpid on the power button, says when it is ready, and
+// then keeps a shell on the serial console for console tests.
 const guestInit = `#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -39,7 +41,7 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 if grep -q ` + Stubborn + ` /proc/cmdline; then
 	echo ` + ReadyLine + `
-	while true; do sleep 60; done
+	while true; do setsid sh -c 'exec sh -i </dev/ttyS0 >/dev/ttyS0 2>&1'; done
 fi
 insmod /lib/evdev.ko
 insmod /lib/button.ko
@@ -56,7 +58,7 @@ acpid -f &
 pid=$!
 until ls -l /proc/$pid/fd 2>/dev/null | grep -q "$dev"; do sleep 0.1; done
 echo ` + ReadyLine + `
-while true; do sleep 60; done
+while true; do setsid sh -c 'exec sh -i </dev/ttyS0 >/dev/ttyS0 2>&1'; done
 `
 
 const powerButtonAction = "#!/bin/sh\npoweroff -f\n"

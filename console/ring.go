@@ -1,0 +1,70 @@
+package console
+
+import "bytes"
+
+// ring keeps the last bytes written to it, for replay.
+type ring struct {
+	buf  []byte // capacity is the ring's size
+	full bool
+	next int
+}
+
+func newRing(size int) *ring { return &ring{buf: make([]byte, size)} }
+
+func (r *ring) Write(p []byte) {
+	if len(p) >= len(r.buf) {
+		copy(r.buf, p[len(p)-len(r.buf):])
+		r.next, r.full = 0, true
+		return
+	}
+	n := copy(r.buf[r.next:], p)
+	if n < len(p) {
+		copy(r.buf, p[n:])
+		r.full = true
+	}
+	r.next = (r.next + len(p)) % len(r.buf)
+	if r.next == 0 && len(p) > 0 {
+		r.full = true
+	}
+}
+
+// bytes returns what the ring holds, oldest first.
+func (r *ring) bytes() []byte {
+	if !r.full {
+		return append([]byte(nil), r.buf[:r.next]...)
+	}
+	return append(append([]byte(nil), r.buf[r.next:]...), r.buf[:r.next]...)
+}
+
+// lastLines returns the last n lines the ring holds (the line being
+// written counts as one), all of them for n < 0. When the ring has
+// wrapped, its oldest, partial line is left out.
+func (r *ring) lastLines(n int) []byte {
+	b := r.bytes()
+	if r.full {
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			b = b[i+1:]
+		}
+	}
+	if n < 0 {
+		return b
+	}
+	if n == 0 {
+		return nil
+	}
+	end := len(b)
+	if end > 0 && b[end-1] == '\n' {
+		end-- // a complete last line is not the start of another
+	}
+	for i := end - 1; i >= 0; i-- {
+		if b[i] == '\n' {
+			n--
+			if n == 0 {
+				return b[i+1:]
+			}
+		}
+	}
+	return b
+}
+
+func (r *ring) reset() { r.next, r.full = 0, false }

@@ -1,0 +1,165 @@
+package process
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// counter counts lines and checks that they arrive in order.
+type counter struct {
+	mu    sync.Mutex
+	n     int
+	bytes int64
+	bad   string
+}
+
+func (c *counter) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	want := "line " + strconv.Itoa(c.n) + " " + strings.Repeat("x", 100) + "\n"
+	if c.bad == "" && string(b) != want {
+		c.bad = string(b)
+	}
+	c.n++
+	c.bytes += int64(len(b))
+	return len(b), nil
+}
+
+// allocated is the disk (or RAM) a file really uses.
+func allocated(t *testing.T, path string) int64 {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Blocks * 512
+}
+
+// trimDirs are the file systems to try: the test's temporary directory
+// and, as root, a tmpfs like /run.
+func trimDirs(t *testing.T) map[string]string {
+	dirs := map[string]string{"tempdir": t.TempDir()}
+	if os.Geteuid() != 0 {
+		t.Log("not root: no tmpfs mount, trimming is tried on the temporary directory only")
+		return dirs
+	}
+	mnt := t.TempDir()
+	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=64m"); err != nil {
+		t.Fatalf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
+	dirs["tmpfs"] = mnt
+	return dirs
+}
+
+// A process printing far more than the file system could hold in its
+// capture leaves the capture small once copied, every line copied once
+// and in order; the next start begins the emptied file afresh.
+func TestFollowTrimsCopiedOutput(t *testing.T) {
+	for name, dir := range trimDirs(t) {
+		t.Run(name, func(t *testing.T) {
+			out := filepath.Join(dir, "output.log")
+			const lines = 200000 // 21 MB; the tmpfs holds 64 MB
+			prog := `i=0; while [ $i -lt ` + strconv.Itoa(lines) + ` ]; do echo "line $i $X"; i=$((i+1)); done`
+			run := func(c *counter) {
+				t.Helper()
+				fl, err := Follow(context.Background(), out, c)
+				if err != nil {
+					t.Fatal(err)
+				}
+				p, err := Start(Config{Path: "/bin/sh", Args: []string{"-c", prog}, OutputPath: out,
+					Env: []string{"X=" + strings.Repeat("x", 100)}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				waitDone(t, p)
+				if err := fl.Stop(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var c counter
+			run(&c)
+			if c.n != lines || c.bad != "" {
+				t.Fatalf("copied %d lines (want %d); first wrong line %q", c.n, lines, c.bad)
+			}
+			fi, err := os.Stat(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Size() != c.bytes {
+				t.Errorf("file size %d, want the %d bytes written (trimming keeps the size)", fi.Size(), c.bytes)
+			}
+			if a := allocated(t, out); a > 2*trimChunk {
+				t.Errorf("the copied capture still holds %d bytes of %s, want at most %d", a, name, 2*trimChunk)
+			}
+
+			// The next start: nothing writes, all was copied.
+			if err := TruncateCopied(out); err != nil {
+				t.Fatal(err)
+			}
+			if fi, _ := os.Stat(out); fi.Size() != 0 {
+				t.Fatalf("size %d after TruncateCopied, want 0", fi.Size())
+			}
+			var c2 counter
+			run(&c2)
+			if c2.n != lines || c2.bad != "" {
+				t.Fatalf("after truncation copied %d lines (want %d); first wrong line %q", c2.n, lines, c2.bad)
+			}
+		})
+	}
+}
+
+// TruncateCopied leaves alone a file with bytes not yet copied, and one
+// another file has replaced.
+func TestTruncateCopiedKeepsUncopied(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.log")
+	appendFile(t, out, "one\ntwo\n")
+	w := newLines()
+	fl, err := Follow(context.Background(), out, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.waitCount(t, 2)
+	if err := fl.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, out, "three\n") // written while nobody followed
+	if err := TruncateCopied(out); err != nil {
+		t.Fatal(err)
+	}
+	// The copied lines are trimmed (zeros), the uncopied one is there.
+	if b, _ := os.ReadFile(out); !strings.HasSuffix(string(b), "three\n") || len(b) != len("one\ntwo\nthree\n") {
+		t.Fatalf("file %q: uncopied bytes were dropped", b)
+	}
+	w2 := newLines()
+	fl, err = Follow(context.Background(), out, w2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w2.waitCount(t, 1)
+	if err := fl.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := w2.snapshot(); len(got) != 1 || got[0] != "three\n" {
+		t.Fatalf("resumed with %q, want only the uncopied line", got)
+	}
+	// A file that took the name since: its offset does not apply (the
+	// inode number may be reused at once, the size tells them apart).
+	os.Remove(out)
+	appendFile(t, out, "a new file\n")
+	if err := TruncateCopied(out); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(out); fi.Size() == 0 {
+		t.Fatal("a replaced file was truncated by the old file's offset")
+	}
+}
