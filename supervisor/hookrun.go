@@ -95,12 +95,20 @@ func (s *Supervisor) runHook(ctx context.Context, c hookCall, log *vmLog) hookOu
 	}
 	hctx, done := s.draining(ctx)
 	defer done()
-	c.journal.begin()
 	s.hooksRunning.Add(1)
 	defer s.hooksRunning.Add(-1)
 	res := hooks.Run(hctx, hooks.Request{
 		StatusFile: c.journal.status,
-		Started:    c.journal.started,
+		// The journal is begun only for a hook that exists: its process
+		// waits at the gate until this returns, so the files are in
+		// place before it runs. A state without a hook leaves no files,
+		// which a later daemon reads as "run it again": skipped again,
+		// at the cost of a lookup, where a file per state and VM made
+		// every start and stop of a thousand VMs wait on the disk.
+		Started: func(pid int) {
+			c.journal.begin()
+			c.journal.started(pid)
+		},
 		ScriptPath: c.scriptPath,
 		Env: hooks.Env{
 			Name:          c.vm,
@@ -119,8 +127,6 @@ func (s *Supervisor) runHook(ctx context.Context, c hookCall, log *vmLog) hookOu
 		Strict: s.strictHooks,
 	})
 	if res.Skipped {
-		// No hook is a hook that succeeded, for a later daemon too.
-		c.journal.skipped()
 		return hookOutcome{ok: true, skipped: true}
 	}
 	if errors.Is(res.Err, hooks.ErrNoScriptDir) && c.scriptPath == c.dir {

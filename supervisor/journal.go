@@ -68,13 +68,6 @@ func (j journal) started(pid int) {
 	_ = os.WriteFile(j.pid, []byte(fmt.Sprintf("%d %d\n", pid, st)), 0o600)
 }
 
-// skipped records that the state has no hook: the step is done.
-func (j journal) skipped() {
-	if j.status != "" {
-		_ = os.WriteFile(j.status, []byte("0\n"), 0o600)
-	}
-}
-
 // outcome is what a journal says of a hook run.
 type outcome int
 
