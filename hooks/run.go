@@ -240,7 +240,7 @@ func Run(ctx context.Context, req Request) Result {
 		if !errors.Is(err, syscall.ETXTBSY) || attempt >= 7 || ctx.Err() != nil {
 			break
 		}
-		time.Sleep(time.Duration(attempt+1) * 10 * time.Millisecond)
+		textBusyWait(attempt)
 	}
 	// The child holds its own copies now; ours must go so that end of file
 	// comes when the hook (and everything it started) is done writing.
@@ -514,4 +514,11 @@ func fmtDuration(d time.Duration) string {
 	}
 	s := strconv.FormatFloat(d.Round(100*time.Millisecond).Seconds(), 'f', 1, 64)
 	return strings.TrimSuffix(s, ".0") + "s"
+}
+
+// textBusyWait waits before another try of a hook that was busy ("text
+// file busy"), a little longer each time. A variable so that a test can
+// end the busy spell at the moment a retry is due, instead of racing it.
+var textBusyWait = func(attempt int) {
+	time.Sleep(time.Duration(attempt+1) * 10 * time.Millisecond)
 }
