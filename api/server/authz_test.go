@@ -128,11 +128,13 @@ func asUser(t *testing.T, d *daemon, groups []string, ops ...string) clientResul
 	// The test binary's own directory may be closed to others.
 	bin := filepath.Join(d.dir, "client.test")
 	if _, err := os.Stat(bin); err != nil {
-		data, err := os.ReadFile(self)
-		if err != nil {
-			t.Fatal(err)
+		// Copied by cp(1), so the copy is never open for writing in this
+		// process, where a concurrent fork could make running it fail
+		// with "text file busy".
+		if out, err := exec.Command("cp", self, bin).CombinedOutput(); err != nil {
+			t.Fatalf("cp %s %s: %v: %s", self, bin, err, out)
 		}
-		if err := os.WriteFile(bin, data, 0o755); err != nil {
+		if err := os.Chmod(bin, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}

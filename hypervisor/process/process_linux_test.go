@@ -276,11 +276,12 @@ func runAttachHelper(t *testing.T, userns bool) string {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(dir, "process.test")
-	b, err := os.ReadFile(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
+	// Copied by cp(1), never open for writing here, where a concurrent
+	// fork could make running it fail with "text file busy".
+	if out, err := exec.Command("cp", os.Args[0], bin).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v: %s", err, out)
 	}
-	if err := os.WriteFile(bin, b, 0o755); err != nil {
+	if err := os.Chmod(bin, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	fifo := filepath.Join(dir, "fifo")
