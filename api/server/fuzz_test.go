@@ -105,8 +105,37 @@ func FuzzHandler(f *testing.F) {
 		}
 		return out
 	}
+	// settled waits until no VM is on its way anywhere: a start an
+	// earlier input asked for fails at launch on its own time, and its
+	// change of desired state must not be taken for this input's doing.
+	settled := func(t *testing.T) {
+		sub := sup.Bus().Subscribe(0)
+		defer func() { sub.Close() }()
+		timer := time.NewTimer(guard)
+		defer timer.Stop()
+		for {
+			busy := false
+			for _, st := range sup.List() {
+				if !st.State.Steady() || st.Hook != "" || len(st.WaitingFor) > 0 || st.Recovering {
+					busy = true
+				}
+			}
+			if !busy {
+				return
+			}
+			select {
+			case _, ok := <-sub.C():
+				if !ok {
+					sub = sup.Bus().Subscribe(0)
+				}
+			case <-timer.C:
+				t.Fatalf("VMs did not settle: %+v", sup.List())
+			}
+		}
+	}
 	f.Fuzz(func(t *testing.T, who uint8, method, target, body string) {
 		who %= callers
+		settled(t)
 		req, err := http.NewRequest(method, "http://x"+target, strings.NewReader(body))
 		if err != nil || !strings.HasPrefix(req.URL.Path, "/") {
 			return
