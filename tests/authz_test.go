@@ -23,18 +23,7 @@ func TestOwnerControl(t *testing.T) {
 	const uid, gid = 65534, 65534 // nobody
 	t.Parallel()
 	e := newEnv(t)
-	// The socket and the client binary must be reachable by that user.
-	pub, err := os.MkdirTemp("", "e2ep")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(pub) })
-	if err := os.Chmod(pub, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	ctl := filepath.Join(pub, "vmstatedctl")
-	copyFile(t, ctlBin, ctl, 0o755)
-	e.socket = filepath.Join(pub, "ctl.sock")
+	ctl := e.public()
 
 	mine := e.addVM("mine", sleeper("    owner = 65534;\n"))
 	other := e.addVM("other", sleeper(""))
@@ -79,6 +68,24 @@ func TestOwnerControl(t *testing.T) {
 		t.Fatalf("nobody stopping own %s: exit %d: %s%s", mine, code, out, errOut)
 	}
 	waitGone(t, st.PID)
+}
+
+// public moves the env's socket to a directory any user can reach, and
+// puts a copy of vmstatedctl there, for tests that run it as another user.
+func (e *env) public() (ctl string) {
+	e.t.Helper()
+	pub, err := os.MkdirTemp("", "e2ep")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { os.RemoveAll(pub) })
+	if err := os.Chmod(pub, 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	ctl = filepath.Join(pub, "vmstatedctl")
+	copyFile(e.t, ctlBin, ctl, 0o755)
+	e.socket = filepath.Join(pub, "ctl.sock")
+	return ctl
 }
 
 // copyFile copies a program through cp(1): written in a process of its

@@ -509,17 +509,31 @@ func (d *daemonProc) waitUp(name string) api.Status {
 	})
 }
 
-// waitStatus waits until cond holds for a VM's status and returns it. It
-// looks again at every event of the VM; a slow tick covers what no event
-// announces (restarts leaving the budget window) and a daemon whose event
-// stream ended.
+// waitStatus waits until cond holds for a VM's status and returns it.
 func (d *daemonProc) waitStatus(name, what string, cond func(api.Status) bool) api.Status {
+	d.e.t.Helper()
+	var st api.Status
+	d.waitEvents(name, name+" "+what, func(c context.Context) (bool, string) {
+		var err error
+		if st, err = d.c.Get(c, name); err != nil {
+			d.e.t.Fatalf("status of %s: %v", name, err)
+		}
+		return cond(st), fmt.Sprintf("it is %s (%s)", st.State, st.Reason)
+	})
+	return st
+}
+
+// waitEvents waits until check holds, looking again at every event of
+// vm (every event when vm is ""); a slow tick covers what no event
+// announces (restarts leaving the budget window) and a daemon whose event
+// stream ended. check says, besides, how things stand, for the failure.
+func (d *daemonProc) waitEvents(vm, what string, check func(context.Context) (bool, string)) {
 	d.e.t.Helper()
 	c, cancel := context.WithTimeout(context.Background(), guard)
 	defer cancel()
 	news := make(chan struct{}, 1)
 	// Subscribed before the first look: a change in between is an event.
-	if s, err := d.c.Events(c, api.EventOptions{VM: name}); err == nil {
+	if s, err := d.c.Events(c, api.EventOptions{VM: vm}); err == nil {
 		defer s.Close()
 		go func() {
 			for {
@@ -536,18 +550,15 @@ func (d *daemonProc) waitStatus(name, what string, cond func(api.Status) bool) a
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
-		st, err := d.c.Get(c, name)
-		if err != nil {
-			d.e.t.Fatalf("status of %s: %v", name, err)
-		}
-		if cond(st) {
-			return st
+		ok, how := check(c)
+		if ok {
+			return
 		}
 		select {
 		case <-news:
 		case <-tick.C:
 		case <-c.Done():
-			d.e.t.Fatalf("gave up after %s waiting for %s %s; it is %s (%s)", guard, name, what, st.State, st.Reason)
+			d.e.t.Fatalf("gave up after %s waiting for %s; %s", guard, what, how)
 		}
 	}
 }

@@ -5,12 +5,12 @@ package tests
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/vmstated/vmstated/api"
 	"github.com/vmstated/vmstated/cloudinit"
@@ -180,36 +180,10 @@ func TestCreateVM(t *testing.T) {
 // waitVM waits until the daemon knows a VM, looking again at every event.
 func waitVM(t *testing.T, d *daemonProc, name string) {
 	t.Helper()
-	c, cancel := context.WithTimeout(context.Background(), guard)
-	defer cancel()
-	news := make(chan struct{}, 1)
-	if s, err := d.c.Events(c, api.EventOptions{}); err == nil {
-		defer s.Close()
-		go func() {
-			for {
-				if _, err := s.Next(); err != nil {
-					return
-				}
-				select {
-				case news <- struct{}{}:
-				default:
-				}
-			}
-		}()
-	}
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		if _, err := d.c.Get(c, name); err == nil {
-			return
-		}
-		select {
-		case <-news:
-		case <-tick.C:
-		case <-c.Done():
-			t.Fatalf("the daemon did not pick up the new VM %s within %s", name, guard)
-		}
-	}
+	d.waitEvents("", "the daemon to pick up the new VM "+name, func(c context.Context) (bool, string) {
+		_, err := d.c.Get(c, name)
+		return err == nil, fmt.Sprint(err)
+	})
 }
 
 // A cloud_init section reaches QEMU through the daemon: the seed is in the

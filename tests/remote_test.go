@@ -237,17 +237,7 @@ type remoteEnv struct {
 func newRemoteEnv(t *testing.T) *remoteEnv {
 	s := startSSHD(t)
 	e := newEnv(t)
-	pub, err := os.MkdirTemp("", "e2er")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(pub) })
-	if err := os.Chmod(pub, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	ctl := filepath.Join(pub, "vmstatedctl")
-	copyFile(t, ctlBin, ctl, 0o755)
-	e.socket = filepath.Join(pub, "ctl.sock")
+	ctl := e.public()
 	return &remoteEnv{env: e, ssh: s, ctlPub: ctl}
 }
 

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,20 +30,8 @@ func TestSocketLimits(t *testing.T) {
 	}
 	const uid, gid = 65534, 65534 // nobody
 	const userConns = 4
-	// Not in parallel: copying a binary while other tests fork can make
-	// exec fail with "text file busy" (here or in theirs).
 	e := newEnv(t)
-	pub, err := os.MkdirTemp("", "e2es")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(pub) })
-	if err := os.Chmod(pub, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	ctl := filepath.Join(pub, "vmstatedctl")
-	copyFile(t, ctlBin, ctl, 0o755)
-	e.socket = filepath.Join(pub, "ctl.sock")
+	ctl := e.public()
 	vm := e.addVM("limits", sleeper("    owner = 65534;\n"))
 	d := e.start("-C", strconv.Itoa(userConns))
 

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -290,8 +291,11 @@ func (g Group) Remove() error {
 
 // cgroupParent is where the VMs' cgroups go: under the daemon's own cgroup
 // in the cgroup v2 hierarchy. It is "" when there is none the daemon may
-// use (not root, no cgroup2 mount).
-func cgroupParent() string {
+// use (not root, no cgroup2 mount). Neither the mount nor the daemon's own
+// cgroup changes while it runs, so it is found once, not at every launch.
+var cgroupParent = sync.OnceValue(findCgroupParent)
+
+func findCgroupParent() string {
 	if os.Geteuid() != 0 {
 		return ""
 	}

@@ -90,13 +90,7 @@ var CDModules = []string{"scsi_common", "scsi_mod", "cdrom", "libata", "libahci"
 func Custom(tb testing.TB, init string, modules ...string) (kernel, initrd string) {
 	tb.Helper()
 	dir := guestCache(tb)
-	read := func(name string) []byte {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			tb.Fatal(err)
-		}
-		return b
-	}
+	read := func(name string) []byte { return readCached(tb, dir, name) }
 	files := []cpioFile{
 		{name: "bin", mode: 0o40755}, {name: "proc", mode: 0o40755}, {name: "sys", mode: 0o40755},
 		{name: "dev", mode: 0o40755}, {name: "lib", mode: 0o40755},
@@ -107,6 +101,16 @@ func Custom(tb testing.TB, init string, modules ...string) (kernel, initrd strin
 		files = append(files, cpioFile{name: "lib/" + m + ".ko", mode: 0o100644, data: read(m + ".ko")})
 	}
 	return filepath.Join(dir, "vmlinuz"), writeInitrd(tb, files)
+}
+
+// readCached reads one of the guest's parts from the cache directory.
+func readCached(tb testing.TB, dir, name string) []byte {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
 }
 
 // writeInitrd writes files as a gzipped initramfs in the test's temporary
@@ -131,13 +135,7 @@ func writeInitrd(tb testing.TB, files []cpioFile) string {
 func Build(tb testing.TB) (kernel, initrd string) {
 	tb.Helper()
 	dir := guestCache(tb)
-	read := func(name string) []byte {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			tb.Fatal(err)
-		}
-		return b
-	}
+	read := func(name string) []byte { return readCached(tb, dir, name) }
 	files := []cpioFile{
 		{name: "bin", mode: 0o40755}, {name: "proc", mode: 0o40755}, {name: "sys", mode: 0o40755},
 		{name: "dev", mode: 0o40755}, {name: "lib", mode: 0o40755}, {name: "etc", mode: 0o40755},
