@@ -90,13 +90,14 @@ func TestStopDeadlineSurvivesRestart(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			f := newFixture(t)
-			f.addVM("vm0", `stop_timeout = 3;
-				exec { command = [ "/bin/sh", "-c", "trap '' TERM; exec sleep 1000" ]; }`)
+			ready := filepath.Join(f.base, "vm0.ready")
+			f.addVM("vm0", stubborn(ready, 3))
 			f.sync()
 			if err := f.sup.Start(ctx(t), "vm0"); err != nil {
 				t.Fatal(err)
 			}
 			st := f.waitState("vm0", sRunning)
+			waitFile(t, ready)
 			pid := st.PID
 			if err := f.sup.Stop(ctx(t), "vm0", StopOptions{}); err != nil {
 				t.Fatal(err)

@@ -159,6 +159,21 @@ func execVM(argv []string, extra string) string {
 	return fmt.Sprintf("    hypervisor = exec;\n    exec { command = %s; %s }\n", cmd, extra)
 }
 
+// stubborn is the config body of a VM whose process ignores SIGTERM, the
+// exec driver's stop signal; wait for it with waitStubborn before a stop,
+// or the signal may come before the trap is set.
+func (e *env) stubborn(short, extra string) string {
+	ready := filepath.Join(e.work, e.name(short)+".trapped")
+	return execVM([]string{"/bin/sh", "-c", "trap '' TERM; : > " + ready + "; exec /bin/sleep 1000"}, "") + extra
+}
+
+// waitStubborn waits until the stubborn VM short has set its trap.
+func (e *env) waitStubborn(short string) {
+	e.t.Helper()
+	ready := filepath.Join(e.work, e.name(short)+".trapped")
+	waitUntil(e.t, short+" to ignore SIGTERM", func() bool { return exists(ready) })
+}
+
 // sleeper is the config body of a VM whose process sleeps until stopped.
 func sleeper(extra string) string {
 	return execVM([]string{"/bin/sleep", "1000"}, "") + extra

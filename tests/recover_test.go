@@ -50,10 +50,11 @@ func TestCrashWhileDaemonDown(t *testing.T) {
 func TestDaemonKilledWhileStopping(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	vm := e.addVM("killstop", execVM([]string{"/bin/sh", "-c", "trap '' TERM; exec /bin/sleep 1000"}, "")+"    stop_timeout = 3;\n")
+	vm := e.addVM("killstop", e.stubborn("killstop", "    stop_timeout = 3;\n"))
 	d := e.start()
 	d.do(vm, api.ActionStart)
 	st := d.waitState(vm, api.StateRunning)
+	e.waitStubborn("killstop")
 	d.do(vm, api.ActionStop)
 	d.waitState(vm, api.StateStopping)
 	e.waitLastHook(vm, "stopping")

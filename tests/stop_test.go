@@ -17,7 +17,7 @@ import (
 func TestStopPaths(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	stubborn := e.addVM("stubborn", execVM([]string{"/bin/sh", "-c", "trap '' TERM; exec /bin/sleep 1000"}, "")+"    stop_timeout = 1;\n")
+	stubborn := e.addVM("stubborn", e.stubborn("stubborn", "    stop_timeout = 1;\n"))
 	forced := e.addVM("forced", execVM([]string{"/bin/sh", "-c", "trap '' TERM; exec /bin/sleep 1000"}, "")+"    stop_timeout = 1h;\n")
 	again := e.addVM("again", sleeper("    maxrestart = 0;\n"))
 	d := e.start()
@@ -28,6 +28,7 @@ func TestStopPaths(t *testing.T) {
 	t.Run("graceful stop times out", func(t *testing.T) {
 		t.Parallel()
 		st := d.waitState(stubborn, api.StateRunning)
+		e.waitStubborn("stubborn")
 		d.do(stubborn, api.ActionStop)
 		st2 := d.waitState(stubborn, api.StateStopped)
 		waitGone(t, st.PID)

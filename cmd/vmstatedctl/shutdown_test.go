@@ -2,10 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vmstated/vmstated/statemachine"
 )
@@ -14,17 +16,28 @@ import (
 // depends on it, forces what ignores its stop signal at the deadline, and
 // reports each VM's end.
 func TestShutdown(t *testing.T) {
+	// Ignores SIGTERM, the exec driver's stop signal, and says so in the
+	// file ready; its stop_timeout is longer than the deadline, so only
+	// the deadline ends it.
+	ready := filepath.Join(t.TempDir(), "ready")
 	d := startDaemon(t, map[string]string{
-		"db":   sleeper("db", ""),
-		"app":  sleeper("app", "depends = db;"),
-		"idle": sleeper("idle", ""),
-		// Ignores SIGTERM, the exec driver's stop signal; its stop_timeout
-		// is longer than the deadline, so only the deadline ends it.
-		"stubborn": "stubborn {\n hypervisor = exec;\n stop_timeout = 1h;\n exec { command = [\"/bin/sh\", \"-c\", \"trap '' TERM; exec /bin/sleep 100000\"]; }\n}\n",
+		"db":       sleeper("db", ""),
+		"app":      sleeper("app", "depends = db;"),
+		"idle":     sleeper("idle", ""),
+		"stubborn": fmt.Sprintf("stubborn {\n hypervisor = exec;\n stop_timeout = 1h;\n exec { command = [\"/bin/sh\", \"-c\", \"trap '' TERM; : > %s; exec /bin/sleep 100000\"]; }\n}\n", ready),
 	})
 	for _, vm := range []string{"app", "stubborn"} {
 		if code, _, errs := d.ctl(t, "start", "-w", vm); code != 0 {
 			t.Fatalf("start %s: %d %s", vm, code, errs)
+		}
+	}
+	// Not before the guest ignores SIGTERM, or the deadline never comes.
+	for deadline := time.Now().Add(guard); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the stubborn guest never set its trap")
 		}
 	}
 	sub := d.sup.Bus().Subscribe(d.sup.Bus().Seq())
