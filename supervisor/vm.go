@@ -241,7 +241,15 @@ type message interface {
 	deliver(ctx context.Context, v *vm)
 }
 
-func (c command) deliver(ctx context.Context, v *vm)      { c.reply <- v.onCommand(ctx, c) }
+func (c command) deliver(ctx context.Context, v *vm) {
+	err := v.onCommand(ctx, c)
+	// Recorded and shown before the answer: whoever asked, and whatever
+	// they do next, finds the VM as the command left it.
+	_ = v.save()
+	v.publishStatus()
+	c.reply <- err
+}
+
 func (r workResult) deliver(ctx context.Context, v *vm)   { v.onWork(ctx, r) }
 func (u configUpdate) deliver(ctx context.Context, v *vm) { v.onConfig(u) }
 func (r recovering) deliver(ctx context.Context, v *vm)   { v.onRecover(ctx, r) }
