@@ -96,9 +96,36 @@ type Client struct {
 // NewClient returns a client of the daemon listening on socket.
 func NewClient(socket string) *Client {
 	return NewClientDialer(socket, func(ctx context.Context) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", socket)
+		return DialSocket(ctx, socket)
 	})
+}
+
+// busyWait bounds how long a dial waits for room in a full listen queue.
+const busyWait = 10 * time.Second
+
+// DialSocket connects to the daemon's unix socket. A unix socket's connect fails at once with
+// EAGAIN while the daemon's listen queue is full (it is accepting, and
+// refusing, a burst of other clients); the dial then tries again with a
+// growing pause for up to busyWait, so a busy daemon answers late rather
+// than looking dead.
+func DialSocket(ctx context.Context, socket string) (net.Conn, error) {
+	var d net.Dialer
+	deadline := time.Now().Add(busyWait)
+	pause := time.Millisecond
+	for {
+		c, err := d.DialContext(ctx, "unix", socket)
+		if err == nil || !errors.Is(err, syscall.EAGAIN) || time.Now().After(deadline) {
+			return c, err
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+		pause = min(2*pause, 100*time.Millisecond)
+	}
 }
 
 // NewClientDialer returns a client whose connections come from dial (a

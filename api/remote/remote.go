@@ -28,6 +28,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/vmstated/vmstated/api"
 )
 
 // Banner is the first line the remote side writes once it reached the
@@ -380,8 +382,7 @@ func (b *boundedBuffer) forward(w io.Writer) {
 // Banner to out, then copies in to the socket and the socket to out until
 // the daemon closes its side.
 func Splice(ctx context.Context, socket string, in io.Reader, out io.Writer) error {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "unix", socket)
+	c, err := api.DialSocket(ctx, socket)
 	if err != nil {
 		return err
 	}
