@@ -16,8 +16,9 @@ import (
 // launching a second one and leaving the first orphaned.
 const HandleFile = "handle.json"
 
-// WriteHandleFile stores h in h.RunDir/HandleFile (temp file and rename,
-// so a reader sees the old file or the new one).
+// WriteHandleFile stores h in h.RunDir/HandleFile, replaced atomically
+// (atomicfile.Overwrite: the daemon that wrote it is its only reader while
+// it runs).
 func WriteHandleFile(h Handle) error {
 	if h.RunDir == "" {
 		return fmt.Errorf("handle of pid %d has no run directory", h.PID)
@@ -26,7 +27,7 @@ func WriteHandleFile(h Handle) error {
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(filepath.Join(h.RunDir, HandleFile), data, atomicfile.Options{})
+	return atomicfile.Overwrite(filepath.Join(h.RunDir, HandleFile), append(data, '\n'), atomicfile.Options{})
 }
 
 // ReadHandleFile reads the handle a driver left in runDir.

@@ -136,9 +136,10 @@ func encodeRecord(r Record) ([]byte, error) {
 	return append(data, '\n'), nil
 }
 
-// store writes state records. Every record is renamed into place
-// atomically, so a crash of the daemon at any instant leaves the old record
-// or the new one. Records of resting states (stopped, running, paused,
+// store writes state records. Every record is replaced atomically
+// (atomicfile.Overwrite: in place, as only the daemon reads its records
+// while it runs), so a crash of the daemon at any instant leaves the old
+// record or the new one. Records of resting states (stopped, running, paused,
 // failed) are also flushed to disk so that they survive a crash of the
 // host; the flush is not on the VM's path: a flusher flushes every record
 // written since its last round together, with one flush of the directory
@@ -167,7 +168,7 @@ func (st *store) path(name string) string { return filepath.Join(st.dir, name+".
 // flush.
 func (st *store) write(name string, data []byte, durable bool) error {
 	path := st.path(name)
-	if err := atomicfile.Write(path, data, atomicfile.Options{}); err != nil {
+	if err := atomicfile.Overwrite(path, data, atomicfile.Options{}); err != nil {
 		return err
 	}
 	if durable {

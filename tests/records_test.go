@@ -90,7 +90,8 @@ func (e *env) diskRecord(name string) map[string]any {
 }
 
 // A state directory that turns read-only, then full, while VMs start and
-// stop: a start whose intent cannot be recorded launches nothing, a stop
+// stop: a start whose intent cannot be recorded (any record on a read-only
+// directory, a VM's first record on a full one) launches nothing, a stop
 // goes on, the status says the record is not saved, the record is written
 // once the directory can take it, and a daemon restart then finds every VM
 // where its user left it, with never two processes for one VM.
@@ -100,12 +101,19 @@ func TestStateDirReadOnlyThenFull(t *testing.T) {
 	stateDirOnTmpfs(t, e)
 	a := e.addVM("rofault-a", sleeper(""))
 	b := e.addVM("rofault-b", sleeper(""))
+	// A VM never started has no record yet: on a full directory its
+	// first one needs space (a's record exists by then).
+	c := e.addVM("rofault-c", sleeper(""))
 	d := e.start()
 	d.do(b, api.ActionStart)
 	stB := d.waitUp(b)
 
 	for _, fault := range []string{"read-only", "full"} {
 		t.Run(fault, func(t *testing.T) {
+			a := a
+			if fault == "full" {
+				a = c
+			}
 			var undo func()
 			if fault == "read-only" {
 				remount(t, e.stateDir, true)
@@ -125,16 +133,27 @@ func TestStateDirReadOnlyThenFull(t *testing.T) {
 			if p := e.vmProcs(a); len(p) != 0 {
 				t.Errorf("%s launched %v although its record could not be written", a, p)
 			}
-			// A stop goes on; its record waits.
+			// A stop goes on. On a read-only directory its record waits;
+			// on a full one it is written, as a record that exists is
+			// rewritten in place and needs no new space.
 			d.do(b, api.ActionStop)
 			d.waitState(b, api.StateStopped)
 			waitGone(t, stB.PID)
-			if st := d.get(b); st.RecordError == "" {
-				t.Errorf("status of %s does not show the unsaved record", b)
-			}
-			out, _, _ := e.ctl("status", b)
-			if !strings.Contains(out, "state not saved") {
-				t.Errorf("vmstatedctl status does not say the state is not saved:\n%s", out)
+			if fault == "read-only" {
+				if st := d.get(b); st.RecordError == "" {
+					t.Errorf("status of %s does not show the unsaved record", b)
+				}
+				out, _, _ := e.ctl("status", b)
+				if !strings.Contains(out, "state not saved") {
+					t.Errorf("vmstatedctl status does not say the state is not saved:\n%s", out)
+				}
+			} else {
+				if st := d.get(b); st.RecordError != "" {
+					t.Errorf("status of %s on a full directory: record error %q, want it saved in place", b, st.RecordError)
+				}
+				if r := e.diskRecord(b); r["state"] != "stopped" {
+					t.Errorf("record of %s on a full directory says %v, want stopped", b, r["state"])
+				}
 			}
 
 			undo()
