@@ -36,7 +36,11 @@ func (s *Suite) startDaemon(ctx context.Context, tag, root string, want int) (*d
 	if err != nil {
 		return nil, 0, err
 	}
-	run, state, logs, xdg := filepath.Join(dir, "run"), filepath.Join(dir, "state"), filepath.Join(dir, "log"), filepath.Join(dir, "xdg")
+	run, err := os.MkdirTemp(s.runTmp, tag+"-")
+	if err != nil {
+		return nil, 0, err
+	}
+	state, logs, xdg := filepath.Join(dir, "state"), filepath.Join(dir, "log"), filepath.Join(dir, "xdg")
 	for _, d := range []string{run, state, logs, xdg} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, 0, err

@@ -63,10 +63,13 @@ func Full(repo string) Options {
 
 // Suite is one run.
 type Suite struct {
-	opt  Options
-	tmp  string
-	bins string
-	log  io.Writer
+	opt Options
+	tmp string
+	// runTmp holds the daemons' run directories: in memory where it can
+	// be, as on a host; s.tmp otherwise.
+	runTmp string
+	bins   string
+	log    io.Writer
 
 	mu      sync.Mutex
 	daemons []*daemon
@@ -97,6 +100,14 @@ func Run(ctx context.Context, opt Options) (rep *Report, err error) {
 		s.cleanup()
 		_ = os.RemoveAll(s.tmp)
 	}()
+	// The daemon's run directory lives in memory on the hosts it runs on
+	// (/run/vmstated, $XDG_RUNTIME_DIR/vmstated); the suite's does too
+	// where a memory file system is at hand. State records stay on disk.
+	s.runTmp, err = memDir("vmb-run-")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = os.RemoveAll(s.runTmp) }()
 	s.bins = filepath.Join(s.tmp, "bin")
 	if err := s.build(ctx); err != nil {
 		return nil, err
