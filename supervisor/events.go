@@ -62,9 +62,14 @@ const subscriberBuffer = 1024
 // blocks: a subscriber whose buffer is full is cut off with a final
 // KindLost event, and may resubscribe after the last sequence it saw.
 type Bus struct {
-	mu     sync.Mutex
-	seq    uint64
-	ring   []Event // the last busHistory events, oldest first
+	mu  sync.Mutex
+	seq uint64
+	// ring holds the last busHistory events; once it is full, the
+	// oldest is at head and each new event takes its place (a shift of
+	// the whole history for every event cost more than the rest of a
+	// VM's stop).
+	ring   []Event
+	head   int
 	subs   map[*Subscription]struct{}
 	closed bool
 	// cutOffs counts the subscribers cut off for reading too slowly.
@@ -142,11 +147,12 @@ func (b *Bus) Publish(e Event) Event {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	if len(b.ring) == busHistory {
-		copy(b.ring, b.ring[1:])
-		b.ring = b.ring[:busHistory-1]
+	if len(b.ring) < busHistory {
+		b.ring = append(b.ring, e)
+	} else {
+		b.ring[b.head] = e
+		b.head = (b.head + 1) % busHistory
 	}
-	b.ring = append(b.ring, e)
 	for s := range b.subs {
 		// Only Publish sends, under b.mu, so the length can only shrink
 		// meanwhile: one slot always stays free for the KindLost notice.
@@ -239,8 +245,8 @@ func (b *Bus) subscribe(after uint64, replaying bool) *Subscription {
 			replay = append(replay, Event{Seq: oldest - 1, Time: time.Now(), Kind: KindLost, Lost: missed,
 				Reason: fmt.Sprintf("%d events after %d are no longer kept", missed, after)})
 		}
-		for _, e := range b.ring {
-			if e.Seq > after {
+		for i := range b.ring {
+			if e := b.ring[(b.head+i)%len(b.ring)]; e.Seq > after {
 				replay = append(replay, e)
 			}
 		}
