@@ -36,6 +36,14 @@ func (s *Suite) startDaemon(ctx context.Context, tag, root string, want int) (*d
 	if err != nil {
 		return nil, 0, err
 	}
+	return s.startDaemonIn(ctx, tag, dir, root, want)
+}
+
+// startDaemonIn is startDaemon with the state and log directories under
+// dir, which may hold those of an earlier daemon (as on a host, where the
+// daemon restarts with the records and logs of the VMs it ran before).
+// The run directory is always new, as after a reboot.
+func (s *Suite) startDaemonIn(ctx context.Context, tag, dir, root string, want int) (*daemon, time.Duration, error) {
 	run, err := os.MkdirTemp(s.runTmp, tag+"-")
 	if err != nil {
 		return nil, 0, err

@@ -47,12 +47,21 @@ func (s *Suite) scale(ctx context.Context) error {
 	var (
 		load, loadRef                     floats // ms
 		startAll, stopAll, startRef, stop floats // s
+		firstStart                        floats // s: round 1, files made
 		rss, rssEmpty                     floats // MiB
 		status, statusRef, ctl, ctlRef    Sample
 		idleCPU                           floats // % of a core
 		startFailures                     int
 		failReason                        string
 	)
+	// Every round's daemon keeps the state and log directories of the
+	// rounds before, as a host's daemon does across restarts: the first
+	// round starts VMs that never ran (their records and logs are made
+	// then), the others VMs that ran before.
+	home, err := os.MkdirTemp(s.tmp, "scale-")
+	if err != nil {
+		return err
+	}
 	for r := 0; r < s.opt.ScaleRounds; r++ {
 		// The reference daemon: same binary, empty config root.
 		de, t, err := s.startDaemon(ctx, "empty", empty, 0)
@@ -68,7 +77,7 @@ func (s *Suite) scale(ctx context.Context) error {
 		}
 		de.close(ctx)
 
-		d, t, err := s.startDaemon(ctx, "scale", root, n)
+		d, t, err := s.startDaemonIn(ctx, "scale", home, root, n)
 		if err != nil {
 			return err
 		}
@@ -86,7 +95,11 @@ func (s *Suite) scale(ctx context.Context) error {
 			}
 			s.logf("   %d of %d VMs failed to start, e.g.: %s", len(failed), n, failReason)
 		}
-		startAll = append(startAll, wall.Seconds())
+		if r == 0 {
+			firstStart = append(firstStart, wall.Seconds())
+		} else {
+			startAll = append(startAll, wall.Seconds())
+		}
 		time.Sleep(200 * time.Millisecond) // let start-up garbage be collected
 		if kb, err := rssKB(d.pid()); err == nil {
 			rss = append(rss, float64(kb)/1024)
@@ -122,8 +135,12 @@ func (s *Suite) scale(ctx context.Context) error {
 			return err
 		}
 		startRef, stop = append(startRef, a.Seconds()), append(stop, b.Seconds())
+		started := firstStart[0]
+		if r > 0 {
+			started = startAll[r-1]
+		}
 		s.logf("   round %d: load %.0f ms (empty %.0f ms), start all %.2f s (shell %.2f s), stop all %.2f s (shell %.2f s), RSS %.1f MiB",
-			r+1, load[r], loadRef[r], startAll[r], startRef[r], stopAll[r], stop[r], rss[len(rss)-1])
+			r+1, load[r], loadRef[r], started, startRef[r], stopAll[r], stop[r], rss[len(rss)-1])
 	}
 	rep := &s.Report
 	scen := fmt.Sprintf("2. scale, %d VMs", n)
@@ -133,8 +150,12 @@ func (s *Suite) scale(ctx context.Context) error {
 	}
 	rep.add(Row{scen, "daemon start → all configs loaded", spreadF(load, "ms", 0), spreadF(loadRef, "ms", 0) + " (empty root)",
 		ratioF(load, loadRef), "< 500 ms", verdict(load.median() < 500)})
-	rep.add(Row{scen, "start all (wall)", spreadF(startAll, "s", 2), spreadF(startRef, "s", 2) + " (shell)",
-		ratioF(startAll, startRef), "< 1.5 s", verdict(startAll.median() < 1.5)})
+	rep.add(Row{scen, "start all, first start ever (wall)", spreadF(firstStart, "s", 2), spreadF(startRef[:1], "s", 2) + " (shell)",
+		ratioF(firstStart, startRef[:1]), "—", "reported"})
+	if len(startAll) > 0 {
+		rep.add(Row{scen, "start all, VMs that ran before (wall)", spreadF(startAll, "s", 2), spreadF(startRef[1:], "s", 2) + " (shell)",
+			ratioF(startAll, startRef[1:]), "< 1.5 s", verdict(startAll.median() < 1.5)})
+	}
 	rep.add(Row{scen, "stop all (wall)", spreadF(stopAll, "s", 2), spreadF(stop, "s", 2) + " (shell)",
 		ratioF(stopAll, stop), "< 1.5 s", verdict(stopAll.median() < 1.5)})
 	rep.add(Row{scen, fmt.Sprintf("daemon RSS, %d running", n-startFailures), spreadF(rss, "MiB", 1), spreadF(rssEmpty, "MiB", 1) + " (no VMs)",

@@ -51,7 +51,7 @@ type Options struct {
 
 // Short are small sizes that exercise every scenario quickly.
 func Short(repo string) Options {
-	return Options{Repo: repo, Rounds: 1, LifecycleVMs: 3, ScaleVMs: 10, ScaleRounds: 1,
+	return Options{Repo: repo, Rounds: 1, LifecycleVMs: 3, ScaleVMs: 10, ScaleRounds: 2,
 		Idle: time.Second, Crashes: 3, Reloads: 3, QEMUVMs: 1}
 }
 
