@@ -518,7 +518,7 @@ func validIfname(s string) error {
 	return nil
 }
 
-var execKeys = []string{"command", "stop_signal", "reboot_exit_codes", "poweroff_exit_codes", "env"}
+var execKeys = []string{"command", "stop_signal", "reboot_exit_codes", "poweroff_exit_codes", "env", "console"}
 
 func (d *decoder) execSection(key string, n *ucl.Node) {
 	if !d.section(key, n, `exec { command = [ "/path/to/program", "arg" ]; }`) {
@@ -551,6 +551,10 @@ func (d *decoder) execSection(key string, n *ucl.Node) {
 		case "poweroff_exit_codes":
 			e.PoweroffExitCodes, _ = d.intList(full, v, 0, 255)
 			poweroffSet = true
+		case "console":
+			if c, ok := d.enum(full, v, ExecConsoleNone, ExecConsolePTY); ok {
+				e.Console = c
+			}
 		case "env":
 			if v.Kind != ucl.Object {
 				d.errf(v.Pos, full, "must be a section, not %s; write env { NAME = value; }", describe(v))

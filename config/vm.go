@@ -178,7 +178,17 @@ type Exec struct {
 	RebootExitCodes   []int             `json:"reboot_exit_codes,omitempty"`
 	PoweroffExitCodes []int             `json:"poweroff_exit_codes"`
 	Env               map[string]string `json:"env,omitempty"`
+	Console           string            `json:"console,omitempty"` // ExecConsoleNone or ExecConsolePTY
 }
+
+// The values of exec.console.
+const (
+	// ExecConsoleNone: stdin is /dev/null, output goes to the log.
+	ExecConsoleNone = "none"
+	// ExecConsolePTY: the program's stdin, stdout and stderr are a
+	// pseudo-terminal, the VM's console.
+	ExecConsolePTY = "pty"
+)
 
 // CloudInit holds the cloud_init section: what goes on the VM's NoCloud
 // seed image. Files are absolute paths; empty ones are generated.

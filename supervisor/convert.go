@@ -100,6 +100,9 @@ func execOptions(e *config.Exec) *exec.Options {
 		RebootExitCodes:   append([]int(nil), e.RebootExitCodes...),
 		PoweroffExitCodes: append([]int(nil), e.PoweroffExitCodes...),
 	}
+	if e.Console == config.ExecConsolePTY {
+		o.Console = exec.ConsolePTY
+	}
 	if len(e.Env) > 0 {
 		o.Env = append([]string(nil), process.DefaultEnv...)
 		keys := make([]string, 0, len(e.Env))
