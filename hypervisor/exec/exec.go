@@ -24,6 +24,7 @@ import (
 	"syscall"
 
 	"github.com/vmstated/vmstated/hypervisor"
+	"github.com/vmstated/vmstated/hypervisor/internal/ttyconsole"
 	"github.com/vmstated/vmstated/hypervisor/internal/vmproc"
 	"github.com/vmstated/vmstated/hypervisor/process"
 )
@@ -183,9 +184,9 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 		}
 		return nil, fmt.Errorf("start %s: %w", o.Command[0], err)
 	}
-	var term *terminal
+	var term *ttyconsole.Console
 	if master != nil {
-		term = newTerminal(master, nil, spec.Console)
+		term = ttyconsole.New(master, nil, spec.Console, setWindowSize)
 	}
 	return newInstance(spec.Name, p, h, fl, p.Group(), o, term), nil
 }
@@ -262,7 +263,7 @@ func (d *Driver) Recover(ctx context.Context, spec hypervisor.Spec, h hypervisor
 		}
 		return nil, err
 	}
-	var term *terminal
+	var term *ttyconsole.Console
 	if x.TerminalFD > 0 {
 		// What the program wrote while no daemon read its terminal
 		// waits in it, and comes out now.
@@ -270,7 +271,7 @@ func (d *Driver) Recover(ctx context.Context, spec hypervisor.Spec, h hypervisor
 		if err != nil && spec.Output != nil {
 			fmt.Fprintf(spec.Output, "the console cannot be had until the VM restarts: %v\n", err)
 		}
-		term = newTerminal(master, err, spec.Console)
+		term = ttyconsole.New(master, err, spec.Console, setWindowSize)
 	}
 	return newInstance(spec.Name, p, h, fl, g, o, term), nil
 }
@@ -280,14 +281,14 @@ func (d *Driver) Recover(ctx context.Context, spec hypervisor.Spec, h hypervisor
 // (console = pty).
 type Instance struct {
 	*vmproc.Instance
-	term *terminal // nil without console = pty
+	term *ttyconsole.Console // nil without console = pty
 	name string
 }
 
-func newInstance(name string, p *process.Process, h hypervisor.Handle, fl *process.Follower, g process.Group, o Options, term *terminal) *Instance {
+func newInstance(name string, p *process.Process, h hypervisor.Handle, fl *process.Follower, g process.Group, o Options, term *ttyconsole.Console) *Instance {
 	var afterExit func() string
 	if term != nil {
-		afterExit = term.close
+		afterExit = term.Close
 	}
 	return &Instance{term: term, name: name, Instance: vmproc.New(vmproc.Config{
 		Proc:       p,
@@ -308,7 +309,11 @@ func (i *Instance) Console(ctx context.Context) (io.ReadWriteCloser, error) {
 	if i.term == nil {
 		return nil, fmt.Errorf("%w: vm %s has no console: set console = pty in its exec section and restart it", hypervisor.ErrNotSupported, i.name)
 	}
-	return i.term.connect(ctx)
+	c, err := i.term.Connect(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("exec: vm %s: %w", i.name, err)
+	}
+	return c, nil
 }
 
 // Pause freezes the VM's processes with SIGSTOP.
