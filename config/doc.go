@@ -220,6 +220,8 @@
 //	bhyve {
 //	    binary = /usr/sbin/bhyve;       # default
 //	    bhyvectl = /usr/sbin/bhyvectl;  # default
+//	    console = nmdm;                 # none (default) | nmdm: COM1 on
+//	                                    # /dev/nmdm-NAME.A, the daemon on .B
 //	}
 //
 // # Reload

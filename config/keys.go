@@ -610,7 +610,7 @@ func validEnvName(s string) bool {
 	return true
 }
 
-var bhyveKeys = []string{"binary", "bhyvectl"}
+var bhyveKeys = []string{"binary", "bhyvectl", "console"}
 
 func (b *Bhyve) applyDefaults() {
 	if b.Binary == "" {
@@ -632,6 +632,10 @@ func (d *decoder) bhyveSection(key string, n *ucl.Node) {
 			b.Binary, _ = d.path(full, v)
 		case "bhyvectl":
 			b.Bhyvectl, _ = d.path(full, v)
+		case "console":
+			if c, ok := d.enum(full, v, BhyveConsoleNone, BhyveConsoleNMDM); ok {
+				b.Console = c
+			}
 		}
 	})
 	b.applyDefaults()

@@ -304,6 +304,7 @@ func TestLoadRootValues(t *testing.T) {
 		{"bsd configfile", bsd.ConfigFile, filepath.Join(root, "bsd", "bhyve_config")},
 		{"bsd binary", bsd.Bhyve.Binary, "/usr/local/bin/fake-bhyve"},
 		{"bsd bhyvectl", bsd.Bhyve.Bhyvectl, DefaultBhyvectl},
+		{"bsd console", bsd.Bhyve.Console, BhyveConsoleNMDM},
 		{"bsd memory", bsd.MemoryMB, int64(4096)},
 		{"bsd cpus unset", bsd.CPUs, 0},
 		{"bsd acpi", bsd.GenerateACPITables, true},

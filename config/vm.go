@@ -204,7 +204,16 @@ type CloudInit struct {
 type Bhyve struct {
 	Binary   string `json:"binary"`
 	Bhyvectl string `json:"bhyvectl"`
+	Console  string `json:"console,omitempty"` // BhyveConsoleNone or BhyveConsoleNMDM
 }
+
+// The values of bhyve.console.
+const (
+	// BhyveConsoleNone leaves the guest's COM1 to the bhyve config file.
+	BhyveConsoleNone = "none"
+	// BhyveConsoleNMDM puts COM1 on a null-modem pair the daemon holds.
+	BhyveConsoleNMDM = "nmdm"
+)
 
 // HookTimeoutFor returns how long the hook for state may run: its entry in
 // hook_timeouts, else hook_timeout.

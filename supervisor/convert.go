@@ -123,6 +123,9 @@ func bhyveOptions(c *config.VM) *bhyve.Options {
 	o := &bhyve.Options{}
 	if c.Bhyve != nil {
 		o.Binary, o.Bhyvectl = c.Bhyve.Binary, c.Bhyve.Bhyvectl
+		if c.Bhyve.Console == config.BhyveConsoleNMDM {
+			o.Console = bhyve.ConsoleNMDM
+		}
 	}
 	if c.IsSet("generate_acpi_tables") {
 		o.GenerateACPITables = bhyve.Bool(c.GenerateACPITables)

@@ -92,23 +92,33 @@ func (c *Console) read() {
 	c.mu.Unlock()
 }
 
-// Close waits, for at most DrainWait, for what the device still holds,
-// then closes the daemon's side. It runs once the VM's processes are
-// gone, and returns a message for the exit's detail when the wait ran
-// out.
+// Close waits, for at most DrainWait, for the device to hang up (a
+// pseudo-terminal does once no process has its other side open), reading
+// what it still holds, then closes the daemon's side. It runs once the
+// VM's processes are gone, and returns a message for the exit's detail
+// when the wait ran out.
 func (c *Console) Close() string {
-	if c.dev == nil {
-		return ""
+	if c.CloseAfter(DrainWait) {
+		return "a process outside the VM still holds its console; the console is closed"
 	}
-	msg := ""
+	return ""
+}
+
+// CloseAfter is Close for a device that does not hang up when the VM's
+// side closes (an nmdm pair): it reads for wait, or until a hang-up, and
+// reports whether the wait ran out.
+func (c *Console) CloseAfter(wait time.Duration) (timedOut bool) {
+	if c.dev == nil {
+		return false
+	}
 	select {
 	case <-c.done:
-	case <-time.After(DrainWait):
-		msg = "a process outside the VM still holds its console; the console is closed"
+	case <-time.After(wait):
+		timedOut = true
 	}
 	c.dev.Close()
 	<-c.done
-	return msg
+	return timedOut
 }
 
 // Connect returns the console's connection, replacing the one before
