@@ -10,6 +10,12 @@
 // reach all of them, and once the command has exited whatever it left
 // running is killed before the exit is reported. The handle records the
 // group and the cgroup, so this holds after a daemon restart too.
+//
+// With Options.Console = ConsolePTY the program's stdin, stdout and
+// stderr are a pseudo-terminal, its controlling terminal, which is the
+// VM's console. The daemon holds the terminal's controlling side and the
+// program a duplicate of it (TerminalFD), which keeps the terminal alive
+// while no daemon runs and which a new daemon takes back.
 package exec
 
 import (

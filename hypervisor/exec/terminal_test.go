@@ -243,3 +243,25 @@ func TestTerminalOption(t *testing.T) {
 		t.Errorf("console = tty: %v, want ErrBadOptions", err)
 	}
 }
+
+// A terminal that cannot be taken back (the descriptor is no terminal
+// any more) leaves the VM re-adopted, without a console, saying why.
+func TestTerminalLost(t *testing.T) {
+	inst, _ := run(t, shSpec("sleep 100", Options{}))
+	h := inst.Handle()
+	// Descriptor 1 is the program's output file, not a terminal.
+	h.Extra, _ = json.Marshal(extra{Output: filepath.Join(h.RunDir, OutputFile), TerminalFD: 1})
+	out := &drivertest.Output{}
+	rec, err := New().Recover(context.Background(), hypervisor.Spec{Name: "t", RunDir: h.RunDir, Output: out, Options: &Options{Command: []string{"/bin/sh"}}}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rec.Kill(); <-rec.Done() })
+	_, err = rec.(hypervisor.Consoler).Console(context.Background())
+	if !errors.Is(err, hypervisor.ErrNotSupported) || !strings.Contains(err.Error(), "no longer the terminal") {
+		t.Errorf("console: %v", err)
+	}
+	if !strings.Contains(out.String(), "console cannot be had until the VM restarts") {
+		t.Errorf("the log does not say so: %q", out.String())
+	}
+}

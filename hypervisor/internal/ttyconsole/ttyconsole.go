@@ -46,7 +46,8 @@ type Console struct {
 }
 
 // New starts reading dev into log (nil drops the output). A nil dev is a
-// console that could not be had, err saying why; its Connect says so.
+// console that could not be had, err saying why; its Connect says so,
+// wrapping hypervisor.ErrNotSupported.
 // resize, if not nil, makes connections hypervisor-side Resizers (a
 // pseudo-terminal); a serial line has no window size.
 func New(dev *os.File, err error, log io.Writer, resize Resize) *Console {
@@ -126,7 +127,9 @@ func (c *Console) CloseAfter(wait time.Duration) (timedOut bool) {
 // why, at once and whatever ctx.
 func (c *Console) Connect(ctx context.Context) (io.ReadWriteCloser, error) {
 	if c.dev == nil {
-		return nil, fmt.Errorf("the console's device could not be had: %w; the VM runs without a console until it restarts", c.err)
+		// Not supported, as a VM without a console: attaching is refused
+		// with the reason instead of waiting for output that never comes.
+		return nil, fmt.Errorf("%w: the console's device could not be had: %w; the VM runs without a console until it restarts", hypervisor.ErrNotSupported, c.err)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
