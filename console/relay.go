@@ -64,7 +64,8 @@ type Dial func(ctx context.Context) (io.ReadWriteCloser, error)
 
 // Resizer is a console connection that has a window size (a
 // pseudo-terminal, whose program is told of a change). A serial line has
-// none: its connection is no Resizer and sizes are dropped.
+// none: its connection is no Resizer and sizes are dropped. Resize must
+// not block (an ioctl, say): the relay may call it holding its lock.
 type Resizer interface {
 	Resize(rows, cols uint16) error
 }
@@ -150,16 +151,16 @@ func (r *Relay) read(gen uint64, dial Dial) {
 		return
 	}
 	r.back = conn
+	if rz, ok := conn.(Resizer); ok && r.size != (winsize{}) {
+		// A new terminal starts with no size: it gets the writer's,
+		// before anyone is told it is back and types into it.
+		_ = rz.Resize(r.size.rows, r.size.cols)
+	}
 	if r.once {
 		r.noticeLocked("the VM restarted; its console is back")
 	}
 	r.once = true
-	size := r.size
 	r.mu.Unlock()
-	if rz, ok := conn.(Resizer); ok && size != (winsize{}) {
-		// A new terminal starts with no size: it gets the writer's.
-		_ = rz.Resize(size.rows, size.cols)
-	}
 
 	buf := make([]byte, 4096)
 	for {

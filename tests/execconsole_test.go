@@ -18,12 +18,12 @@ import (
 // vmstatedctl console, its output in the log, its window size the
 // client's terminal's (at attach and after a resize), and all of it again
 // after the daemon was killed and started anew, with what the shell
-// printed meanwhile in the log.
+// printed meanwhile in the log, and after a reboot.
 func TestExecConsolePTY(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	// An interactive shell ignores SIGTERM; SIGHUP ends it.
-	vm := e.addVM("ptycons", execVM([]string{"/bin/sh"}, "stop_signal = HUP; console = pty;"))
+	vm := e.addVM("ptycons", execVM([]string{"/bin/sh"}, "stop_signal = HUP; console = pty; reboot_exit_codes = [ 7 ];"))
 	d := e.start()
 	d.do(vm, api.ActionStart)
 	d.waitUp(vm)
@@ -81,6 +81,14 @@ func TestExecConsolePTY(t *testing.T) {
 	g.wait("again-9", guard)
 	g.typeIn("stty size\r")
 	g.wait("50 150", guard)
+
+	// A reboot (exit 7): a new terminal, back by itself in the session,
+	// with the session's window size.
+	g.typeIn("exit 7\r")
+	g.wait("console is back", guard)
+	d.waitUp(vm)
+	g.typeIn("stty size\r")
+	waitUntil(t, "stty size on the new terminal", func() bool { return strings.Count(g.out.String(), "50 150") >= 2 })
 
 	// A stop ends the session, saying why.
 	if _, err := d.c.Stop(ctx(t), vm, api.StopOptions{}); err != nil {
