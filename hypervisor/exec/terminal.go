@@ -8,6 +8,12 @@ import (
 // pseudo-terminal.
 const ConsolePTY = "pty"
 
+// The window size of a new terminal, until a client attaches with its own.
+const (
+	DefaultRows = 24
+	DefaultCols = 80
+)
+
 // TerminalFD is the descriptor, in the VM's process, that holds a
 // duplicate of the daemon's side of the pseudo-terminal (console = pty).
 // The program does not use it; it is there so that the terminal outlives

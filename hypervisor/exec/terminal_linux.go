@@ -30,6 +30,13 @@ func openTerminal() (master, tty *os.File, err error) {
 		unix.Close(m)
 		return nil, nil, fmt.Errorf("exec: console = pty: open the terminal's program side (needs Linux 4.13): %w", errno)
 	}
+	// Until a client says its size: a terminal of no size makes programs
+	// that lay out text misbehave.
+	if err := unix.IoctlSetWinsize(m, unix.TIOCSWINSZ, &unix.Winsize{Row: DefaultRows, Col: DefaultCols}); err != nil {
+		unix.Close(m)
+		unix.Close(int(s))
+		return nil, nil, fmt.Errorf("exec: console = pty: set the terminal's size: %w", err)
+	}
 	return os.NewFile(uintptr(m), "/dev/ptmx"), os.NewFile(s, "pty"), nil
 }
 

@@ -30,7 +30,7 @@ const ptyDaemonEnv = "VMSTATED_EXEC_TEST_PTY_DAEMON_RUNDIR"
 // terminal, waits for a file named "go", says so (to a terminal nobody
 // may be reading), then answers every line with the line and its window
 // size, and exits on "quit" saying bye.
-const ptyScript = `[ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo ctty-ok > /dev/tty && echo ready
+const ptyScript = `[ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo ctty-ok > /dev/tty && stty size && echo ready
 while [ ! -e go ]; do sleep 0.05; done; echo gone-ahead
 while read -r l; do [ "$l" = quit ] && { echo bye; exit 0; }; echo "got $l"; stty size; done`
 
@@ -119,7 +119,7 @@ func TestTerminal(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { inst.Kill(); <-inst.Done() })
-	waitFor(t, cons, "ctty-ok\r\nready\r\n", "the console")
+	waitFor(t, cons, "ctty-ok\r\n24 80\r\nready\r\n", "the console")
 
 	// The daemon's side sits at TerminalFD in the program.
 	h := inst.Handle()
