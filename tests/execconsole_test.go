@@ -102,4 +102,11 @@ func TestExecConsolePTY(t *testing.T) {
 	}
 	g.wait("has stopped", guard)
 	d.waitState(vm, api.StateStopped)
+
+	// start -c: started and attached, with the terminal's size.
+	c := e.ptyCtlSized(&pty.Winsize{Rows: 33, Cols: 88}, "start", "-c", vm)
+	c.wait("Connected", guard)
+	c.wait("# ", guard) // the shell's prompt: the console is there
+	c.typeIn("stty size\r")
+	c.wait("33 88", guard)
 }
