@@ -206,6 +206,9 @@
 //	                                  # default [ 0 ]; any other exit is a crash
 //	    env { LAB_MODE = fast; }      # extra environment; names are made upper
 //	                                  # case (keys are case-insensitive)
+//	    console = pty;                # none (default) | pty: the program's
+//	                                  # stdin/stdout/stderr are a terminal, the
+//	                                  # VM's console (Linux)
 //	}
 //
 // command must be a list so that nothing is split in a way the writer did
@@ -217,6 +220,8 @@
 //	bhyve {
 //	    binary = /usr/sbin/bhyve;       # default
 //	    bhyvectl = /usr/sbin/bhyvectl;  # default
+//	    console = nmdm;                 # none (default) | nmdm: COM1 on
+//	                                    # /dev/nmdm-NAME.A, the daemon on .B
 //	}
 //
 // # Reload

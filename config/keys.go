@@ -518,7 +518,7 @@ func validIfname(s string) error {
 	return nil
 }
 
-var execKeys = []string{"command", "stop_signal", "reboot_exit_codes", "poweroff_exit_codes", "env"}
+var execKeys = []string{"command", "stop_signal", "reboot_exit_codes", "poweroff_exit_codes", "env", "console"}
 
 func (d *decoder) execSection(key string, n *ucl.Node) {
 	if !d.section(key, n, `exec { command = [ "/path/to/program", "arg" ]; }`) {
@@ -551,6 +551,10 @@ func (d *decoder) execSection(key string, n *ucl.Node) {
 		case "poweroff_exit_codes":
 			e.PoweroffExitCodes, _ = d.intList(full, v, 0, 255)
 			poweroffSet = true
+		case "console":
+			if c, ok := d.enum(full, v, ExecConsoleNone, ExecConsolePTY); ok {
+				e.Console = c
+			}
 		case "env":
 			if v.Kind != ucl.Object {
 				d.errf(v.Pos, full, "must be a section, not %s; write env { NAME = value; }", describe(v))
@@ -606,7 +610,7 @@ func validEnvName(s string) bool {
 	return true
 }
 
-var bhyveKeys = []string{"binary", "bhyvectl"}
+var bhyveKeys = []string{"binary", "bhyvectl", "console"}
 
 func (b *Bhyve) applyDefaults() {
 	if b.Binary == "" {
@@ -628,6 +632,10 @@ func (d *decoder) bhyveSection(key string, n *ucl.Node) {
 			b.Binary, _ = d.path(full, v)
 		case "bhyvectl":
 			b.Bhyvectl, _ = d.path(full, v)
+		case "console":
+			if c, ok := d.enum(full, v, BhyveConsoleNone, BhyveConsoleNMDM); ok {
+				b.Console = c
+			}
 		}
 	})
 	b.applyDefaults()

@@ -114,6 +114,7 @@ func TestLoadRootFixtures(t *testing.T) {
 			{"vm1", 3, "exec.reboot_exit_codes", Error, "exit code 0 is in both"},
 			{"vm1", 4, "exec.command", Error, "must be a list of words"},
 			{"vm1", 5, "exec.stop_signal", Error, "is not a signal"},
+			{"vm1", 7, "exec.console", Error, "must be one of none, pty"},
 			{"vm2", 1, "exec", Error, "hypervisor exec needs a command"},
 		}},
 		{root: "err-qemu", invalid: []string{"vm1"}, diags: []want{
@@ -291,6 +292,7 @@ func TestLoadRootValues(t *testing.T) {
 		{"lab reboot", lab.Exec.RebootExitCodes, []int{100, 101}},
 		{"lab poweroff", lab.Exec.PoweroffExitCodes, []int{0}},
 		{"lab env", lab.Exec.Env, map[string]string{"LAB_MODE": "fast"}},
+		{"lab console", lab.Exec.Console, ExecConsolePTY},
 		{"lab qemu", lab.QEMU == nil, true},
 	}...)
 	bsd := snap.VMs["freebsd13"]
@@ -302,6 +304,7 @@ func TestLoadRootValues(t *testing.T) {
 		{"bsd configfile", bsd.ConfigFile, filepath.Join(root, "bsd", "bhyve_config")},
 		{"bsd binary", bsd.Bhyve.Binary, "/usr/local/bin/fake-bhyve"},
 		{"bsd bhyvectl", bsd.Bhyve.Bhyvectl, DefaultBhyvectl},
+		{"bsd console", bsd.Bhyve.Console, BhyveConsoleNMDM},
 		{"bsd memory", bsd.MemoryMB, int64(4096)},
 		{"bsd cpus unset", bsd.CPUs, 0},
 		{"bsd acpi", bsd.GenerateACPITables, true},

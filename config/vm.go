@@ -178,7 +178,17 @@ type Exec struct {
 	RebootExitCodes   []int             `json:"reboot_exit_codes,omitempty"`
 	PoweroffExitCodes []int             `json:"poweroff_exit_codes"`
 	Env               map[string]string `json:"env,omitempty"`
+	Console           string            `json:"console,omitempty"` // ExecConsoleNone or ExecConsolePTY
 }
+
+// The values of exec.console.
+const (
+	// ExecConsoleNone: stdin is /dev/null, output goes to the log.
+	ExecConsoleNone = "none"
+	// ExecConsolePTY: the program's stdin, stdout and stderr are a
+	// pseudo-terminal, the VM's console.
+	ExecConsolePTY = "pty"
+)
 
 // CloudInit holds the cloud_init section: what goes on the VM's NoCloud
 // seed image. Files are absolute paths; empty ones are generated.
@@ -194,7 +204,16 @@ type CloudInit struct {
 type Bhyve struct {
 	Binary   string `json:"binary"`
 	Bhyvectl string `json:"bhyvectl"`
+	Console  string `json:"console,omitempty"` // BhyveConsoleNone or BhyveConsoleNMDM
 }
+
+// The values of bhyve.console.
+const (
+	// BhyveConsoleNone leaves the guest's COM1 to the bhyve config file.
+	BhyveConsoleNone = "none"
+	// BhyveConsoleNMDM puts COM1 on a null-modem pair the daemon holds.
+	BhyveConsoleNMDM = "nmdm"
+)
 
 // HookTimeoutFor returns how long the hook for state may run: its entry in
 // hook_timeouts, else hook_timeout.

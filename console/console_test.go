@@ -236,3 +236,104 @@ func TestRelaySlowSession(t *testing.T) {
 		t.Fatal("the slow session was not ended")
 	}
 }
+
+// sizedConn is a console with a window size, as a pseudo-terminal.
+type sizedConn struct {
+	net.Conn
+	sizes chan [2]uint16
+}
+
+func (c sizedConn) Resize(rows, cols uint16) error {
+	c.sizes <- [2]uint16{rows, cols}
+	return nil
+}
+
+// The writer's window size reaches a console that has one, also a new
+// console after a restart; a watcher's does not; a bad frame ends the
+// session that sent it.
+func TestRelayResize(t *testing.T) {
+	sizes := make(chan [2]uint16, 8)
+	conns := make(chan net.Conn, 4)
+	dial := func(ctx context.Context) (io.ReadWriteCloser, error) {
+		a, b := net.Pipe()
+		conns <- b
+		return sizedConn{a, sizes}, nil
+	}
+	want := func(rows, cols uint16) {
+		t.Helper()
+		select {
+		case got := <-sizes:
+			if got != [2]uint16{rows, cols} {
+				t.Fatalf("the console got size %v, want %dx%d", got, rows, cols)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the console never got size %dx%d", rows, cols)
+		}
+	}
+	r := New()
+	r.Connect(dial)
+	gc := <-conns
+	w, err := attach(t, r, ReadWrite, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro, err := attach(t, r, ReadOnly, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The watcher's size first: were it applied, it would come first.
+	WriteFrame(ro.c, KindResize, Resize(10, 10))
+	WriteFrame(w.c, KindResize, Resize(0, 80)) // no size: dropped
+	WriteFrame(w.c, KindResize, Resize(31, 97))
+	want(31, 97)
+	WriteFrame(w.c, KindResize, Resize(40, 120))
+	want(40, 120)
+
+	// A new console (the VM restarted) starts with the writer's size.
+	gc.Close()
+	r.Connect(dial)
+	<-conns
+	want(40, 120)
+
+	WriteFrame(w.c, KindResize, []byte{1, 2, 3})
+	w.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		if _, _, err := ReadFrame(w.br); err != nil {
+			break // the daemon's side closed the session
+		}
+	}
+	select {
+	case got := <-sizes:
+		t.Errorf("unexpected size %v", got)
+	default:
+	}
+}
+
+// A serial line has no window size: a resize is dropped, the session
+// goes on.
+func TestRelayResizeSerial(t *testing.T) {
+	g := newGuest()
+	r := New()
+	r.Connect(g.dial)
+	gc := g.next(t)
+	w, err := attach(t, r, ReadWrite, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	WriteFrame(w.c, KindResize, Resize(24, 80))
+	WriteFrame(w.c, KindInput, []byte("after\n"))
+	gc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if line, err := bufio.NewReader(gc).ReadString('\n'); err != nil || line != "after\n" {
+		t.Fatalf("the guest read %q, %v", line, err)
+	}
+}
+
+func TestResizePayload(t *testing.T) {
+	rows, cols, err := ParseResize(Resize(50, 132))
+	if err != nil || rows != 50 || cols != 132 {
+		t.Errorf("round trip: %d %d %v", rows, cols, err)
+	}
+	if _, _, err := ParseResize([]byte{0, 1}); err == nil || !strings.Contains(err.Error(), "4 bytes") {
+		t.Errorf("short payload: %v", err)
+	}
+}

@@ -26,8 +26,11 @@ const (
 	// KindInput (client to daemon) carries bytes typed into the console.
 	KindInput byte = 'i'
 	// KindResize (client to daemon) is the client's window size: rows and
-	// columns, two big-endian uint16. A serial console cannot use it and
-	// ignores it.
+	// columns, two big-endian uint16 (Resize). A client sends it when it
+	// attaches and whenever its window changes; the daemon applies the
+	// writer's to a console that has a size (a pseudo-terminal) and drops
+	// it for one that has not (a serial line). A daemon from before window
+	// sizes were applied ignores it, so a client may always send it.
 	KindResize byte = 'w'
 )
 
@@ -73,6 +76,22 @@ func ReadFrame(r *bufio.Reader) (kind byte, p []byte, err error) {
 		return 0, nil, err
 	}
 	return hdr[0], p, nil
+}
+
+// Resize is the payload of a resize frame.
+func Resize(rows, cols uint16) []byte {
+	p := make([]byte, 4)
+	binary.BigEndian.PutUint16(p[0:2], rows)
+	binary.BigEndian.PutUint16(p[2:4], cols)
+	return p
+}
+
+// ParseResize decodes a resize frame's payload into rows and columns.
+func ParseResize(p []byte) (rows, cols uint16, err error) {
+	if len(p) != 4 {
+		return 0, 0, fmt.Errorf("console: a resize frame carries 4 bytes (rows and columns), not %d", len(p))
+	}
+	return binary.BigEndian.Uint16(p[0:2]), binary.BigEndian.Uint16(p[2:4]), nil
 }
 
 // End is the payload of an end frame.

@@ -62,6 +62,17 @@ const (
 // Dial connects to a hypervisor's console.
 type Dial func(ctx context.Context) (io.ReadWriteCloser, error)
 
+// Resizer is a console connection that has a window size (a
+// pseudo-terminal, whose program is told of a change). A serial line has
+// none: its connection is no Resizer and sizes are dropped. Resize must
+// not block (an ioctl, say): the relay may call it holding its lock.
+type Resizer interface {
+	Resize(rows, cols uint16) error
+}
+
+// winsize is a window size, rows and columns.
+type winsize struct{ rows, cols uint16 }
+
 // Relay is one VM's console. The zero value is not usable; call New.
 type Relay struct {
 	mu       sync.Mutex
@@ -71,6 +82,7 @@ type Relay struct {
 	back     io.ReadWriteCloser // nil while not connected
 	gen      uint64             // counts Connect and End; stale readers stop
 	once     bool               // a console has been connected before
+	size     winsize            // the writer's last window size; zero if none
 	wmu      sync.Mutex         // serialises writes to back
 }
 
@@ -139,6 +151,11 @@ func (r *Relay) read(gen uint64, dial Dial) {
 		return
 	}
 	r.back = conn
+	if rz, ok := conn.(Resizer); ok && r.size != (winsize{}) {
+		// A new terminal starts with no size: it gets the writer's,
+		// before anyone is told it is back and types into it.
+		_ = rz.Resize(r.size.rows, r.size.cols)
+	}
 	if r.once {
 		r.noticeLocked("the VM restarted; its console is back")
 	}
@@ -189,6 +206,27 @@ func (r *Relay) input(s *Session, p []byte) {
 	}
 	// A failed write means the console went away; its reader sees that.
 	_, _ = back.Write(p)
+}
+
+// resize sets the console's window size to what s, if it is the writer,
+// says its window is. Only the writer's window counts: watchers see what
+// it sees.
+func (r *Relay) resize(s *Session, size winsize) {
+	if size.rows == 0 || size.cols == 0 {
+		return
+	}
+	r.mu.Lock()
+	if r.writer != s {
+		r.mu.Unlock()
+		return
+	}
+	r.size = size
+	back := r.back
+	r.mu.Unlock()
+	if rz, ok := back.(Resizer); ok {
+		// A failure means the console went away; its reader sees that.
+		_ = rz.Resize(size.rows, size.cols)
+	}
 }
 
 // Attach adds a session. It replays the last lines of output first (all

@@ -87,7 +87,11 @@ func (s *Session) readClient(br *bufio.Reader) error {
 		case KindInput:
 			s.r.input(s, p)
 		case KindResize:
-			// A serial line has no window size.
+			rows, cols, err := ParseResize(p)
+			if err != nil {
+				return err
+			}
+			s.r.resize(s, winsize{rows, cols})
 		default:
 			return errors.New("console: unknown frame kind from the client")
 		}

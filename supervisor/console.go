@@ -137,7 +137,8 @@ func (s *Supervisor) AttachConsole(ctx context.Context, name string, mode consol
 	if err != nil {
 		return nil, err
 	}
-	st := v.waitComingUp(ctx, func(*Status) bool { return false })
+	// The console needs the instance only: it is ready once there.
+	st := v.waitComingUp(ctx, func(*Status) bool { return true })
 	if st.instance == nil {
 		return nil, fmt.Errorf("%w: vm %s is %s, no console to attach to: start it first ('vmstatedctl start -c %s' starts and attaches)",
 			statemachine.ErrNotAllowed, name, st.State, name)

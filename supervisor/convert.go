@@ -100,6 +100,9 @@ func execOptions(e *config.Exec) *exec.Options {
 		RebootExitCodes:   append([]int(nil), e.RebootExitCodes...),
 		PoweroffExitCodes: append([]int(nil), e.PoweroffExitCodes...),
 	}
+	if e.Console == config.ExecConsolePTY {
+		o.Console = exec.ConsolePTY
+	}
 	if len(e.Env) > 0 {
 		o.Env = append([]string(nil), process.DefaultEnv...)
 		keys := make([]string, 0, len(e.Env))
@@ -120,6 +123,9 @@ func bhyveOptions(c *config.VM) *bhyve.Options {
 	o := &bhyve.Options{}
 	if c.Bhyve != nil {
 		o.Binary, o.Bhyvectl = c.Bhyve.Binary, c.Bhyve.Bhyvectl
+		if c.Bhyve.Console == config.BhyveConsoleNMDM {
+			o.Console = bhyve.ConsoleNMDM
+		}
 	}
 	if c.IsSet("generate_acpi_tables") {
 		o.GenerateACPITables = bhyve.Bool(c.GenerateACPITables)

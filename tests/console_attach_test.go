@@ -35,9 +35,20 @@ type ptyCtl struct {
 
 func (e *env) ptyCtl(args ...string) *ptyCtl {
 	e.t.Helper()
+	return e.ptyCtlSized(nil, args...)
+}
+
+// ptyCtlSized is ptyCtl on a terminal of window size ws (none if nil).
+func (e *env) ptyCtlSized(ws *pty.Winsize, args ...string) *ptyCtl {
+	e.t.Helper()
 	master, slave, err := pty.Open()
 	if err != nil {
 		e.t.Fatal(err)
+	}
+	if ws != nil {
+		if err := pty.Setsize(master, ws); err != nil {
+			e.t.Fatal(err)
+		}
 	}
 	p := &ptyCtl{t: e.t, master: master, slave: slave, done: make(chan struct{})}
 	if p.before, err = unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS); err != nil {

@@ -218,7 +218,7 @@ func TestAuthorization(t *testing.T) {
 			"get:team": api.CodeForbidden, "get:roots": api.CodeForbidden, "get:open": api.CodeForbidden,
 			"stop:roots": api.CodeForbidden, "start:open": api.CodeForbidden, "log:roots": api.CodeForbidden,
 			"events:roots": api.CodeForbidden, "get:nope": api.CodeNotFound, "reload": api.CodeForbidden,
-			// An exec VM has no console; the owner gets that far.
+			// An exec VM without console = pty has none; the owner gets that far.
 			"console:mine": api.CodeNotSupported, "console:roots": api.CodeForbidden,
 		}
 		for op, w := range want {

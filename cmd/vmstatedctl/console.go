@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
+	"sync"
+	"syscall"
 
 	"golang.org/x/term"
 
@@ -112,6 +115,18 @@ func (e *env) attachConsole(name string, opts api.ConsoleOptions, escape byte) e
 		defer term.Restore(in, old)
 	}
 
+	// Input and window sizes are written from two goroutines.
+	var wmu sync.Mutex
+	send := func(kind byte, p []byte) error {
+		wmu.Lock()
+		defer wmu.Unlock()
+		return console.WriteFrame(conn, kind, p)
+	}
+	if opts.Mode != api.ConsoleReadOnly {
+		stop := sendWindowSize(send)
+		defer stop()
+	}
+
 	detached := make(chan struct{})
 	go func() {
 		buf := make([]byte, 1024)
@@ -123,7 +138,7 @@ func (e *env) attachConsole(name string, opts api.ConsoleOptions, escape byte) e
 				p = p[:i]
 			}
 			if len(p) > 0 && opts.Mode != api.ConsoleReadOnly {
-				if console.WriteFrame(conn, console.KindInput, p) != nil {
+				if send(console.KindInput, p) != nil {
 					return
 				}
 			}
@@ -149,6 +164,47 @@ func (e *env) attachConsole(name string, opts api.ConsoleOptions, escape byte) e
 		return fmt.Errorf("%w; the VM keeps running: attach again with 'vmstatedctl console %s' once the daemon is back", errDaemonGone, name)
 	}
 	return result
+}
+
+// sendWindowSize sends the terminal's window size now and whenever it
+// changes (SIGWINCH), until the returned function is called. A console
+// with a size (an exec VM's terminal) takes it; a serial line drops it.
+// Without a terminal there is no size to send.
+func sendWindowSize(send func(kind byte, p []byte) error) (stop func()) {
+	fd := int(os.Stdout.Fd())
+	if !term.IsTerminal(fd) {
+		fd = int(os.Stdin.Fd())
+	}
+	if !term.IsTerminal(fd) {
+		return func() {}
+	}
+	sendSize := func() error {
+		cols, rows, err := term.GetSize(fd)
+		if err != nil || rows <= 0 || cols <= 0 || rows > 0xffff || cols > 0xffff {
+			return nil
+		}
+		return send(console.KindResize, console.Resize(uint16(rows), uint16(cols)))
+	}
+	winch := make(chan os.Signal, 1)
+	signal.Notify(winch, syscall.SIGWINCH)
+	done := make(chan struct{})
+	_ = sendSize()
+	go func() {
+		for {
+			select {
+			case <-winch:
+				if sendSize() != nil {
+					return
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(winch)
+		close(done)
+	}
 }
 
 // readConsole writes the console's output to stdout and the daemon's

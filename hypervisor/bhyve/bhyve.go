@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/vmstated/vmstated/hypervisor"
+	"github.com/vmstated/vmstated/hypervisor/internal/ttyconsole"
 	"github.com/vmstated/vmstated/hypervisor/internal/vmproc"
 	"github.com/vmstated/vmstated/hypervisor/process"
 )
@@ -65,6 +66,12 @@ type Options struct {
 	// VMExitOnHalt sets x86.vmexit_on_hlt (bhyve -H), so that an idle
 	// guest does not spin a host CPU. Nil leaves the config file's value.
 	VMExitOnHalt *bool
+	// Console is ConsoleNMDM to put the guest's COM1 on the VM's
+	// null-modem pair (lpc.com1.path, see NMDMPair), whose other side the
+	// daemon holds: the guest's output goes to Spec.Console and the
+	// instance is a hypervisor.Consoler. Empty leaves COM1 to the config
+	// file.
+	Console string
 }
 
 // Bool returns a pointer to b, for the optional switches of Options.
@@ -100,6 +107,9 @@ func options(spec hypervisor.Spec) (Options, error) {
 	if o.Bhyvectl == "" {
 		o.Bhyvectl = DefaultBhyvectl
 	}
+	if o.Console != "" && o.Console != ConsoleNMDM {
+		return o, fmt.Errorf("%w: console %q: want %q or none", ErrBadSpec, o.Console, ConsoleNMDM)
+	}
 	return o, nil
 }
 
@@ -108,7 +118,8 @@ var vmName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.\-]*$`)
 
 // Settings returns the settings vmstated generates for spec, in the order
 // they are written: acpi_tables, x86.vmexit_on_hlt, memory.size, cpus,
-// sockets, cores, threads and lpc.bootrom (the last six only when set).
+// sockets, cores, threads and lpc.bootrom (the last six only when set),
+// and lpc.com1.path with console = nmdm.
 func Settings(spec hypervisor.Spec, o Options) []hypervisor.Setting {
 	var s []hypervisor.Setting
 	if o.GenerateACPITables != nil {
@@ -130,6 +141,9 @@ func Settings(spec hypervisor.Spec, o Options) []hypervisor.Setting {
 	}
 	if spec.BootROM != "" {
 		s = append(s, hypervisor.Setting{Key: "lpc.bootrom", Value: spec.BootROM})
+	}
+	if o.Console == ConsoleNMDM {
+		s = append(s, consoleSetting(spec.Name))
 	}
 	return s
 }
@@ -174,6 +188,9 @@ type extra struct {
 	Name   string `json:"name"`
 	Config string `json:"config"`
 	Output string `json:"output"`
+	// Console is the daemon's side of the VM's null-modem pair
+	// (console = nmdm), empty without one.
+	Console string `json:"console,omitempty"`
 }
 
 // Start writes the generated config and starts bhyve. bhyve counts as
@@ -206,12 +223,24 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 	if err != nil {
 		return nil, err
 	}
+	ex := extra{Name: spec.Name, Config: conf, Output: out}
+	var cons *ttyconsole.Console
+	if o.Console == ConsoleNMDM {
+		// Opened before bhyve opens its side: nothing the guest writes
+		// from its first byte on is missed.
+		_, ex.Console = NMDMPair(spec.Name)
+		if cons, err = openConsole(ex.Console, spec.Console); err != nil {
+			fl.Stop()
+			return nil, err
+		}
+	}
 	p, err := process.Start(process.Config{Path: o.Binary, Args: []string{"-k", conf, spec.Name}, Dir: spec.RunDir, OutputPath: out, Gated: true})
 	if err != nil {
 		fl.Stop()
+		closeConsole(cons)
 		return nil, fmt.Errorf("start bhyve (set the bhyve binary path if it is not %s): %w", o.Binary, err)
 	}
-	x, _ := json.Marshal(extra{Name: spec.Name, Config: conf, Output: out})
+	x, _ := json.Marshal(ex)
 	h := hypervisor.Handle{
 		Version:   hypervisor.HandleVersion,
 		Driver:    Name,
@@ -222,9 +251,10 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 	}
 	// A daemon that dies from here on finds this process through the file.
 	if err := vmproc.Launch(p, h, fl); err != nil {
+		closeConsole(cons)
 		return nil, fmt.Errorf("start bhyve: %w", err)
 	}
-	return newInstance(p, h, fl, spec.Name, o, spec.Output), nil
+	return newInstance(p, h, fl, spec.Name, o, spec.Output, cons), nil
 }
 
 // Recover re-adopts a bhyve process started by an earlier daemon. It is
@@ -253,25 +283,43 @@ func (d *Driver) Recover(ctx context.Context, spec hypervisor.Spec, h hypervisor
 	if err != nil {
 		return nil, err
 	}
-	return newInstance(p, h, fl, x.Name, o, spec.Output), nil
+	var cons *ttyconsole.Console
+	if x.Console != "" {
+		// bhyve holds its side, so the pair is still there: what the
+		// guest wrote while no daemon held this side is what the pair
+		// kept of it.
+		if cons, err = openConsole(x.Console, spec.Console); err != nil {
+			if spec.Output != nil {
+				fmt.Fprintf(spec.Output, "the console cannot be had until the VM restarts: %v\n", err)
+			}
+			cons = ttyconsole.New(nil, err, nil, nil)
+		}
+	}
+	return newInstance(p, h, fl, x.Name, o, spec.Output, cons), nil
 }
 
 // Instance is a running bhyve VM. Besides hypervisor.Instance it is a
-// hypervisor.Resetter and hypervisor.NMIer (through bhyvectl).
+// hypervisor.Resetter and hypervisor.NMIer (through bhyvectl), and a
+// hypervisor.Consoler (console = nmdm).
 type Instance struct {
 	*vmproc.Instance
-	name string
-	opts Options
-	out  io.Writer // the VM's log, for what bhyvectl says; may be nil
+	name    string
+	opts    Options
+	out     io.Writer           // the VM's log, for what bhyvectl says; may be nil
+	console *ttyconsole.Console // nil without console = nmdm
 }
 
-func newInstance(p *process.Process, h hypervisor.Handle, fl *process.Follower, name string, o Options, out io.Writer) *Instance {
-	i := &Instance{name: name, opts: o, out: out}
+func newInstance(p *process.Process, h hypervisor.Handle, fl *process.Follower, name string, o Options, out io.Writer, cons *ttyconsole.Console) *Instance {
+	i := &Instance{name: name, opts: o, out: out, console: cons}
 	destroy := func() string {
 		if err := i.bhyvectl(context.Background(), "--destroy"); err != nil {
 			return err.Error()
 		}
 		return ""
+	}
+	afterExit := func() string {
+		closeConsole(cons)
+		return destroy()
 	}
 	i.Instance = vmproc.New(vmproc.Config{
 		Proc:       p,
@@ -279,7 +327,7 @@ func newInstance(p *process.Process, h hypervisor.Handle, fl *process.Follower, 
 		Follower:   fl,
 		StopSignal: syscall.SIGTERM,
 		Classify:   classify,
-		AfterExit:  destroy,
+		AfterExit:  afterExit,
 		OnKill:     func() { destroy() },
 	})
 	return i

@@ -10,6 +10,12 @@
 // reach all of them, and once the command has exited whatever it left
 // running is killed before the exit is reported. The handle records the
 // group and the cgroup, so this holds after a daemon restart too.
+//
+// With Options.Console = ConsolePTY the program's stdin, stdout and
+// stderr are a pseudo-terminal, its controlling terminal, which is the
+// VM's console. The daemon holds the terminal's controlling side and the
+// program a duplicate of it (TerminalFD), which keeps the terminal alive
+// while no daemon runs and which a new daemon takes back.
 package exec
 
 import (
@@ -17,12 +23,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"syscall"
 
 	"github.com/vmstated/vmstated/hypervisor"
+	"github.com/vmstated/vmstated/hypervisor/internal/ttyconsole"
 	"github.com/vmstated/vmstated/hypervisor/internal/vmproc"
 	"github.com/vmstated/vmstated/hypervisor/process"
 )
@@ -50,6 +58,11 @@ type Options struct {
 	// PoweroffExitCodes are exit codes that mean a clean stop; nil means
 	// [0]. Any other code is a crash.
 	PoweroffExitCodes []int
+	// Console is ConsolePTY to give the program a pseudo-terminal as its
+	// stdin, stdout, stderr and controlling terminal: its output goes to
+	// Spec.Console and the instance is a hypervisor.Consoler. Empty means
+	// none (stdin /dev/null, output to Spec.Output).
+	Console string
 }
 
 // ErrBadOptions is wrapped by errors about unusable Options.
@@ -75,6 +88,9 @@ func options(spec hypervisor.Spec) (Options, error) {
 	if o.PoweroffExitCodes == nil {
 		o.PoweroffExitCodes = []int{0}
 	}
+	if o.Console != "" && o.Console != ConsolePTY {
+		return o, fmt.Errorf("%w: console %q: want %q or none", ErrBadOptions, o.Console, ConsolePTY)
+	}
 	for _, c := range o.RebootExitCodes {
 		if slices.Contains(o.PoweroffExitCodes, c) {
 			return o, fmt.Errorf("%w: exit code %d is listed both as poweroff and as reboot", ErrBadOptions, c)
@@ -97,6 +113,9 @@ func (*Driver) Name() string { return Name }
 // extra is the driver-private part of the Handle.
 type extra struct {
 	Output string `json:"output"`
+	// TerminalFD is the descriptor of the VM's process that holds the
+	// terminal's duplicate (console = pty), 0 when it has none.
+	TerminalFD int `json:"terminal_fd,omitempty"`
 }
 
 // Start launches the command. The process counts as running once it has
@@ -129,22 +148,72 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 	if dir == "" {
 		dir = spec.RunDir
 	}
-	p, err := process.Start(process.Config{Path: o.Command[0], Args: o.Command[1:], Env: o.Env, Dir: dir, OutputPath: out, Gated: true, CgroupName: spec.Name})
+	cfg := process.Config{Path: o.Command[0], Args: o.Command[1:], Env: o.Env, Dir: dir, OutputPath: out, Gated: true, CgroupName: spec.Name}
+	var master *os.File
+	x := extra{Output: out}
+	if o.Console == ConsolePTY {
+		var tty, dup *os.File
+		if master, tty, dup, err = terminalFiles(); err != nil {
+			fl.Stop()
+			return nil, err
+		}
+		cfg.Terminal, cfg.Inherit = tty, []*os.File{dup}
+		x.TerminalFD = cfg.InheritFD(0)
+	}
+	p, err := process.Start(cfg)
+	if master != nil {
+		// The program holds its own; the daemon keeps only master.
+		cfg.Terminal.Close()
+		cfg.Inherit[0].Close()
+		if err == nil {
+			err = restoreNonblock(master)
+			if err != nil {
+				_ = p.Signal(syscall.SIGKILL)
+				<-p.Done()
+				_ = p.Group().Remove()
+			}
+		}
+		if err != nil {
+			master.Close()
+		}
+	}
 	if err != nil {
 		fl.Stop()
 		return nil, err
 	}
-	h := handle(spec, p, out)
+	h := handle(spec, p, x)
 	// Before anything else can go wrong: a daemon that dies now must find
 	// this process again.
 	if err := vmproc.Launch(p, h, fl); err != nil {
+		if master != nil {
+			master.Close()
+		}
 		return nil, fmt.Errorf("start %s: %w", o.Command[0], err)
 	}
-	return newInstance(p, h, fl, p.Group(), o), nil
+	var term *ttyconsole.Console
+	if master != nil {
+		term = ttyconsole.New(master, nil, spec.Console, setWindowSize)
+	}
+	return newInstance(spec.Name, p, h, fl, p.Group(), o, term), nil
 }
 
-func handle(spec hypervisor.Spec, p *process.Process, out string) hypervisor.Handle {
-	x, _ := json.Marshal(extra{Output: out})
+// terminalFiles makes the pseudo-terminal of console = pty: the daemon's
+// side, the program's side, and the duplicate of the daemon's side the
+// program inherits (see TerminalFD).
+func terminalFiles() (master, tty, dup *os.File, err error) {
+	if master, tty, err = openTerminal(); err != nil {
+		return nil, nil, nil, err
+	}
+	if dup, err = inheritable(master); err != nil {
+		master.Close()
+		tty.Close()
+		return nil, nil, nil, err
+	}
+	return master, tty, dup, nil
+}
+
+func handle(spec hypervisor.Spec, p *process.Process, ex extra) hypervisor.Handle {
+	x, _ := json.Marshal(ex)
 	g := p.Group()
 	return hypervisor.Handle{
 		Version:   hypervisor.HandleVersion,
@@ -200,26 +269,57 @@ func (d *Driver) Recover(ctx context.Context, spec hypervisor.Spec, h hypervisor
 		}
 		return nil, err
 	}
-	return newInstance(p, h, fl, g, o), nil
+	var term *ttyconsole.Console
+	if x.TerminalFD > 0 {
+		// What the program wrote while no daemon read its terminal
+		// waits in it, and comes out now.
+		master, err := takeTerminal(p, x.TerminalFD)
+		if err != nil && spec.Output != nil {
+			fmt.Fprintf(spec.Output, "the console cannot be had until the VM restarts: %v\n", err)
+		}
+		term = ttyconsole.New(master, err, spec.Console, setWindowSize)
+	}
+	return newInstance(spec.Name, p, h, fl, g, o, term), nil
 }
 
 // Instance is a running exec VM. Besides hypervisor.Instance it is a
-// hypervisor.Pauser (SIGSTOP and SIGCONT).
+// hypervisor.Pauser (SIGSTOP and SIGCONT) and a hypervisor.Consoler
+// (console = pty).
 type Instance struct {
 	*vmproc.Instance
+	term *ttyconsole.Console // nil without console = pty
+	name string
 }
 
-func newInstance(p *process.Process, h hypervisor.Handle, fl *process.Follower, g process.Group, o Options) *Instance {
-	return &Instance{vmproc.New(vmproc.Config{
+func newInstance(name string, p *process.Process, h hypervisor.Handle, fl *process.Follower, g process.Group, o Options, term *ttyconsole.Console) *Instance {
+	var afterExit func() string
+	if term != nil {
+		afterExit = term.Close
+	}
+	return &Instance{term: term, name: name, Instance: vmproc.New(vmproc.Config{
 		Proc:       p,
 		Handle:     h,
 		Follower:   fl,
 		StopSignal: o.StopSignal,
 		Group:      &g,
+		AfterExit:  afterExit,
 		Classify: func(s process.Status, req vmproc.Requests) hypervisor.Exit {
 			return classify(s, req, o)
 		},
 	})}
+}
+
+// Console connects to the program's terminal (console = pty). The
+// connection is the only one: a new one ends the one before.
+func (i *Instance) Console(ctx context.Context) (io.ReadWriteCloser, error) {
+	if i.term == nil {
+		return nil, fmt.Errorf("%w: vm %s has no console: set console = pty in its exec section and restart it", hypervisor.ErrNotSupported, i.name)
+	}
+	c, err := i.term.Connect(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("exec: vm %s: %w", i.name, err)
+	}
+	return c, nil
 }
 
 // Pause freezes the VM's processes with SIGSTOP.
@@ -263,4 +363,5 @@ var (
 	_ hypervisor.Driver   = (*Driver)(nil)
 	_ hypervisor.Instance = (*Instance)(nil)
 	_ hypervisor.Pauser   = (*Instance)(nil)
+	_ hypervisor.Consoler = (*Instance)(nil)
 )

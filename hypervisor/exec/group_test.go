@@ -230,7 +230,7 @@ func startBare(t *testing.T, script string, old bool) (*process.Process, hypervi
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Signal(syscall.SIGKILL); <-p.Done(); p.Group().EndLeftovers() })
-	h := handle(hypervisor.Spec{RunDir: runDir}, p, filepath.Join(runDir, OutputFile))
+	h := handle(hypervisor.Spec{RunDir: runDir}, p, extra{Output: filepath.Join(runDir, OutputFile)})
 	if old {
 		var m map[string]any
 		b, _ := json.Marshal(h)

@@ -27,9 +27,15 @@ const daemonEnv = "VMSTATED_EXEC_TEST_DAEMON_RUNDIR"
 // prints "second" and runs until SIGTERM, on which it prints "bye".
 const restartScript = `trap 'echo bye; exit 0' TERM; echo first; while [ ! -e go ]; do sleep 0.05; done; echo second; while :; do sleep 1 & wait $!; done`
 
+// daemons are the ways the test binary acts as a daemon, by the variable
+// that names the run directory.
+var daemons = map[string]func(runDir string) int{daemonEnv: actAsDaemon}
+
 func TestMain(m *testing.M) {
-	if dir := os.Getenv(daemonEnv); dir != "" {
-		os.Exit(actAsDaemon(dir))
+	for env, act := range daemons {
+		if dir := os.Getenv(env); dir != "" {
+			os.Exit(act(dir))
+		}
 	}
 	os.Exit(m.Run())
 }

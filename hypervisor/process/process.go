@@ -51,6 +51,23 @@ type Config struct {
 	// can be made: Linux, as root, with a cgroup v2 hierarchy. Group then
 	// names it; Group.EndLeftovers removes it.
 	CgroupName string
+	// Terminal, if not nil, is the terminal side of a pseudo-terminal:
+	// the process gets it as stdin, stdout and stderr and as the
+	// controlling terminal of its new session, instead of /dev/null and
+	// OutputPath.
+	Terminal *os.File
+	// Inherit are descriptors the process inherits, as descriptors
+	// InheritFD(0), InheritFD(1), ...; they are open in the program too.
+	Inherit []*os.File
+}
+
+// InheritFD is the descriptor number Inherit[i] has in the process: from
+// 3 on, after the gate's pipe when Gated.
+func (cfg Config) InheritFD(i int) int {
+	if cfg.Gated {
+		return 4 + i
+	}
+	return 3 + i
 }
 
 // gateScript waits for the word on fd 3, closes it and becomes the program
@@ -105,7 +122,8 @@ type Process struct {
 var ErrInvalid = errors.New("invalid process config")
 
 // Start launches a process in a new session with stdin from /dev/null and
-// stdout and stderr appended to cfg.OutputPath. The caller's process is its
+// stdout and stderr appended to cfg.OutputPath (or all three on
+// cfg.Terminal). The caller's process is its
 // parent and reaps it; Done is closed once it has exited.
 func Start(cfg Config) (*Process, error) {
 	if cfg.Path == "" {
@@ -139,6 +157,7 @@ func Start(cfg Config) (*Process, error) {
 		if gateR != nil {
 			cmd.ExtraFiles = []*os.File{gateR}
 		}
+		cmd.ExtraFiles = append(cmd.ExtraFiles, cfg.Inherit...)
 		cmd.Dir = cfg.Dir
 		if cmd.Dir == "" {
 			cmd.Dir = "/"
@@ -155,6 +174,11 @@ func Start(cfg Config) (*Process, error) {
 		// kill -- -pgid) do not reach the VM, and the VM's own group
 		// holds what it starts.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if cfg.Terminal != nil {
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = cfg.Terminal, cfg.Terminal, cfg.Terminal
+			// Ctty is the process's descriptor 0, the terminal.
+			cmd.SysProcAttr.Setctty = true
+		}
 		if cg != nil {
 			intoCgroup(cmd.SysProcAttr, cg)
 		}

@@ -167,3 +167,25 @@ func (p *Process) signalAttached(sig syscall.Signal) error {
 	}
 	return err
 }
+
+// DupFD returns a duplicate of descriptor fd of a re-adopted (Attach)
+// process (pidfd_getfd(2), Linux 5.6 or later). The caller needs the right to
+// ptrace the process: root, or its uid where the ptrace policy allows
+// it. The duplicate is close-on-exec and shares the open file (offset,
+// flags) with the process's descriptor.
+func (p *Process) DupFD(fd int) (*os.File, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.exited {
+		return nil, fmt.Errorf("descriptor %d of pid %d: %w", fd, p.pid, hypervisor.ErrExited)
+	}
+	if !p.attached.open {
+		// The daemon that started a process keeps what it gave it.
+		return nil, fmt.Errorf("descriptor %d of pid %d: %w: only a re-adopted process's descriptors are taken", fd, p.pid, hypervisor.ErrNotSupported)
+	}
+	n, err := unix.PidfdGetfd(p.attached.pidfd, fd, 0)
+	if err != nil {
+		return nil, fmt.Errorf("descriptor %d of pid %d: pidfd_getfd (needs Linux 5.6, and ptrace rights over the process: run the daemon as root): %w", fd, p.pid, err)
+	}
+	return os.NewFile(uintptr(n), fmt.Sprintf("pid %d fd %d", p.pid, fd)), nil
+}

@@ -333,3 +333,45 @@ func runAttachHelper(t *testing.T, userns bool) string {
 	_ = cmd.Wait()
 	return strings.Join(lines, "\n") + "\n"
 }
+
+// A re-adopted process's descriptor can be taken: the write end of a pipe
+// only the process holds, here Inherit's descriptor in a gated start.
+func TestDupFD(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	cfg := Config{Path: "/bin/sleep", Args: []string{"100"}, Gated: true, Inherit: []*os.File{w}}
+	p, err := Start(cfg)
+	w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Signal(syscall.SIGKILL); <-p.Done() })
+	if err := p.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.DupFD(cfg.InheritFD(0)); err == nil {
+		t.Error("DupFD of a started process worked; it is for re-adopted ones")
+	}
+	a, err := Attach(p.PID(), p.StartTime())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := a.DupFD(cfg.InheritFD(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("taken\n")); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil || line != "taken\n" {
+		t.Errorf("read %q, %v from the pipe", line, err)
+	}
+	if _, err := a.DupFD(99); err == nil {
+		t.Error("DupFD of a descriptor the process does not have worked")
+	}
+}

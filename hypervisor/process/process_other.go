@@ -30,3 +30,8 @@ func (p *Process) signalAttached(sig syscall.Signal) error {
 // reapWhenExited reaps child once it has exited; the wait blocks a
 // thread while the process runs.
 func (p *Process) reapWhenExited(child *os.Process) { go p.reap(child) }
+
+// DupFD is implemented on Linux only (pidfd_getfd).
+func (p *Process) DupFD(fd int) (*os.File, error) {
+	return nil, fmt.Errorf("descriptor %d of pid %d: %w: taking a descriptor from another process needs Linux", fd, p.pid, hypervisor.ErrNotSupported)
+}
