@@ -131,7 +131,7 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 	}
 	// Stale sockets and pidfile from an earlier run would make us talk to
 	// nothing or read the wrong pid.
-	for _, f := range []string{p.QMP, p.QMPAlt, p.Serial, p.VNC, p.PID} {
+	for _, f := range []string{p.QMP, p.QMPAlt, p.Serial, p.VNC, p.QGA, p.PID} {
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("qemu: removing stale %s: %w", f, err)
 		}

@@ -79,6 +79,15 @@ var guestFiles = []struct{ name, pattern string }{
 	{"ahci.ko", "lib/modules/*/kernel/drivers/ata/ahci.ko"},
 	{"sr_mod.ko", "lib/modules/*/kernel/drivers/scsi/sr_mod.ko"},
 	{"isofs.ko", "lib/modules/*/kernel/fs/isofs/isofs.ko"},
+	// The virtio-serial port of the guest agent, and a network device
+	// that needs no host side.
+	{"virtio_ring.ko", "lib/modules/*/kernel/drivers/virtio/virtio_ring.ko"},
+	{"virtio.ko", "lib/modules/*/kernel/drivers/virtio/virtio.ko"},
+	{"virtio_pci_legacy_dev.ko", "lib/modules/*/kernel/drivers/virtio/virtio_pci_legacy_dev.ko"},
+	{"virtio_pci_modern_dev.ko", "lib/modules/*/kernel/drivers/virtio/virtio_pci_modern_dev.ko"},
+	{"virtio_pci.ko", "lib/modules/*/kernel/drivers/virtio/virtio_pci.ko"},
+	{"virtio_console.ko", "lib/modules/*/kernel/drivers/char/virtio_console.ko"},
+	{"dummy.ko", "lib/modules/*/kernel/drivers/net/dummy.ko"},
 }
 
 // CDModules are the modules a guest loads, in this order, to read a CD.
