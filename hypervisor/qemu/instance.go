@@ -64,7 +64,7 @@ type instance struct {
 	// agent lets one guest-agent connection at a time use the socket,
 	// which serves one client.
 	agent agentSlot
-	exit     hypervisor.Exit
+	exit  hypervisor.Exit
 
 	done chan struct{}
 }

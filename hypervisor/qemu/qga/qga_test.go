@@ -191,4 +191,3 @@ func TestRealAgent(t *testing.T) {
 		}
 	})
 }
-
