@@ -51,13 +51,15 @@ const (
 	DefaultQEMUAccel   = "auto"
 	DefaultQEMUVGA     = "none"
 	DefaultQEMUVNC     = "off"
-	DefaultDiskFormat  = "raw"
-	DefaultDiskIface   = "virtio"
-	DefaultNICModel    = "virtio-net-pci"
-	DefaultStopSignal  = "SIGTERM"
-	DefaultBhyveBinary = "/usr/sbin/bhyve"
-	DefaultBhyvectl    = "/usr/sbin/bhyvectl"
-	MaxNameLen         = 63
+	// DefaultQEMUStopMethod is how a stop asks the guest to power off.
+	DefaultQEMUStopMethod = "acpi"
+	DefaultDiskFormat     = "raw"
+	DefaultDiskIface      = "virtio"
+	DefaultNICModel       = "virtio-net-pci"
+	DefaultStopSignal     = "SIGTERM"
+	DefaultBhyveBinary    = "/usr/sbin/bhyve"
+	DefaultBhyvectl       = "/usr/sbin/bhyvectl"
+	MaxNameLen            = 63
 )
 
 // VM is one VM's validated config with every default applied. A VM is
@@ -151,6 +153,11 @@ type QEMU struct {
 	// auto); empty means 127.0.0.1.
 	VNCListen string `json:"vnc_listen,omitempty"`
 	User      string `json:"user,omitempty"` // QEMU drops to it (-runas)
+	// GuestAgent adds the channel for qemu-guest-agent in the guest.
+	GuestAgent bool `json:"guest_agent,omitempty"`
+	// StopMethod is acpi (the power button) or agent (the guest agent
+	// first, then the power button).
+	StopMethod string `json:"stop_method"`
 }
 
 // Disk is one disk of a QEMU VM.

@@ -77,8 +77,9 @@ func qemuOptions(q *config.QEMU) *qemu.Options {
 		VGA: q.VGA, VNC: q.VNC, Serial: q.Serial, CDROM: q.CDROM,
 		ExtraArgs: append([]string(nil), q.ExtraArgs...),
 		Kernel:    q.Kernel, Initrd: q.Initrd, Append: q.Append, VNCPassword: q.VNCPassword,
-		VNCListen: q.VNCListen,
-		User:      q.User,
+		VNCListen:  q.VNCListen,
+		User:       q.User,
+		GuestAgent: q.GuestAgent, StopMethod: q.StopMethod,
 	}
 	for _, d := range q.Disks {
 		o.Disks = append(o.Disks, qemu.Disk{Path: d.Path, Format: d.Format, Interface: d.Interface,

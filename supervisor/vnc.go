@@ -100,10 +100,16 @@ func (s *Supervisor) VNCAddress(ctx context.Context, name string) (string, error
 		defer x.mu.Unlock()
 		return x.relay != nil
 	})
+	return v.vncAddr(), nil
+}
+
+// vncAddr is where the VM's VNC relay listens, "" when it does not.
+func (v *vm) vncAddr() string {
+	x := &v.access.vnc
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.relay == nil {
-		return "", nil
+		return ""
 	}
-	return x.relay.Addr().String(), nil
+	return x.relay.Addr().String()
 }
