@@ -149,6 +149,9 @@ type QEMU struct {
 	Append string `json:"append,omitempty"`
 	// VNCPassword is asked of VNC clients (set through QMP).
 	VNCPassword string `json:"vnc_password,omitempty"`
+	// VNCPasswordAuto (vnc_password = auto) asks for a random password
+	// the daemon makes up once and keeps.
+	VNCPasswordAuto bool `json:"vnc_password_auto,omitempty"`
 	// VNCListen is the address the daemon's VNC relay listens on (vnc =
 	// auto); empty means 127.0.0.1.
 	VNCListen string `json:"vnc_listen,omitempty"`

@@ -60,6 +60,7 @@ func settingsFrom(c *config.VM) *settings {
 				Hostname: ci.Hostname, SSHAuthorizedKeys: append([]string(nil), ci.SSHAuthorizedKeys...)}
 		}
 		s.spec.Options = o
+		s.vncPasswordAuto = c.QEMU != nil && c.QEMU.VNCPasswordAuto
 	case config.HypervisorExec:
 		s.spec.Options = execOptions(c.Exec)
 	case config.HypervisorBhyve:

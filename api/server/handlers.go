@@ -324,6 +324,10 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request, name string) {
 	}
 	if addr != "" && info != nil {
 		info["vnc_address"] = addr
+		// lookup has checked that the caller may act on the VM.
+		if pw, _ := s.sup.VNCPassword(name); pw != "" {
+			info["vnc_password"] = pw
+		}
 	}
 	s.writeJSON(w, http.StatusOK, info)
 }
