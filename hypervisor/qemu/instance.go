@@ -326,7 +326,14 @@ const closedExitWait = 2 * time.Second
 // does not take the request.
 func (i *instance) Shutdown(ctx context.Context) error {
 	if o, _ := options(i.spec); o.StopMethod == StopAgent && i.HasGuestAgent() {
-		err := i.agentShutdown(ctx)
+		// The agent gets half the time there is, so that the button
+		// still can be pressed when it does not answer.
+		actx, cancel := context.WithCancel(ctx)
+		if dl, ok := ctx.Deadline(); ok {
+			actx, cancel = context.WithTimeout(ctx, time.Until(dl)/2)
+		}
+		err := i.agentShutdown(actx)
+		cancel()
 		if err == nil {
 			return nil
 		}
