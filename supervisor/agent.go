@@ -26,6 +26,8 @@ type vmAgent struct {
 	inst   hypervisor.Instance // the instance polled, nil when none
 	cancel context.CancelFunc
 	addrs  []string // the guest's addresses, as last reported
+	// answered is set once the agent of inst has answered.
+	answered bool
 }
 
 // syncAgent polls the guest agent of the instance s shows, if it has one,
@@ -41,7 +43,7 @@ func (v *vm) syncAgent(s *Status) {
 	if x.cancel != nil {
 		x.cancel()
 	}
-	x.inst, x.cancel, x.addrs = nil, nil, nil
+	x.inst, x.cancel, x.addrs, x.answered = nil, nil, nil, false
 	ga, ok := s.instance.(hypervisor.GuestAgent)
 	if !ok || !ga.HasGuestAgent() {
 		return
@@ -93,7 +95,7 @@ func (v *vm) pollAgent(ctx context.Context, inst hypervisor.Instance, ga hypervi
 		addrs := guestAddresses(ifs)
 		x.mu.Lock()
 		if x.inst == inst {
-			x.addrs = addrs
+			x.addrs, x.answered = addrs, true
 		}
 		x.mu.Unlock()
 		wait = agentPoll
@@ -114,6 +116,14 @@ func guestAddresses(ifs []hypervisor.GuestInterface) []string {
 		}
 	}
 	return out
+}
+
+// agentAnswered reports whether the agent of inst has answered yet.
+func (v *vm) agentAnswered(inst hypervisor.Instance) bool {
+	x := &v.access.agent
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.inst == inst && x.answered
 }
 
 // guestAddrs returns the guest's addresses as its agent last reported

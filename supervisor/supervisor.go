@@ -364,9 +364,17 @@ func (s *Supervisor) Info(ctx context.Context, name string) (map[string]any, err
 		return nil, err
 	}
 	if ga, ok := inst.(hypervisor.GuestAgent); ok && ga.HasGuestAgent() {
-		actx, cancel := context.WithTimeout(ctx, agentAsk)
-		d, err := ga.GuestDetails(actx)
-		cancel()
+		var d hypervisor.GuestDetails
+		var err error
+		if v, _ := s.lookup(name); v != nil && v.agentAnswered(inst) {
+			actx, cancel := context.WithTimeout(ctx, agentAsk)
+			d, err = ga.GuestDetails(actx)
+			cancel()
+		} else {
+			// Asking an agent that may not be there would hold up the
+			// answer for as long as the ask is allowed.
+			err = fmt.Errorf("the guest agent has not answered yet (is qemu-guest-agent running in the guest?)")
+		}
 		if d != (hypervisor.GuestDetails{}) {
 			info["guest"] = d
 		}
