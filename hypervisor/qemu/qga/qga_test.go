@@ -19,7 +19,7 @@ import (
 // bootAgentGuest runs QEMU with the agent guest and returns the agent's
 // socket once the guest says the agent holds its port, QEMU's process,
 // and a channel closed once it has exited.
-func bootAgentGuest(t *testing.T) (string, *exec.Cmd, <-chan struct{}) {
+func bootAgentGuest(t testing.TB) (string, *exec.Cmd, <-chan struct{}) {
 	t.Helper()
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		t.Skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
@@ -79,7 +79,7 @@ func bootAgentGuest(t *testing.T) (string, *exec.Cmd, <-chan struct{}) {
 	return sock, cmd, exited
 }
 
-func ctxFor(t *testing.T, d time.Duration) context.Context {
+func ctxFor(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
@@ -190,4 +190,21 @@ func TestRealAgent(t *testing.T) {
 			t.Fatal("the guest did not power off within 60 s of guest-shutdown")
 		}
 	})
+}
+
+// One poll as the daemon does it: connect, resynchronise, list the
+// interfaces, close.
+func BenchmarkRealAgentPoll(b *testing.B) {
+	sock, _, _ := bootAgentGuest(b)
+	b.ResetTimer()
+	for b.Loop() {
+		c, err := qga.Dial(ctxFor(b, 30*time.Second), sock)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.Interfaces(ctxFor(b, 10*time.Second)); err != nil {
+			b.Fatal(err)
+		}
+		c.Close()
+	}
 }
