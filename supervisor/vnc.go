@@ -34,9 +34,9 @@ type vmVNC struct {
 
 // vncPasswordFor returns the VNC password a launch with settings s gives
 // QEMU: the configured one, or, with vnc_password = auto, the VM's own,
-// which make makes up the first time; the record keeps it from then on.
+// which create makes up the first time; the record keeps it from then on.
 // It runs in the VM's actor.
-func (v *vm) vncPasswordFor(s *settings, make bool) string {
+func (v *vm) vncPasswordFor(s *settings, create bool) string {
 	if s == nil {
 		return ""
 	}
@@ -46,7 +46,7 @@ func (v *vm) vncPasswordFor(s *settings, make bool) string {
 		}
 		return ""
 	}
-	if v.vncAuto == "" && make {
+	if v.vncAuto == "" && create {
 		// VNC authentication uses 8 characters at most: 40 random bits
 		// in base32.
 		v.vncAuto = rand.Text()[:8]
