@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -47,6 +48,9 @@ func TestGuestAgent(t *testing.T) {
 	}
 	if out, _, _ := e.ctl("status"); !strings.Contains(out, "ADDRESS") || !strings.Contains(out, testguest.AgentAddress) {
 		t.Errorf("the status table lacks the address:\n%s", out)
+	}
+	if out, _, _ := e.ctl("status", vm); !regexp.MustCompile(`ip addresses:\s+` + regexp.QuoteMeta(testguest.AgentAddress)).MatchString(out) {
+		t.Errorf("vmstatedctl status %s lacks the address:\n%s", vm, out)
 	}
 	out, errs, code = e.ctl("info", vm)
 	if code != 0 || !strings.Contains(out, testguest.AgentHostname) || !strings.Contains(out, testguest.AgentOSName) {

@@ -107,6 +107,9 @@ func TestVNCRelay(t *testing.T) {
 		if st := d.get(vm); st.VNCAddress != v.Address {
 			t.Errorf("status of %s: vnc_address %q, want %q", vm, st.VNCAddress, v.Address)
 		}
+		if out, _, _ := e.ctl("status", vm); !strings.Contains(out, v.Address) {
+			t.Errorf("vmstatedctl status %s lacks the VNC address %s:\n%s", vm, v.Address, out)
+		}
 		return v
 	}
 	check := func(v vnc) {
