@@ -2,7 +2,8 @@
 // packages boot: a Debian kernel and a busybox initramfs whose init loads
 // the ACPI button driver, runs acpid so that the power button powers the
 // guest off, prints ReadyLine on the serial console once it would, and then
-// keeps a shell on that console (a new one whenever it exits).
+// keeps a shell on that console (a new one whenever it exits). Agent
+// builds a variant that runs the host's qemu-ga instead of acpid.
 // It is test support only: its functions take a testing.TB and skip the
 // test when the guest cannot be built (no Debian tools, no network).
 package testguest
