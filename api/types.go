@@ -63,6 +63,13 @@ type Status struct {
 	// (a full or read-only state directory); the daemon retries until it
 	// is, and a start launches nothing while it cannot be.
 	RecordError string `json:"record_error,omitempty"`
+	// IPAddresses are the guest's addresses as its guest agent last
+	// reported them (guest_agent = true; polled while the VM runs),
+	// without loopback and link-local ones.
+	IPAddresses []string `json:"ip_addresses,omitempty"`
+	// VNCAddress is where VNC clients reach the VM (vnc = auto), while
+	// the daemon's relay listens.
+	VNCAddress string `json:"vnc_address,omitempty"`
 }
 
 // Exit is how a hypervisor process ended.

@@ -165,6 +165,11 @@
 //	                                   # is TCP port 5900+N; quote it)
 //	    serial = true;                 # serial console on a unix socket in the
 //	                                   # run directory; default true
+//	    guest_agent = true;            # a channel for qemu-guest-agent; status
+//	                                   # shows the guest's addresses; default false
+//	    stop_method = agent;           # acpi (default: the power button) | agent
+//	                                   # (guest-shutdown, then the button); agent
+//	                                   # needs guest_agent
 //	    disk {                         # repeat for more disks, in order
 //	        path = /var/lib/vm/web.qcow2;  # required; not checked at load
 //	                                       # (a start_storage hook may create it)

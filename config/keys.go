@@ -248,7 +248,7 @@ func (d *decoder) sectionFields(prefix string, n *ucl.Node, known []string, repe
 	}
 }
 
-var qemuKeys = []string{"binary", "machine", "accel", "cpu", "vga", "vnc", "serial", "disk", "cdrom", "nic", "extra_args", "user", "kernel", "initrd", "append", "vnc_password", "vnc_listen"}
+var qemuKeys = []string{"binary", "machine", "accel", "cpu", "vga", "vnc", "serial", "disk", "cdrom", "nic", "extra_args", "user", "kernel", "initrd", "append", "vnc_password", "vnc_listen", "guest_agent", "stop_method"}
 
 func (q *QEMU) applyDefaults() {
 	if q.Binary == "" {
@@ -265,6 +265,9 @@ func (q *QEMU) applyDefaults() {
 	}
 	if q.VNC == "" {
 		q.VNC = DefaultQEMUVNC
+	}
+	if q.StopMethod == "" {
+		q.StopMethod = DefaultQEMUStopMethod
 	}
 }
 
@@ -313,9 +316,16 @@ func (d *decoder) qemuSection(key string, n *ucl.Node) {
 					q.VNCListen = s
 				}
 			}
+		case "guest_agent":
+			q.GuestAgent, _ = d.boolean(full, v)
+		case "stop_method":
+			q.StopMethod, _ = d.enum(full, v, "acpi", "agent")
 		case "vnc_password":
 			if s, ok := d.str(full, v); ok {
-				if len(s) > 8 || strings.ContainsAny(s, "\n\x00") {
+				if s == "auto" {
+					// Made up by the daemon, kept in its state record.
+					q.VNCPasswordAuto = true
+				} else if len(s) > 8 || strings.ContainsAny(s, "\n\x00") {
 					d.errf(v.Pos, full, "VNC passwords are at most 8 characters on one line (the VNC protocol uses only 8)")
 				} else {
 					q.VNCPassword = s
@@ -346,7 +356,10 @@ func (d *decoder) qemuSection(key string, n *ucl.Node) {
 	if q.VNCListen != "" && q.VNC != "auto" {
 		d.errf(n.Pos, key+".vnc_listen", "needs vnc = auto (the daemon listens only for the VNC it relays)")
 	}
-	if q.VNCPassword != "" && (q.VNC == "" || q.VNC == "off") {
+	if q.StopMethod == "agent" && !q.GuestAgent {
+		d.errf(n.Pos, key+".stop_method", "agent needs guest_agent = true (the channel the request goes through); add it, or write stop_method = acpi")
+	}
+	if (q.VNCPassword != "" || q.VNCPasswordAuto) && (q.VNC == "" || q.VNC == "off") {
 		d.errf(n.Pos, key+".vnc_password", "needs vnc (auto, unix or a display); without it there is no VNC server to protect")
 	}
 	// Without a kernel QEMU boots from a disk, and an initrd or command

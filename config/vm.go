@@ -51,13 +51,15 @@ const (
 	DefaultQEMUAccel   = "auto"
 	DefaultQEMUVGA     = "none"
 	DefaultQEMUVNC     = "off"
-	DefaultDiskFormat  = "raw"
-	DefaultDiskIface   = "virtio"
-	DefaultNICModel    = "virtio-net-pci"
-	DefaultStopSignal  = "SIGTERM"
-	DefaultBhyveBinary = "/usr/sbin/bhyve"
-	DefaultBhyvectl    = "/usr/sbin/bhyvectl"
-	MaxNameLen         = 63
+	// DefaultQEMUStopMethod is how a stop asks the guest to power off.
+	DefaultQEMUStopMethod = "acpi"
+	DefaultDiskFormat     = "raw"
+	DefaultDiskIface      = "virtio"
+	DefaultNICModel       = "virtio-net-pci"
+	DefaultStopSignal     = "SIGTERM"
+	DefaultBhyveBinary    = "/usr/sbin/bhyve"
+	DefaultBhyvectl       = "/usr/sbin/bhyvectl"
+	MaxNameLen            = 63
 )
 
 // VM is one VM's validated config with every default applied. A VM is
@@ -147,10 +149,18 @@ type QEMU struct {
 	Append string `json:"append,omitempty"`
 	// VNCPassword is asked of VNC clients (set through QMP).
 	VNCPassword string `json:"vnc_password,omitempty"`
+	// VNCPasswordAuto (vnc_password = auto) asks for a random password
+	// the daemon makes up once and keeps.
+	VNCPasswordAuto bool `json:"vnc_password_auto,omitempty"`
 	// VNCListen is the address the daemon's VNC relay listens on (vnc =
 	// auto); empty means 127.0.0.1.
 	VNCListen string `json:"vnc_listen,omitempty"`
 	User      string `json:"user,omitempty"` // QEMU drops to it (-runas)
+	// GuestAgent adds the channel for qemu-guest-agent in the guest.
+	GuestAgent bool `json:"guest_agent,omitempty"`
+	// StopMethod is acpi (the power button) or agent (the guest agent
+	// first, then the power button).
+	StopMethod string `json:"stop_method"`
 }
 
 // Disk is one disk of a QEMU VM.

@@ -16,6 +16,8 @@ func TestVNCKeys(t *testing.T) {
 		{qemu: `vnc = auto; vnc_password = "s3cret";`, vnc: "auto", password: "s3cret"},
 		{qemu: `vnc = unix; vnc_password = "12345678";`, vnc: "unix", password: "12345678"},
 		{qemu: `vnc_password = "s3cret";`, err: "needs vnc"},
+		{qemu: `vnc = auto; vnc_password = auto;`, vnc: "auto"},
+		{qemu: `vnc_password = auto;`, err: "needs vnc"},
 		{qemu: `vnc = auto; vnc_password = "123456789";`, err: "at most 8"},
 		{qemu: `vnc = maybe;`, err: "auto (the daemon relays"},
 		{qemu: `vnc = auto; vnc_listen = "::1";`, vnc: "auto"},

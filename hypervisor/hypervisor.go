@@ -221,3 +221,38 @@ type VNCRelayed interface {
 type Inspector interface {
 	Info(ctx context.Context) (map[string]any, error)
 }
+
+// GuestAgent is an Instance whose guest may run an agent that reports on
+// the guest from inside (QEMU: qemu-guest-agent). The guest is not
+// trusted: what it reports is bounded and cleaned, and every call ends
+// with its context (an absent agent never answers).
+type GuestAgent interface {
+	// HasGuestAgent reports whether the instance was started with a
+	// channel for an agent; without one the other methods fail at once
+	// with an error wrapping ErrNotSupported.
+	HasGuestAgent() bool
+	// GuestInterfaces lists the guest's network interfaces and their
+	// addresses.
+	GuestInterfaces(ctx context.Context) ([]GuestInterface, error)
+	// GuestDetails reports the guest's host name and operating system.
+	GuestDetails(ctx context.Context) (GuestDetails, error)
+}
+
+// GuestInterface is one network interface as the guest sees it.
+type GuestInterface struct {
+	Name string `json:"name"`
+	MAC  string `json:"mac,omitempty"`
+	// Addresses are in CIDR notation ("192.0.2.10/24").
+	Addresses []string `json:"addresses,omitempty"`
+}
+
+// GuestDetails is what a guest agent says about its guest.
+type GuestDetails struct {
+	Hostname string `json:"hostname,omitempty"`
+	// OS is the operating system's own name for itself (os-release's
+	// PRETTY_NAME), Kernel the kernel release.
+	OS     string `json:"os,omitempty"`
+	Kernel string `json:"kernel,omitempty"`
+	// AgentVersion is the agent's version.
+	AgentVersion string `json:"agent_version,omitempty"`
+}

@@ -40,12 +40,14 @@ func (c crlfWriter) Write(p []byte) (int, error) {
 }
 
 // guestAccess is how operators reach a VM's guest: its console relay
-// (and the instance it is connected to) and its VNC relay.
+// (and the instance it is connected to), its VNC relay and its guest
+// agent.
 type guestAccess struct {
 	once  sync.Once
 	relay *console.Relay
 	inst  hypervisor.Instance // owned by the VM's actor
 	vnc   vmVNC
+	agent vmAgent
 }
 
 func (v *vm) consoleRelay() *console.Relay {
@@ -59,6 +61,7 @@ func (v *vm) consoleRelay() *console.Relay {
 func (v *vm) syncAccess(s *Status) {
 	v.syncConsole(s)
 	v.syncVNC(s)
+	v.syncAgent(s)
 }
 
 // syncConsole points the relay at the instance s shows, and ends the

@@ -60,6 +60,7 @@ func settingsFrom(c *config.VM) *settings {
 				Hostname: ci.Hostname, SSHAuthorizedKeys: append([]string(nil), ci.SSHAuthorizedKeys...)}
 		}
 		s.spec.Options = o
+		s.vncPasswordAuto = c.QEMU != nil && c.QEMU.VNCPasswordAuto
 	case config.HypervisorExec:
 		s.spec.Options = execOptions(c.Exec)
 	case config.HypervisorBhyve:
@@ -77,8 +78,9 @@ func qemuOptions(q *config.QEMU) *qemu.Options {
 		VGA: q.VGA, VNC: q.VNC, Serial: q.Serial, CDROM: q.CDROM,
 		ExtraArgs: append([]string(nil), q.ExtraArgs...),
 		Kernel:    q.Kernel, Initrd: q.Initrd, Append: q.Append, VNCPassword: q.VNCPassword,
-		VNCListen: q.VNCListen,
-		User:      q.User,
+		VNCListen:  q.VNCListen,
+		User:       q.User,
+		GuestAgent: q.GuestAgent, StopMethod: q.StopMethod,
 	}
 	for _, d := range q.Disks {
 		o.Disks = append(o.Disks, qemu.Disk{Path: d.Path, Format: d.Format, Interface: d.Interface,

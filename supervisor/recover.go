@@ -165,6 +165,8 @@ func (s *Supervisor) addRecovered(name string, cfg *settings, configErr string, 
 		v.desired = statemachine.Stopped
 	}
 	v.lastExit, v.lastReason, v.deadline, v.stopForce = r.LastExit, r.Reason, r.StopDeadline, r.StopForce
+	v.vncAuto = r.VNCPassword
+	v.showVNCPassword(v.vncPasswordFor(cfg, false))
 	v.recovering = true
 	v.m.Budget().SetTimes(r.Restarts)
 	if r.Failure != "" {

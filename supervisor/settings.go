@@ -34,6 +34,9 @@ type settings struct {
 
 	driver string
 	spec   hypervisor.Spec // without RunDir and Output, which the supervisor fills
+	// vncPasswordAuto: the VNC password is the VM's own random one
+	// (vnc_password = auto), not one in spec.
+	vncPasswordAuto bool
 
 	hookTimeout  time.Duration
 	hookTimeouts map[string]time.Duration

@@ -56,6 +56,12 @@ type Status struct {
 	// RecordError says why the VM's state record could not be written;
 	// the daemon retries until it is.
 	RecordError string `json:"record_error,omitempty"`
+	// IPAddresses are the guest's addresses as its agent last reported
+	// them (guest_agent = true), loopback and link-local left out.
+	IPAddresses []string `json:"ip_addresses,omitempty"`
+	// VNCAddress is where VNC clients reach the VM (vnc = auto) while
+	// its relay listens.
+	VNCAddress string `json:"vnc_address,omitempty"`
 
 	restartTimes []time.Time
 	window       time.Duration

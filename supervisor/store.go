@@ -40,6 +40,9 @@ type Record struct {
 	// goes on killing, never asks the guest again.
 	StopForce bool             `json:"stop_force,omitempty"`
 	LastExit  *hypervisor.Exit `json:"last_exit,omitempty"`
+	// VNCPassword is the VM's random VNC password (vnc_password = auto),
+	// made up once and kept, so that it stays across restarts.
+	VNCPassword string `json:"vnc_password,omitempty"`
 }
 
 // record captures the actor's current state.
@@ -56,6 +59,7 @@ func (v *vm) record() Record {
 		StopDeadline: v.deadline,
 		StopForce:    v.stopForce,
 		LastExit:     v.lastExit,
+		VNCPassword:  v.vncAuto,
 	}
 	if v.inst != nil {
 		h := v.inst.Handle()

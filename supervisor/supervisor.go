@@ -221,14 +221,15 @@ func (s *Supervisor) lookup(name string) (*vm, error) {
 // List returns the status of every VM, sorted by name.
 func (s *Supervisor) List() []Status {
 	s.mu.Lock()
-	out := make([]Status, 0, len(s.vms))
+	vms := make([]*vm, 0, len(s.vms))
 	for _, v := range s.vms {
-		out = append(out, *v.status.Load())
+		vms = append(vms, v)
 	}
 	s.mu.Unlock()
 	now := s.now()
-	for i := range out {
-		out[i] = out[i].withRestarts(now)
+	out := make([]Status, 0, len(vms))
+	for _, v := range vms {
+		out = append(out, v.current(now))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -240,7 +241,18 @@ func (s *Supervisor) Get(name string) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	return v.status.Load().withRestarts(s.now()), nil
+	return v.current(s.now()), nil
+}
+
+// current is the VM's status as of now, with what its guest access
+// parts know (the agent's addresses, the VNC relay's address).
+func (v *vm) current(now time.Time) Status {
+	st := v.status.Load().withRestarts(now)
+	if st.instance != nil {
+		st.IPAddresses = v.guestAddrs()
+		st.VNCAddress = v.vncAddr()
+	}
+	return st
 }
 
 func (s *Supervisor) command(ctx context.Context, name string, c command) error {
@@ -347,7 +359,35 @@ func (s *Supervisor) Info(ctx context.Context, name string) (map[string]any, err
 	if !ok {
 		return nil, notSupported(st, "describe itself")
 	}
-	return in.Info(ctx)
+	info, err := in.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if ga, ok := inst.(hypervisor.GuestAgent); ok && ga.HasGuestAgent() {
+		var d hypervisor.GuestDetails
+		var err error
+		if v, _ := s.lookup(name); v != nil && v.agentAnswered(inst) {
+			actx, cancel := context.WithTimeout(ctx, agentAsk)
+			d, err = ga.GuestDetails(actx)
+			cancel()
+		} else {
+			// Asking an agent that may not be there would hold up the
+			// answer for as long as the ask is allowed.
+			err = fmt.Errorf("the guest agent has not answered yet (is qemu-guest-agent running in the guest?)")
+		}
+		if d != (hypervisor.GuestDetails{}) {
+			info["guest"] = d
+		}
+		if err != nil {
+			errs, _ := info["errors"].(map[string]string)
+			if errs == nil {
+				errs = map[string]string{}
+				info["errors"] = errs
+			}
+			errs["guest"] = err.Error()
+		}
+	}
+	return info, nil
 }
 
 // LogPath returns the path of a VM's log file.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/hypervisor/process"
+	"github.com/vmstated/vmstated/hypervisor/qemu"
 	"github.com/vmstated/vmstated/statemachine"
 )
 
@@ -67,6 +68,8 @@ type vm struct {
 	deadline time.Time // when a graceful stop in progress turns forced
 	// stopForce marks the stop in progress as forced.
 	stopForce bool
+	// vncAuto is the VM's random VNC password, once made up.
+	vncAuto string
 	// saved is the record last written; saveErr why the current one could
 	// not be, and retryAt when the next try is due.
 	saved      []byte
@@ -457,7 +460,7 @@ func (v *vm) setInstance(inst hypervisor.Instance) {
 }
 
 // launch starts the hypervisor for settings s.
-func (v *vm) launch(ctx context.Context, s *settings) (hypervisor.Instance, error) {
+func (v *vm) launch(ctx context.Context, s *settings, vncPassword string) (hypervisor.Instance, error) {
 	if s == nil {
 		return nil, fmt.Errorf("%w: %s has no valid config to launch from", ErrInvalidConfig, v.name)
 	}
@@ -470,6 +473,11 @@ func (v *vm) launch(ctx context.Context, s *settings) (hypervisor.Instance, erro
 	spec.RunDir = filepath.Join(v.sup.runDir, s.name)
 	spec.Output = v.log.Writer(s.driver)
 	spec.Console = v.consoleOutput()
+	if o, ok := spec.Options.(*qemu.Options); ok && o != nil && s.vncPasswordAuto {
+		c := *o // shared with the settings, which stay as loaded
+		c.VNCPassword = vncPassword
+		spec.Options = &c
+	}
 	if inst, err := v.adoptLeftover(ctx, drv, s.driver, spec); inst != nil || err != nil {
 		return inst, err
 	}
@@ -508,13 +516,16 @@ func (v *vm) adoptLeftover(ctx context.Context, drv hypervisor.Driver, driver st
 // for the process. A record that cannot be written fails the launch, and
 // nothing is launched.
 func (v *vm) startLaunch(ctx context.Context) {
+	// A password made up now is in the record before QEMU has it.
+	pw := v.vncPasswordFor(v.cfg, true)
 	if err := v.save(); err != nil {
 		v.onWork(ctx, workResult{gen: v.gen, step: stepLaunch, reason: "state not saved, so nothing was launched: " + err.Error()})
 		return
 	}
 	s := v.cfg
+	v.showVNCPassword(pw)
 	v.spawn(ctx, stepLaunch, func(ctx context.Context) workResult {
-		inst, err := v.launch(ctx, s)
+		inst, err := v.launch(ctx, s, pw)
 		if err != nil {
 			return workResult{reason: err.Error()}
 		}

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"net"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/vmstated/vmstated/hypervisor"
+	"github.com/vmstated/vmstated/hypervisor/qemu"
 	"github.com/vmstated/vmstated/tcprelay"
 )
 
@@ -24,8 +26,53 @@ const vncListen = "127.0.0.1"
 
 // vmVNC is a VM's VNC relay (vnc = auto).
 type vmVNC struct {
-	mu    sync.Mutex // guards relay for readers outside the actor
+	mu    sync.Mutex // guards relay and password for readers outside the actor
 	relay *tcprelay.Relay
+	// password is the VNC password the running QEMU was given.
+	password string
+}
+
+// vncPasswordFor returns the VNC password a launch with settings s gives
+// QEMU: the configured one, or, with vnc_password = auto, the VM's own,
+// which create makes up the first time; the record keeps it from then on.
+// It runs in the VM's actor.
+func (v *vm) vncPasswordFor(s *settings, create bool) string {
+	if s == nil {
+		return ""
+	}
+	if !s.vncPasswordAuto {
+		if o, ok := s.spec.Options.(*qemu.Options); ok && o != nil {
+			return o.VNCPassword
+		}
+		return ""
+	}
+	if v.vncAuto == "" && create {
+		// VNC authentication uses 8 characters at most: 40 random bits
+		// in base32.
+		v.vncAuto = rand.Text()[:8]
+	}
+	return v.vncAuto
+}
+
+// showVNCPassword records the password QEMU runs with, for VNCPassword.
+func (v *vm) showVNCPassword(pw string) {
+	x := &v.access.vnc
+	x.mu.Lock()
+	x.password = pw
+	x.mu.Unlock()
+}
+
+// VNCPassword is the password VNC clients of the VM are asked for, ""
+// when there is none. Only those who may act on the VM are to see it.
+func (s *Supervisor) VNCPassword(name string) (string, error) {
+	v, err := s.lookup(name)
+	if err != nil {
+		return "", err
+	}
+	x := &v.access.vnc
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.password, nil
 }
 
 // syncVNC listens for VNC clients while the VM's hypervisor has a VNC
@@ -100,10 +147,16 @@ func (s *Supervisor) VNCAddress(ctx context.Context, name string) (string, error
 		defer x.mu.Unlock()
 		return x.relay != nil
 	})
+	return v.vncAddr(), nil
+}
+
+// vncAddr is where the VM's VNC relay listens, "" when it does not.
+func (v *vm) vncAddr() string {
+	x := &v.access.vnc
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.relay == nil {
-		return "", nil
+		return ""
 	}
-	return x.relay.Addr().String(), nil
+	return x.relay.Addr().String()
 }

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"crypto/des"
 	"encoding/binary"
+	"encoding/json"
 	"io"
 	"math/bits"
 	"net"
@@ -70,56 +71,105 @@ func rfbAuth(t *testing.T, addr, password string) uint32 {
 }
 
 // vnc = auto: the daemon listens on a loopback TCP port and relays to
-// QEMU's VNC socket; the password from the config is asked for; the port
-// is the same after a daemon restart.
+// QEMU's VNC socket; the password from the config, or the one the daemon
+// made up (vnc_password = auto), is asked for; status, info and
+// vmstatedctl vnc show the address, and vnc the password; port and
+// passwords are the same after a daemon restart.
 func TestVNCRelay(t *testing.T) {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		t.Skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
 	}
 	t.Parallel()
 	e := newEnv(t)
-	vm := e.addVM("vnc", `    hypervisor = qemu;
+	given := e.addVM("vnc", `    hypervisor = qemu;
     memory = 64;
     qemu { accel = tcg; vga = std; vnc = auto; vnc_password = "s3cret"; }
 `)
+	// No OS to answer the power button: a restart forces it after 1 s.
+	auto := e.addVM("vncauto", `    hypervisor = qemu;
+    memory = 64;
+    stop_timeout = 1;
+    qemu { accel = tcg; vga = std; vnc = auto; vnc_password = auto; }
+`)
 	d := e.start()
-	d.do(vm, api.ActionStart)
-	d.waitUp(vm)
-	out, errs, code := e.ctl("vnc", vm)
-	addr := strings.TrimSpace(out)
-	if code != 0 || !strings.HasPrefix(addr, "127.0.0.1:") {
-		t.Fatalf("vmstatedctl vnc: exit %d, %q %q", code, out, errs)
+	type vnc struct{ VM, Address, Password string }
+	look := func(vm string) vnc {
+		t.Helper()
+		out, errs, code := e.ctl("-o", "json", "vnc", vm)
+		var v vnc
+		if code != 0 || json.Unmarshal([]byte(out), &v) != nil || !strings.HasPrefix(v.Address, "127.0.0.1:") || v.Password == "" {
+			t.Fatalf("vmstatedctl -o json vnc %s: exit %d, %q %q", vm, code, out, errs)
+		}
+		text, _, _ := e.ctl("vnc", vm)
+		if lines := strings.Split(strings.TrimSpace(text), "\n"); lines[0] != v.Address || len(lines) != 2 || lines[1] != "password: "+v.Password {
+			t.Errorf("vmstatedctl vnc %s printed %q, want the address, then the password", vm, text)
+		}
+		if st := d.get(vm); st.VNCAddress != v.Address {
+			t.Errorf("status of %s: vnc_address %q, want %q", vm, st.VNCAddress, v.Address)
+		}
+		if out, _, _ := e.ctl("status", vm); !strings.Contains(out, v.Address) {
+			t.Errorf("vmstatedctl status %s lacks the VNC address %s:\n%s", vm, v.Address, out)
+		}
+		return v
 	}
-	if r := rfbAuth(t, addr, "s3cret"); r != 0 {
-		t.Errorf("the right password: SecurityResult %d, want 0", r)
+	check := func(v vnc) {
+		t.Helper()
+		if r := rfbAuth(t, v.Address, v.Password); r != 0 {
+			t.Errorf("%s, the right password: SecurityResult %d, want 0", v.VM, r)
+		}
+		if r := rfbAuth(t, v.Address, "wrong"); r == 0 {
+			t.Errorf("%s: a wrong password was accepted", v.VM)
+		}
 	}
-	if r := rfbAuth(t, addr, "wrong"); r == 0 {
-		t.Error("a wrong password was accepted")
+	before := map[string]vnc{}
+	for _, vm := range []string{given, auto} {
+		d.do(vm, api.ActionStart)
+		d.waitUp(vm)
+		v := look(vm)
+		check(v)
+		before[vm] = v
+	}
+	if before[given].Password != "s3cret" {
+		t.Errorf("the configured password shows as %q", before[given].Password)
+	}
+	if p := before[auto].Password; len(p) != 8 || p == "auto" {
+		t.Errorf("the made-up password is %q, want 8 random characters", p)
 	}
 
 	if code := d.term(); code != 0 {
 		t.Fatalf("vmstated exited %d", code)
 	}
 	d = e.start()
-	d.waitUp(vm)
-	out, _, _ = e.ctl("vnc", vm)
-	if again := strings.TrimSpace(out); again != addr {
-		t.Errorf("after a daemon restart VNC is at %q, was %q", again, addr)
+	for _, vm := range []string{given, auto} {
+		d.waitUp(vm)
+		if v := look(vm); v != before[vm] {
+			t.Errorf("after a daemon restart VNC of %s is %+v, was %+v", vm, v, before[vm])
+		}
+		check(before[vm])
 	}
-	if r := rfbAuth(t, addr, "s3cret"); r != 0 {
-		t.Errorf("after a daemon restart: SecurityResult %d, want 0", r)
+	// A relaunched QEMU gets the same made-up password and port.
+	pid := d.get(auto).PID
+	d.do(auto, api.ActionRestart)
+	d.waitStatus(auto, "relaunched", func(st api.Status) bool {
+		return st.State == api.StateRunning && st.Hook == "" && st.PID != 0 && st.PID != pid
+	})
+	if v := look(auto); v != before[auto] {
+		t.Errorf("after a restart of the VM its VNC is %+v, was %+v", v, before[auto])
 	}
+	check(before[auto])
 
 	// At rest, nothing listens.
-	if _, err := d.c.Stop(ctx(t), vm, api.StopOptions{Force: true}); err != nil {
-		t.Fatal(err)
-	}
-	d.waitState(vm, api.StateStopped)
-	if c, err := net.Dial("tcp", addr); err == nil {
-		c.Close()
-		t.Errorf("%s still accepts connections with the VM stopped", addr)
-	}
-	if _, errs, code := e.ctl("vnc", vm); code == 0 {
-		t.Errorf("vmstatedctl vnc of a stopped VM succeeded: %q", errs)
+	for _, vm := range []string{given, auto} {
+		if _, err := d.c.Stop(ctx(t), vm, api.StopOptions{Force: true}); err != nil {
+			t.Fatal(err)
+		}
+		d.waitState(vm, api.StateStopped)
+		if c, err := net.Dial("tcp", before[vm].Address); err == nil {
+			c.Close()
+			t.Errorf("%s still accepts connections with the VM stopped", before[vm].Address)
+		}
+		if _, errs, code := e.ctl("vnc", vm); code == 0 {
+			t.Errorf("vmstatedctl vnc of a stopped VM succeeded: %q", errs)
+		}
 	}
 }

@@ -324,6 +324,10 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request, name string) {
 	}
 	if addr != "" && info != nil {
 		info["vnc_address"] = addr
+		// lookup has checked that the caller may act on the VM.
+		if pw, _ := s.sup.VNCPassword(name); pw != "" {
+			info["vnc_password"] = pw
+		}
 	}
 	s.writeJSON(w, http.StatusOK, info)
 }
@@ -732,6 +736,7 @@ func toStatus(st supervisor.Status) api.Status {
 		MaxRestart: st.MaxRestart, Reason: st.Reason, ConfigError: st.ConfigError,
 		Pending: st.Pending, Removed: st.Removed, Hook: api.State(st.Hook),
 		WaitingFor: st.WaitingFor, RecordError: st.RecordError, Recovering: st.Recovering,
+		IPAddresses: st.IPAddresses, VNCAddress: st.VNCAddress,
 	}
 	if st.Depends != nil {
 		out.Depends = append([]string(nil), st.Depends...)

@@ -249,10 +249,19 @@ func cmdVNC(e *env, args []string) error {
 	if addr == "" {
 		return fmt.Errorf("vm %s has no VNC address: set vnc = auto (and vga = std) in its qemu section and restart it", pos[0])
 	}
+	pw, _ := info["vnc_password"].(string)
 	if e.json() {
-		writeJSON(e.stdout, map[string]string{"vm": pos[0], "address": addr})
+		out := map[string]string{"vm": pos[0], "address": addr}
+		if pw != "" {
+			out["password"] = pw
+		}
+		writeJSON(e.stdout, out)
 		return nil
 	}
+	// The address alone on the first line, for scripts.
 	fmt.Fprintln(e.stdout, addr)
+	if pw != "" {
+		fmt.Fprintln(e.stdout, "password: "+pw)
+	}
 	return nil
 }

@@ -33,12 +33,25 @@ func printHostTable(w io.Writer, rows []hostStatus, now time.Time) {
 	tw.Flush()
 }
 
-const tableHeader = "NAME\tSTATE\tSINCE\tPID\tCPUS\tMEMORY\tOWNER\tRESTARTS\tREASON"
+const tableHeader = "NAME\tSTATE\tSINCE\tPID\tCPUS\tMEMORY\tOWNER\tRESTARTS\tADDRESS\tREASON"
 
 func tableRow(st api.Status, now time.Time) string {
-	return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s",
+	return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s",
 		st.Name, stateCell(st), ago(st.Since, now), dash(st.PID), dash(st.CPUs),
-		memory(st.Memory), owner(st), min(st.Restarts, st.MaxRestart), st.MaxRestart, reasonCell(st))
+		memory(st.Memory), owner(st), min(st.Restarts, st.MaxRestart), st.MaxRestart, addressCell(st), reasonCell(st))
+}
+
+// addressCell shows the guest's first address (as its agent reports it)
+// and how many more there are.
+func addressCell(st api.Status) string {
+	switch n := len(st.IPAddresses); n {
+	case 0:
+		return "-"
+	case 1:
+		return st.IPAddresses[0]
+	default:
+		return fmt.Sprintf("%s(+%d)", st.IPAddresses[0], n-1)
+	}
 }
 
 // stateCell marks a desired state that differs (a start waiting for the
@@ -185,6 +198,8 @@ func printDetail(w io.Writer, st api.Status, now time.Time) {
 		}
 		row("last exit", v)
 	}
+	row("ip addresses", strings.Join(st.IPAddresses, ", "))
+	row("vnc", st.VNCAddress)
 	row("config error", oneLine(st.ConfigError))
 	if st.Pending {
 		row("pending", "a changed config applies at the next start")

@@ -129,6 +129,19 @@ func printInfoSummary(w io.Writer, info map[string]any) bool {
 		}
 		row("vnc", s)
 	}
+	if g, ok := info["guest"].(map[string]any); ok {
+		// What the guest agent says; the daemon has cleaned it.
+		used["guest"] = true
+		known++
+		str := func(k string) string { s, _ := g[k].(string); return s }
+		row("hostname", str("hostname"))
+		os := str("os")
+		if k := str("kernel"); k != "" {
+			os = strings.TrimSpace(os + " (kernel " + k + ")")
+		}
+		row("os", os)
+		row("guest agent", str("agent_version"))
+	}
 	if v, ok := info["chardev"].([]any); ok {
 		used["chardev"] = true
 		for _, c := range v {

@@ -15,6 +15,7 @@ const (
 	qmpAltSocket = "qmp-alt.sock"
 	serialSocket = "serial.sock"
 	vncSocket    = "vnc.sock"
+	qgaSocket    = "qga.sock"
 	pidFile      = "qemu.pid"
 	outputFile   = "qemu.log"
 	// consoleFile is QEMU's own copy of what the guest wrote to its serial
@@ -25,13 +26,16 @@ const (
 	seedFile = "cidata.iso"
 )
 
+// AgentPortName is the virtio-serial port name qemu-guest-agent opens.
+const AgentPortName = "org.qemu.guest_agent.0"
+
 // maxSocketPath is the longest unix socket path the kernel accepts
 // (sun_path is 108 bytes on Linux, 104 on FreeBSD, including the NUL).
 const maxSocketPath = 103
 
 // runPaths are the files QEMU creates in the run directory.
 type runPaths struct {
-	QMP, QMPAlt, Serial, VNC, PID, Output, Console, Seed string
+	QMP, QMPAlt, Serial, VNC, QGA, PID, Output, Console, Seed string
 }
 
 func pathsFor(runDir string) runPaths {
@@ -40,6 +44,7 @@ func pathsFor(runDir string) runPaths {
 		QMPAlt:  filepath.Join(runDir, qmpAltSocket),
 		Serial:  filepath.Join(runDir, serialSocket),
 		VNC:     filepath.Join(runDir, vncSocket),
+		QGA:     filepath.Join(runDir, qgaSocket),
 		PID:     filepath.Join(runDir, pidFile),
 		Output:  filepath.Join(runDir, outputFile),
 		Console: filepath.Join(runDir, consoleFile),
@@ -122,6 +127,14 @@ func buildArgs(spec hypervisor.Spec, o Options, accel, readConfig string) []stri
 			// may not have finished copying.
 			"-chardev", "socket,id=serial0,path="+escape(p.Serial)+",server=on,wait=off,logfile="+escape(p.Console)+",logappend=on",
 			"-serial", "chardev:serial0",
+		)
+	}
+	if o.GuestAgent {
+		a = append(a,
+			"-chardev", "socket,id=qga0,path="+escape(p.QGA)+",server=on,wait=off",
+			"-device", "virtio-serial-pci,id=qga-serial",
+			// The name is what qemu-guest-agent looks for.
+			"-device", "virtserialport,bus=qga-serial.0,chardev=qga0,name="+AgentPortName,
 		)
 	}
 	scsi := false
@@ -257,7 +270,7 @@ func generatedSections(spec hypervisor.Spec, o Options, accel string) []hypervis
 // checkSocketPaths reports a run directory too long for unix sockets.
 func checkSocketPaths(runDir string) error {
 	p := pathsFor(runDir)
-	for _, s := range []string{p.QMP, p.QMPAlt, p.Serial, p.VNC} {
+	for _, s := range []string{p.QMP, p.QMPAlt, p.Serial, p.VNC, p.QGA} {
 		if len(s) > maxSocketPath {
 			return fmt.Errorf("%w: socket path %s is longer than %d bytes, the limit for unix sockets: use a shorter run directory", ErrInvalidOptions, s, maxSocketPath)
 		}

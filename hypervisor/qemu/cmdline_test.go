@@ -151,6 +151,21 @@ func TestCommandLineVNC(t *testing.T) {
 	}
 }
 
+func TestCommandLineGuestAgent(t *testing.T) {
+	_, args, err := CommandLine(hypervisor.Spec{Name: "m", RunDir: "/r", Options: &Options{Accel: "tcg", GuestAgent: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "-chardev socket,id=qga0,path=/r/qga.sock,server=on,wait=off -device virtio-serial-pci,id=qga-serial -device virtserialport,bus=qga-serial.0,chardev=qga0,name=org.qemu.guest_agent.0"
+	if got := strings.Join(args, " "); !strings.Contains(got, want) {
+		t.Errorf("guest agent: %s\nwant %s", got, want)
+	}
+	_, args, _ = CommandLine(hypervisor.Spec{Name: "m", RunDir: "/r", Options: &Options{Accel: "tcg"}})
+	if got := strings.Join(args, " "); strings.Contains(got, "qga") || strings.Contains(got, "virtio-serial") {
+		t.Errorf("without guest_agent: %s", got)
+	}
+}
+
 func TestValidate(t *testing.T) {
 	tests := []struct {
 		name string
@@ -182,6 +197,9 @@ func TestValidate(t *testing.T) {
 		{"vnc auto", Options{VNC: "auto", VNCPassword: "s3cret"}, ""},
 		{"password without vnc", Options{VNCPassword: "s3cret"}, "needs vnc"},
 		{"long password", Options{VNC: "auto", VNCPassword: "123456789"}, "at most 8"},
+		{"guest agent", Options{GuestAgent: true, StopMethod: StopAgent}, ""},
+		{"agent stop without agent", Options{StopMethod: StopAgent}, "needs guest_agent"},
+		{"bad stop method", Options{StopMethod: "signal"}, "stop_method \"signal\""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

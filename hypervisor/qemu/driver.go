@@ -131,7 +131,7 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 	}
 	// Stale sockets and pidfile from an earlier run would make us talk to
 	// nothing or read the wrong pid.
-	for _, f := range []string{p.QMP, p.QMPAlt, p.Serial, p.VNC, p.PID} {
+	for _, f := range []string{p.QMP, p.QMPAlt, p.Serial, p.VNC, p.QGA, p.PID} {
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("qemu: removing stale %s: %w", f, err)
 		}
@@ -205,8 +205,8 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 		return fail(fmt.Errorf("qemu: waiting for the guest to run: %w", err))
 	}
 	if o.VNCPassword != "" {
-		pw := map[string]string{"protocol": "vnc", "password": o.VNCPassword}
-		if err := c.Run(ctx, "set_password", pw, nil); err != nil {
+		pw := map[string]string{"password": o.VNCPassword}
+		if err := c.Run(ctx, "change-vnc-password", pw, nil); err != nil {
 			c.Close()
 			return fail(fmt.Errorf("qemu: setting the VNC password: %w", err))
 		}

@@ -61,7 +61,10 @@ type instance struct {
 	subs     []*qmp.Subscription
 	panicked bool
 	killed   bool
-	exit     hypervisor.Exit
+	// agent lets one guest-agent connection at a time use the socket,
+	// which serves one client.
+	agent agentSlot
+	exit  hypervisor.Exit
 
 	done chan struct{}
 }
@@ -75,7 +78,10 @@ func newInstance(d *Driver, spec hypervisor.Spec, proc *process.Process, p runPa
 	if o.VNC == "unix" || o.VNC == "auto" {
 		sockets["vnc"] = p.VNC
 	}
-	return &instance{drv: d, spec: spec, proc: proc, paths: p, follower: f, sockets: sockets, done: make(chan struct{})}
+	if o.GuestAgent {
+		sockets["qga"] = p.QGA
+	}
+	return &instance{drv: d, spec: spec, proc: proc, paths: p, follower: f, sockets: sockets, agent: make(agentSlot, 1), done: make(chan struct{})}
 }
 
 // attachQMP makes c the instance's QMP connection and starts consuming
@@ -315,8 +321,29 @@ func (i *instance) command(ctx context.Context, cmd string, args, result any) er
 // closed under a command.
 const closedExitWait = 2 * time.Second
 
-// Shutdown presses the ACPI power button.
+// Shutdown presses the ACPI power button, or, with stop method agent,
+// asks the guest agent first and presses the button only when the agent
+// does not take the request.
 func (i *instance) Shutdown(ctx context.Context) error {
+	if o, _ := options(i.spec); o.StopMethod == StopAgent && i.HasGuestAgent() {
+		// The agent gets half the time there is, so that the button
+		// still can be pressed when it does not answer.
+		actx, cancel := context.WithCancel(ctx)
+		if dl, ok := ctx.Deadline(); ok {
+			actx, cancel = context.WithTimeout(ctx, time.Until(dl)/2)
+		}
+		err := i.agentShutdown(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		if i.spec.Output != nil {
+			fmt.Fprintf(i.spec.Output, "guest agent shutdown: %v; pressing the ACPI power button instead\n", err)
+		}
+	}
 	return i.command(ctx, "system_powerdown", nil, nil)
 }
 

@@ -63,6 +63,14 @@ type Options struct {
 	// Sandbox adds -sandbox (and -runas for User). The driver sets it
 	// when the daemon runs as root.
 	Sandbox bool
+	// GuestAgent adds the virtio-serial port org.qemu.guest_agent.0 on a
+	// socket in the run directory, for qemu-guest-agent in the guest.
+	GuestAgent bool
+	// StopMethod is how Shutdown asks the guest to power off: "acpi"
+	// (default, the power button) or "agent" (guest-shutdown through the
+	// guest agent, and the power button when the agent does not take
+	// the request). "agent" needs GuestAgent.
+	StopMethod string
 	// CloudInit, when set, is built into a NoCloud seed image in the run
 	// directory before each start and attached as a read-only CD drive.
 	CloudInit *cloudinit.Config
@@ -104,6 +112,12 @@ const (
 	DefaultNICModel = "virtio-net-pci"
 )
 
+// Stop methods.
+const (
+	StopACPI  = "acpi"
+	StopAgent = "agent"
+)
+
 var (
 	vncDisplay = regexp.MustCompile(`^[A-Za-z0-9.\-\[\]:]*:[0-9]+$`)
 	macAddr    = regexp.MustCompile(`^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$`)
@@ -129,6 +143,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.VNC == "" {
 		o.VNC = "off"
+	}
+	if o.StopMethod == "" {
+		o.StopMethod = StopACPI
 	}
 	o.Disks = append([]Disk(nil), o.Disks...)
 	for i := range o.Disks {
@@ -168,6 +185,15 @@ func (o Options) Validate() error {
 	}
 	if len(o.VNCPassword) > 8 || strings.ContainsAny(o.VNCPassword, "\n\x00,") {
 		bad("vnc_password: at most 8 characters on one line, without commas")
+	}
+	switch o.StopMethod {
+	case StopACPI:
+	case StopAgent:
+		if !o.GuestAgent {
+			bad("stop_method agent needs guest_agent = true (the channel the request goes through)")
+		}
+	default:
+		bad("stop_method %q: use acpi or agent", o.StopMethod)
 	}
 	if strings.ContainsAny(o.Machine, ", ") {
 		bad("machine %q: give only the machine type; put properties in extra_args", o.Machine)

@@ -2,7 +2,8 @@
 // packages boot: a Debian kernel and a busybox initramfs whose init loads
 // the ACPI button driver, runs acpid so that the power button powers the
 // guest off, prints ReadyLine on the serial console once it would, and then
-// keeps a shell on that console (a new one whenever it exits).
+// keeps a shell on that console (a new one whenever it exits). Agent
+// builds a variant that runs the host's qemu-ga instead of acpid.
 // It is test support only: its functions take a testing.TB and skip the
 // test when the guest cannot be built (no Debian tools, no network).
 package testguest
@@ -79,6 +80,15 @@ var guestFiles = []struct{ name, pattern string }{
 	{"ahci.ko", "lib/modules/*/kernel/drivers/ata/ahci.ko"},
 	{"sr_mod.ko", "lib/modules/*/kernel/drivers/scsi/sr_mod.ko"},
 	{"isofs.ko", "lib/modules/*/kernel/fs/isofs/isofs.ko"},
+	// The virtio-serial port of the guest agent, and a network device
+	// that needs no host side.
+	{"virtio_ring.ko", "lib/modules/*/kernel/drivers/virtio/virtio_ring.ko"},
+	{"virtio.ko", "lib/modules/*/kernel/drivers/virtio/virtio.ko"},
+	{"virtio_pci_legacy_dev.ko", "lib/modules/*/kernel/drivers/virtio/virtio_pci_legacy_dev.ko"},
+	{"virtio_pci_modern_dev.ko", "lib/modules/*/kernel/drivers/virtio/virtio_pci_modern_dev.ko"},
+	{"virtio_pci.ko", "lib/modules/*/kernel/drivers/virtio/virtio_pci.ko"},
+	{"virtio_console.ko", "lib/modules/*/kernel/drivers/char/virtio_console.ko"},
+	{"dummy.ko", "lib/modules/*/kernel/drivers/net/dummy.ko"},
 }
 
 // CDModules are the modules a guest loads, in this order, to read a CD.
