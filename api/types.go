@@ -63,6 +63,24 @@ type Status struct {
 	// (a full or read-only state directory); the daemon retries until it
 	// is, and a start launches nothing while it cannot be.
 	RecordError string `json:"record_error,omitempty"`
+	// Networks are what the daemon set up for the VM's NICs of type
+	// bridge and local, in NIC order.
+	Networks []Network `json:"networks,omitempty"`
+}
+
+// Network is what the daemon set up for one NIC.
+type Network struct {
+	// Type is bridge or local.
+	Type string `json:"type"`
+	// Tap is the host's tap device.
+	Tap    string `json:"tap"`
+	Bridge string `json:"bridge,omitempty"`
+	// Address is the guest's address (local), Gateway the host's end of
+	// its /31.
+	Address string `json:"address,omitempty"`
+	Gateway string `json:"gateway,omitempty"`
+	// NAT is true when the guest's traffic is masqueraded.
+	NAT bool `json:"nat,omitempty"`
 }
 
 // Exit is how a hypervisor process ended.

@@ -5,6 +5,7 @@ import (
 
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/statemachine"
+	"github.com/vmstated/vmstated/vmnet"
 )
 
 // Status is a snapshot of one VM, as status shows it.
@@ -56,6 +57,9 @@ type Status struct {
 	// RecordError says why the VM's state record could not be written;
 	// the daemon retries until it is.
 	RecordError string `json:"record_error,omitempty"`
+	// Networks are what the daemon set up for the VM's NICs of type
+	// bridge and local (taps, addresses).
+	Networks []vmnet.Link `json:"networks,omitempty"`
 
 	restartTimes []time.Time
 	window       time.Duration
