@@ -122,6 +122,9 @@ func TestNetworkLocal(t *testing.T) {
 	outside.run(t, "ip", "addr", "add", "10.99.0.2/24", "dev", veth+"p")
 	outside.run(t, "ip", "link", "set", veth+"p", "up")
 
+	// Rules of the host's own, which the daemon must leave alone.
+	host.run(t, "nft", "add table ip hostnat; add chain ip hostnat post { type nat hook postrouting priority 100; }; add rule ip hostnat post ip saddr 10.55.0.0/16 masquerade")
+
 	e := newEnv(t)
 	e.netns = string(host)
 	vm := e.addVM("local", netGuest(kernel, initrd, `        nic { type = local; nat = true; pool = 100.64.8.0/24; dns = [ "192.0.2.53" ]; }`, "vmstated.ping=10.99.0.2"))
@@ -214,6 +217,19 @@ func TestNetworkLocal(t *testing.T) {
 	if l := listeners(); len(l) != 0 {
 		t.Errorf("DHCP still listens after the stop: %q", l)
 	}
+	if out := host.run(t, "nft", "list", "table", "ip", "hostnat"); !strings.Contains(out, "10.55.0.0/16") {
+		t.Errorf("the host's own rules were touched:\n%s", out)
+	}
+
+	// A start whose start_network hook fails after the daemon's set-up
+	// leaves nothing behind either.
+	e.writeFile(e.work+"/"+vm+".start_network.fail", "")
+	d.do(vm, api.ActionStart)
+	d.waitStatus(vm, "failed and settled", func(s api.Status) bool { return s.State == api.StateFailed && s.Hook == "" })
+	if !strings.Contains(e.readLog(vm), "network removed") {
+		t.Errorf("the failed start did not remove its network; log:\n%s", e.readLog(vm))
+	}
+	checkNetGone(t, host, n)
 }
 
 // checkNetGone fails the test when anything of n remains in ns: its tap,
