@@ -337,8 +337,15 @@ func (d *decoder) qemuSection(key string, n *ucl.Node) {
 				}
 			}
 		case "nic":
+			seen := map[string]bool{}
 			for _, it := range d.sectionList(full, v, "nic { type = user; }") {
-				if nic, ok := d.nic(full, it); ok {
+				nic, ok := d.nic(full, it)
+				if ok && nic.Ifname != "" && seen[nic.Ifname] {
+					d.errf(it.Pos, full+".ifname", "%s is the ifname of another nic of this VM; give each its own", nic.Ifname)
+					ok = false
+				}
+				if ok {
+					seen[nic.Ifname] = true
 					q.NICs = append(q.NICs, nic)
 				}
 			}

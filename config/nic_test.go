@@ -43,6 +43,7 @@ func TestNICTypes(t *testing.T) {
 		{`nic { type = local; pool = "fd00::/64"; }`, "qemu.nic.pool", "4:36", "is not an IPv4 prefix"},
 		{`nic { type = local; dns = [ "dns.example" ]; }`, "qemu.nic.dns", "4:35", "is not an IPv4 address"},
 		{`nic { type = vde; }`, "qemu.nic.type", "4:22", "must be one of user, tap, bridge, local"},
+		{`nic { type = local; ifname = t0; } nic { type = bridge; bridge = br0; ifname = t0; }`, "qemu.nic.ifname", "4:48", "the ifname of another nic"},
 	} {
 		dir := writeVMConfig(t, "ci {\n    hypervisor = qemu;\n    qemu {\n        "+c.nic+"\n    }\n}\n")
 		vm, diags := LoadDir(dir, LoadOptions{})

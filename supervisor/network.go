@@ -87,8 +87,13 @@ func (v *vm) recoverNetwork(ctx context.Context, st statemachine.State) {
 	if n == nil {
 		return
 	}
-	if st == statemachine.Stopped || st == statemachine.Failed {
+	switch st {
+	case statemachine.Stopped, statemachine.Failed:
 		_ = v.netTeardown(ctx)
+		return
+	case statemachine.StopNetwork:
+		// Its step ends with the teardown, whatever the journal says of
+		// its hook: nothing to serve until then.
 		return
 	}
 	s, err := n.Resume(v.name)

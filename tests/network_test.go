@@ -268,6 +268,9 @@ func TestNetworkBridge(t *testing.T) {
 	e.netns = string(host)
 	vm := e.addVM("bridge", netGuest(kernel, initrd, `        nic { type = bridge; bridge = br0; }`, "vmstated.ip=10.98.0.2/24 vmstated.gw=10.98.0.1"))
 	missing := e.addVM("nobridge", netGuest(kernel, initrd, `        nic { type = bridge; bridge = nobr0; }`, ""))
+	// A tap of someone else's is never taken, nor removed.
+	host.run(t, "ip", "tuntap", "add", "dev", "theirs0", "mode", "tap")
+	taken := e.addVM("taken", netGuest(kernel, initrd, `        nic { type = bridge; bridge = br0; ifname = theirs0; }`, ""))
 
 	d := e.start()
 	d.do(vm, api.ActionStart)
@@ -291,6 +294,14 @@ func TestNetworkBridge(t *testing.T) {
 	}
 	if tap := vmnet.TapName(missing, 0); strings.Contains(host.run(t, "ip", "-o", "link"), tap) {
 		t.Errorf("the failed start left its tap %s", tap)
+	}
+	d.do(taken, api.ActionStart)
+	fst = d.waitStatus(taken, "failed", func(s api.Status) bool { return s.State == api.StateFailed && s.Hook == "" })
+	if !strings.Contains(fst.Reason, "theirs0 exists already") {
+		t.Errorf("failure reason %q does not say the tap is someone else's", fst.Reason)
+	}
+	if out := host.run(t, "ip", "-o", "link", "show", "theirs0"); strings.Contains(out, "master") {
+		t.Errorf("someone else's tap was taken:\n%s", out)
 	}
 
 	if _, err := d.c.Stop(ctx(t), vm, api.StopOptions{}); err != nil {

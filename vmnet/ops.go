@@ -8,6 +8,8 @@ import "net/netip"
 type ops interface {
 	// bridgeExists reports why bridge cannot take taps, nil when it can.
 	bridgeExists(bridge string) error
+	// exists reports whether an interface of that name exists.
+	exists(ifname string) bool
 	createTap(tap string) error
 	attach(tap, bridge string) error
 	// setAddr gives the tap gw as the host's end of a /31.

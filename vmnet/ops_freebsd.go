@@ -25,6 +25,8 @@ func exists(ifname string) bool {
 	return err == nil
 }
 
+func (hostOps) exists(ifname string) bool { return exists(ifname) }
+
 func (hostOps) bridgeExists(bridge string) error {
 	out, err := ifconfig(bridge)
 	if err != nil {

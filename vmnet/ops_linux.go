@@ -28,6 +28,11 @@ func (hostOps) bridgeExists(bridge string) error {
 	return nil
 }
 
+func (hostOps) exists(ifname string) bool {
+	_, err := netlink.LinkByName(ifname)
+	return err == nil
+}
+
 func (hostOps) createTap(tap string) error {
 	if l, err := netlink.LinkByName(tap); err == nil {
 		if l.Type() != "tuntap" {

@@ -13,6 +13,7 @@ type hostOps struct{}
 var errUnsupported = errors.New("the daemon sets up networks on Linux and FreeBSD only; use nic { type = tap; } and hooks")
 
 func (hostOps) bridgeExists(string) error               { return errUnsupported }
+func (hostOps) exists(string) bool                      { return false }
 func (hostOps) createTap(string) error                  { return errUnsupported }
 func (hostOps) attach(string, string) error             { return errUnsupported }
 func (hostOps) setAddr(string, netip.Addr) error        { return errUnsupported }

@@ -93,6 +93,14 @@ func (s *State) Taps() []string {
 	return out
 }
 
+// links returns the links; none for a nil state.
+func (s *State) links() []Link {
+	if s == nil {
+		return nil
+	}
+	return s.Links
+}
+
 const stateVersion = 1
 
 // TapName is the tap device a NIC of vm gets when the config names none:
@@ -196,6 +204,10 @@ func (m *Manager) Setup(ctx context.Context, spec Spec) (*State, error) {
 	if len(spec.NICs) == 0 {
 		return nil, nil
 	}
+	old, err := m.Load(spec.VM)
+	if err != nil {
+		return nil, err
+	}
 	s := &State{Version: stateVersion, VM: spec.VM}
 	host := spec.Hostname
 	if host == "" {
@@ -203,6 +215,12 @@ func (m *Manager) Setup(ctx context.Context, spec Spec) (*State, error) {
 	}
 	for i, n := range spec.NICs {
 		l := Link{Type: n.Type, Tap: n.Tap, Bridge: n.Bridge}
+		// A tap this VM did not make (its state file names every tap
+		// it made, before making it) belongs to someone else: taking it
+		// would hand it to this guest, and the teardown would remove it.
+		if m.ops.exists(n.Tap) && !slices.Contains(old.Taps(), n.Tap) {
+			return nil, fmt.Errorf("nic %d: an interface %s exists already and is not this VM's; set nic { ifname = ...; } to a name no other interface has, or remove it", i+1, n.Tap)
+		}
 		switch n.Type {
 		case TypeBridge:
 			if err := m.ops.bridgeExists(n.Bridge); err != nil {
@@ -228,6 +246,15 @@ func (m *Manager) Setup(ctx context.Context, spec Spec) (*State, error) {
 			return nil, fmt.Errorf("nic %d: type %q is not one the daemon sets up", i+1, n.Type)
 		}
 		s.Links = append(s.Links, l)
+	}
+	// What an earlier set-up made that this one does not want (the
+	// config changed in between) goes first.
+	for _, ol := range old.links() {
+		if !slices.ContainsFunc(s.Links, func(l Link) bool { return l.Tap == ol.Tap && l.Table == ol.Table }) {
+			if err := m.removeLink(ol); err != nil {
+				return nil, err
+			}
+		}
 	}
 	// Recorded before anything is made: a daemon that dies half-way
 	// leaves a file that names all of it, and Teardown removes what
@@ -307,14 +334,8 @@ func (m *Manager) Teardown(_ context.Context, vm string) error {
 	}
 	var errs []error
 	for _, l := range s.Links {
-		m.stopServing(l.Tap)
-		if l.Table != "" {
-			if err := m.ops.delNAT(l.Table); err != nil {
-				errs = append(errs, fmt.Errorf("removing nftables table ip %s: %w", l.Table, err))
-			}
-		}
-		if err := m.ops.deleteTap(l.Tap); err != nil {
-			errs = append(errs, fmt.Errorf("removing tap %s: %w", l.Tap, err))
+		if err := m.removeLink(l); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if len(errs) > 0 {
@@ -325,6 +346,22 @@ func (m *Manager) Teardown(_ context.Context, vm string) error {
 		return err
 	}
 	return nil
+}
+
+// removeLink removes what makeLink made for l; what is gone already is no
+// error.
+func (m *Manager) removeLink(l Link) error {
+	m.stopServing(l.Tap)
+	var errs []error
+	if l.Table != "" {
+		if err := m.ops.delNAT(l.Table); err != nil {
+			errs = append(errs, fmt.Errorf("removing nftables table ip %s: %w", l.Table, err))
+		}
+	}
+	if err := m.ops.deleteTap(l.Tap); err != nil {
+		errs = append(errs, fmt.Errorf("removing tap %s: %w", l.Tap, err))
+	}
+	return errors.Join(errs...)
 }
 
 // Close stops every DHCP server (the daemon exits); taps, addresses and
