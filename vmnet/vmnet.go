@@ -264,6 +264,9 @@ func (m *Manager) Setup(ctx context.Context, spec Spec) (*State, error) {
 	}
 	for _, l := range s.Links {
 		if err := m.makeLink(l); err != nil {
+			if errors.Is(err, os.ErrPermission) {
+				err = fmt.Errorf("%w; making taps, addresses and NAT needs root (CAP_NET_ADMIN): run the daemon as root, or use nic { type = user; }", err)
+			}
 			if terr := m.Teardown(context.WithoutCancel(ctx), spec.VM); terr != nil {
 				m.logf("%s: removing the network after a failed set-up: %v", spec.VM, terr)
 			}
