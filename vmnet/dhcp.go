@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
-	"github.com/insomniacslk/dhcp/dhcpv4/server4"
 )
 
 // leaseTime is what the guest is told; the address never changes, so a
@@ -30,7 +29,7 @@ func (m *Manager) serve(l Link) error {
 	if _, ok := m.servers[l.Tap]; ok {
 		return nil
 	}
-	conn, err := server4.NewIPv4UDPConn(l.Tap, &net.UDPAddr{IP: net.IPv4zero, Port: dhcpv4.ServerPort})
+	conn, err := listenDHCP(l.Tap)
 	if err != nil {
 		return fmt.Errorf("DHCP server on %s: %w", l.Tap, err)
 	}
