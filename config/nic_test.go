@@ -62,3 +62,20 @@ func TestNICTypes(t *testing.T) {
 		}
 	}
 }
+
+// The host's check warns of a bridge it lacks, and only of that.
+func TestMissingBridgeWarning(t *testing.T) {
+	dir := writeVMConfig(t, `ci {
+    hypervisor = qemu;
+    qemu {
+        nic { type = bridge; bridge = nobr-vmstated; }
+        nic { type = bridge; bridge = lo; }
+    }
+}
+`)
+	snap := LoadRoot(filepath.Dir(dir), LoadOptions{})
+	diags := HostDiagnostics(snap, "linux")
+	if len(diags) != 1 || diags[0].Severity != Warning || !strings.Contains(diags[0].Msg, "bridge nobr-vmstated does not exist") {
+		t.Errorf("got %v; want one warning naming nobr-vmstated", diags)
+	}
+}
