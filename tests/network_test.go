@@ -304,6 +304,20 @@ func TestNetworkBridge(t *testing.T) {
 		t.Errorf("someone else's tap was taken:\n%s", out)
 	}
 
+	// A daemon restart (SIGTERM: an upgrade) finds the tap again, on
+	// its bridge, and does not make it anew.
+	index := host.run(t, "cat", "/sys/class/net/"+n.Tap+"/ifindex")
+	if code := d.term(); code != 0 {
+		t.Fatalf("vmstated exited %d on SIGTERM", code)
+	}
+	d = e.start()
+	if st := d.waitUp(vm); len(st.Networks) != 1 || st.Networks[0] != n {
+		t.Errorf("after the restart: %+v, want %+v", st.Networks, n)
+	}
+	if again := host.run(t, "cat", "/sys/class/net/"+n.Tap+"/ifindex"); again != index {
+		t.Errorf("tap %s was made again", n.Tap)
+	}
+
 	if _, err := d.c.Stop(ctx(t), vm, api.StopOptions{}); err != nil {
 		t.Fatal(err)
 	}
