@@ -70,6 +70,24 @@ type Status struct {
 	// VNCAddress is where VNC clients reach the VM (vnc = auto), while
 	// the daemon's relay listens.
 	VNCAddress string `json:"vnc_address,omitempty"`
+	// Networks are what the daemon set up for the VM's NICs of type
+	// bridge and local, in NIC order.
+	Networks []Network `json:"networks,omitempty"`
+}
+
+// Network is what the daemon set up for one NIC.
+type Network struct {
+	// Type is bridge or local.
+	Type string `json:"type"`
+	// Tap is the host's tap device.
+	Tap    string `json:"tap"`
+	Bridge string `json:"bridge,omitempty"`
+	// Address is the guest's address (local), Gateway the host's end of
+	// its /31.
+	Address string `json:"address,omitempty"`
+	Gateway string `json:"gateway,omitempty"`
+	// NAT is true when the guest's traffic is masqueraded.
+	NAT bool `json:"nat,omitempty"`
 }
 
 // Exit is how a hypervisor process ended.

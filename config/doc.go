@@ -185,9 +185,14 @@
 //	    initrd = /boot/initrd.gz;      # needs kernel; default none
 //	    append = "console=ttyS0";      # kernel command line; needs kernel
 //	    nic {                          # repeat for more network devices
-//	        type = tap;                # user (QEMU's NAT) | tap; required
-//	        ifname = tap-web;          # tap: the host interface; required for tap
-//	        bridge = br0;              # tap: for hooks that attach it; optional
+//	        type = tap;                # user (QEMU's NAT) | tap | bridge | local; required
+//	        ifname = tap-web;          # the host interface; required for tap,
+//	                                   # bridge and local: default vm<hash>n<index>
+//	        bridge = br0;              # bridge: the daemon attaches the tap (required);
+//	                                   # tap: for hooks that attach it (optional)
+//	        nat = true;                # local: masquerade the guest; default false
+//	        pool = 100.64.0.0/10;      # local: where its /31 comes from (the default)
+//	        dns = [ "192.0.2.53" ];    # local: name servers for DHCP; default the host's
 //	        model = virtio-net-pci;    # the guest device; default virtio-net-pci
 //	        mac = 52:54:00:12:34:56;   # default: QEMU's; unicast only
 //	    }

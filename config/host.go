@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"os"
 
 	"github.com/vmstated/vmstated/ucl"
@@ -15,6 +16,9 @@ import (
 // path (a stand-in, as the tests use on Linux) counts as runnable.
 func HostDiagnostics(s *Snapshot, goos string) Diagnostics {
 	var out Diagnostics
+	for _, name := range s.Names() {
+		out = append(out, missingBridges(s.VMs[name])...)
+	}
 	for _, name := range s.Names() {
 		vm := s.VMs[name]
 		if vm.Hypervisor != HypervisorBhyve || goos == "freebsd" || vm.Bhyve == nil {
@@ -41,4 +45,30 @@ func hypervisorPos(vm *VM) ucl.Pos {
 		return p
 	}
 	return ucl.Pos{File: vm.File, Line: 1, Col: 1}
+}
+
+// missingBridges warns of the bridges a VM's nic { type = bridge; } names
+// that this host lacks: its start would fail until they exist.
+func missingBridges(vm *VM) Diagnostics {
+	if vm.Hypervisor != HypervisorQEMU || vm.QEMU == nil {
+		return nil
+	}
+	var out Diagnostics
+	for _, n := range vm.QEMU.NICs {
+		if n.Type != NICBridge {
+			continue
+		}
+		if _, err := net.InterfaceByName(n.Bridge); err == nil {
+			continue
+		}
+		pos, ok := vm.positions["qemu"]
+		if !ok {
+			pos = ucl.Pos{File: vm.File, Line: 1, Col: 1}
+		}
+		out = append(out, Diagnostic{
+			Pos: pos, Key: "qemu.nic.bridge", Severity: Warning,
+			Msg: fmt.Sprintf("bridge %s does not exist on this host: %s cannot start until it does; create it (ip link add %s type bridge) or name another", n.Bridge, vm.Name, n.Bridge),
+		})
+	}
+	return out
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/user"
 	"regexp"
@@ -346,8 +347,15 @@ func (d *decoder) qemuSection(key string, n *ucl.Node) {
 				}
 			}
 		case "nic":
+			seen := map[string]bool{}
 			for _, it := range d.sectionList(full, v, "nic { type = user; }") {
-				if nic, ok := d.nic(full, it); ok {
+				nic, ok := d.nic(full, it)
+				if ok && nic.Ifname != "" && seen[nic.Ifname] {
+					d.errf(it.Pos, full+".ifname", "%s is the ifname of another nic of this VM; give each its own", nic.Ifname)
+					ok = false
+				}
+				if ok {
+					seen[nic.Ifname] = true
 					q.NICs = append(q.NICs, nic)
 				}
 			}
@@ -454,16 +462,17 @@ func (d *decoder) disk(key string, n *ucl.Node) (Disk, bool) {
 	return disk, ok
 }
 
-var nicKeys = []string{"type", "ifname", "bridge", "model", "mac"}
+var nicKeys = []string{"type", "ifname", "bridge", "model", "mac", "nat", "pool", "dns"}
 
 func (d *decoder) nic(key string, n *ucl.Node) (NIC, bool) {
 	nic := NIC{Model: DefaultNICModel}
 	ok := true
+	local := map[string]ucl.Pos{} // keys only type local takes
 	d.sectionFields(key, n, nicKeys, nil, func(k, full string, v *ucl.Node) {
 		var good bool
 		switch k {
 		case "type":
-			nic.Type, good = d.enum(full, v, "user", "tap")
+			nic.Type, good = d.enum(full, v, NICUser, NICTap, NICBridge, NICLocal)
 		case "ifname":
 			if nic.Ifname, good = d.str(full, v); good {
 				if err := validIfname(nic.Ifname); err != nil {
@@ -480,6 +489,39 @@ func (d *decoder) nic(key string, n *ucl.Node) (NIC, bool) {
 			}
 		case "model":
 			nic.Model, good = d.str(full, v)
+		case "nat":
+			nic.NAT, good = d.boolean(full, v)
+			local["nat"] = v.Pos
+		case "pool":
+			var s string
+			if s, good = d.str(full, v); good {
+				p, err := netip.ParsePrefix(s)
+				switch {
+				case err != nil || !p.Addr().Is4():
+					d.errf(v.Pos, full, "%q is not an IPv4 prefix; write one such as 100.64.0.0/10 (the default)", s)
+					good = false
+				case p.Bits() > 31:
+					d.errf(v.Pos, full, "%s holds no /31; give a prefix of /31 or larger, such as 100.64.0.0/10", s)
+					good = false
+				default:
+					nic.Pool = p.Masked().String()
+				}
+			}
+			local["pool"] = v.Pos
+		case "dns":
+			var list []string
+			if list, good = d.stringList(full, v, true, `[ "192.0.2.53" ]`); good {
+				for _, s := range list {
+					a, err := netip.ParseAddr(s)
+					if err != nil || !a.Is4() {
+						d.errf(v.Pos, full, "%q is not an IPv4 address; list the name servers the guest is to use, such as [ \"192.0.2.53\" ]", s)
+						good = false
+						break
+					}
+					nic.DNS = append(nic.DNS, a.String())
+				}
+			}
+			local["dns"] = v.Pos
 		case "mac":
 			var s string
 			if s, good = d.str(full, v); good {
@@ -500,16 +542,35 @@ func (d *decoder) nic(key string, n *ucl.Node) (NIC, bool) {
 	if !ok {
 		return nic, false
 	}
+	if nic.Type != NICLocal {
+		for _, k := range sortedKeys(local) {
+			d.errf(local[k], key+"."+k, "is for nic { type = local; } only (the daemon's own /31 and DHCP); remove it or use type local")
+			ok = false
+		}
+		if !ok {
+			return nic, false
+		}
+	}
 	switch nic.Type {
 	case "":
-		d.errf(n.Pos, key, "needs a type: nic { type = user; } or nic { type = tap; ifname = tap0; }")
+		d.errf(n.Pos, key, "needs a type: nic { type = user; }, nic { type = local; }, nic { type = bridge; bridge = br0; } or nic { type = tap; ifname = tap0; }")
 		return nic, false
-	case "tap":
+	case NICTap:
 		if nic.Ifname == "" {
 			d.errf(n.Pos, key, "type tap needs ifname = tapN (the host interface to attach)")
 			return nic, false
 		}
-	case "user":
+	case NICBridge:
+		if nic.Bridge == "" {
+			d.errf(n.Pos, key, "type bridge needs bridge = br0 (the bridge the daemon attaches the VM's tap to)")
+			return nic, false
+		}
+	case NICLocal:
+		if nic.Bridge != "" {
+			d.errf(n.Pos, key+".bridge", "type local joins no bridge (the tap gets its own /31); remove bridge or use type bridge")
+			return nic, false
+		}
+	case NICUser:
 		if nic.Ifname != "" || nic.Bridge != "" {
 			d.warnf(n.Pos, key, "ifname and bridge have no effect with type user")
 		}

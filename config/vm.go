@@ -172,13 +172,34 @@ type Disk struct {
 	ReadOnly  bool   `json:"readonly"`
 }
 
+// NIC types of the nic section's type key.
+const (
+	// NICUser is QEMU's built-in NAT.
+	NICUser = "user"
+	// NICTap is a tap device that exists or that hooks make.
+	NICTap = "tap"
+	// NICBridge is a tap the daemon makes and attaches to Bridge.
+	NICBridge = "bridge"
+	// NICLocal is a tap the daemon makes with a private /31 and a DHCP
+	// server (vmctl start -L).
+	NICLocal = "local"
+)
+
 // NIC is one network device of a QEMU VM.
 type NIC struct {
-	Type   string `json:"type"` // user | tap
+	Type string `json:"type"` // user | tap | bridge | local
+	// Ifname is the tap device; for bridge and local the daemon names it
+	// when empty.
 	Ifname string `json:"ifname,omitempty"`
 	Bridge string `json:"bridge,omitempty"`
 	Model  string `json:"model"`
 	MAC    string `json:"mac,omitempty"`
+	// NAT, Pool and DNS are for type local: masquerading, the prefix the
+	// /31 comes from ("" = the default pool), and the name servers DHCP
+	// hands out (empty = the host's).
+	NAT  bool     `json:"nat,omitempty"`
+	Pool string   `json:"pool,omitempty"`
+	DNS  []string `json:"dns,omitempty"`
 }
 
 // Exec holds the settings of the exec section.

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"syscall"
@@ -65,6 +66,27 @@ func TestQEMUBridgeConfig(t *testing.T) {
 	// The hooks derive the tap name from the VM's name.
 	if nic := vm.QEMU.NICs[0]; nic.Type != "tap" || nic.Ifname != "tap-"+vm.Name || nic.Bridge != "br0" {
 		t.Errorf("nic = %+v, want tap-%s on br0 as the hooks assume", nic, vm.Name)
+	}
+}
+
+// The networks the daemon sets up itself: a tap on a bridge, and a
+// private /31 with DHCP and NAT.
+func TestQEMUDaemonNetworkConfigs(t *testing.T) {
+	for _, c := range []struct {
+		dir, name string
+		want      config.NIC
+	}{
+		{"qemu-daemon-bridge", "app", config.NIC{Type: config.NICBridge, Bridge: "br0", Model: config.DefaultNICModel}},
+		{"qemu-local", "lab", config.NIC{Type: config.NICLocal, NAT: true, Model: config.DefaultNICModel}},
+	} {
+		vm, diags := config.LoadDir(c.dir, config.LoadOptions{})
+		noDiagnostics(t, c.dir, diags)
+		if vm == nil {
+			continue
+		}
+		if vm.Name != c.name || len(vm.QEMU.NICs) != 1 || !reflect.DeepEqual(vm.QEMU.NICs[0], c.want) {
+			t.Errorf("%s: got %s with NICs %+v, want %s with %+v", c.dir, vm.Name, vm.QEMU.NICs, c.name, c.want)
+		}
 	}
 }
 

@@ -40,6 +40,10 @@ type Env struct {
 	// map to the same name, the one that sorts first wins. Values holding a
 	// NUL byte cannot be passed to a process and are left out.
 	Config map[string]string
+	// Network holds variables about the networks the daemon set up for
+	// the VM (VMSTATED_TAPS and the like), set as given; they win over
+	// Config's.
+	Network map[string]string
 }
 
 // Environ returns the hook's environment as KEY=value strings, sorted by
@@ -56,6 +60,9 @@ func (e Env) Environ() []string {
 	}
 	if e.PID > 0 {
 		vars["VMSTATED_PID"] = strconv.Itoa(e.PID)
+	}
+	for k, v := range e.Network {
+		vars[k] = v
 	}
 	keys := make([]string, 0, len(e.Config))
 	for k := range e.Config {

@@ -931,3 +931,16 @@ func TestStatusFileOutlivesTheCaller(t *testing.T) {
 		t.Fatal("a missing status file read as a status")
 	}
 }
+
+// The network variables are set as given, and win over a config key that
+// maps to the same name.
+func TestEnvNetwork(t *testing.T) {
+	env := Env{Name: "web", State: "start_network",
+		Config:  map[string]string{"x": "1"},
+		Network: map[string]string{"VMSTATED_TAPS": "vm1n0 vm1n1", "VMSTATED_CFG_X": "net"}}.Environ()
+	for _, want := range []string{"VMSTATED_TAPS=vm1n0 vm1n1", "VMSTATED_CFG_X=net"} {
+		if !slices.Contains(env, want) {
+			t.Errorf("environment lacks %s: %q", want, env)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"net/netip"
 	"sort"
 	"syscall"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/vmstated/vmstated/hypervisor/exec"
 	"github.com/vmstated/vmstated/hypervisor/process"
 	"github.com/vmstated/vmstated/hypervisor/qemu"
+	"github.com/vmstated/vmstated/vmnet"
 	"golang.org/x/sys/unix"
 )
 
@@ -53,7 +55,8 @@ func settingsFrom(c *config.VM) *settings {
 	}
 	switch c.Hypervisor {
 	case config.HypervisorQEMU:
-		o := qemuOptions(c.QEMU)
+		o := qemuOptions(c.Name, c.QEMU)
+		s.net = netSpec(c)
 		if o != nil && c.CloudInit != nil {
 			ci := c.CloudInit
 			o.CloudInit = &cloudinit.Config{UserData: ci.UserData, MetaData: ci.MetaData, NetworkConfig: ci.NetworkConfig,
@@ -69,7 +72,7 @@ func settingsFrom(c *config.VM) *settings {
 	return s
 }
 
-func qemuOptions(q *config.QEMU) *qemu.Options {
+func qemuOptions(name string, q *config.QEMU) *qemu.Options {
 	if q == nil {
 		return nil
 	}
@@ -86,10 +89,55 @@ func qemuOptions(q *config.QEMU) *qemu.Options {
 		o.Disks = append(o.Disks, qemu.Disk{Path: d.Path, Format: d.Format, Interface: d.Interface,
 			Cache: d.Cache, ReadOnly: d.ReadOnly})
 	}
-	for _, n := range q.NICs {
-		o.NICs = append(o.NICs, qemu.NIC{Type: n.Type, Ifname: n.Ifname, Bridge: n.Bridge, Model: n.Model, MAC: n.MAC})
+	for i, n := range q.NICs {
+		nic := qemu.NIC{Type: n.Type, Ifname: n.Ifname, Bridge: n.Bridge, Model: n.Model, MAC: n.MAC}
+		if n.Type == config.NICBridge || n.Type == config.NICLocal {
+			// QEMU opens the tap the daemon made.
+			nic.Type, nic.Ifname = config.NICTap, tapOf(name, i, n)
+		}
+		o.NICs = append(o.NICs, nic)
 	}
 	return o
+}
+
+// tapOf is the tap device of NIC i of VM name: the one the config names,
+// else the daemon's name for it.
+func tapOf(name string, i int, n config.NIC) string {
+	if n.Ifname != "" {
+		return n.Ifname
+	}
+	return vmnet.TapName(name, i)
+}
+
+// netSpec is what the daemon sets up for the NICs of type bridge and
+// local; the other types are QEMU's or the hooks' business.
+func netSpec(c *config.VM) vmnet.Spec {
+	spec := vmnet.Spec{VM: c.Name}
+	if c.CloudInit != nil {
+		spec.Hostname = c.CloudInit.Hostname
+	}
+	if c.QEMU == nil {
+		return spec
+	}
+	for i, n := range c.QEMU.NICs {
+		nic := vmnet.NIC{Tap: tapOf(c.Name, i, n), Bridge: n.Bridge, NAT: n.NAT}
+		switch n.Type {
+		case config.NICBridge:
+			nic.Type = vmnet.TypeBridge
+		case config.NICLocal:
+			nic.Type, nic.Bridge = vmnet.TypeLocal, ""
+			if n.Pool != "" {
+				nic.Pool = netip.MustParsePrefix(n.Pool) // validated by config
+			}
+			for _, a := range n.DNS {
+				nic.DNS = append(nic.DNS, netip.MustParseAddr(a))
+			}
+		default:
+			continue
+		}
+		spec.NICs = append(spec.NICs, nic)
+	}
+	return spec
 }
 
 func execOptions(e *config.Exec) *exec.Options {

@@ -29,6 +29,8 @@ type hookCall struct {
 	pid             int
 	restarts        int
 	scalars         map[string]string
+	// network describes what the daemon set up (VMSTATED_TAPS, ...).
+	network map[string]string
 	// journal names the files that let a later daemon learn this run's
 	// outcome; empty when the daemon keeps no runtime directory.
 	journal journal
@@ -119,6 +121,7 @@ func (s *Supervisor) runHook(ctx context.Context, c hookCall, log *vmLog) hookOu
 			PID:           c.pid,
 			Restarts:      c.restarts,
 			Config:        c.scalars,
+			Network:       c.network,
 		},
 		Timeout: c.timeout,
 		Grace:   s.hookGrace,

@@ -107,6 +107,12 @@ func (s *Supervisor) Load(snap *config.Snapshot, opts LoadOptions) {
 		_ = v.send(s.ctx, configUpdate{removed: true})
 	}
 	s.reportOrphans(records)
+	s.sweepNetworks(func(name string) bool {
+		// An unreadable record still claims its VM: its hypervisor
+		// may run, and the network goes when the VM comes to rest.
+		_, ok := records[name]
+		return ok
+	})
 }
 
 // loaded is one record read from the state directory.
@@ -194,6 +200,7 @@ func (v *vm) onRecover(ctx context.Context, r recovering) {
 	if st != statemachine.Stopped || r.rec.Handle != nil {
 		v.log.Printf("daemon restarted; recovering from %s", st)
 	}
+	v.recoverNetwork(ctx, st)
 	h := r.rec.Handle
 	if st == statemachine.StartStorage || st == statemachine.Restarting {
 		// The daemon may have died between a launch and saving its handle

@@ -6,6 +6,7 @@ import (
 	"github.com/vmstated/vmstated/config"
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/statemachine"
+	"github.com/vmstated/vmstated/vmnet"
 )
 
 // Policy says what follows a hypervisor exit of one kind.
@@ -37,6 +38,9 @@ type settings struct {
 	// vncPasswordAuto: the VNC password is the VM's own random one
 	// (vnc_password = auto), not one in spec.
 	vncPasswordAuto bool
+	// net is what the daemon sets up around start_network and
+	// stop_network (no NICs: nothing).
+	net vmnet.Spec
 
 	hookTimeout  time.Duration
 	hookTimeouts map[string]time.Duration

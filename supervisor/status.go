@@ -5,6 +5,7 @@ import (
 
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/statemachine"
+	"github.com/vmstated/vmstated/vmnet"
 )
 
 // Status is a snapshot of one VM, as status shows it.
@@ -62,6 +63,9 @@ type Status struct {
 	// VNCAddress is where VNC clients reach the VM (vnc = auto) while
 	// its relay listens.
 	VNCAddress string `json:"vnc_address,omitempty"`
+	// Networks are what the daemon set up for the VM's NICs of type
+	// bridge and local (taps, addresses).
+	Networks []vmnet.Link `json:"networks,omitempty"`
 
 	restartTimes []time.Time
 	window       time.Duration

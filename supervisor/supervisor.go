@@ -24,6 +24,7 @@ import (
 	"github.com/vmstated/vmstated/hooks"
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/statemachine"
+	"github.com/vmstated/vmstated/vmnet"
 )
 
 // Sentinel errors.
@@ -84,6 +85,9 @@ type Supervisor struct {
 	now                      func() time.Time
 	bus                      *Bus
 	store                    *store // nil without a state directory
+	// net sets up the networks the daemon owns; nil without a state
+	// directory, where what it sets up would be forgotten.
+	net *vmnet.Manager
 
 	ctx context.Context
 	wg  sync.WaitGroup
@@ -128,6 +132,7 @@ func New(ctx context.Context, opts Options) *Supervisor {
 	if s.stateDir != "" {
 		s.bus.keepSeqIn(filepath.Join(s.stateDir, "events.seq"), s.logf)
 		s.store = newStore(s.stateDir, s.logf)
+		s.net = vmnet.New(filepath.Join(s.stateDir, "network"), s.logf)
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -151,6 +156,10 @@ func (s *Supervisor) Wait() {
 		s.logf("waiting up to %s for %d running hook(s) to finish", statemachine.FormatDuration(s.hookDrain), n)
 	}
 	s.wg.Wait()
+	if s.net != nil {
+		// The guests keep their taps; the next daemon serves DHCP again.
+		s.net.Close()
+	}
 	if s.store != nil {
 		s.store.flush() // what the actors wrote last
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/vmstated/vmstated/hypervisor/process"
 	"github.com/vmstated/vmstated/hypervisor/qemu"
 	"github.com/vmstated/vmstated/statemachine"
+	"github.com/vmstated/vmstated/vmnet"
 )
 
 // Steps of work whose outcome comes back to the actor.
@@ -390,12 +391,21 @@ func isDone(inst hypervisor.Instance) bool {
 	}
 }
 
-// hookWork runs the hook of state st.
+// hookWork runs the hook of state st, with the daemon's own network work
+// around it (network.go).
 func (v *vm) hookWork(st statemachine.State, tr statemachine.Transition) func(context.Context) workResult {
 	call := v.hookCall(st, tr)
+	var spec vmnet.Spec
+	if v.cfg != nil {
+		spec = v.cfg.net
+	}
 	return func(ctx context.Context) workResult {
+		if r, failed := v.netBefore(ctx, st, spec, &call); failed {
+			return r
+		}
 		o := v.sup.runHook(ctx, call, v.log)
-		return workResult{hook: st, ok: o.ok, reason: o.reason, skipped: o.skipped}
+		r := workResult{hook: st, ok: o.ok, reason: o.reason, skipped: o.skipped}
+		return v.netAfter(ctx, st, r)
 	}
 }
 
@@ -839,6 +849,11 @@ func (v *vm) publishStatus() {
 	}
 	if v.saveErr != nil {
 		s.RecordError = v.saveErr.Error()
+	}
+	if v.sup.net != nil {
+		if ns := v.sup.net.Current(v.name); ns != nil {
+			s.Networks = ns.Links
+		}
 	}
 	if f := v.m.Failure(); f != "" {
 		s.Reason = f

@@ -57,6 +57,9 @@ type env struct {
 	// relative makes start run the daemon in dir, with its path flags
 	// relative to it.
 	relative bool
+	// netns, when set, is the network namespace the daemon runs in (ip
+	// netns exec), so that what it sets up never touches the host's.
+	netns string
 
 	mu      sync.Mutex
 	vms     []string
@@ -369,6 +372,11 @@ func (e *env) start(extra ...string) *daemonProc {
 	d.notes = notes
 	args := append([]string{"-f"}, e.flags()...)
 	d.cmd = exec.Command(vmstatedBin, append(args, extra...)...)
+	if e.netns != "" {
+		// ip netns exec execs the daemon in its own process: the pid,
+		// and the signals sent to it, are the daemon's.
+		d.cmd = exec.Command("ip", append([]string{"netns", "exec", e.netns, vmstatedBin}, append(args, extra...)...)...)
+	}
 	d.cmd.Env = append(e.environ, "NOTIFY_SOCKET="+e.notify)
 	if e.relative {
 		d.cmd.Dir = e.dir

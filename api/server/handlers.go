@@ -745,6 +745,13 @@ func toStatus(st supervisor.Status) api.Status {
 	if x := st.LastExit; x != nil {
 		out.LastExit = &api.Exit{Reason: string(x.Reason), Code: x.Code, Signal: x.Signal, StatusUnknown: x.StatusUnknown, Detail: x.Detail, Time: x.Time}
 	}
+	for _, l := range st.Networks {
+		n := api.Network{Type: l.Type, Tap: l.Tap, Bridge: l.Bridge, NAT: l.Table != ""}
+		if l.Address.IsValid() {
+			n.Address, n.Gateway = l.Address.String(), l.Gateway.String()
+		}
+		out.Networks = append(out.Networks, n)
+	}
 	return out
 }
 

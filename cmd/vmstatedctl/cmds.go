@@ -41,7 +41,7 @@ func init() {
 		{name: "events", args: "[-after seq] [vmname]", summary: "stream state changes as they happen", vmArg: 1, run: cmdEvents},
 		{name: "reload", args: "", summary: "rescan the config directories now", run: cmdReload},
 		{name: "check", args: "[-c configdir]", summary: "validate config directories (no daemon needed)", run: cmdCheck},
-		{name: "create", args: "disk [-f raw|qcow2] [-s size] [-b base | -i input] path | vm [-m size] [-p cpus] [-d disk]... [-r iso] [-t template] [-c configdir] vmname", summary: "make a disk image or a new VM directory (no daemon needed)", run: cmdCreate},
+		{name: "create", args: "disk [-f raw|qcow2] [-s size] [-b base | -i input] path | vm [-m size] [-p cpus] [-d disk]... [-r iso] [-k kernel] [-i initrd] [-a append] [-n network]... [-t template] [-c configdir] vmname", summary: "make a disk image or a new VM directory (no daemon needed)", run: cmdCreate},
 		{name: "dial-stdio", args: "", summary: "connect stdin and stdout to the daemon's socket (what -H runs remotely)", run: cmdDialStdio},
 		{name: "completion", args: "bash|zsh", summary: "print a shell completion script", run: cmdCompletion},
 		{name: "help", args: "[command]", summary: "describe the commands", run: cmdHelp},
@@ -101,9 +101,12 @@ base, which is never written; -i input copies input, converted to -f.
 With -b or -i the size defaults to theirs and may only grow.
 create vm writes configdir/vmname/config (default: the daemon's config
 directory), a QEMU VM with comments on every line: -m memory, -p CPUs,
--d a disk image (repeatable), -r an ISO image, -t a template file
-(a path, or a name under configdir/templates/NAME.conf) that the config
-includes. The config is loaded before it is put in place; an existing
+-d a disk image (repeatable), -r an ISO image, -k a kernel to boot
+directly with -i its initrd and -a its command line, -n a network device
+(repeatable): local (a private /31 with DHCP from the daemon), local:nat
+(and NAT), bridge:NAME (a tap the daemon puts on bridge NAME), tap:NAME
+or user; -t a template file (a path, or a name under
+configdir/templates/NAME.conf) that the config includes. The config is loaded before it is put in place; an existing
 directory is never touched. The daemon picks the new VM up by itself.`,
 	"completion": `bash: source <(vmstatedctl completion bash)
 zsh:  source <(vmstatedctl completion zsh)`,

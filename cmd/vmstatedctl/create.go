@@ -100,9 +100,48 @@ type vmDraft struct {
 	disks    []draftDisk
 	cdrom    string
 	template string
+	// kernel, initrd and append boot a kernel directly.
+	kernel, initrd, append string
+	nics                   []draftNIC
 }
 
 type draftDisk struct{ path, format string }
+
+// draftNIC is one -n: type local (nat with local:nat), bridge:NAME,
+// tap:NAME or user.
+type draftNIC struct {
+	typ, name string
+	nat       bool
+}
+
+// parseNIC reads one -n argument.
+func parseNIC(s string) (draftNIC, error) {
+	typ, arg, hasArg := strings.Cut(s, ":")
+	bad := func(why string) (draftNIC, error) {
+		return draftNIC{}, usagef("-n %s: %s; write -n local, -n local:nat, -n bridge:br0, -n tap:tap0 or -n user", s, why)
+	}
+	switch typ {
+	case config.NICLocal:
+		if hasArg && arg != "nat" {
+			return bad("local takes only :nat")
+		}
+		return draftNIC{typ: typ, nat: hasArg}, nil
+	case config.NICUser:
+		if hasArg {
+			return bad("user takes no argument")
+		}
+		return draftNIC{typ: typ}, nil
+	case config.NICBridge, config.NICTap:
+		if arg == "" {
+			return bad(typ + " needs the interface's name")
+		}
+		if strings.ContainsAny(arg, "$\"\\ \t\n/:") || len(arg) > 15 {
+			return bad(fmt.Sprintf("%q is not an interface name (at most 15 characters, no spaces, slashes or colons)", arg))
+		}
+		return draftNIC{typ: typ, name: arg}, nil
+	}
+	return bad("unknown network type " + strconv.Quote(typ))
+}
 
 func cmdCreateVM(e *env, args []string) error {
 	fs := e.createFlags("create vm")
@@ -112,12 +151,17 @@ func cmdCreateVM(e *env, args []string) error {
 	fs.Var(&disks, "d", "disk image (repeatable)")
 	cdrom := fs.String("r", "", "ISO image")
 	template := fs.String("t", "", "template")
+	kernel := fs.String("k", "", "kernel to boot directly")
+	initrd := fs.String("i", "", "initrd for -k")
+	appendArgs := fs.String("a", "", "kernel command line for -k")
+	var nets stringsFlag
+	fs.Var(&nets, "n", "network: local, local:nat, bridge:NAME, tap:NAME or user (repeatable)")
 	root := fs.String("c", hostDefaultPaths().ConfigDir, "config directory")
 	pos, err := e.parse(fs, args, 1, 1)
 	if err != nil {
 		return err
 	}
-	d := vmDraft{name: pos[0], memory: *memory, cpus: *cpus}
+	d := vmDraft{name: pos[0], memory: *memory, cpus: *cpus, append: *appendArgs}
 	if err := config.ValidateName(d.name); err != nil {
 		return usagef("VM name %q: %v", d.name, err)
 	}
@@ -150,6 +194,29 @@ func cmdCreateVM(e *env, args []string) error {
 		if d.template, err = templateFile(absRoot, *template); err != nil {
 			return err
 		}
+	}
+	if *kernel == "" && (*initrd != "" || *appendArgs != "") {
+		return usagef("-i and -a go with -k: name the kernel to boot with -k /path/to/vmlinuz")
+	}
+	if *kernel != "" {
+		if d.kernel, err = existingFile(*kernel, "kernel", "fix the path"); err != nil {
+			return err
+		}
+	}
+	if *initrd != "" {
+		if d.initrd, err = existingFile(*initrd, "initrd", "fix the path"); err != nil {
+			return err
+		}
+	}
+	if strings.ContainsAny(*appendArgs, "$\"\\\n\r\x00") {
+		return usagef("-a: the kernel command line cannot hold $, quotes, backslashes or line breaks here; edit the config's append key for those")
+	}
+	for _, s := range nets {
+		n, err := parseNIC(s)
+		if err != nil {
+			return err
+		}
+		d.nics = append(d.nics, n)
 	}
 	dir, err := writeVMDir(absRoot, d)
 	if err != nil {
@@ -276,7 +343,7 @@ func vmConfigText(d vmDraft, now time.Time) string {
 		w("    # Virtual CPUs.")
 		w("    cpus = %d;", max(d.cpus, config.DefaultQEMUCPUs))
 	}
-	if len(d.disks) > 0 || d.cdrom != "" {
+	if len(d.disks) > 0 || d.cdrom != "" || d.kernel != "" || len(d.nics) > 0 {
 		if d.template != "" {
 			w("    # This section replaces the template's qemu section as a whole.")
 		}
@@ -288,6 +355,38 @@ func vmConfigText(d vmDraft, now time.Time) string {
 		if d.cdrom != "" {
 			w("        # An ISO image on a read-only CD drive.")
 			w("        cdrom = %s;", quote(d.cdrom))
+		}
+		if d.kernel != "" {
+			w("        # Boot this kernel directly instead of from a disk.")
+			w("        kernel = %s;", quote(d.kernel))
+		}
+		if d.initrd != "" {
+			w("        initrd = %s;", quote(d.initrd))
+		}
+		if d.append != "" {
+			w("        # The kernel command line.")
+			w("        append = %s;", quote(d.append))
+		}
+		for _, n := range d.nics {
+			switch n.typ {
+			case config.NICLocal:
+				w("        # A private /31 of its own with DHCP from the daemon (vmctl start -L).")
+				if n.nat {
+					w("        # nat = true masquerades its traffic out of the host's interfaces.")
+					w("        nic { type = local; nat = true; }")
+				} else {
+					w("        nic { type = local; }")
+				}
+			case config.NICBridge:
+				w("        # A tap the daemon makes and attaches to bridge %s.", n.name)
+				w("        nic { type = bridge; bridge = %s; }", quote(n.name))
+			case config.NICTap:
+				w("        # The tap device %s, made by a start_network hook or by QEMU.", n.name)
+				w("        nic { type = tap; ifname = %s; }", quote(n.name))
+			case config.NICUser:
+				w("        # QEMU's own NAT.")
+				w("        nic { type = user; }")
+			}
 		}
 		w("    }")
 	}

@@ -48,6 +48,13 @@ func TestCreateRefusals(t *testing.T) {
 		{[]string{"create", "vm", "-c", root, "-d", odd, "web"}, exitFailed, "cannot be written"},
 		{[]string{"create", "vm", "-c", root, "-t", "nosuch", "web"}, exitFailed, "templates"},
 		{[]string{"create", "vm", "-c", root, "-p", "5000", "web"}, exitFailed, "nothing was created"},
+		{[]string{"create", "vm", "-c", root, "-i", disk, "web"}, exitUsage, "go with -k"},
+		{[]string{"create", "vm", "-c", root, "-a", "console=ttyS0", "web"}, exitUsage, "go with -k"},
+		{[]string{"create", "vm", "-c", root, "-k", filepath.Join(dir, "vmlinuz"), "web"}, exitFailed, "kernel"},
+		{[]string{"create", "vm", "-c", root, "-n", "bridge", "web"}, exitUsage, "needs the interface's name"},
+		{[]string{"create", "vm", "-c", root, "-n", "bridge:a/b", "web"}, exitUsage, "not an interface name"},
+		{[]string{"create", "vm", "-c", root, "-n", "vde:sw", "web"}, exitUsage, "-n local"},
+		{[]string{"create", "vm", "-c", root, "-n", "local:masq", "web"}, exitUsage, "only :nat"},
 	} {
 		code, out := ctl(c.args...)
 		if code != c.code || !strings.Contains(out, c.want) {
@@ -76,5 +83,42 @@ func TestCreateRefusals(t *testing.T) {
 	vm, diags := config.LoadDir(filepath.Join(root, "db"), config.LoadOptions{})
 	if vm == nil || len(diags) > 0 || vm.Hypervisor != "qemu" || len(vm.QEMU.Disks) != 1 || vm.QEMU.Disks[0].Path != disk || vm.QEMU.Disks[0].Format != "raw" {
 		t.Errorf("db: %+v %v", vm, diags)
+	}
+}
+
+// create vm -k -i -a -n writes a config that boots the kernel directly
+// and has the network devices asked for, in order.
+func TestCreateVMKernelAndNetworks(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	os.Mkdir(root, 0o755)
+	kernel, initrd := filepath.Join(dir, "vmlinuz"), filepath.Join(dir, "initrd.gz")
+	os.WriteFile(kernel, []byte("k"), 0o644)
+	os.WriteFile(initrd, []byte("i"), 0o644)
+	code, out := ctl("create", "vm", "-c", root, "-k", kernel, "-i", initrd, "-a", "console=ttyS0 quiet",
+		"-n", "local", "-n", "local:nat", "-n", "bridge:br0", "-n", "tap:tap7", "-n", "user", "lab")
+	if code != exitOK {
+		t.Fatalf("create vm: %d %s", code, out)
+	}
+	vm, diags := config.LoadDir(filepath.Join(root, "lab"), config.LoadOptions{})
+	if vm == nil || len(diags) > 0 {
+		t.Fatalf("lab: %+v %v", vm, diags)
+	}
+	q := vm.QEMU
+	if q.Kernel != kernel || q.Initrd != initrd || q.Append != "console=ttyS0 quiet" {
+		t.Errorf("kernel %q initrd %q append %q", q.Kernel, q.Initrd, q.Append)
+	}
+	want := []config.NIC{
+		{Type: "local"}, {Type: "local", NAT: true}, {Type: "bridge", Bridge: "br0"},
+		{Type: "tap", Ifname: "tap7"}, {Type: "user"},
+	}
+	if len(q.NICs) != len(want) {
+		t.Fatalf("NICs %+v, want %+v", q.NICs, want)
+	}
+	for i, n := range q.NICs {
+		w := want[i]
+		if n.Type != w.Type || n.NAT != w.NAT || n.Bridge != w.Bridge || n.Ifname != w.Ifname {
+			t.Errorf("nic %d: %+v, want %+v", i, n, w)
+		}
 	}
 }

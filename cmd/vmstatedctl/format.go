@@ -183,6 +183,9 @@ func printDetail(w io.Writer, st api.Status, now time.Time) {
 	row("autostart", strconv.FormatBool(st.Autostart))
 	row("depends", strings.Join(st.Depends, ", "))
 	row("restarts", restartsDetail(st))
+	for i, n := range st.Networks {
+		row("nic "+strconv.Itoa(i), networkDetail(n))
+	}
 	row("reason", st.Reason)
 	if x := st.LastExit; x != nil {
 		v := x.Reason
@@ -286,6 +289,21 @@ func formatEvent(ev api.Event) string {
 	s := fmt.Sprintf("%s #%d %s: %s", t, ev.Seq, ev.VM, ev.Kind)
 	if ev.Reason != "" {
 		s += ": " + ev.Reason
+	}
+	return s
+}
+
+// networkDetail is one line about a network the daemon set up.
+func networkDetail(n api.Network) string {
+	s := n.Type + ", tap " + n.Tap
+	if n.Bridge != "" {
+		s += " on bridge " + n.Bridge
+	}
+	if n.Address != "" {
+		s += ", address " + n.Address + ", gateway " + n.Gateway
+	}
+	if n.NAT {
+		s += ", nat"
 	}
 	return s
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vmstated/vmstated/api"
 )
@@ -47,6 +48,23 @@ func TestRestartsWording(t *testing.T) {
 		row := strings.Fields(strings.Split(b.String(), "\n")[1])
 		if row[7] != tc.cell {
 			t.Errorf("%d of %d: table cell %q, want %q", tc.restarts, tc.max, row[7], tc.cell)
+		}
+	}
+}
+
+// The detail view has a line per network the daemon set up.
+func TestNetworkDetail(t *testing.T) {
+	var b strings.Builder
+	printDetail(&b, api.Status{Name: "web", State: api.StateRunning, Networks: []api.Network{
+		{Type: "bridge", Tap: "vm1n0", Bridge: "br0"},
+		{Type: "local", Tap: "vm1n1", Address: "100.64.0.3", Gateway: "100.64.0.2", NAT: true},
+	}}, time.Now())
+	for _, want := range []string{
+		"nic 0:", "bridge, tap vm1n0 on bridge br0\n",
+		"nic 1:", "local, tap vm1n1, address 100.64.0.3, gateway 100.64.0.2, nat\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("detail lacks %q:\n%s", want, b.String())
 		}
 	}
 }

@@ -80,19 +80,107 @@ var guestFiles = []struct{ name, pattern string }{
 	{"ahci.ko", "lib/modules/*/kernel/drivers/ata/ahci.ko"},
 	{"sr_mod.ko", "lib/modules/*/kernel/drivers/scsi/sr_mod.ko"},
 	{"isofs.ko", "lib/modules/*/kernel/fs/isofs/isofs.ko"},
-	// The virtio-serial port of the guest agent, and a network device
-	// that needs no host side.
-	{"virtio_ring.ko", "lib/modules/*/kernel/drivers/virtio/virtio_ring.ko"},
+	// virtio over PCI; on it the guest agent's virtio-serial port and the
+	// NIC driver; and a network device that needs no host side.
 	{"virtio.ko", "lib/modules/*/kernel/drivers/virtio/virtio.ko"},
+	{"virtio_ring.ko", "lib/modules/*/kernel/drivers/virtio/virtio_ring.ko"},
 	{"virtio_pci_legacy_dev.ko", "lib/modules/*/kernel/drivers/virtio/virtio_pci_legacy_dev.ko"},
 	{"virtio_pci_modern_dev.ko", "lib/modules/*/kernel/drivers/virtio/virtio_pci_modern_dev.ko"},
 	{"virtio_pci.ko", "lib/modules/*/kernel/drivers/virtio/virtio_pci.ko"},
 	{"virtio_console.ko", "lib/modules/*/kernel/drivers/char/virtio_console.ko"},
 	{"dummy.ko", "lib/modules/*/kernel/drivers/net/dummy.ko"},
+	{"failover.ko", "lib/modules/*/kernel/net/core/failover.ko"},
+	{"net_failover.ko", "lib/modules/*/kernel/drivers/net/net_failover.ko"},
+	{"virtio_net.ko", "lib/modules/*/kernel/drivers/net/virtio_net.ko"},
 }
 
 // CDModules are the modules a guest loads, in this order, to read a CD.
 var CDModules = []string{"scsi_common", "scsi_mod", "cdrom", "libata", "libahci", "ahci", "sr_mod", "isofs"}
+
+// NetModules are the modules a guest loads, in this order, for a
+// virtio-net NIC (QEMU's virtio-net-pci).
+var NetModules = []string{"virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci",
+	"failover", "net_failover", "virtio_net"}
+
+// Lines the networked guest (Net) prints on ttyS0.
+const (
+	// AddressLine starts "VMSTATED-NET-ADDRESS <ip>/<bits> gw <router>
+	// dns <servers> host <hostname>": the address it configured.
+	AddressLine = "VMSTATED-NET-ADDRESS"
+	// GatewayLine: its gateway answered a ping.
+	GatewayLine = "VMSTATED-NET-GATEWAY-OK"
+	// PingLine is followed by the address of vmstated.ping= once that
+	// answered a ping.
+	PingLine = "VMSTATED-NET-PING-OK"
+)
+
+// netInit configures eth0 by DHCP (busybox udhcpc), or statically from
+// vmstated.ip= and vmstated.gw= on the kernel command line, prints what it
+// got, pings its gateway and, with vmstated.ping=ADDR, that address, then
+// keeps a shell on the console.
+const netInit = `#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in ` + "virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover virtio_net" + `; do insmod /lib/$m.ko; done
+arg() { for w in $(cat /proc/cmdline); do case "$w" in "$1"=*) echo "${w#*=}";; esac; done; }
+until [ -e /sys/class/net/eth0 ]; do sleep 0.1; done
+ip link set lo up
+ip link set eth0 up
+ip=$(arg vmstated.ip)
+if [ -n "$ip" ]; then
+	ip addr add "$ip" dev eth0
+	gw=$(arg vmstated.gw)
+	echo "` + "VMSTATED-NET-ADDRESS" + ` $ip gw $gw dns - host -"
+else
+	until udhcpc -i eth0 -s /bin/dhcp-event -q -n -t 5 -T 1; do :; done
+	. /tmp/lease
+fi
+until ping -c 1 -W 1 "$gw" >/dev/null 2>&1; do :; done
+echo ` + "VMSTATED-NET-GATEWAY-OK" + `
+target=$(arg vmstated.ping)
+if [ -n "$target" ]; then
+	until ping -c 1 -W 1 "$target" >/dev/null 2>&1; do :; done
+	echo "` + "VMSTATED-NET-PING-OK" + ` $target"
+fi
+while true; do setsid sh -c 'exec sh -i </dev/ttyS0 >/dev/ttyS0 2>&1'; done
+`
+
+// dhcpEvent is udhcpc's script: it configures eth0 from the lease and
+// leaves the gateway for init in /tmp/lease.
+const dhcpEvent = `#!/bin/sh
+case "$1" in
+bound|renew)
+	bits=$(ipcalc -p "$ip" "$subnet" | cut -d= -f2)
+	ip addr flush dev "$interface"
+	ip addr add "$ip/$bits" dev "$interface"
+	ip route add default via "$router" dev "$interface"
+	echo "gw=$router" > /tmp/lease
+	echo "` + "VMSTATED-NET-ADDRESS" + ` $ip/$bits gw $router dns $dns host $hostname" > /dev/ttyS0
+	;;
+esac
+`
+
+// Net returns the test guest's kernel and an initramfs whose init brings
+// up its virtio-net NIC (see netInit) and prints AddressLine, GatewayLine
+// and PingLine on ttyS0 as it gets there.
+func Net(tb testing.TB) (kernel, initrd string) {
+	tb.Helper()
+	dir := guestCache(tb)
+	files := []cpioFile{
+		{name: "bin", mode: 0o40755}, {name: "proc", mode: 0o40755}, {name: "sys", mode: 0o40755},
+		{name: "dev", mode: 0o40755}, {name: "lib", mode: 0o40755}, {name: "tmp", mode: 0o41777},
+		{name: "init", mode: 0o100755, data: []byte(netInit)},
+		{name: "bin/dhcp-event", mode: 0o100755, data: []byte(dhcpEvent)},
+		{name: "bin/busybox", mode: 0o100755, data: readCached(tb, dir, "busybox")},
+	}
+	for _, m := range NetModules {
+		files = append(files, cpioFile{name: "lib/" + m + ".ko", mode: 0o100644, data: readCached(tb, dir, m+".ko")})
+	}
+	return filepath.Join(dir, "vmlinuz"), writeInitrd(tb, files)
+}
 
 // Custom returns the test guest's kernel and an initramfs of busybox, the
 // modules named (as /lib/NAME.ko) and init as /init, for a test that

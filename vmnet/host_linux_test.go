@@ -1,0 +1,150 @@
+package vmnet
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"os/exec"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// needNetns skips a test that does not run inside its own namespace.
+func needNetns(t testing.TB) {
+	t.Helper()
+	if os.Getenv(inNetns) == "" {
+		t.Skip("makes taps and nftables tables: needs root (run inside a network namespace of its own)")
+	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("nft is not installed (apt-get install nftables)")
+	}
+}
+
+func sh(t testing.TB, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// The whole life of a VM's network on the real kernel: set up, found
+// again by a new manager after pieces went missing, changed, torn down to
+// nothing, with the ruleset's other tables left alone.
+func TestHostSetupResumeTeardown(t *testing.T) {
+	needNetns(t)
+	sh(t, "ip", "link", "add", "vmbr0", "type", "bridge")
+	defer exec.Command("ip", "link", "del", "vmbr0").Run()
+	sh(t, "nft", "add table ip other; add chain ip other post { type nat hook postrouting priority 100; }")
+	defer exec.Command("nft", "delete", "table", "ip", "other").Run()
+
+	dir := t.TempDir()
+	ctx := context.Background()
+	spec := Spec{VM: "web", NICs: []NIC{
+		{Type: TypeBridge, Tap: "vmtest0", Bridge: "vmbr0"},
+		{Type: TypeLocal, Tap: "vmtest1", NAT: true, Pool: netip.MustParsePrefix("10.200.0.0/24")},
+	}}
+	m := New(dir, t.Logf)
+	s, err := m.Setup(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := s.Links[1]
+	if out := sh(t, "ip", "-o", "link", "show", "master", "vmbr0"); !strings.Contains(out, "vmtest0") {
+		t.Errorf("vmtest0 not on vmbr0: %s", out)
+	}
+	if out := sh(t, "ip", "-o", "-4", "addr", "show", "dev", "vmtest1"); !strings.Contains(out, local.Gateway.String()+"/31") {
+		t.Errorf("vmtest1: %s", out)
+	}
+	rules := sh(t, "nft", "list", "table", "ip", local.Table)
+	if !strings.Contains(rules, "ip saddr "+local.Address.String()) || !strings.Contains(rules, `oifname != "vmtest1"`) || !strings.Contains(rules, "masquerade") {
+		t.Errorf("NAT table:\n%s", rules)
+	}
+	if out := sh(t, "ss", "-Hlun"); !strings.Contains(out, "%vmtest1:67") || strings.Count(out, ":67 ") != 1 {
+		t.Errorf("DHCP listeners:\n%s", out)
+	}
+	m.Close() // the daemon exits: DHCP stops, the rest stays
+
+	// Pieces went missing while no daemon ran; a new one completes them.
+	sh(t, "nft", "delete", "table", "ip", local.Table)
+	sh(t, "ip", "link", "set", "vmtest0", "nomaster")
+	m2 := New(dir, t.Logf)
+	if r, err := m2.Resume("web"); err != nil || len(r.Links) != 2 || !reflect.DeepEqual(r.Links[1], local) {
+		t.Fatalf("Resume: %+v, %v", r, err)
+	}
+	if out := sh(t, "ip", "-o", "link", "show", "master", "vmbr0"); !strings.Contains(out, "vmtest0") {
+		t.Errorf("vmtest0 not back on vmbr0: %s", out)
+	}
+	sh(t, "nft", "list", "table", "ip", local.Table)
+	if cur := m2.Current("web"); cur == nil || len(cur.Links) != 2 {
+		t.Errorf("Current after Resume: %+v", cur)
+	}
+
+	// The config dropped the bridge NIC: the next set-up removes its tap.
+	if _, err := m2.Setup(ctx, Spec{VM: "web", NICs: spec.NICs[1:]}); err != nil {
+		t.Fatal(err)
+	}
+	if exec.Command("ip", "link", "show", "vmtest0").Run() == nil {
+		t.Error("vmtest0 outlived the NIC it was for")
+	}
+
+	if err := m2.Teardown(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m2.Teardown(ctx, "web"); err != nil {
+		t.Fatalf("a second teardown: %v", err)
+	}
+	links := sh(t, "ip", "-o", "link")
+	if strings.Contains(links, "vmtest") {
+		t.Errorf("taps remain:\n%s", links)
+	}
+	ruleset := sh(t, "nft", "list", "ruleset")
+	if strings.Contains(ruleset, "vmstated") || !strings.Contains(ruleset, "table ip other") {
+		t.Errorf("ruleset after the teardown:\n%s", ruleset)
+	}
+	if out := sh(t, "ss", "-Hlun"); strings.Contains(out, ":67 ") {
+		t.Errorf("DHCP still listens:\n%s", out)
+	}
+	if m2.Current("web") != nil || len(m2.Known()) != 0 {
+		t.Errorf("state remains: %+v, %v", m2.Current("web"), m2.Known())
+	}
+	// The lease stays: the next start gets the same address.
+	if gw, _, _ := m2.lease("web", 1, netip.MustParsePrefix("10.200.0.0/24")); gw != local.Gateway {
+		t.Errorf("lease after the teardown: %s, was %s", gw, local.Gateway)
+	}
+}
+
+// A missing bridge fails the set-up with its name, and leaves nothing.
+func TestHostMissingBridge(t *testing.T) {
+	needNetns(t)
+	m := New(t.TempDir(), t.Logf)
+	_, err := m.Setup(context.Background(), Spec{VM: "db", NICs: []NIC{
+		{Type: TypeLocal, Tap: "vmtest2"},
+		{Type: TypeBridge, Tap: "vmtest3", Bridge: "nobr9"},
+	}})
+	if err == nil || !strings.Contains(err.Error(), "bridge nobr9: no such interface") {
+		t.Fatalf("got %v", err)
+	}
+	if out := sh(t, "ip", "-o", "link"); strings.Contains(out, "vmtest") {
+		t.Errorf("taps remain:\n%s", out)
+	}
+}
+
+// What a local NIC's set-up and teardown cost, tap, address, DHCP socket
+// and NAT table included.
+func BenchmarkHostLocal(b *testing.B) {
+	needNetns(b)
+	m := New(b.TempDir(), b.Logf)
+	spec := Spec{VM: "bench", NICs: []NIC{{Type: TypeLocal, Tap: "vmbench0", NAT: true}}}
+	ctx := context.Background()
+	for b.Loop() {
+		if _, err := m.Setup(ctx, spec); err != nil {
+			b.Fatal(err)
+		}
+		if err := m.Teardown(ctx, "bench"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
