@@ -41,16 +41,25 @@ func tableRow(st api.Status, now time.Time) string {
 		memory(st.Memory), owner(st), min(st.Restarts, st.MaxRestart), st.MaxRestart, addressCell(st), reasonCell(st))
 }
 
-// addressCell shows the guest's first address (as its agent reports it)
-// and how many more there are.
+// addressCell shows the guest's first address and how many more there
+// are: as its agent reports them or, without an agent's word, the ones
+// the daemon's local networks gave it.
 func addressCell(st api.Status) string {
-	switch n := len(st.IPAddresses); n {
+	addrs := st.IPAddresses
+	if len(addrs) == 0 {
+		for _, n := range st.Networks {
+			if n.Address != "" {
+				addrs = append(addrs, n.Address)
+			}
+		}
+	}
+	switch n := len(addrs); n {
 	case 0:
 		return "-"
 	case 1:
-		return st.IPAddresses[0]
+		return addrs[0]
 	default:
-		return fmt.Sprintf("%s(+%d)", st.IPAddresses[0], n-1)
+		return fmt.Sprintf("%s(+%d)", addrs[0], n-1)
 	}
 }
 

@@ -68,3 +68,24 @@ func TestNetworkDetail(t *testing.T) {
 		}
 	}
 }
+
+// The ADDRESS column goes by the guest agent's word, and without it by
+// the addresses the daemon's local networks gave the guest.
+func TestAddressCell(t *testing.T) {
+	local := []api.Network{{Type: "bridge", Tap: "t0"}, {Type: "local", Tap: "t1", Address: "100.64.0.3"}, {Type: "local", Tap: "t2", Address: "100.64.0.5"}}
+	for _, c := range []struct {
+		st   api.Status
+		want string
+	}{
+		{api.Status{}, "-"},
+		{api.Status{Networks: local[:1]}, "-"},
+		{api.Status{Networks: local[:2]}, "100.64.0.3"},
+		{api.Status{Networks: local}, "100.64.0.3(+1)"},
+		{api.Status{IPAddresses: []string{"192.0.2.10"}, Networks: local}, "192.0.2.10"},
+		{api.Status{IPAddresses: []string{"192.0.2.10", "2001:db8::1"}}, "192.0.2.10(+1)"},
+	} {
+		if got := addressCell(c.st); got != c.want {
+			t.Errorf("addressCell(%+v) = %q, want %q", c.st, got, c.want)
+		}
+	}
+}
