@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"os"
 	"time"
 )
 
@@ -220,4 +221,39 @@ type VNCRelayed interface {
 // devices, CPUs, PCI devices, versions). The result is JSON-ready.
 type Inspector interface {
 	Info(ctx context.Context) (map[string]any, error)
+}
+
+// SaveProgress is how far the save of a guest's state has got.
+type SaveProgress struct {
+	// Status is the hypervisor's word for the phase (QEMU: setup, active,
+	// completed).
+	Status string
+	// Transferred and Total count bytes of guest memory; Total is 0 while
+	// not yet known.
+	Transferred, Total uint64
+}
+
+// Suspender is an Instance whose guest's memory and device state can be
+// saved to a file, to be restored later by a Restorer of the same driver.
+type Suspender interface {
+	// Save pauses the guest and writes its state to f, from f's current
+	// offset, calling progress now and then (from the calling
+	// goroutine). It returns once the state is written whole; the process
+	// then still runs, the guest paused, until Kill. After an error the
+	// guest stays paused too: Pauser.Resume carries on with it.
+	Save(ctx context.Context, f *os.File, progress func(SaveProgress)) error
+	// SavedBy names the hypervisor and version that writes the state
+	// ("qemu 7.2.22"); a restore by another one may fail.
+	SavedBy() string
+}
+
+// Restorer is a Driver that can start a VM from a state a Suspender saved
+// instead of booting it.
+type Restorer interface {
+	// Restore launches the VM as Start does, loads the state from f (from
+	// f's current offset) and returns once the guest runs on from where
+	// it was saved. A state the hypervisor cannot load (another version,
+	// a changed config) is an error that quotes the hypervisor's reason;
+	// nothing is left running.
+	Restore(ctx context.Context, spec Spec, f *os.File) (Instance, error)
 }
