@@ -312,6 +312,18 @@ func (c *Client) Stop(ctx context.Context, name string, opts StopOptions) (Statu
 	return c.Do(ctx, name, ActionStop, &opts)
 }
 
+// Suspend saves a running or paused VM's guest and takes the VM down to
+// suspended; a start restores it.
+func (c *Client) Suspend(ctx context.Context, name string, opts SuspendOptions) (Status, error) {
+	resp, err := c.do(ctx, c.hc, http.MethodPost, vmPath(name, string(ActionSuspend)), nil, opts)
+	if err != nil {
+		return Status{}, err
+	}
+	defer resp.Body.Close()
+	var out Status
+	return out, decode(resp, &out)
+}
+
 // Screenshot writes an image of the VM's display to w and returns its
 // format ("png" or "ppm").
 func (c *Client) Screenshot(ctx context.Context, name string, w io.Writer) (string, error) {

@@ -247,6 +247,13 @@ type Suspender interface {
 	SavedBy() string
 }
 
+// SaveCanceller is a Suspender that can cancel a save still in progress
+// (one a daemon that went down left running), so that the guest can run
+// on.
+type SaveCanceller interface {
+	CancelSave(ctx context.Context) error
+}
+
 // Restorer is a Driver that can start a VM from a state a Suspender saved
 // instead of booting it.
 type Restorer interface {

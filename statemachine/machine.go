@@ -24,6 +24,8 @@ func (e *NotAllowedError) Error() string {
 	switch {
 	case e.State == Failed && e.Event != FailReset:
 		msg += fmt.Sprintf("; run 'vmstatedctl failreset %s' first", e.VM)
+	case e.State == Suspended:
+		msg += fmt.Sprintf("; its guest is saved: 'vmstatedctl start %s' restores it, 'vmstatedctl discard %s' drops it", e.VM, e.VM)
 	case !e.State.Steady():
 		msg += "; try again when it has settled"
 	}

@@ -56,6 +56,9 @@ type Status struct {
 	// RecordError says why the VM's state record could not be written;
 	// the daemon retries until it is.
 	RecordError string `json:"record_error,omitempty"`
+	// Saved describes the saved guest of a suspended VM (or of a failed
+	// one whose restore did not work).
+	Saved *SavedState `json:"saved,omitempty"`
 
 	restartTimes []time.Time
 	window       time.Duration
@@ -68,10 +71,11 @@ func (s Status) Up() bool {
 	return s.State == statemachine.Running && s.Hook == "" && !s.Recovering
 }
 
-// Settled reports whether the VM rests in stopped or failed with its hook
+// Settled reports whether the VM rests in stopped, failed or suspended
+// with its hook
 // finished: what a stop waits for.
 func (s Status) Settled() bool {
-	return (s.State == statemachine.Stopped || s.State == statemachine.Failed) && s.Hook == "" && len(s.WaitingFor) == 0 && !s.Recovering
+	return (s.State == statemachine.Stopped || s.State == statemachine.Failed || s.State == statemachine.Suspended) && s.Hook == "" && len(s.WaitingFor) == 0 && !s.Recovering
 }
 
 // withRestarts fills Restarts as of now from the recorded restart times.

@@ -40,6 +40,9 @@ type Record struct {
 	// goes on killing, never asks the guest again.
 	StopForce bool             `json:"stop_force,omitempty"`
 	LastExit  *hypervisor.Exit `json:"last_exit,omitempty"`
+	// Saved describes the guest state a suspend saved, until a restore
+	// used it or it was discarded.
+	Saved *SavedState `json:"saved,omitempty"`
 }
 
 // record captures the actor's current state.
@@ -56,6 +59,7 @@ func (v *vm) record() Record {
 		StopDeadline: v.deadline,
 		StopForce:    v.stopForce,
 		LastExit:     v.lastExit,
+		Saved:        v.guestSave,
 	}
 	if v.inst != nil {
 		h := v.inst.Handle()

@@ -90,6 +90,9 @@ type vm struct {
 	resetAsked hypervisor.Instance
 	// access relays the guest's console and VNC (console.go, vnc.go).
 	access guestAccess
+	// guestSave is the guest state a suspend left (suspend.go), until a
+	// restore has used it or it is discarded.
+	guestSave *SavedState
 }
 
 // opReset is the reset command; it changes no state by itself.
@@ -98,8 +101,9 @@ const opReset statemachine.Event = "reset"
 // command is a request from a user.
 type command struct {
 	op     statemachine.Event
-	stop   StopOptions
-	reason string // why, when not a user's request (autostart)
+	stop    StopOptions
+	suspend SuspendOptions
+	reason  string // why, when not a user's request (autostart)
 	reply  chan error
 }
 
@@ -116,6 +120,10 @@ type workResult struct {
 	skipped bool
 	// hook is the state whose hook the work ran, when it ran one alone.
 	hook statemachine.State
+	// saved is what a suspend saved; restored marks an instance launched
+	// from a saved guest.
+	saved    *SavedState
+	restored bool
 }
 
 // configUpdate carries a config change to the actor.
@@ -290,6 +298,11 @@ func (v *vm) enter(ctx context.Context, tr statemachine.Transition) {
 		// finished.
 		v.desired, v.inst, v.hook = statemachine.Stopped, nil, tr.To
 	}
+	if tr.To == statemachine.Suspended {
+		// At rest too; desired stays as the suspend set it (running
+		// after a host shutdown's suspend).
+		v.inst, v.hook = nil, tr.To
+	}
 	// Status first: whoever reacts to the event must find it up to date.
 	v.publishStatus()
 	v.sup.bus.Publish(Event{Time: tr.Time, Kind: KindTransition, VM: v.name, Event: tr.Event,
@@ -457,7 +470,7 @@ func (v *vm) setInstance(inst hypervisor.Instance) {
 }
 
 // launch starts the hypervisor for settings s.
-func (v *vm) launch(ctx context.Context, s *settings) (hypervisor.Instance, error) {
+func (v *vm) launch(ctx context.Context, s *settings, restore bool) (hypervisor.Instance, error) {
 	if s == nil {
 		return nil, fmt.Errorf("%w: %s has no valid config to launch from", ErrInvalidConfig, v.name)
 	}
@@ -472,6 +485,9 @@ func (v *vm) launch(ctx context.Context, s *settings) (hypervisor.Instance, erro
 	spec.Console = v.consoleOutput()
 	if inst, err := v.adoptLeftover(ctx, drv, s.driver, spec); inst != nil || err != nil {
 		return inst, err
+	}
+	if restore {
+		return v.restoreLaunch(ctx, drv, spec)
 	}
 	return drv.Start(ctx, spec)
 }
@@ -513,12 +529,15 @@ func (v *vm) startLaunch(ctx context.Context) {
 		return
 	}
 	s := v.cfg
+	// A start of a suspended VM carries on with its saved guest; a
+	// relaunch (restarting) never has one.
+	restore := v.guestSave != nil && v.m.State() == statemachine.StartStorage
 	v.spawn(ctx, stepLaunch, func(ctx context.Context) workResult {
-		inst, err := v.launch(ctx, s)
+		inst, err := v.launch(ctx, s, restore)
 		if err != nil {
 			return workResult{reason: err.Error()}
 		}
-		return workResult{ok: true, inst: inst}
+		return workResult{ok: true, inst: inst, restored: restore}
 	})
 }
 
@@ -747,7 +766,10 @@ func (v *vm) onConfig(u configUpdate) {
 		v.removed = true
 		note("removed")
 		st := v.m.State()
-		if st == statemachine.Stopped || st == statemachine.Failed {
+		if st == statemachine.Stopped || st == statemachine.Failed || st == statemachine.Suspended {
+			if v.guestSave != nil {
+				v.log.Printf("config directory removed; its saved guest state stays in %s", v.sup.savePath(v.name))
+			}
 			v.log.Printf("config directory removed")
 			v.dropped = true
 			v.sup.forget(v)
@@ -788,7 +810,7 @@ func (v *vm) onConfig(u configUpdate) {
 	}
 	v.pending = u.cfg
 	st := v.m.State()
-	if st == statemachine.Stopped || st == statemachine.Failed || v.cfg == nil {
+	if st == statemachine.Stopped || st == statemachine.Failed || st == statemachine.Suspended || v.cfg == nil {
 		v.applyPending()
 		note("changed, in force")
 	} else {
@@ -825,6 +847,7 @@ func (v *vm) publishStatus() {
 		Hook:        v.hook,
 		WaitingFor:  v.waitingFor,
 		Recovering:  v.recovering,
+		Saved:       v.guestSave,
 	}
 	if v.saveErr != nil {
 		s.RecordError = v.saveErr.Error()

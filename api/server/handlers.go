@@ -330,8 +330,13 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request, name string) {
 
 func (s *Server) action(w http.ResponseWriter, r *http.Request, name string, a api.Action) {
 	var opts api.StopOptions
+	var sopts api.SuspendOptions
 	if a == api.ActionStop {
 		if !s.checkQuery(w, r, "force", "timeout") || !s.readBody(w, r, &opts) || !stopQuery(s, w, r, &opts) {
+			return
+		}
+	} else if a == api.ActionSuspend {
+		if !s.checkQuery(w, r) || !s.readBody(w, r, &sopts) {
 			return
 		}
 	} else if !s.checkQuery(w, r) || !s.readBody(w, r, &struct{}{}) {
@@ -363,6 +368,10 @@ func (s *Server) action(w http.ResponseWriter, r *http.Request, name string, a a
 	case api.ActionScreenshot:
 		s.screenshot(ctx, w, r, name)
 		return
+	case api.ActionSuspend:
+		err = s.sup.Suspend(ctx, name, supervisor.SuspendOptions{Resume: sopts.Resume})
+	case api.ActionDiscard:
+		err = s.sup.Discard(ctx, name)
 	}
 	if err != nil {
 		s.failErr(w, r, err)
@@ -736,6 +745,9 @@ func toStatus(st supervisor.Status) api.Status {
 	if st.Depends != nil {
 		out.Depends = append([]string(nil), st.Depends...)
 		sort.Strings(out.Depends)
+	}
+	if x := st.Saved; x != nil {
+		out.Saved = &api.SavedState{Size: x.Size, Time: x.Time, SavedBy: x.SavedBy}
 	}
 	if x := st.LastExit; x != nil {
 		out.LastExit = &api.Exit{Reason: string(x.Reason), Code: x.Code, Signal: x.Signal, StatusUnknown: x.StatusUnknown, Detail: x.Detail, Time: x.Time}

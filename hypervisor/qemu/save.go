@@ -95,6 +95,32 @@ func (i *instance) Save(ctx context.Context, f *os.File, progress func(hyperviso
 	}
 }
 
+// CancelSave cancels a migration still in progress and waits until QEMU
+// has let go of it.
+func (i *instance) CancelSave(ctx context.Context) error {
+	if err := i.command(ctx, "migrate_cancel", nil, nil); err != nil {
+		return fmt.Errorf("qemu: migrate_cancel: %w", err)
+	}
+	for {
+		var st migrateStatus
+		if err := i.command(ctx, "query-migrate", nil, &st); err != nil {
+			return fmt.Errorf("qemu: query-migrate: %w", err)
+		}
+		switch st.Status {
+		case "setup", "active", "cancelling", "device", "pre-switchover":
+		default:
+			return nil
+		}
+		t := time.NewTimer(migratePoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
 // SavedBy names the QEMU version that answers on QMP.
 func (i *instance) SavedBy() string {
 	c, err := i.client()
@@ -182,6 +208,7 @@ func restoreError(proc *process.Process, output string, from int64) error {
 }
 
 var (
-	_ hypervisor.Suspender = (*instance)(nil)
+	_ hypervisor.Suspender     = (*instance)(nil)
+	_ hypervisor.SaveCanceller = (*instance)(nil)
 	_ hypervisor.Restorer  = (*Driver)(nil)
 )

@@ -1,0 +1,227 @@
+//go:build linux
+
+package tests
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vmstated/vmstated/api"
+	"github.com/vmstated/vmstated/internal/testguest"
+)
+
+// tickingVM is the config body of a QEMU VM booting the ticking test
+// guest (a line every second, counting on from boot).
+func tickingVM(t *testing.T, memory int, extra string) string {
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
+	}
+	if testing.Short() {
+		t.Skip("boots a Linux guest; skipped with -short")
+	}
+	kernel, initrd := testguest.Ticking(t)
+	return tickingBody(kernel, initrd, memory, extra)
+}
+
+func tickingBody(kernel, initrd string, memory int, extra string) string {
+	return fmt.Sprintf(`    hypervisor = qemu;
+    memory = %d;
+    qemu { accel = tcg; kernel = %q; initrd = %q; append = "console=ttyS0 quiet"; }
+%s`, memory, kernel, initrd, extra)
+}
+
+// waitTick waits until the guest's console shows a tick past n and
+// returns the last one.
+func (e *env) waitTick(name string, n int) int {
+	e.t.Helper()
+	last := 0
+	waitUntil(e.t, fmt.Sprintf("a tick past %d on the console of %s", n, name), func() bool {
+		last = testguest.LastTick(e.consoleLines(name))
+		return last > n
+	})
+	return last
+}
+
+// savePath is where the daemon keeps a suspended VM's guest.
+func (e *env) savePath(name string) string { return filepath.Join(e.stateDir, name+".save") }
+
+// A suspended guest carries on where it was when started again: its tick
+// count goes on and it does not boot a second time. The suspended state,
+// with its saved guest, survives a daemon restart. A restore into a changed
+// config fails with QEMU's reason and keeps the file; discard drops it and
+// the next start boots afresh. An exec VM cannot be suspended: 501.
+func TestSuspendResume(t *testing.T) {
+	body := tickingVM(t, 128, "")
+	t.Parallel()
+	e := newEnv(t)
+	vm := e.addVM("susp", body)
+	other := e.addVM("suspexec", sleeper(""))
+	d := e.start()
+	d.do(vm, api.ActionStart)
+	st := d.waitUp(vm)
+	before := e.waitTick(vm, 2)
+
+	out, errOut, code := e.ctl("suspend", vm)
+	if code != 0 {
+		t.Fatalf("suspend: exit %d: %s%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "saving the guest") || !strings.Contains(out, vm+": suspended") {
+		t.Errorf("suspend printed:\n%s", out)
+	}
+	waitGone(t, st.PID)
+	sus := d.get(vm)
+	if sus.State != api.StateSuspended || sus.PID != 0 || sus.Saved == nil || sus.Saved.Size < 1<<20 || sus.Saved.Time.IsZero() {
+		t.Fatalf("after suspend: %+v saved %+v", sus, sus.Saved)
+	}
+	if fi, err := os.Stat(e.savePath(vm)); err != nil || fi.Size() != sus.Saved.Size {
+		t.Errorf("save file: %v, %v; status says %d bytes", fi, err, sus.Saved.Size)
+	}
+	e.waitHooks(vm, "start_network", "start_storage", "running", "suspending", "stop_storage", "stop_network", "suspended")
+	table, _, _ := e.ctl("status")
+	if !strings.Contains(table, "suspended") || !strings.Contains(table, "guest saved") {
+		t.Errorf("status table:\n%s", table)
+	}
+	saved := testguest.LastTick(e.consoleLines(vm))
+
+	// The state and its saved guest outlive the daemon.
+	d.term()
+	d = e.start()
+	if again := d.waitState(vm, api.StateSuspended); again.Saved == nil || again.Saved.Size != sus.Saved.Size {
+		t.Fatalf("after a daemon restart: %+v", again)
+	}
+
+	d.do(vm, api.ActionStart)
+	d.waitUp(vm)
+	after := e.waitTick(vm, saved)
+	lines := e.consoleLines(vm)
+	if n := count(lines, testguest.BootLine); n != 1 {
+		t.Errorf("the guest booted %d times", n)
+	}
+	if after <= before {
+		t.Errorf("tick %d after the restore, %d before the suspend", after, before)
+	}
+	if exists(e.savePath(vm)) || d.get(vm).Saved != nil {
+		t.Errorf("the used save file is still there")
+	}
+
+	// More memory: the saved guest no longer fits.
+	if out, errOut, code := e.ctl("suspend", vm); code != 0 {
+		t.Fatalf("second suspend: exit %d: %s%s", code, out, errOut)
+	}
+	e.writeConfig(vm, tickingBody(configValue(t, body, "kernel"), configValue(t, body, "initrd"), 160, ""))
+	if _, err := d.c.Reload(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	d.do(vm, api.ActionStart)
+	failed := d.waitState(vm, api.StateFailed)
+	if !strings.Contains(failed.Reason, "load") || failed.Saved == nil || !exists(e.savePath(vm)) {
+		t.Errorf("restore into a changed config: %+v, file there: %v", failed, exists(e.savePath(vm)))
+	}
+	t.Logf("refused: %s", failed.Reason)
+	if len(e.vmProcs(vm)) != 0 {
+		t.Errorf("a QEMU is left running: %v", e.vmProcs(vm))
+	}
+
+	if out, errOut, code := e.ctl("discard", vm); code != 0 {
+		t.Fatalf("discard: exit %d: %s%s", code, out, errOut)
+	}
+	if st := d.get(vm); st.State != api.StateStopped || st.Saved != nil || exists(e.savePath(vm)) {
+		t.Errorf("after discard: %+v", st)
+	}
+	d.do(vm, api.ActionStart)
+	d.waitUp(vm)
+	e.waitConsole(vm, testguest.ReadyLine)
+	waitUntil(t, "a second boot", func() bool { return count(e.consoleLines(vm), testguest.BootLine) == 2 })
+	if _, err := d.c.Stop(ctx(t), vm, api.StopOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	d.waitState(vm, api.StateStopped)
+
+	d.do(other, api.ActionStart)
+	d.waitUp(other)
+	_, err := d.c.Suspend(ctx(t), other, api.SuspendOptions{})
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Status != 501 || ae.Code != api.CodeNotSupported {
+		t.Errorf("suspend of an exec VM: %v", err)
+	}
+	if _, _, code := e.ctl("discard", other); code == 0 {
+		t.Errorf("discard of a running VM succeeded")
+	}
+}
+
+// configValue reads a quoted value from a config body.
+func configValue(t *testing.T, body, key string) string {
+	t.Helper()
+	i := strings.Index(body, key+" = \"")
+	if i < 0 {
+		t.Fatalf("no %s in %s", key, body)
+	}
+	rest := body[i+len(key)+4:]
+	return rest[:strings.IndexByte(rest, '"')]
+}
+
+// A daemon killed (SIGKILL) in the middle of a suspend, while the guest is
+// being saved: the next daemon finds the VM either running (the save
+// abandoned, the guest going on, one QEMU) or suspended (a whole save
+// file, no QEMU), never both or neither.
+func TestSuspendDaemonKilled(t *testing.T) {
+	body := tickingVM(t, 128, "")
+	t.Parallel()
+	e := newEnv(t)
+	vm := e.addVM("suspkill", body)
+	d := e.start()
+	d.do(vm, api.ActionStart)
+	st := d.waitUp(vm)
+	e.waitTick(vm, 2)
+
+	c, cancel := context.WithTimeout(context.Background(), guard)
+	defer cancel()
+	s, err := d.c.Events(c, api.EventOptions{VM: vm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.c.Suspend(ctx(t), vm, api.SuspendOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		ev, err := s.Next()
+		if err != nil {
+			t.Fatalf("events: %v", err)
+		}
+		if ev.Kind == api.KindProgress || ev.To == api.StateStopStorage {
+			break
+		}
+	}
+	_ = d.cmd.Process.Kill()
+	<-d.done
+	s.Close()
+
+	d = e.start()
+	end := d.waitStatus(vm, "settled", func(st api.Status) bool {
+		return !st.Recovering && st.Hook == "" && (st.State == api.StateRunning || st.State == api.StateSuspended)
+	})
+	procs := e.vmProcs(vm)
+	switch end.State {
+	case api.StateRunning:
+		if len(procs) != 1 || !alive(end.PID) || exists(e.savePath(vm)) {
+			t.Fatalf("running: processes %v, status %+v, save file there: %v", procs, end, exists(e.savePath(vm)))
+		}
+		ticked := testguest.LastTick(e.consoleLines(vm))
+		e.waitTick(vm, ticked)
+	case api.StateSuspended:
+		waitGone(t, st.PID)
+		if len(e.vmProcs(vm)) != 0 || end.Saved == nil || !exists(e.savePath(vm)) {
+			t.Fatalf("suspended: processes %v, status %+v", e.vmProcs(vm), end)
+		}
+	}
+	t.Logf("after the kill: %s (%s)", end.State, end.Reason)
+	if matches, _ := filepath.Glob(filepath.Join(e.stateDir, ".*.save.tmp")); len(matches) > 0 {
+		t.Errorf("temporary save files left: %v", matches)
+	}
+}
