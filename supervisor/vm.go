@@ -100,11 +100,11 @@ const opReset statemachine.Event = "reset"
 
 // command is a request from a user.
 type command struct {
-	op     statemachine.Event
+	op      statemachine.Event
 	stop    StopOptions
 	suspend SuspendOptions
 	reason  string // why, when not a user's request (autostart)
-	reply  chan error
+	reply   chan error
 }
 
 // workResult is the outcome of a piece of work started by the actor.

@@ -210,5 +210,5 @@ func restoreError(proc *process.Process, output string, from int64) error {
 var (
 	_ hypervisor.Suspender     = (*instance)(nil)
 	_ hypervisor.SaveCanceller = (*instance)(nil)
-	_ hypervisor.Restorer  = (*Driver)(nil)
+	_ hypervisor.Restorer      = (*Driver)(nil)
 )
