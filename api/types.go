@@ -63,6 +63,9 @@ type Status struct {
 	// (a full or read-only state directory); the daemon retries until it
 	// is, and a start launches nothing while it cannot be.
 	RecordError string `json:"record_error,omitempty"`
+	// OnHostShutdown is what a host shutdown (vmstatedctl shutdown) does
+	// to the VM: "stop" or "suspend".
+	OnHostShutdown string `json:"on_host_shutdown,omitempty"`
 	// Saved describes the guest state a suspend saved, while the VM is
 	// suspended (or failed after a restore that did not work).
 	Saved *SavedState `json:"saved,omitempty"`

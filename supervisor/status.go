@@ -56,6 +56,9 @@ type Status struct {
 	// RecordError says why the VM's state record could not be written;
 	// the daemon retries until it is.
 	RecordError string `json:"record_error,omitempty"`
+	// OnHostShutdown is what a host shutdown does to the VM: "stop" or
+	// "suspend".
+	OnHostShutdown string `json:"on_host_shutdown,omitempty"`
 	// Saved describes the saved guest of a suspended VM (or of a failed
 	// one whose restore did not work).
 	Saved *SavedState `json:"saved,omitempty"`

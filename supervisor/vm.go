@@ -866,6 +866,7 @@ func (v *vm) publishStatus() {
 		s.Hypervisor, s.CPUs, s.MemoryMB = c.driver, c.spec.CPUs, c.spec.MemoryMB
 		s.Owner, s.Group, s.Description, s.Dir = c.owner, c.group, c.description, c.dir
 		s.Autostart, s.Depends, s.MaxRestart = c.autostart, c.depends, c.maxRestart
+		s.OnHostShutdown = c.onHostShutdown
 	}
 	b := v.m.Budget()
 	s.restartTimes, s.window = b.Times(), b.Window

@@ -225,3 +225,58 @@ func TestSuspendDaemonKilled(t *testing.T) {
 		t.Errorf("temporary save files left: %v", matches)
 	}
 }
+
+// A host shutdown suspends a VM with on_host_shutdown = suspend, and the
+// first daemon start after the reboot (a new boot id) resumes it: its
+// uptime goes on, it does not boot again. A VM without it is stopped.
+func TestHostShutdownSuspends(t *testing.T) {
+	body := tickingVM(t, 128, "    on_host_shutdown = suspend;\n")
+	t.Parallel()
+	e := newEnv(t)
+	vm := e.addVM("hostsusp", body)
+	plain := e.addVM("hoststop", sleeper(""))
+	d := e.start()
+	d.do(vm, api.ActionStart)
+	d.do(plain, api.ActionStart)
+	d.waitUp(vm)
+	d.waitUp(plain)
+	if st := d.get(vm); st.OnHostShutdown != "suspend" {
+		t.Errorf("on_host_shutdown in the status: %q", st.OnHostShutdown)
+	}
+	before := e.waitTick(vm, 2)
+
+	out, errOut, code := e.ctl("shutdown", "-t", "120")
+	if code != 0 {
+		t.Fatalf("shutdown: exit %d\n%s%s", code, out, errOut)
+	}
+	if !strings.Contains(out, vm+": suspended in") || !strings.Contains(out, plain+": ") {
+		t.Errorf("shutdown printed:\n%s", out)
+	}
+	st := d.get(vm)
+	if st.State != api.StateSuspended || st.Desired != api.StateRunning || st.Saved == nil {
+		t.Fatalf("after the host shutdown: %+v", st)
+	}
+	if p := d.get(plain); p.State != api.StateStopped {
+		t.Errorf("%s: %s", plain, p.State)
+	}
+	saved := testguest.LastTick(e.consoleLines(vm))
+	d.term()
+
+	// The host comes back: another boot id.
+	if err := os.WriteFile(filepath.Join(e.runDir, "boot-id"), []byte("another-boot\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d = e.start()
+	d.waitUp(vm)
+	after := e.waitTick(vm, saved)
+	if after <= before || count(e.consoleLines(vm), testguest.BootLine) != 1 {
+		t.Errorf("after the reboot: tick %d (before %d), boots %d", after, before, count(e.consoleLines(vm), testguest.BootLine))
+	}
+	if p := d.get(plain); p.State != api.StateStopped {
+		t.Errorf("%s without autostart came back %s", plain, p.State)
+	}
+	if _, err := d.c.Stop(ctx(t), vm, api.StopOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	d.waitState(vm, api.StateStopped)
+}

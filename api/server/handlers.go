@@ -741,6 +741,7 @@ func toStatus(st supervisor.Status) api.Status {
 		MaxRestart: st.MaxRestart, Reason: st.Reason, ConfigError: st.ConfigError,
 		Pending: st.Pending, Removed: st.Removed, Hook: api.State(st.Hook),
 		WaitingFor: st.WaitingFor, RecordError: st.RecordError, Recovering: st.Recovering,
+		OnHostShutdown: st.OnHostShutdown,
 	}
 	if st.Depends != nil {
 		out.Depends = append([]string(nil), st.Depends...)

@@ -71,7 +71,8 @@ up when -t seconds (default 300) have passed is forced, dependants still
 first; the command ends within 10 s after that. Prints how each VM ended
 (powered off, forced at the deadline, forced after its stop_timeout,
 already stopped, failed) and how long it took; exit 1 if a VM failed or
-did not stop.`,
+did not stop. A VM with on_host_shutdown = suspend is suspended instead,
+and resumes at the first daemon start after the reboot.`,
 	"restart": `Restarting does not count toward the restart budget.
 -w waits until the VM runs again.`,
 	"status": `Without a name: one line per VM. With a name: every detail of that VM.
