@@ -228,9 +228,10 @@ type SaveProgress struct {
 	// Status is the hypervisor's word for the phase (QEMU: setup, active,
 	// completed).
 	Status string
-	// Transferred and Total count bytes of guest memory; Total is 0 while
-	// not yet known.
-	Transferred, Total uint64
+	// Total counts bytes of guest memory (0 while not yet known),
+	// Remaining those not yet saved; Transferred is what was written
+	// (pages that hold only zeros take next to nothing).
+	Transferred, Total, Remaining uint64
 }
 
 // Suspender is an Instance whose guest's memory and device state can be
@@ -263,4 +264,10 @@ type Restorer interface {
 	// a changed config) is an error that quotes the hypervisor's reason;
 	// nothing is left running.
 	Restore(ctx context.Context, spec Spec, f *os.File) (Instance, error)
+	// Compat names what a saved state must match to load here: the
+	// hypervisor and version that would restore it (as SavedBy says it)
+	// and a digest of the virtual hardware spec describes, the same on
+	// every host for the same hardware (paths of the run directory
+	// aside).
+	Compat(ctx context.Context, spec Spec) (savedBy, machine string, err error)
 }

@@ -6,10 +6,13 @@
 package savefile
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"time"
 )
@@ -107,28 +110,65 @@ func shortRead(err error) string {
 	return err.Error()
 }
 
-// Trailer ends a stream that send writes: the number of bytes of state
-// that came before it, so that a receiver tells a stream cut short from a
-// whole one before it restores anything. A file in the state directory
-// has no trailer: its size is known.
+// A stream that send writes ends with a trailer: the number of bytes
+// before it and their SHA-256, so that a receiver tells a stream cut
+// short or damaged from a whole one before it restores anything. A file
+// in the state directory has no trailer: it is renamed into place only
+// once whole.
 const trailerMagic = "vmstated-end\n"
 
 // TrailerSize is the length of a trailer.
-const TrailerSize = int64(len(trailerMagic) + 8)
+const TrailerSize = len(trailerMagic) + 8 + sha256.Size
 
-// AppendTrailer returns the trailer for n bytes of state.
-func AppendTrailer(b []byte, n int64) []byte {
-	b = append(b, trailerMagic...)
-	return binary.BigEndian.AppendUint64(b, uint64(n))
+// Trailer returns the trailer of n bytes whose SHA-256 is sum.
+func Trailer(n int64, sum []byte) []byte {
+	b := append([]byte(trailerMagic), binary.BigEndian.AppendUint64(nil, uint64(n))...)
+	return append(b, sum...)
 }
 
-// CheckTrailer reports whether t is the trailer of n bytes of state.
-func CheckTrailer(t []byte, n int64) error {
-	if int64(len(t)) != TrailerSize || string(t[:len(trailerMagic)]) != trailerMagic {
-		return fmt.Errorf("the stream is truncated or damaged: it does not end with the sender's end mark")
+// CheckTrailer reports whether t is the trailer of n bytes whose SHA-256
+// is sum.
+func CheckTrailer(t []byte, n int64, sum []byte) error {
+	if len(t) != TrailerSize || string(t[:len(trailerMagic)]) != trailerMagic {
+		return fmt.Errorf("the stream is truncated or damaged: it does not end with the sender's end mark (%d bytes arrived)", n+int64(len(t)))
 	}
 	if got := int64(binary.BigEndian.Uint64(t[len(trailerMagic):])); got != n {
-		return fmt.Errorf("the stream is truncated or damaged: %d bytes of state arrived, the sender wrote %d", n, got)
+		return fmt.Errorf("the stream is truncated or damaged: %d bytes arrived, the sender wrote %d", n, got)
+	}
+	if !bytes.Equal(t[len(trailerMagic)+8:], sum) {
+		return fmt.Errorf("the stream is damaged: its checksum does not match what the sender wrote")
 	}
 	return nil
 }
+
+// Verifier passes a stream through, hashing it, and holds back what may
+// be its trailer: Check, once the stream has ended, says whether it
+// arrived whole.
+type Verifier struct {
+	w    io.Writer
+	h    hash.Hash
+	n    int64
+	tail []byte
+}
+
+// NewVerifier returns a Verifier that writes the stream, trailer removed,
+// to w.
+func NewVerifier(w io.Writer) *Verifier { return &Verifier{w: w, h: sha256.New()} }
+
+// Write passes on all but the last TrailerSize bytes seen so far.
+func (v *Verifier) Write(p []byte) (int, error) {
+	v.tail = append(v.tail, p...)
+	if over := len(v.tail) - TrailerSize; over > 0 {
+		out := v.tail[:over]
+		if _, err := v.w.Write(out); err != nil {
+			return 0, err
+		}
+		v.h.Write(out)
+		v.n += int64(over)
+		v.tail = append(v.tail[:0], v.tail[over:]...)
+	}
+	return len(p), nil
+}
+
+// Check reports whether the stream ended with its own trailer.
+func (v *Verifier) Check() error { return CheckTrailer(v.tail, v.n, v.h.Sum(nil)) }

@@ -209,6 +209,8 @@ func (m *Machine) Fire(e Event, reason string) (Transition, error) {
 		m.saved = false
 	case Start:
 		m.failure = ""
+	case Saved:
+		m.saved = true
 	}
 	to, ok := Next(from, effective)
 	if !ok {

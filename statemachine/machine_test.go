@@ -12,7 +12,7 @@ import (
 // allowed is the lifecycle written out by hand, independently of Table:
 // every (state, event) pair not listed here must be refused.
 var allowed = map[State]map[Event]State{
-	Stopped:      {Start: StartNetwork, Fail: Failed},
+	Stopped:      {Start: StartNetwork, Fail: Failed, Saved: Suspended},
 	StartNetwork: {Done: StartStorage, Fail: Failed, Abort: StopNetwork},
 	StartStorage: {Done: Running, Fail: StopNetwork, Abort: StopStorage},
 	Running: {Stop: Stopping, Exited: Stopping, Fail: Stopping, AutoRestart: Restarting,

@@ -135,7 +135,8 @@ const (
 	Discard Event = "discard"
 	// Saved ends a teardown in Suspended instead of Stopped: the guest's
 	// state was saved before it (see Machine.MarkSaved). A failreset of a
-	// VM that keeps a saved state also leads back to Suspended.
+	// VM that keeps a saved state also leads back to Suspended, and a
+	// stopped VM that received a saved guest (receive) goes there too.
 	Saved Event = "saved"
 )
 

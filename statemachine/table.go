@@ -57,7 +57,7 @@ var Table = []Edge{
 	{FailReset, []State{Failed}, Stopped},
 
 	{Suspend, []State{Running, Paused}, Suspending},
-	{Saved, []State{StopNetwork, Failed}, Suspended},
+	{Saved, []State{StopNetwork, Failed, Stopped}, Suspended},
 	{Discard, []State{Suspended, Failed}, Stopped},
 }
 

@@ -24,6 +24,7 @@ func init() {
 		statemachine.FailReset: (*vm).cmdFailReset,
 		statemachine.Suspend:   (*vm).cmdSuspend,
 		statemachine.Discard:   (*vm).cmdDiscard,
+		opReceive:              (*vm).cmdReceive,
 	}
 }
 

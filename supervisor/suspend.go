@@ -114,7 +114,8 @@ func (v *vm) cmdDiscard(ctx context.Context, c command) error {
 func enterSuspending(v *vm, ctx context.Context, tr statemachine.Transition) {
 	inst := v.inst
 	call := v.hookCall(statemachine.Suspending, tr)
-	header := savefile.Header{Name: v.name, ConfigDigest: v.cfg.digest, Hypervisor: v.cfg.driver}
+	header := savefile.Header{Name: v.name, Hypervisor: v.cfg.driver}
+	drv, spec := v.sup.drivers[v.cfg.driver], v.specFor(v.cfg)
 	v.spawn(ctx, stepSuspend, func(ctx context.Context) workResult {
 		o := v.sup.runHook(ctx, call, v.log)
 		if ctx.Err() == nil {
@@ -122,6 +123,12 @@ func enterSuspending(v *vm, ctx context.Context, tr statemachine.Transition) {
 		}
 		if !o.ok {
 			return workResult{reason: o.reason, inst: inst}
+		}
+		if r, ok := drv.(hypervisor.Restorer); ok {
+			// What a receiving host checks before it restores anything.
+			if _, digest, err := r.Compat(ctx, spec); err == nil {
+				header.ConfigDigest = digest
+			}
 		}
 		saved, err := v.saveGuest(ctx, inst, header)
 		if err != nil {
@@ -161,14 +168,17 @@ func (v *vm) saveGuest(ctx context.Context, inst hypervisor.Instance, h savefile
 	lastPct := -1
 	err = sp.Save(ctx, f, func(p hypervisor.SaveProgress) {
 		pct := 0
-		if p.Total > 0 {
-			pct = int(p.Transferred * 100 / p.Total)
+		switch {
+		case p.Status == "completed":
+			pct = 100
+		case p.Total > 0 && p.Remaining <= p.Total:
+			pct = int((p.Total - p.Remaining) * 100 / p.Total)
 		}
 		if pct == lastPct || time.Since(last) < progressEvery && p.Status != "completed" {
 			return
 		}
 		last, lastPct = time.Now(), pct
-		msg := fmt.Sprintf("saving the guest: %s, %d%% (%d of %d MiB)", p.Status, pct, p.Transferred>>20, p.Total>>20)
+		msg := fmt.Sprintf("saving the guest: %s, %d%% of %d MiB, %d MiB written", p.Status, pct, p.Total>>20, p.Transferred>>20)
 		v.sup.bus.Publish(Event{Time: v.sup.now(), Kind: KindProgress, VM: v.name, To: statemachine.Suspending, Reason: msg})
 	})
 	if err != nil {
@@ -190,6 +200,14 @@ func (v *vm) saveGuest(ctx context.Context, inst hypervisor.Instance, h savefile
 	}
 	v.log.Printf("guest state saved to %s: %d MiB in %s", final, fi.Size()>>20, time.Since(t0).Round(time.Millisecond))
 	return &SavedState{Size: fi.Size(), Time: h.Time, SavedBy: h.SavedBy}, nil
+}
+
+// specFor is the Spec a launch of settings s uses, without its writers.
+func (v *vm) specFor(s *settings) hypervisor.Spec {
+	spec := s.spec
+	spec.Name = s.name
+	spec.RunDir = filepath.Join(v.sup.runDir, s.name)
+	return spec
 }
 
 // suspendResult handles the end of the save.

@@ -103,8 +103,10 @@ type command struct {
 	op      statemachine.Event
 	stop    StopOptions
 	suspend SuspendOptions
-	reason  string // why, when not a user's request (autostart)
-	reply   chan error
+	// received is the saved guest a receive put in the state directory.
+	received *received
+	reason   string // why, when not a user's request (autostart)
+	reply    chan error
 }
 
 // workResult is the outcome of a piece of work started by the actor.
@@ -478,9 +480,7 @@ func (v *vm) launch(ctx context.Context, s *settings, restore bool) (hypervisor.
 	if drv == nil {
 		return nil, fmt.Errorf("no %q driver in this daemon (hypervisor = %s in %s)", s.driver, s.driver, s.file)
 	}
-	spec := s.spec
-	spec.Name = s.name
-	spec.RunDir = filepath.Join(v.sup.runDir, s.name)
+	spec := v.specFor(s)
 	spec.Output = v.log.Writer(s.driver)
 	spec.Console = v.consoleOutput()
 	if inst, err := v.adoptLeftover(ctx, drv, s.driver, spec); inst != nil || err != nil {

@@ -280,3 +280,123 @@ func TestHostShutdownSuspends(t *testing.T) {
 	}
 	d.waitState(vm, api.StateStopped)
 }
+
+// ctlCmd is vmstatedctl against the env's daemon, not yet started.
+func (e *env) ctlCmd(args ...string) *exec.Cmd {
+	return e.command(ctlBin, append([]string{"-s", e.socket}, args...)...)
+}
+
+// send | receive between two daemons on this machine (two config roots,
+// one kernel and initrd): the guest goes on at the receiver where it was
+// at the sender, which is stopped. A send cut short leaves the sender
+// suspended, and resumable there; a truncated or damaged stream is
+// refused and leaves the receiver stopped.
+func TestSendReceive(t *testing.T) {
+	body := tickingVM(t, 128, "")
+	t.Parallel()
+	e1, e2 := newEnv(t), newEnv(t)
+	vm := e1.addVM("xfer", body)
+	e2.addVM("xfer", body)
+	d1, d2 := e1.start(), e2.start()
+	d1.do(vm, api.ActionStart)
+	d1.waitUp(vm)
+	e1.waitTick(vm, 2)
+
+	// The reader goes away after a little: the sender stays suspended.
+	cut := e1.ctlCmd("send", vm)
+	r, err := cut.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cut.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	if _, err := r.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if err := cut.Wait(); err == nil {
+		t.Fatal("a send whose reader went away succeeded")
+	}
+	if st := d1.waitState(vm, api.StateSuspended); st.Saved == nil {
+		t.Fatalf("after the cut send: %+v", st)
+	}
+	d1.do(vm, api.ActionStart)
+	d1.waitUp(vm)
+	before := e1.waitTick(vm, testguest.LastTick(e1.consoleLines(vm)))
+
+	// The whole way, through a pipe.
+	send, recv := e1.ctlCmd("send", vm), e2.ctlCmd("receive", vm)
+	pipe, err := send.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv.Stdin = pipe
+	var sendErr, recvOut lockedBuffer
+	send.Stderr, recv.Stdout, recv.Stderr = &sendErr, &recvOut, &recvOut
+	if err := send.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := recv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := send.Wait(); err != nil {
+		t.Fatalf("send: %v: %s", err, sendErr.String())
+	}
+	if err := recv.Wait(); err != nil {
+		t.Fatalf("receive: %v: %s", err, recvOut.String())
+	}
+	if st := d1.get(vm); st.State != api.StateStopped || st.Saved != nil || exists(e1.savePath(vm)) {
+		t.Errorf("the sender after the send: %+v", st)
+	}
+	st := d2.waitUp(vm)
+	sent := testguest.LastTick(e1.consoleLines(vm))
+	after := e2.waitTick(vm, sent)
+	if after <= before || count(e2.consoleLines(vm), testguest.BootLine) != 0 {
+		t.Errorf("at the receiver: tick %d (sender's last %d), boots %d", after, sent, count(e2.consoleLines(vm), testguest.BootLine))
+	}
+	t.Logf("send printed %q; receive printed %q", sendErr.String(), recvOut.String())
+
+	// Back to a file, then truncated and damaged copies.
+	file := filepath.Join(e2.work, "xfer.stream")
+	out, err := os.Create(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := e2.ctlCmd("send", vm)
+	var backErr lockedBuffer
+	back.Stdout, back.Stderr = out, &backErr
+	if err := back.Run(); err != nil {
+		t.Fatalf("send to a file: %v: %s", err, backErr.String())
+	}
+	out.Close()
+	waitGone(t, st.PID)
+	whole, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	damaged := append([]byte(nil), whole...)
+	damaged[len(damaged)/2] ^= 0xff
+	for name, data := range map[string][]byte{"truncated": whole[:len(whole)/2], "damaged": damaged} {
+		in := e1.ctlCmd("receive", vm)
+		in.Stdin = strings.NewReader(string(data))
+		b, err := in.CombinedOutput()
+		if err == nil || !strings.Contains(string(b), name) {
+			t.Errorf("a %s stream: %v: %s", name, err, b)
+		}
+		if st := d1.get(vm); st.State != api.StateStopped || st.Saved != nil || exists(e1.savePath(vm)) {
+			t.Errorf("after a %s stream: %+v", name, st)
+		}
+	}
+	in := e1.ctlCmd("receive", vm)
+	in.Stdin = strings.NewReader(string(whole))
+	if b, err := in.CombinedOutput(); err != nil {
+		t.Fatalf("receive of the whole file: %v: %s", err, b)
+	}
+	d1.waitUp(vm)
+	if _, err := d1.c.Stop(ctx(t), vm, api.StopOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	d1.waitState(vm, api.StateStopped)
+}

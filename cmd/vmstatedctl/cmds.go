@@ -32,6 +32,8 @@ func init() {
 		{name: "pause", args: "vmname", summary: "freeze a running VM's guest", vmArg: 1, run: simpleAction(api.ActionPause)},
 		{name: "unpause", args: "vmname", summary: "thaw a paused VM's guest", vmArg: 1, run: simpleAction(api.ActionUnpause)},
 		{name: "suspend", args: "[-n] vmname", summary: "save a running VM's guest to a file and take the VM down (start restores it)", vmArg: 1, run: cmdSuspend},
+		{name: "send", args: "vmname", summary: "write a VM's saved guest to standard output (suspending it first); then stop it here", vmArg: 1, run: cmdSend},
+		{name: "receive", args: "vmname", summary: "restore a guest that send wrote, from standard input, into a stopped VM", vmArg: 1, run: cmdReceive},
 		{name: "discard", args: "vmname", summary: "drop a suspended VM's saved guest; the VM is then stopped", vmArg: 1, run: simpleAction(api.ActionDiscard)},
 		{name: "reset", args: "vmname", summary: "hard-reset a VM's guest (the reset button)", vmArg: 1, run: simpleAction(api.ActionReset)},
 		{name: "nmi", args: "vmname", summary: "inject a non-maskable interrupt", vmArg: 1, run: simpleAction(api.ActionNMI)},
@@ -88,6 +90,18 @@ the save has got, and waits until the VM is suspended; exit 1 if it is
 not (a save that fails leaves the guest running). -n returns once the
 suspend has begun. 'vmstatedctl start' restores the guest where it was;
 'vmstatedctl discard' drops the saved state. QEMU VMs only.`,
+	"send": `As OpenBSD's vmctl send: vmstatedctl send web | ssh host2 vmstatedctl receive web.
+A running or paused VM is suspended first (progress on standard error);
+its saved guest is then written to standard output with a header (VM
+name, QEMU version, config digest) and a checksum. Only once the whole
+stream is written is the VM stopped here and its saved guest dropped; a
+send cut short leaves it suspended, and 'start' resumes it on this host.`,
+	"receive": `Reads what send wrote from standard input into the stopped VM of that
+name (its directory must exist on this host, with the same virtual
+hardware) and starts it from there, waiting until it runs. The header is
+checked first (VM name, QEMU version, config digest), then the checksum;
+a stream that does not fit, or arrives truncated or damaged, is refused
+and the VM stays stopped.`,
 	"discard": `Drops the saved guest of a suspended VM, or of a failed one whose
 restore did not work (its reason says why), and leaves the VM stopped:
 the next start boots it afresh.`,

@@ -2,6 +2,8 @@ package qemu
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -36,6 +38,7 @@ type migrateStatus struct {
 	RAM       *struct {
 		Transferred uint64 `json:"transferred"`
 		Total       uint64 `json:"total"`
+		Remaining   uint64 `json:"remaining"`
 	} `json:"ram"`
 }
 
@@ -68,7 +71,7 @@ func (i *instance) Save(ctx context.Context, f *os.File, progress func(hyperviso
 		if progress != nil {
 			p := hypervisor.SaveProgress{Status: st.Status}
 			if st.RAM != nil {
-				p.Transferred, p.Total = st.RAM.Transferred, st.RAM.Total
+				p.Transferred, p.Total, p.Remaining = st.RAM.Transferred, st.RAM.Total, st.RAM.Remaining
 			}
 			progress(p)
 		}
@@ -136,6 +139,34 @@ func (d *Driver) Restore(ctx context.Context, spec hypervisor.Spec, f *os.File) 
 		return nil, fmt.Errorf("%w: Restore needs a file", ErrInvalidOptions)
 	}
 	return d.start(ctx, spec, f)
+}
+
+// Compat is the QEMU version the binary reports and a digest of the
+// command line Start would run, with the run directory's paths taken out:
+// what QEMU checks a migration stream against is the hardware that
+// command line builds.
+func (d *Driver) Compat(ctx context.Context, spec hypervisor.Spec) (string, string, error) {
+	o, err := options(spec)
+	if err != nil {
+		return "", "", err
+	}
+	v, err := Version(ctx, o.Binary)
+	if err != nil {
+		return "", "", err
+	}
+	_, args, err := CommandLine(spec)
+	if err != nil {
+		return "", "", err
+	}
+	h := sha256.New()
+	for _, a := range args {
+		if spec.RunDir != "" {
+			a = strings.ReplaceAll(a, spec.RunDir, "$RUNDIR")
+		}
+		h.Write([]byte(a))
+		h.Write([]byte{0})
+	}
+	return DriverName + " " + v, hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // restore loads the state from f into a QEMU started with -incoming defer
