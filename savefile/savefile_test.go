@@ -63,7 +63,7 @@ func TestVerifier(t *testing.T) {
 	for name, bad := range map[string][]byte{
 		"truncated":     stream[:len(stream)/2],
 		"no trailer":    data,
-		"damaged":       append(append([]byte("X"), stream[1:]...)),
+		"damaged":       append([]byte("X"), stream[1:]...),
 		"short trailer": stream[:len(stream)-1],
 	} {
 		v := NewVerifier(&bytes.Buffer{})
