@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vmstated/vmstated/hypervisor"
@@ -23,8 +25,16 @@ const (
 )
 
 // migratePoll is how often query-migrate is asked during a save or a
-// restore.
-const migratePoll = 50 * time.Millisecond
+// restore, once it has run a while; the first looks come sooner (from
+// migratePollFirst, doubling), since a small guest is saved in tens of
+// milliseconds.
+const (
+	migratePoll      = 50 * time.Millisecond
+	migratePollFirst = 2 * time.Millisecond
+)
+
+// nextPoll is the delay after d.
+func nextPoll(d time.Duration) time.Duration { return min(2*d, migratePoll) }
 
 // saveBandwidth lifts QEMU's migration speed limit (32 MiB/s by default,
 // meant for a guest that runs on): the guest is paused, so nothing gains
@@ -63,7 +73,7 @@ func (i *instance) Save(ctx context.Context, f *os.File, progress func(hyperviso
 	if err := i.command(ctx, "migrate", map[string]string{"uri": "fd:" + saveFD}, nil); err != nil {
 		return fmt.Errorf("qemu: migrate: %w", err)
 	}
-	for {
+	for delay := migratePollFirst; ; delay = nextPoll(delay) {
 		var st migrateStatus
 		if err := i.command(ctx, "query-migrate", nil, &st); err != nil {
 			return fmt.Errorf("qemu: query-migrate: %w", err)
@@ -85,7 +95,7 @@ func (i *instance) Save(ctx context.Context, f *os.File, progress func(hyperviso
 			}
 			return fmt.Errorf("qemu: saving the guest %s: %s", st.Status, why)
 		}
-		t := time.NewTimer(migratePoll)
+		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -150,7 +160,7 @@ func (d *Driver) Compat(ctx context.Context, spec hypervisor.Spec) (string, stri
 	if err != nil {
 		return "", "", err
 	}
-	v, err := Version(ctx, o.Binary)
+	v, err := cachedVersion(ctx, o.Binary)
 	if err != nil {
 		return "", "", err
 	}
@@ -169,6 +179,46 @@ func (d *Driver) Compat(ctx context.Context, spec hypervisor.Spec) (string, stri
 	return DriverName + " " + v, hex.EncodeToString(h.Sum(nil)), nil
 }
 
+// versions caches what `qemu --version` printed, by binary and its file's
+// identity (an upgrade replaces the file): asking runs QEMU, which costs
+// tens of milliseconds on every suspend.
+var versions struct {
+	sync.Mutex
+	m map[string]string
+}
+
+func cachedVersion(ctx context.Context, binary string) (string, error) {
+	if binary == "" {
+		binary = DefaultBinary
+	}
+	path, err := exec.LookPath(binary)
+	if err != nil {
+		return "", fmt.Errorf("qemu: binary %q not found: %w", binary, err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	key := fmt.Sprintf("%s\x00%d\x00%d", path, fi.Size(), fi.ModTime().UnixNano())
+	versions.Lock()
+	v, ok := versions.m[key]
+	versions.Unlock()
+	if ok {
+		return v, nil
+	}
+	v, err = Version(ctx, path)
+	if err != nil {
+		return "", err
+	}
+	versions.Lock()
+	if versions.m == nil {
+		versions.m = map[string]string{}
+	}
+	versions.m[key] = v
+	versions.Unlock()
+	return v, nil
+}
+
 // restore loads the state from f into a QEMU started with -incoming defer
 // and lets the guest run on. QEMU ends itself when the state does not fit
 // the VM it was started as; that shows as errExited.
@@ -179,7 +229,7 @@ func restore(ctx context.Context, c *qmp.Client, proc *process.Process, f *os.Fi
 	if err := c.Run(ctx, "migrate-incoming", map[string]string{"uri": "fd:" + restoreFD}, nil); err != nil {
 		return exitedOr(proc, fmt.Errorf("migrate-incoming: %w", err))
 	}
-	for {
+	for delay := migratePollFirst; ; delay = nextPoll(delay) {
 		var st migrateStatus
 		if err := c.Run(ctx, "query-migrate", nil, &st); err != nil {
 			return exitedOr(proc, fmt.Errorf("query-migrate: %w", err))
@@ -198,7 +248,7 @@ func restore(ctx context.Context, c *qmp.Client, proc *process.Process, f *os.Fi
 			}
 			return exitedOr(proc, fmt.Errorf("loading the state %s: %s", st.Status, why))
 		}
-		t := time.NewTimer(migratePoll)
+		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
