@@ -36,6 +36,12 @@ const (
 // nextPoll is the delay after d.
 func nextPoll(d time.Duration) time.Duration { return min(2*d, migratePoll) }
 
+// saveStall is how long a save may go without writing anything before it
+// is given up (cancelled, the guest left paused for the caller to resume):
+// a state directory that blocks must not hold the VM in suspending for
+// ever.
+const saveStall = 60 * time.Second
+
 // saveBandwidth lifts QEMU's migration speed limit (32 MiB/s by default,
 // meant for a guest that runs on): the guest is paused, so nothing gains
 // from a slower save.
@@ -73,10 +79,19 @@ func (i *instance) Save(ctx context.Context, f *os.File, progress func(hyperviso
 	if err := i.command(ctx, "migrate", map[string]string{"uri": "fd:" + saveFD}, nil); err != nil {
 		return fmt.Errorf("qemu: migrate: %w", err)
 	}
+	var written uint64
+	moved := time.Now()
 	for delay := migratePollFirst; ; delay = nextPoll(delay) {
 		var st migrateStatus
 		if err := i.command(ctx, "query-migrate", nil, &st); err != nil {
 			return fmt.Errorf("qemu: query-migrate: %w", err)
+		}
+		if st.RAM != nil && st.RAM.Transferred != written {
+			written, moved = st.RAM.Transferred, time.Now()
+		}
+		if st.Status != "completed" && time.Since(moved) > saveStall {
+			_ = i.command(ctx, "migrate_cancel", nil, nil)
+			return fmt.Errorf("qemu: saving the guest wrote nothing for %s (is the state directory's disk full or hung?); cancelled", saveStall)
 		}
 		if progress != nil {
 			p := hypervisor.SaveProgress{Status: st.Status}
