@@ -297,6 +297,7 @@ func TestSendReceive(t *testing.T) {
 	e1, e2 := newEnv(t), newEnv(t)
 	vm := e1.addVM("xfer", body)
 	e2.addVM("xfer", body)
+	stranger := e1.addVM("xferother", body)
 	d1, d2 := e1.start(), e2.start()
 	d1.do(vm, api.ActionStart)
 	d1.waitUp(vm)
@@ -389,7 +390,31 @@ func TestSendReceive(t *testing.T) {
 			t.Errorf("after a %s stream: %+v", name, st)
 		}
 	}
-	in := e1.ctlCmd("receive", vm)
+	// A stream of another VM, or for other hardware, is refused before
+	// anything is restored.
+	in := e1.ctlCmd("receive", stranger)
+	in.Stdin = strings.NewReader(string(whole))
+	if b, err := in.CombinedOutput(); err == nil || !strings.Contains(string(b), "it holds VM") {
+		t.Errorf("a stream of %s received into %s: %v: %s", vm, stranger, err, b)
+	}
+	e1.writeConfig(vm, tickingBody(configValue(t, body, "kernel"), configValue(t, body, "initrd"), 160, ""))
+	if _, err := d1.c.Reload(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	in = e1.ctlCmd("receive", vm)
+	in.Stdin = strings.NewReader(string(whole))
+	if b, err := in.CombinedOutput(); err == nil || !strings.Contains(string(b), "virtual hardware differs") {
+		t.Errorf("a stream into other hardware: %v: %s", err, b)
+	}
+	if st := d1.get(vm); st.State != api.StateStopped || exists(e1.savePath(vm)) {
+		t.Errorf("after a refused stream: %+v", st)
+	}
+	e1.writeConfig(vm, body)
+	if _, err := d1.c.Reload(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+
+	in = e1.ctlCmd("receive", vm)
 	in.Stdin = strings.NewReader(string(whole))
 	if b, err := in.CombinedOutput(); err != nil {
 		t.Fatalf("receive of the whole file: %v: %s", err, b)
