@@ -301,9 +301,13 @@ func (v *vm) enter(ctx context.Context, tr statemachine.Transition) {
 		v.desired, v.inst, v.hook = statemachine.Stopped, nil, tr.To
 	}
 	if tr.To == statemachine.Suspended {
-		// At rest too; desired stays as the suspend set it (running
-		// after a host shutdown's suspend).
+		// At rest too. A host shutdown's suspend keeps the VM wanted
+		// running; otherwise it is wanted where it is (also after a stop
+		// during its restore, or a failreset after a failed one).
 		v.inst, v.hook = nil, tr.To
+		if v.desired != statemachine.Running {
+			v.desired = statemachine.Suspended
+		}
 	}
 	// Status first: whoever reacts to the event must find it up to date.
 	v.publishStatus()

@@ -128,6 +128,11 @@ func TestSuspendResume(t *testing.T) {
 		t.Errorf("a QEMU is left running: %v", e.vmProcs(vm))
 	}
 
+	// failreset keeps the saved guest: back to suspended.
+	d.do(vm, api.ActionFailReset)
+	if st := d.waitState(vm, api.StateSuspended); st.Saved == nil || st.Desired != api.StateSuspended {
+		t.Errorf("after failreset: %+v", st)
+	}
 	if out, errOut, code := e.ctl("discard", vm); code != 0 {
 		t.Fatalf("discard: exit %d: %s%s", code, out, errOut)
 	}
