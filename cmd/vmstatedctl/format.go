@@ -185,6 +185,9 @@ func printDetail(w io.Writer, st api.Status, now time.Time) {
 	row("description", st.Description)
 	row("directory", st.Dir)
 	row("autostart", strconv.FormatBool(st.Autostart))
+	if st.OnHostShutdown == "suspend" {
+		row("host shutdown", "suspends it; it resumes when the host is up again")
+	}
 	row("depends", strings.Join(st.Depends, ", "))
 	row("restarts", restartsDetail(st))
 	row("reason", st.Reason)
