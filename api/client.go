@@ -168,7 +168,9 @@ const base = "http://vmstated"
 
 func (c *Client) do(ctx context.Context, hc *http.Client, method, path string, query url.Values, body any) (*http.Response, error) {
 	var rd io.Reader
-	if body != nil {
+	if raw, ok := body.(io.Reader); ok {
+		rd = raw
+	} else if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return nil, err
@@ -183,7 +185,9 @@ func (c *Client) do(ctx context.Context, hc *http.Client, method, path string, q
 	if err != nil {
 		return nil, err
 	}
-	if body != nil {
+	if _, raw := body.(io.Reader); raw {
+		req.Header.Set("Content-Type", "application/octet-stream")
+	} else if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := hc.Do(req)
@@ -310,6 +314,41 @@ func (c *Client) Start(ctx context.Context, name string) (Status, error) {
 // Stop stops a VM.
 func (c *Client) Stop(ctx context.Context, name string, opts StopOptions) (Status, error) {
 	return c.Do(ctx, name, ActionStop, &opts)
+}
+
+// Suspend saves a running or paused VM's guest and takes the VM down to
+// suspended; a start restores it.
+func (c *Client) Suspend(ctx context.Context, name string, opts SuspendOptions) (Status, error) {
+	resp, err := c.do(ctx, c.hc, http.MethodPost, vmPath(name, string(ActionSuspend)), nil, opts)
+	if err != nil {
+		return Status{}, err
+	}
+	defer resp.Body.Close()
+	var out Status
+	return out, decode(resp, &out)
+}
+
+// Saved returns a suspended VM's saved guest as the stream send writes
+// (header, state, trailer); the caller closes it.
+func (c *Client) Saved(ctx context.Context, name string) (io.ReadCloser, error) {
+	resp, err := c.do(ctx, c.stream, http.MethodGet, vmPath(name, "saved"), nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// Receive hands the daemon a stream that send wrote, for the stopped VM
+// name, which it then starts from it. A stream that is not whole, or not
+// fit for the VM, is refused (400) and the VM stays stopped.
+func (c *Client) Receive(ctx context.Context, name string, r io.Reader) (Status, error) {
+	resp, err := c.do(ctx, c.stream, http.MethodPost, vmPath(name, "receive"), nil, r)
+	if err != nil {
+		return Status{}, err
+	}
+	defer resp.Body.Close()
+	var out Status
+	return out, decode(resp, &out)
 }
 
 // Screenshot writes an image of the VM's display to w and returns its

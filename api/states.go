@@ -19,12 +19,15 @@ const (
 	StateStopStorage  State = "stop_storage"
 	StateStopNetwork  State = "stop_network"
 	StateFailed       State = "failed"
+	StateSuspending   State = "suspending"
+	StateSuspended    State = "suspended"
 )
 
 // States lists every state in lifecycle order.
 var States = []State{
 	StateStopped, StateStartNetwork, StateStartStorage, StateRunning, StatePaused, StateRestarting,
 	StateRestarted, StateStopping, StateStopStorage, StateStopNetwork, StateFailed,
+	StateSuspending, StateSuspended,
 }
 
 // Valid reports whether s is one of the known states.
@@ -42,7 +45,7 @@ func (s State) Valid() bool {
 // work is in progress.
 func (s State) Steady() bool {
 	switch s {
-	case StateStopped, StateRunning, StatePaused, StateFailed:
+	case StateStopped, StateRunning, StatePaused, StateFailed, StateSuspended:
 		return true
 	}
 	return false
@@ -52,7 +55,7 @@ func (s State) Steady() bool {
 // in s.
 func (s State) HypervisorUp() bool {
 	switch s {
-	case StateRunning, StatePaused, StateRestarted, StateStopping:
+	case StateRunning, StatePaused, StateRestarted, StateStopping, StateSuspending:
 		return true
 	}
 	return false

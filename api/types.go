@@ -73,6 +73,12 @@ type Status struct {
 	// Networks are what the daemon set up for the VM's NICs of type
 	// bridge and local, in NIC order.
 	Networks []Network `json:"networks,omitempty"`
+	// OnHostShutdown is what a host shutdown (vmstatedctl shutdown) does
+	// to the VM: "stop" or "suspend".
+	OnHostShutdown string `json:"on_host_shutdown,omitempty"`
+	// Saved describes the guest state a suspend saved, while the VM is
+	// suspended (or failed after a restore that did not work).
+	Saved *SavedState `json:"saved,omitempty"`
 }
 
 // Network is what the daemon set up for one NIC.
@@ -88,6 +94,17 @@ type Network struct {
 	Gateway string `json:"gateway,omitempty"`
 	// NAT is true when the guest's traffic is masqueraded.
 	NAT bool `json:"nat,omitempty"`
+}
+
+// SavedState is a suspended VM's saved guest: a file in the daemon's
+// state directory.
+type SavedState struct {
+	// Size is the file's size in bytes.
+	Size int64 `json:"size"`
+	// Time is when the guest was saved.
+	Time time.Time `json:"time"`
+	// SavedBy names the hypervisor and version that saved it.
+	SavedBy string `json:"saved_by,omitempty"`
 }
 
 // Exit is how a hypervisor process ended.
@@ -121,6 +138,9 @@ const (
 	// KindAdopted: a running hypervisor was taken over, after a daemon
 	// restart or found running before a launch; Reason names it.
 	KindAdopted = "adopted"
+	// KindProgress: how far a suspend has got saving the guest; Reason
+	// says it in words.
+	KindProgress = "progress"
 	// KindLost: events were missed; resume after Seq or re-read the
 	// status.
 	KindLost = "lost"
@@ -159,12 +179,15 @@ const (
 	ActionReset      Action = "reset"
 	ActionNMI        Action = "nmi"
 	ActionScreenshot Action = "screenshot"
+	ActionSuspend    Action = "suspend"
+	ActionDiscard    Action = "discard"
 )
 
 // Actions lists every action.
 var Actions = []Action{
 	ActionStart, ActionStop, ActionRestart, ActionFailReset, ActionPause,
-	ActionUnpause, ActionReset, ActionNMI, ActionScreenshot,
+	ActionUnpause, ActionReset, ActionNMI, ActionScreenshot, ActionSuspend,
+	ActionDiscard,
 }
 
 // Valid reports whether a is a known action.
@@ -185,6 +208,13 @@ type StopOptions struct {
 	// Timeout, in seconds, replaces the VM's stop_timeout for this stop;
 	// 0 keeps it.
 	Timeout float64 `json:"timeout,omitempty"`
+}
+
+// SuspendOptions is the body of POST /v1/vms/{name}/suspend.
+type SuspendOptions struct {
+	// Resume keeps the VM wanted running, so that the next daemon start
+	// (after a reboot) restores it: what a host shutdown asks for.
+	Resume bool `json:"resume,omitempty"`
 }
 
 // Duration returns Timeout as a time.Duration.

@@ -43,7 +43,7 @@ type Options struct {
 	// answers (it defines and undefines domains there).
 	Libvirt bool
 	// Only, when not empty, names the scenarios to run (lifecycle, scale,
-	// crash, qemu); the others are reported as skipped.
+	// crash, qemu, suspend); the others are reported as skipped.
 	Only []string
 	// Log receives progress lines.
 	Log io.Writer
@@ -123,6 +123,7 @@ func Run(ctx context.Context, opt Options) (rep *Report, err error) {
 		{"scale", s.scale},
 		{"crash", s.crash},
 		{"qemu", s.qemu},
+		{"suspend", s.suspend},
 	}
 	for _, sc := range scenarios {
 		if ctx.Err() != nil {

@@ -126,7 +126,8 @@
 //	    Per-hook overrides of hook_timeout, keyed by state:
 //	    hook_timeouts { start_storage = 300s; stop_storage = 5min; }
 //	    States: stopped, start_network, start_storage, running, paused,
-//	    restarting, restarted, stopping, stop_storage, stop_network, failed.
+//	    restarting, restarted, stopping, stop_storage, stop_network, failed,
+//	    suspending, suspended.
 //	on_poweroff   stop | restart           default: stop
 //	    What follows when the guest powers itself off.
 //	on_reboot     stop | restart           default: restart
@@ -136,6 +137,10 @@
 //	    shutdown. fail leaves the VM in the failed state (after the stop
 //	    hooks ran) so it can be looked at before it runs again; failreset
 //	    clears it. Every automatic restart counts toward maxrestart.
+//	on_host_shutdown  stop | suspend       default: stop
+//	    What a host shutdown (vmstatedctl shutdown) does to the VM: stop
+//	    it, or save its guest and leave it suspended (qemu only); a
+//	    suspended VM resumes where it was when the host is up again.
 //	depends       list of VM names         default: none
 //	    VMs that must be up (running, their running hook finished) before
 //	    this one starts: depends = [ db ];

@@ -31,6 +31,7 @@ const (
 var HookStates = []string{
 	"stopped", "start_network", "start_storage", "running", "paused",
 	"restarting", "restarted", "stopping", "stop_storage", "stop_network", "failed",
+	"suspending", "suspended",
 }
 
 var topKeys map[string]fieldHandler
@@ -122,10 +123,11 @@ func init() {
 				d.vm.HookTimeout = v
 			}
 		}},
-		"hook_timeouts": {fn: (*decoder).hookTimeouts},
-		"on_poweroff":   {fn: actionField(func(vm *VM) *Action { return &vm.OnPoweroff }, ActionStop, ActionRestart)},
-		"on_reboot":     {fn: actionField(func(vm *VM) *Action { return &vm.OnReboot }, ActionStop, ActionRestart)},
-		"on_crash":      {fn: actionField(func(vm *VM) *Action { return &vm.OnCrash }, ActionStop, ActionRestart, ActionFail)},
+		"hook_timeouts":    {fn: (*decoder).hookTimeouts},
+		"on_poweroff":      {fn: actionField(func(vm *VM) *Action { return &vm.OnPoweroff }, ActionStop, ActionRestart)},
+		"on_reboot":        {fn: actionField(func(vm *VM) *Action { return &vm.OnReboot }, ActionStop, ActionRestart)},
+		"on_crash":         {fn: actionField(func(vm *VM) *Action { return &vm.OnCrash }, ActionStop, ActionRestart, ActionFail)},
+		"on_host_shutdown": {fn: actionField(func(vm *VM) *Action { return &vm.OnHostShutdown }, ActionStop, ActionSuspend)},
 		"depends": {fn: func(d *decoder, k string, n *ucl.Node) {
 			list, ok := d.stringList(k, n, true, `[ "db", "dns" ]`)
 			if !ok {

@@ -447,6 +447,9 @@ func (d *decoder) finish(fallbackName string) {
 	if vm.OnCrash == "" {
 		vm.OnCrash = ActionRestart
 	}
+	if vm.OnHostShutdown == "" {
+		vm.OnHostShutdown = ActionStop
+	}
 	if !vm.set["log_max_size"] {
 		vm.LogMaxSizeMB = DefaultLogMaxSizeMB
 	}
@@ -477,6 +480,9 @@ func (d *decoder) finish(fallbackName string) {
 		if s.present && s.key != vm.Hypervisor {
 			d.warnf(d.keyPos(s.key), s.key, "section has no effect: this VM's hypervisor is %s", vm.Hypervisor)
 		}
+	}
+	if vm.OnHostShutdown == ActionSuspend && vm.Hypervisor != HypervisorQEMU {
+		d.errf(d.keyPos("on_host_shutdown"), "on_host_shutdown", "suspend needs hypervisor qemu (this VM's is %s): only QEMU can save a guest; use stop", vm.Hypervisor)
 	}
 	if vm.CloudInit != nil && vm.Hypervisor != HypervisorQEMU {
 		d.warnf(d.keyPos("cloud_init"), "cloud_init", "section has no effect: only hypervisor qemu attaches a cloud-init seed, this VM's is %s", vm.Hypervisor)
@@ -569,6 +575,7 @@ func (d *decoder) buildScalars() {
 	put("on_poweroff", string(vm.OnPoweroff))
 	put("on_reboot", string(vm.OnReboot))
 	put("on_crash", string(vm.OnCrash))
+	put("on_host_shutdown", string(vm.OnHostShutdown))
 	put("depends", strings.Join(vm.Depends, " "))
 	put("log_max_size", fmt.Sprint(vm.LogMaxSizeMB))
 	put("log_max_files", itoa(vm.LogMaxFiles))

@@ -31,6 +31,9 @@ const (
 	// ActionFail: tear the VM down and leave it in the failed state, so
 	// that a crash is looked at before the VM runs again (on_crash only).
 	ActionFail Action = "fail"
+	// ActionSuspend: save the guest and leave the VM suspended, to be
+	// restored when the host is up again (on_host_shutdown only).
+	ActionSuspend Action = "suspend"
 )
 
 // Defaults that are the same on every host.
@@ -104,9 +107,12 @@ type VM struct {
 	OnPoweroff   Action                   `json:"on_poweroff"`
 	OnReboot     Action                   `json:"on_reboot"`
 	OnCrash      Action                   `json:"on_crash"`
-	Depends      []string                 `json:"depends,omitempty"`
-	LogMaxSizeMB int64                    `json:"log_max_size"`
-	LogMaxFiles  int                      `json:"log_max_files"`
+	// OnHostShutdown is what a host shutdown does to the VM: stop it, or
+	// suspend it (QEMU only) so that it resumes when the host is up.
+	OnHostShutdown Action   `json:"on_host_shutdown"`
+	Depends        []string `json:"depends,omitempty"`
+	LogMaxSizeMB   int64    `json:"log_max_size"`
+	LogMaxFiles    int      `json:"log_max_files"`
 
 	// Per-hypervisor sections: nil when absent from the file, except that
 	// the section of the VM's own hypervisor is always present, with

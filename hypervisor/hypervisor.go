@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"os"
 	"time"
 )
 
@@ -255,4 +256,53 @@ type GuestDetails struct {
 	Kernel string `json:"kernel,omitempty"`
 	// AgentVersion is the agent's version.
 	AgentVersion string `json:"agent_version,omitempty"`
+}
+
+// SaveProgress is how far the save of a guest's state has got.
+type SaveProgress struct {
+	// Status is the hypervisor's word for the phase (QEMU: setup, active,
+	// completed).
+	Status string
+	// Total counts bytes of guest memory (0 while not yet known),
+	// Remaining those not yet saved; Transferred is what was written
+	// (pages that hold only zeros take next to nothing).
+	Transferred, Total, Remaining uint64
+}
+
+// Suspender is an Instance whose guest's memory and device state can be
+// saved to a file, to be restored later by a Restorer of the same driver.
+type Suspender interface {
+	// Save pauses the guest and writes its state to f, from f's current
+	// offset, calling progress now and then (from the calling
+	// goroutine). It returns once the state is written whole; the process
+	// then still runs, the guest paused, until Kill. After an error the
+	// guest stays paused too: Pauser.Resume carries on with it.
+	Save(ctx context.Context, f *os.File, progress func(SaveProgress)) error
+	// SavedBy names the hypervisor and version that writes the state
+	// ("qemu 7.2.22"); a restore by another one may fail.
+	SavedBy() string
+}
+
+// SaveCanceller is a Suspender that can cancel a save still in progress
+// (one a daemon that went down left running), so that the guest can run
+// on.
+type SaveCanceller interface {
+	CancelSave(ctx context.Context) error
+}
+
+// Restorer is a Driver that can start a VM from a state a Suspender saved
+// instead of booting it.
+type Restorer interface {
+	// Restore launches the VM as Start does, loads the state from f (from
+	// f's current offset) and returns once the guest runs on from where
+	// it was saved. A state the hypervisor cannot load (another version,
+	// a changed config) is an error that quotes the hypervisor's reason;
+	// nothing is left running.
+	Restore(ctx context.Context, spec Spec, f *os.File) (Instance, error)
+	// Compat names what a saved state must match to load here: the
+	// hypervisor and version that would restore it (as SavedBy says it)
+	// and a digest of the virtual hardware spec describes, the same on
+	// every host for the same hardware (paths of the run directory
+	// aside).
+	Compat(ctx context.Context, spec Spec) (savedBy, machine string, err error)
 }

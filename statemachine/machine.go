@@ -24,6 +24,8 @@ func (e *NotAllowedError) Error() string {
 	switch {
 	case e.State == Failed && e.Event != FailReset:
 		msg += fmt.Sprintf("; run 'vmstatedctl failreset %s' first", e.VM)
+	case e.State == Suspended:
+		msg += fmt.Sprintf("; its guest is saved: 'vmstatedctl start %s' restores it, 'vmstatedctl discard %s' drops it", e.VM, e.VM)
 	case !e.State.Steady():
 		msg += "; try again when it has settled"
 	}
@@ -68,6 +70,7 @@ type Machine struct {
 	now     func() time.Time
 	since   time.Time
 	failure string
+	saved   bool
 	budget  RestartBudget
 }
 
@@ -131,6 +134,15 @@ func (m *Machine) MarkFailed(reason string) {
 	}
 }
 
+// MarkSaved records whether the guest's state is saved (a suspend wrote
+// it, and no restore has used it up yet). While it is, the teardown ends
+// in Suspended, and a failreset leads back there; the supervisor, which
+// owns the file, keeps this in step with it.
+func (m *Machine) MarkSaved(saved bool) { m.saved = saved }
+
+// Saved reports what MarkSaved recorded.
+func (m *Machine) Saved() bool { return m.saved }
+
 // Budget returns the restart budget, to read or restore its history.
 func (m *Machine) Budget() *RestartBudget { return &m.budget }
 
@@ -151,7 +163,10 @@ func (m *Machine) Can(e Event) bool {
 //     the VM is marked failed and stops instead (the event is taken as
 //     Exited, and the transition's reason says why).
 //   - Done at the end of a teardown (StopNetwork) leads to Failed instead of
-//     Stopped when a failure was recorded.
+//     Stopped when a failure was recorded, and else to Suspended (as Saved)
+//     when the guest's state is saved.
+//   - FailReset of a VM whose guest state is saved leads to Suspended (as
+//     Saved): the saved guest is kept for the next start.
 //
 // Fail records its reason as the failure. FailReset clears the failure and
 // the restart history (a fresh start gets the whole budget).
@@ -180,12 +195,22 @@ func (m *Machine) Fire(e Event, reason string) (Transition, error) {
 		if from == StopNetwork && m.failure != "" {
 			effective = Fail
 			reason = m.failure
+		} else if from == StopNetwork && m.saved {
+			effective = Saved
 		}
 	case FailReset:
 		m.failure = ""
 		m.budget.Reset()
+		if m.saved {
+			effective = Saved
+		}
+	case Discard:
+		m.failure = ""
+		m.saved = false
 	case Start:
 		m.failure = ""
+	case Saved:
+		m.saved = true
 	}
 	to, ok := Next(from, effective)
 	if !ok {

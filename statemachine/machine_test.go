@@ -12,20 +12,22 @@ import (
 // allowed is the lifecycle written out by hand, independently of Table:
 // every (state, event) pair not listed here must be refused.
 var allowed = map[State]map[Event]State{
-	Stopped:      {Start: StartNetwork, Fail: Failed},
+	Stopped:      {Start: StartNetwork, Fail: Failed, Saved: Suspended},
 	StartNetwork: {Done: StartStorage, Fail: Failed, Abort: StopNetwork},
 	StartStorage: {Done: Running, Fail: StopNetwork, Abort: StopStorage},
 	Running: {Stop: Stopping, Exited: Stopping, Fail: Stopping, AutoRestart: Restarting,
-		Restart: Restarting, Pause: Paused},
+		Restart: Restarting, Pause: Paused, Suspend: Suspending},
 	Paused: {Stop: Stopping, Exited: Stopping, Fail: Stopping, AutoRestart: Restarting,
-		Restart: Restarting, Unpause: Running},
+		Restart: Restarting, Unpause: Running, Suspend: Suspending},
 	Restarting: {Done: Restarted, Fail: StopStorage, Abort: StopStorage},
 	Restarted: {Done: Running, Stop: Stopping, Exited: Stopping, Fail: Stopping,
 		AutoRestart: Restarting, Restart: Restarting},
 	Stopping:    {Done: StopStorage, Fail: StopStorage},
 	StopStorage: {Done: StopNetwork, Fail: StopNetwork},
-	StopNetwork: {Done: Stopped, Fail: Failed},
-	Failed:      {FailReset: Stopped},
+	StopNetwork: {Done: Stopped, Fail: Failed, Saved: Suspended},
+	Failed:      {FailReset: Stopped, Discard: Stopped, Saved: Suspended},
+	Suspending:  {Done: StopStorage, Fail: StopStorage, Abort: Running},
+	Suspended:   {Start: StartNetwork, Discard: Stopped},
 }
 
 func TestEveryStateEventPair(t *testing.T) {
@@ -357,4 +359,27 @@ func TestFSMAgreesWithNext(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A suspend tears down as a stop does and ends in suspended; a start
+// from there runs the start steps; a restore that fails ends in failed,
+// from where failreset leads back to suspended and discard to stopped.
+func TestSuspendPaths(t *testing.T) {
+	m := New(Options{Name: "vm0", Initial: Running})
+	walk(t, m, Suspend, Suspending, Done, StopStorage)
+	m.MarkSaved(true)
+	walk(t, m, Done, StopNetwork, Done, Suspended, Start, StartNetwork, Done, StartStorage)
+	m.MarkFailed("launch failed: load of migration failed")
+	walk(t, m, Abort, StopStorage, Done, StopNetwork, Done, Failed, FailReset, Suspended)
+	if !m.Saved() || m.Failure() != "" {
+		t.Fatalf("after failreset: saved %v, failure %q", m.Saved(), m.Failure())
+	}
+	walk(t, m, Discard, Stopped)
+	if m.Saved() {
+		t.Fatal("discard left the state saved")
+	}
+
+	// A save that fails leaves the guest running.
+	m = New(Options{Name: "vm0", Initial: Paused})
+	walk(t, m, Suspend, Suspending, Abort, Running)
 }

@@ -42,12 +42,19 @@ const (
 	// Failed: something failed (a hook, the launch, the restart budget).
 	// The VM stays here until failreset.
 	Failed State = "failed"
+	// Suspending: the guest is paused and its memory and device state
+	// are saved to a file; then the hypervisor ends and the teardown
+	// hooks run (stop_storage, stop_network), ending in Suspended.
+	Suspending State = "suspending"
+	// Suspended: no hypervisor; the guest's state waits in a file. A
+	// start restores it instead of booting; discard drops it.
+	Suspended State = "suspended"
 )
 
 // States lists every state in lifecycle order.
 var States = []State{
 	Stopped, StartNetwork, StartStorage, Running, Paused, Restarting,
-	Restarted, Stopping, StopStorage, StopNetwork, Failed,
+	Restarted, Stopping, StopStorage, StopNetwork, Failed, Suspending, Suspended,
 }
 
 // Valid reports whether s is one of the known states.
@@ -65,7 +72,7 @@ func (s State) Valid() bool {
 // is in progress.
 func (s State) Steady() bool {
 	switch s {
-	case Stopped, Running, Paused, Failed:
+	case Stopped, Running, Paused, Failed, Suspended:
 		return true
 	}
 	return false
@@ -75,7 +82,7 @@ func (s State) Steady() bool {
 // in s.
 func (s State) HypervisorUp() bool {
 	switch s {
-	case Running, Paused, Restarted, Stopping:
+	case Running, Paused, Restarted, Stopping, Suspending:
 		return true
 	}
 	return false
@@ -119,12 +126,24 @@ const (
 	// restarted (guest reboot or crash, per policy). It counts toward the
 	// restart budget; when the budget is spent the VM stops and fails.
 	AutoRestart Event = "auto_restart"
+
+	// Suspend saves the guest's state to a file and takes the VM down
+	// to Suspended.
+	Suspend Event = "suspend"
+	// Discard drops a saved guest state (Suspended, or Failed after a
+	// restore that did not work) and leaves the VM stopped.
+	Discard Event = "discard"
+	// Saved ends a teardown in Suspended instead of Stopped: the guest's
+	// state was saved before it (see Machine.MarkSaved). A failreset of a
+	// VM that keeps a saved state also leads back to Suspended, and a
+	// stopped VM that received a saved guest (receive) goes there too.
+	Saved Event = "saved"
 )
 
 // Events lists every event.
 var Events = []Event{
 	Start, Stop, Restart, Pause, Unpause, FailReset,
-	Done, Fail, Abort, Exited, AutoRestart,
+	Done, Fail, Abort, Exited, AutoRestart, Suspend, Discard, Saved,
 }
 
 // Valid reports whether e is one of the known events.
@@ -141,7 +160,7 @@ func (e Event) Valid() bool {
 // outcome the supervisor reports).
 func (e Event) Command() bool {
 	switch e {
-	case Start, Stop, Restart, Pause, Unpause, FailReset:
+	case Start, Stop, Restart, Pause, Unpause, FailReset, Suspend, Discard:
 		return true
 	}
 	return false

@@ -16,8 +16,14 @@ type Edge struct {
 // the steps that completed (a failed start_storage hook runs stop_network; a
 // failed launch after a good start_storage runs stop_storage and
 // stop_network) and ends in Failed.
+//
+// A suspend saves the guest in Suspending, then runs the same teardown as
+// a stop; the teardown ends in Suspended (Saved) instead of Stopped. A
+// start of a suspended VM runs the start steps and restores the guest
+// instead of booting it. A save that fails leaves the guest running
+// (Abort); a hypervisor that dies meanwhile is a failure.
 var Table = []Edge{
-	{Start, []State{Stopped}, StartNetwork},
+	{Start, []State{Stopped, Suspended}, StartNetwork},
 
 	{Done, []State{StartNetwork}, StartStorage},
 	{Done, []State{StartStorage}, Running},
@@ -26,17 +32,19 @@ var Table = []Edge{
 	{Done, []State{Stopping}, StopStorage},
 	{Done, []State{StopStorage}, StopNetwork},
 	{Done, []State{StopNetwork}, Stopped},
+	{Done, []State{Suspending}, StopStorage},
 
 	{Fail, []State{Stopped, StartNetwork}, Failed},
 	{Fail, []State{StartStorage}, StopNetwork},
 	{Fail, []State{Running, Paused, Restarted}, Stopping},
-	{Fail, []State{Restarting}, StopStorage},
+	{Fail, []State{Restarting, Suspending}, StopStorage},
 	{Fail, []State{Stopping}, StopStorage},
 	{Fail, []State{StopStorage}, StopNetwork},
 	{Fail, []State{StopNetwork}, Failed},
 
 	{Abort, []State{StartNetwork}, StopNetwork},
 	{Abort, []State{StartStorage, Restarting}, StopStorage},
+	{Abort, []State{Suspending}, Running},
 
 	{Stop, []State{Running, Paused, Restarted}, Stopping},
 	{Exited, []State{Running, Paused, Restarted}, Stopping},
@@ -47,6 +55,10 @@ var Table = []Edge{
 	{Unpause, []State{Paused}, Running},
 
 	{FailReset, []State{Failed}, Stopped},
+
+	{Suspend, []State{Running, Paused}, Suspending},
+	{Saved, []State{StopNetwork, Failed, Stopped}, Suspended},
+	{Discard, []State{Suspended, Failed}, Stopped},
 }
 
 // Next returns the state event leads to from s, per Table, and whether the

@@ -22,6 +22,9 @@ func init() {
 		statemachine.Unpause:   (*vm).cmdPause,
 		opReset:                (*vm).cmdReset,
 		statemachine.FailReset: (*vm).cmdFailReset,
+		statemachine.Suspend:   (*vm).cmdSuspend,
+		statemachine.Discard:   (*vm).cmdDiscard,
+		opReceive:              (*vm).cmdReceive,
 	}
 }
 
@@ -42,10 +45,10 @@ func (v *vm) cmdStart(ctx context.Context, c command) error {
 	if v.cfg == nil {
 		return fmt.Errorf("%w: %s has no valid config: %s", ErrInvalidConfig, v.name, v.configErr)
 	}
-	if v.m.State() != statemachine.Stopped {
+	if st := v.m.State(); st != statemachine.Stopped && st != statemachine.Suspended {
 		return v.notAllowed(c)
 	}
-	if v.desired == statemachine.Running {
+	if len(v.waitingFor) > 0 {
 		return nil // already waiting for its dependencies
 	}
 	v.applyPending()

@@ -124,7 +124,7 @@ func comingUp(st statemachine.State) bool {
 // new start.
 func atRest(st statemachine.State) bool {
 	switch st {
-	case statemachine.Stopped, statemachine.Failed, statemachine.StopStorage, statemachine.StopNetwork:
+	case statemachine.Stopped, statemachine.Failed, statemachine.StopStorage, statemachine.StopNetwork, statemachine.Suspended:
 		return true
 	}
 	return false

@@ -39,6 +39,7 @@ func settingsFrom(c *config.VM) *settings {
 		onPoweroff:     Policy(c.OnPoweroff),
 		onReboot:       Policy(c.OnReboot),
 		onCrash:        Policy(c.OnCrash),
+		onHostShutdown: string(c.OnHostShutdown),
 		logMaxSizeMB:   int(c.LogMaxSizeMB),
 		logMaxFiles:    c.LogMaxFiles,
 		scalars:        c.Scalars(),

@@ -178,6 +178,7 @@ func (s *Supervisor) addRecovered(name string, cfg *settings, configErr string, 
 	if r.Failure != "" {
 		v.m.MarkFailed(r.Failure)
 	}
+	v.setSaved(r.Saved)
 	v.publishStatus()
 	s.register(v)
 	return v

@@ -51,6 +51,9 @@ type settings struct {
 	onPoweroff     Policy
 	onReboot       Policy
 	onCrash        Policy
+	// onHostShutdown is "stop" or "suspend": what a host shutdown asks
+	// of the VM (the client carries it out, see Status).
+	onHostShutdown string
 
 	logMaxSizeMB int
 	logMaxFiles  int

@@ -75,6 +75,10 @@ func init() {
 				case !r.ok:
 					v.m.MarkFailed("launch failed: " + r.reason)
 					v.fire(ctx, statemachine.Abort, "launch failed: "+r.reason)
+				case r.restored:
+					v.setInstance(r.inst)
+					v.restored()
+					v.fire(ctx, statemachine.Done, fmt.Sprintf("%s restored from the saved guest state, pid %d", v.cfg.driver, r.inst.Handle().PID))
 				default:
 					v.setInstance(r.inst)
 					v.fire(ctx, statemachine.Done, fmt.Sprintf("%s started, pid %d", v.cfg.driver, r.inst.Handle().PID))
@@ -190,6 +194,39 @@ func init() {
 			result:    doneOrFail,
 			recover:   recoverHookStep,
 			journaled: journaledHook,
+		},
+
+		// suspending: the suspending hook, then the guest is saved and
+		// the hypervisor ends; the teardown hooks follow.
+		statemachine.Suspending: {
+			enter:   enterSuspending,
+			result:  suspendResult,
+			recover: recoverSuspending,
+		},
+
+		// suspended: at rest, the guest saved. Like stopped, a start
+		// may wait for dependencies here, and a start the user wanted
+		// (a host shutdown's suspend) is made again after a restart.
+		statemachine.Suspended: {
+			enter: enterResting,
+			result: func(v *vm, ctx context.Context, r workResult) {
+				if r.step == stepDeps {
+					v.onDeps(ctx, r)
+				}
+			},
+			recover: func(v *vm, ctx context.Context, _ hypervisor.Instance, rec recovering) {
+				v.resumeNotice(ctx, statemachine.Suspended)
+				if rec.autostart || rec.rec.Desired == statemachine.Running {
+					reason := "desired state restored"
+					if rec.autostart {
+						reason = "autostart"
+					}
+					v.desired = statemachine.Suspended // the start below sets it
+					if err := v.onCommand(ctx, command{op: statemachine.Start, reason: reason}); err != nil {
+						v.log.Printf("%s: %v", reason, err)
+					}
+				}
+			},
 		},
 
 		// failed: failure mode, until failreset. It survives daemon

@@ -66,6 +66,12 @@ type Status struct {
 	// Networks are what the daemon set up for the VM's NICs of type
 	// bridge and local (taps, addresses).
 	Networks []vmnet.Link `json:"networks,omitempty"`
+	// OnHostShutdown is what a host shutdown does to the VM: "stop" or
+	// "suspend".
+	OnHostShutdown string `json:"on_host_shutdown,omitempty"`
+	// Saved describes the saved guest of a suspended VM (or of a failed
+	// one whose restore did not work).
+	Saved *SavedState `json:"saved,omitempty"`
 
 	restartTimes []time.Time
 	window       time.Duration
@@ -78,10 +84,11 @@ func (s Status) Up() bool {
 	return s.State == statemachine.Running && s.Hook == "" && !s.Recovering
 }
 
-// Settled reports whether the VM rests in stopped or failed with its hook
+// Settled reports whether the VM rests in stopped, failed or suspended
+// with its hook
 // finished: what a stop waits for.
 func (s Status) Settled() bool {
-	return (s.State == statemachine.Stopped || s.State == statemachine.Failed) && s.Hook == "" && len(s.WaitingFor) == 0 && !s.Recovering
+	return (s.State == statemachine.Stopped || s.State == statemachine.Failed || s.State == statemachine.Suspended) && s.Hook == "" && len(s.WaitingFor) == 0 && !s.Recovering
 }
 
 // withRestarts fills Restarts as of now from the recorded restart times.

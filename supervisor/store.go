@@ -43,6 +43,9 @@ type Record struct {
 	// VNCPassword is the VM's random VNC password (vnc_password = auto),
 	// made up once and kept, so that it stays across restarts.
 	VNCPassword string `json:"vnc_password,omitempty"`
+	// Saved describes the guest state a suspend saved, until a restore
+	// used it or it was discarded.
+	Saved *SavedState `json:"saved,omitempty"`
 }
 
 // record captures the actor's current state.
@@ -60,6 +63,7 @@ func (v *vm) record() Record {
 		StopForce:    v.stopForce,
 		LastExit:     v.lastExit,
 		VNCPassword:  v.vncAuto,
+		Saved:        v.guestSave,
 	}
 	if v.inst != nil {
 		h := v.inst.Handle()

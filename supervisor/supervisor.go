@@ -306,6 +306,19 @@ func (s *Supervisor) FailReset(ctx context.Context, name string) error {
 	return s.command(ctx, name, command{op: statemachine.FailReset})
 }
 
+// Suspend saves a running or paused VM's guest to a file in the state
+// directory and takes the VM down to suspended; a start restores it. It
+// returns once the suspend has begun.
+func (s *Supervisor) Suspend(ctx context.Context, name string, opts SuspendOptions) error {
+	return s.command(ctx, name, command{op: statemachine.Suspend, suspend: opts})
+}
+
+// Discard drops the saved guest of a suspended VM (or of a failed one
+// whose restore did not work); the VM is then stopped.
+func (s *Supervisor) Discard(ctx context.Context, name string) error {
+	return s.command(ctx, name, command{op: statemachine.Discard})
+}
+
 // instance returns the running hypervisor of a VM for the abilities that
 // need no state change (reset, NMI, screenshot, info).
 func (s *Supervisor) instance(name string) (hypervisor.Instance, Status, error) {
@@ -480,8 +493,8 @@ func (s *Supervisor) startDeps(ctx context.Context, name string, deps []string) 
 			switch e.To {
 			case statemachine.Failed:
 				return fmt.Errorf("%s depends on %s, which failed: %s", name, e.VM, e.Reason)
-			case statemachine.Stopped:
-				return fmt.Errorf("%s depends on %s, which stopped", name, e.VM)
+			case statemachine.Stopped, statemachine.Suspended:
+				return fmt.Errorf("%s depends on %s, which %s", name, e.VM, e.To)
 			}
 		}
 	}

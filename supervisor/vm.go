@@ -94,6 +94,9 @@ type vm struct {
 	resetAsked hypervisor.Instance
 	// access relays the guest's console and VNC (console.go, vnc.go).
 	access guestAccess
+	// guestSave is the guest state a suspend left (suspend.go), until a
+	// restore has used it or it is discarded.
+	guestSave *SavedState
 }
 
 // opReset is the reset command; it changes no state by itself.
@@ -101,10 +104,13 @@ const opReset statemachine.Event = "reset"
 
 // command is a request from a user.
 type command struct {
-	op     statemachine.Event
-	stop   StopOptions
-	reason string // why, when not a user's request (autostart)
-	reply  chan error
+	op      statemachine.Event
+	stop    StopOptions
+	suspend SuspendOptions
+	// received is the saved guest a receive put in the state directory.
+	received *received
+	reason   string // why, when not a user's request (autostart)
+	reply    chan error
 }
 
 // workResult is the outcome of a piece of work started by the actor.
@@ -120,6 +126,10 @@ type workResult struct {
 	skipped bool
 	// hook is the state whose hook the work ran, when it ran one alone.
 	hook statemachine.State
+	// saved is what a suspend saved; restored marks an instance launched
+	// from a saved guest.
+	saved    *SavedState
+	restored bool
 }
 
 // configUpdate carries a config change to the actor.
@@ -293,6 +303,15 @@ func (v *vm) enter(ctx context.Context, tr statemachine.Transition) {
 		// moves nothing, but the VM has settled only once it has
 		// finished.
 		v.desired, v.inst, v.hook = statemachine.Stopped, nil, tr.To
+	}
+	if tr.To == statemachine.Suspended {
+		// At rest too. A host shutdown's suspend keeps the VM wanted
+		// running; otherwise it is wanted where it is (also after a stop
+		// during its restore, or a failreset after a failed one).
+		v.inst, v.hook = nil, tr.To
+		if v.desired != statemachine.Running {
+			v.desired = statemachine.Suspended
+		}
 	}
 	// Status first: whoever reacts to the event must find it up to date.
 	v.publishStatus()
@@ -470,7 +489,7 @@ func (v *vm) setInstance(inst hypervisor.Instance) {
 }
 
 // launch starts the hypervisor for settings s.
-func (v *vm) launch(ctx context.Context, s *settings, vncPassword string) (hypervisor.Instance, error) {
+func (v *vm) launch(ctx context.Context, s *settings, vncPassword string, restore bool) (hypervisor.Instance, error) {
 	if s == nil {
 		return nil, fmt.Errorf("%w: %s has no valid config to launch from", ErrInvalidConfig, v.name)
 	}
@@ -478,9 +497,7 @@ func (v *vm) launch(ctx context.Context, s *settings, vncPassword string) (hyper
 	if drv == nil {
 		return nil, fmt.Errorf("no %q driver in this daemon (hypervisor = %s in %s)", s.driver, s.driver, s.file)
 	}
-	spec := s.spec
-	spec.Name = s.name
-	spec.RunDir = filepath.Join(v.sup.runDir, s.name)
+	spec := v.specFor(s)
 	spec.Output = v.log.Writer(s.driver)
 	spec.Console = v.consoleOutput()
 	if o, ok := spec.Options.(*qemu.Options); ok && o != nil && s.vncPasswordAuto {
@@ -490,6 +507,9 @@ func (v *vm) launch(ctx context.Context, s *settings, vncPassword string) (hyper
 	}
 	if inst, err := v.adoptLeftover(ctx, drv, s.driver, spec); inst != nil || err != nil {
 		return inst, err
+	}
+	if restore {
+		return v.restoreLaunch(ctx, drv, spec)
 	}
 	return drv.Start(ctx, spec)
 }
@@ -534,12 +554,15 @@ func (v *vm) startLaunch(ctx context.Context) {
 	}
 	s := v.cfg
 	v.showVNCPassword(pw)
+	// A start of a suspended VM carries on with its saved guest; a
+	// relaunch (restarting) never has one.
+	restore := v.guestSave != nil && v.m.State() == statemachine.StartStorage
 	v.spawn(ctx, stepLaunch, func(ctx context.Context) workResult {
-		inst, err := v.launch(ctx, s, pw)
+		inst, err := v.launch(ctx, s, pw, restore)
 		if err != nil {
 			return workResult{reason: err.Error()}
 		}
-		return workResult{ok: true, inst: inst}
+		return workResult{ok: true, inst: inst, restored: restore}
 	})
 }
 
@@ -768,7 +791,10 @@ func (v *vm) onConfig(u configUpdate) {
 		v.removed = true
 		note("removed")
 		st := v.m.State()
-		if st == statemachine.Stopped || st == statemachine.Failed {
+		if st == statemachine.Stopped || st == statemachine.Failed || st == statemachine.Suspended {
+			if v.guestSave != nil {
+				v.log.Printf("config directory removed; its saved guest state stays in %s", v.sup.savePath(v.name))
+			}
 			v.log.Printf("config directory removed")
 			v.dropped = true
 			v.sup.forget(v)
@@ -809,7 +835,7 @@ func (v *vm) onConfig(u configUpdate) {
 	}
 	v.pending = u.cfg
 	st := v.m.State()
-	if st == statemachine.Stopped || st == statemachine.Failed || v.cfg == nil {
+	if st == statemachine.Stopped || st == statemachine.Failed || st == statemachine.Suspended || v.cfg == nil {
 		v.applyPending()
 		note("changed, in force")
 	} else {
@@ -846,6 +872,7 @@ func (v *vm) publishStatus() {
 		Hook:        v.hook,
 		WaitingFor:  v.waitingFor,
 		Recovering:  v.recovering,
+		Saved:       v.guestSave,
 	}
 	if v.saveErr != nil {
 		s.RecordError = v.saveErr.Error()
@@ -869,6 +896,7 @@ func (v *vm) publishStatus() {
 		s.Hypervisor, s.CPUs, s.MemoryMB = c.driver, c.spec.CPUs, c.spec.MemoryMB
 		s.Owner, s.Group, s.Description, s.Dir = c.owner, c.group, c.description, c.dir
 		s.Autostart, s.Depends, s.MaxRestart = c.autostart, c.depends, c.maxRestart
+		s.OnHostShutdown = c.onHostShutdown
 	}
 	b := v.m.Budget()
 	s.restartTimes, s.window = b.Times(), b.Window

@@ -35,6 +35,7 @@ const guard = 60 * time.Second
 var hookStates = []string{
 	"stopped", "start_network", "start_storage", "running", "paused",
 	"restarting", "restarted", "stopping", "stop_storage", "stop_network", "failed",
+	"suspending", "suspended",
 }
 
 // env is one test's world: a config root, a work directory for hook

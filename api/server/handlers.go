@@ -39,6 +39,12 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	// the whole request could.
 	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(time.Now().Add(s.actionTO + s.writeTO))
+	if seg, ok := segments(r.URL); ok && len(seg) == 4 && seg[0] == "v1" && seg[1] == "vms" && seg[3] == "receive" && r.Method == http.MethodPost {
+		// A saved guest: streamed to the state directory, never held
+		// in memory.
+		s.receive(w, r, seg[2])
+		return
+	}
 	if !s.takeBody(w, r) {
 		return
 	}
@@ -61,6 +67,10 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		s.method(w, r, http.MethodGet, func(w http.ResponseWriter, r *http.Request) { s.info(w, r, seg[2]) })
 	case len(seg) == 4 && seg[1] == "vms" && seg[3] == "console":
 		s.method(w, r, http.MethodGet, func(w http.ResponseWriter, r *http.Request) { s.console(w, r, seg[2]) })
+	case len(seg) == 4 && seg[1] == "vms" && seg[3] == "saved":
+		s.method(w, r, http.MethodGet, func(w http.ResponseWriter, r *http.Request) { s.saved(w, r, seg[2]) })
+	case len(seg) == 4 && seg[1] == "vms" && seg[3] == "receive":
+		s.method(w, r, http.MethodPost, func(w http.ResponseWriter, r *http.Request) { s.receive(w, r, seg[2]) })
 	case len(seg) == 4 && seg[1] == "vms" && seg[3] == "log":
 		s.method(w, r, http.MethodGet, func(w http.ResponseWriter, r *http.Request) { s.log(w, r, seg[2]) })
 	case len(seg) == 4 && seg[1] == "vms" && api.Action(seg[3]).Valid():
@@ -80,7 +90,7 @@ func noEndpoint(r *http.Request) string {
 	for i, a := range api.Actions {
 		acts[i] = string(a)
 	}
-	return fmt.Sprintf("no endpoint %s; the API has /v1/vms, /v1/vms/{name}, /v1/vms/{name}/{info,log,console}, /v1/vms/{name}/{%s}, /v1/events, /v1/reload and /metrics",
+	return fmt.Sprintf("no endpoint %s; the API has /v1/vms, /v1/vms/{name}, /v1/vms/{name}/{info,log,console,saved,receive}, /v1/vms/{name}/{%s}, /v1/events, /v1/reload and /metrics",
 		r.URL.Path, strings.Join(acts, ","))
 }
 
@@ -334,8 +344,13 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request, name string) {
 
 func (s *Server) action(w http.ResponseWriter, r *http.Request, name string, a api.Action) {
 	var opts api.StopOptions
+	var sopts api.SuspendOptions
 	if a == api.ActionStop {
 		if !s.checkQuery(w, r, "force", "timeout") || !s.readBody(w, r, &opts) || !stopQuery(s, w, r, &opts) {
+			return
+		}
+	} else if a == api.ActionSuspend {
+		if !s.checkQuery(w, r) || !s.readBody(w, r, &sopts) {
 			return
 		}
 	} else if !s.checkQuery(w, r) || !s.readBody(w, r, &struct{}{}) {
@@ -367,6 +382,10 @@ func (s *Server) action(w http.ResponseWriter, r *http.Request, name string, a a
 	case api.ActionScreenshot:
 		s.screenshot(ctx, w, r, name)
 		return
+	case api.ActionSuspend:
+		err = s.sup.Suspend(ctx, name, supervisor.SuspendOptions{Resume: sopts.Resume})
+	case api.ActionDiscard:
+		err = s.sup.Discard(ctx, name)
 	}
 	if err != nil {
 		s.failErr(w, r, err)
@@ -737,10 +756,14 @@ func toStatus(st supervisor.Status) api.Status {
 		Pending: st.Pending, Removed: st.Removed, Hook: api.State(st.Hook),
 		WaitingFor: st.WaitingFor, RecordError: st.RecordError, Recovering: st.Recovering,
 		IPAddresses: st.IPAddresses, VNCAddress: st.VNCAddress,
+		OnHostShutdown: st.OnHostShutdown,
 	}
 	if st.Depends != nil {
 		out.Depends = append([]string(nil), st.Depends...)
 		sort.Strings(out.Depends)
+	}
+	if x := st.Saved; x != nil {
+		out.Saved = &api.SavedState{Size: x.Size, Time: x.Time, SavedBy: x.SavedBy}
 	}
 	if x := st.LastExit; x != nil {
 		out.LastExit = &api.Exit{Reason: string(x.Reason), Code: x.Code, Signal: x.Signal, StatusUnknown: x.StatusUnknown, Detail: x.Detail, Time: x.Time}

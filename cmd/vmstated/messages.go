@@ -19,7 +19,7 @@ func exitMessage(list []supervisor.Status) string {
 		switch {
 		case st.PID != 0 || st.State.HypervisorUp():
 			running = append(running, st.Name)
-		case st.State != statemachine.Stopped && st.State != statemachine.Failed:
+		case st.State != statemachine.Stopped && st.State != statemachine.Failed && st.State != statemachine.Suspended:
 			between = append(between, st.Name)
 		}
 	}

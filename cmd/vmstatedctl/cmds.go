@@ -31,6 +31,10 @@ func init() {
 		{name: "failreset", args: "vmname", summary: "take a failed VM back to stopped", vmArg: 1, run: simpleAction(api.ActionFailReset)},
 		{name: "pause", args: "vmname", summary: "freeze a running VM's guest", vmArg: 1, run: simpleAction(api.ActionPause)},
 		{name: "unpause", args: "vmname", summary: "thaw a paused VM's guest", vmArg: 1, run: simpleAction(api.ActionUnpause)},
+		{name: "suspend", args: "[-n] vmname", summary: "save a running VM's guest to a file and take the VM down (start restores it)", vmArg: 1, run: cmdSuspend},
+		{name: "send", args: "vmname", summary: "write a VM's saved guest to standard output (suspending it first); then stop it here", vmArg: 1, run: cmdSend},
+		{name: "receive", args: "vmname", summary: "restore a guest that send wrote, from standard input, into a stopped VM", vmArg: 1, run: cmdReceive},
+		{name: "discard", args: "vmname", summary: "drop a suspended VM's saved guest; the VM is then stopped", vmArg: 1, run: simpleAction(api.ActionDiscard)},
 		{name: "reset", args: "vmname", summary: "hard-reset a VM's guest (the reset button)", vmArg: 1, run: simpleAction(api.ActionReset)},
 		{name: "nmi", args: "vmname", summary: "inject a non-maskable interrupt", vmArg: 1, run: simpleAction(api.ActionNMI)},
 		{name: "screenshot", args: "vmname file", summary: "save an image of a VM's display ('-' = stdout)", vmArg: 1, run: cmdScreenshot},
@@ -69,7 +73,8 @@ up when -t seconds (default 300) have passed is forced, dependants still
 first; the command ends within 10 s after that. Prints how each VM ended
 (powered off, forced at the deadline, forced after its stop_timeout,
 already stopped, failed) and how long it took; exit 1 if a VM failed or
-did not stop.`,
+did not stop. A VM with on_host_shutdown = suspend is suspended instead,
+and resumes at the first daemon start after the reboot.`,
 	"restart": `Restarting does not count toward the restart budget.
 -w waits until the VM runs again.`,
 	"status": `Without a name: one line per VM. With a name: every detail of that VM.
@@ -78,6 +83,28 @@ stopping).`,
 	"wait": `Without a state, waits until the VM settles in stopped, running, paused
 or failed. Exit 1 if it settles in failed (unless failed was asked for),
 or when -t seconds pass first.`,
+	"suspend": `Pauses the guest, saves its memory and device state to a file in the
+daemon's state directory, ends the hypervisor and runs the teardown hooks
+(suspending, stop_storage, stop_network; then suspended). Shows how far
+the save has got, and waits until the VM is suspended; exit 1 if it is
+not (a save that fails leaves the guest running). -n returns once the
+suspend has begun. 'vmstatedctl start' restores the guest where it was;
+'vmstatedctl discard' drops the saved state. QEMU VMs only.`,
+	"send": `As OpenBSD's vmctl send: vmstatedctl send web | ssh host2 vmstatedctl receive web.
+A running or paused VM is suspended first (progress on standard error);
+its saved guest is then written to standard output with a header (VM
+name, QEMU version, config digest) and a checksum. Only once the whole
+stream is written is the VM stopped here and its saved guest dropped; a
+send cut short leaves it suspended, and 'start' resumes it on this host.`,
+	"receive": `Reads what send wrote from standard input into the stopped VM of that
+name (its directory must exist on this host, with the same virtual
+hardware) and starts it from there, waiting until it runs. The header is
+checked first (VM name, QEMU version, config digest), then the checksum;
+a stream that does not fit, or arrives truncated or damaged, is refused
+and the VM stays stopped.`,
+	"discard": `Drops the saved guest of a suspended VM, or of a failed one whose
+restore did not work (its reason says why), and leaves the VM stopped:
+the next start boots it afresh.`,
 	"info": `Shows the hypervisor's version, state, accelerator, CPUs, disks, PCI
 devices, VNC and character devices; -a shows every detail it reports,
 -o json all of it as JSON.`,
@@ -179,6 +206,29 @@ func cmdStart(e *env, args []string) error {
 	}
 	st, err := e.waitFor(name, goal{target: api.StateRunning}, func() error {
 		_, err := e.client().Start(e.ctx, name)
+		return err
+	})
+	return e.waited(st, err)
+}
+
+func cmdSuspend(e *env, args []string) error {
+	fs := e.newFlags("suspend")
+	nowait := fs.Bool("n", false, "do not wait")
+	pos, err := e.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	name := pos[0]
+	if *nowait {
+		st, err := e.client().Suspend(e.ctx, name, api.SuspendOptions{})
+		if err != nil {
+			return err
+		}
+		e.actionDone(api.ActionSuspend, st)
+		return nil
+	}
+	st, err := e.waitFor(name, goal{target: api.StateSuspended}, func() error {
+		_, err := e.client().Suspend(e.ctx, name, api.SuspendOptions{})
 		return err
 	})
 	return e.waited(st, err)
@@ -395,7 +445,8 @@ func (e *env) stopInWaves(waves [][]string, opts api.StopOptions) ([]api.Status,
 	return results, errors.Join(errs...)
 }
 
-// activeNames lists the VMs that are not at rest (stopped or failed). A
+// activeNames lists the VMs that are not at rest (stopped, failed or
+// suspended). A
 // stopped VM that waits for its dependencies to start counts as active:
 // stopping it cancels that start, where leaving it would have it fail once
 // the VMs it waits for are stopped.
@@ -403,7 +454,7 @@ func activeNames(list []api.Status) []string {
 	var active []string
 	for _, st := range list {
 		waiting := st.State == api.StateStopped && st.Desired == api.StateRunning
-		if waiting || (st.State != api.StateStopped && st.State != api.StateFailed) {
+		if waiting || (st.State != api.StateStopped && st.State != api.StateFailed && st.State != api.StateSuspended) {
 			active = append(active, st.Name)
 		}
 	}

@@ -92,6 +92,9 @@ func reasonCell(st api.Status) string {
 	if len(st.WaitingFor) > 0 {
 		parts = append(parts, "waiting for "+strings.Join(st.WaitingFor, ", "))
 	}
+	if st.Saved != nil {
+		parts = append(parts, "guest saved: "+savedCell(*st.Saved))
+	}
 	if st.Hook != "" {
 		parts = append(parts, "waiting for its "+string(st.Hook)+" hook")
 	}
@@ -132,6 +135,20 @@ func memory(mib int64) string {
 		return strconv.FormatInt(mib/1024, 10) + "G"
 	}
 	return strconv.FormatInt(mib, 10) + "M"
+}
+
+// savedCell is a saved guest in the table: its size and when it was
+// saved.
+func savedCell(x api.SavedState) string {
+	return bytesSize(x.Size) + " at " + x.Time.Local().Format("2006-01-02 15:04:05")
+}
+
+// bytesSize shows a file size in MiB (KiB below one).
+func bytesSize(n int64) string {
+	if n < 1<<20 {
+		return fmt.Sprintf("%dK", (n+1023)>>10)
+	}
+	return fmt.Sprintf("%.1fM", float64(n)/(1<<20))
 }
 
 // ago shows how long ago t was, coarsely: 45s, 12m, 3h05m, 2d04h.
@@ -190,6 +207,9 @@ func printDetail(w io.Writer, st api.Status, now time.Time) {
 	row("description", st.Description)
 	row("directory", st.Dir)
 	row("autostart", strconv.FormatBool(st.Autostart))
+	if st.OnHostShutdown == "suspend" {
+		row("host shutdown", "suspends it; it resumes when the host is up again")
+	}
 	row("depends", strings.Join(st.Depends, ", "))
 	row("restarts", restartsDetail(st))
 	for i, n := range st.Networks {
@@ -212,6 +232,13 @@ func printDetail(w io.Writer, st api.Status, now time.Time) {
 	}
 	row("ip addresses", strings.Join(st.IPAddresses, ", "))
 	row("vnc", st.VNCAddress)
+	if x := st.Saved; x != nil {
+		v := fmt.Sprintf("%s, %s", bytesSize(x.Size), x.Time.Local().Format(time.RFC3339))
+		if x.SavedBy != "" {
+			v += ", by " + x.SavedBy
+		}
+		row("saved guest", v+" (start restores it, discard drops it)")
+	}
 	row("config error", oneLine(st.ConfigError))
 	if st.Pending {
 		row("pending", "a changed config applies at the next start")

@@ -34,7 +34,9 @@ const (
 	endForcedDeadline = "forced at the deadline"
 	endForcedTimeout  = "forced after its stop_timeout"
 	endStopped        = "stopped"
+	endSuspended      = "suspended"
 	endAlreadyStopped = "already stopped"
+	endAlreadySusp    = "already suspended"
 	endAlreadyFailed  = "already failed"
 	endFailed         = "failed"
 	endNotStopped     = "not stopped"
@@ -42,8 +44,8 @@ const (
 
 // endOrder is the order of the outcomes in the report's totals.
 var endOrder = []string{
-	endPoweredOff, endStopped, endForcedTimeout, endForcedDeadline,
-	endAlreadyStopped, endAlreadyFailed, endFailed, endNotStopped,
+	endPoweredOff, endStopped, endSuspended, endForcedTimeout, endForcedDeadline,
+	endAlreadyStopped, endAlreadySusp, endAlreadyFailed, endFailed, endNotStopped,
 }
 
 // shutdownVM is what happened to one VM.
@@ -132,6 +134,8 @@ func (e *env) shutdown(timeout time.Duration) (shutdownReport, error) {
 			results = append(results, shutdownVM{Name: st.Name, Result: endAlreadyStopped, State: st.State})
 		case st.State == api.StateFailed:
 			results = append(results, shutdownVM{Name: st.Name, Result: endAlreadyFailed, State: st.State})
+		case st.State == api.StateSuspended:
+			results = append(results, shutdownVM{Name: st.Name, Result: endAlreadySusp, State: st.State})
 		default:
 			active[st.Name] = true
 		}
@@ -160,6 +164,10 @@ func (e *env) shutdown(timeout time.Duration) (shutdownReport, error) {
 		mu sync.Mutex
 		wg sync.WaitGroup
 	)
+	suspend := map[string]bool{}
+	for _, st := range list {
+		suspend[st.Name] = st.OnHostShutdown == "suspend"
+	}
 	for name := range active {
 		var after []chan struct{}
 		for _, d := range dependants[name] {
@@ -171,7 +179,7 @@ func (e *env) shutdown(timeout time.Duration) (shutdownReport, error) {
 		go func() {
 			defer wg.Done()
 			defer close(done[name])
-			r := w.shutdownOne(name, after, deadline, end)
+			r := w.shutdownOne(name, suspend[name], after, deadline, end)
 			if !e.json() {
 				progressMu.Lock()
 				fmt.Fprintf(e.stdout, "%s: %s\n", name, describeEnd(r))
@@ -204,16 +212,29 @@ func waitAll(ctx context.Context, chans []chan struct{}) bool {
 }
 
 // shutdownOne stops one VM once the VMs depending on it (after) are done:
-// gracefully until deadline, then forced until end.
-func (w *restWatch) shutdownOne(name string, after []chan struct{}, deadline, end context.Context) shutdownVM {
+// gracefully until deadline, then forced until end. A VM with
+// on_host_shutdown = suspend is suspended instead, wanted running, so that
+// it resumes when the host is up again; one whose suspend fails is
+// stopped.
+func (w *restWatch) shutdownOne(name string, suspend bool, after []chan struct{}, deadline, end context.Context) shutdownVM {
 	var t0 time.Time
 	if waitAll(deadline, after) {
 		t0 = time.Now()
+		if suspend {
+			st, err := w.suspendAndWait(deadline, name)
+			if err == nil && st.State == api.StateSuspended {
+				return outcome(name, st, nil, t0, false)
+			}
+			if deadline.Err() != nil {
+				goto forced
+			}
+		}
 		st, err := w.stopAndWait(deadline, name, api.StopOptions{})
 		if err == nil || deadline.Err() == nil {
 			return outcome(name, st, err, t0, false)
 		}
 	}
+forced:
 	// The deadline passed: the VMs that depend on this one are being
 	// forced too; give them the little it takes to go first.
 	waitAll(end, after)
@@ -244,6 +265,21 @@ func (w *restWatch) stopAndWait(ctx context.Context, name string, opts api.StopO
 		cancel()
 	}
 	return st, err
+}
+
+// suspendAndWait asks for a suspend that keeps the VM wanted running and
+// waits until the VM rests; a VM that cannot be suspended now (still
+// starting, not QEMU) or whose save failed (it runs on) comes back
+// running, for the caller to stop.
+func (w *restWatch) suspendAndWait(ctx context.Context, name string) (api.Status, error) {
+	err := w.call(ctx, func() error {
+		_, err := w.c.Suspend(ctx, name, api.SuspendOptions{Resume: true})
+		return err
+	})
+	if err != nil {
+		return api.Status{}, err
+	}
+	return w.wait(ctx, name)
 }
 
 // restWatch follows one event stream for every VM and tells each waiter
@@ -300,7 +336,8 @@ func (w *restWatch) follow(s *api.EventStream) {
 		switch {
 		case ev.Kind == api.KindLost:
 			w.poke("")
-		case ev.Kind == api.KindTransition && (ev.To == api.StateStopped || ev.To == api.StateFailed),
+		case ev.Kind == api.KindTransition && (ev.To == api.StateStopped || ev.To == api.StateFailed || ev.To == api.StateSuspended),
+			ev.Kind == api.KindTransition && ev.From == api.StateSuspending && ev.To == api.StateRunning,
 			ev.Kind == api.KindConfig && ev.Reason == "removed":
 			w.poke(ev.VM)
 		}
@@ -340,7 +377,8 @@ func (w *restWatch) get(ctx context.Context, name string) (st api.Status, err er
 	return st, err
 }
 
-// wait returns once the VM rests in stopped or failed, or ctx ends.
+// wait returns once the VM rests in stopped, failed or suspended, or ctx
+// ends; or, after a suspend whose save failed, runs on.
 func (w *restWatch) wait(ctx context.Context, name string) (api.Status, error) {
 	ch := make(chan struct{}, 1)
 	w.mu.Lock()
@@ -361,7 +399,10 @@ func (w *restWatch) wait(ctx context.Context, name string) (api.Status, error) {
 		if err != nil {
 			return st, err
 		}
-		if st.State == api.StateStopped || st.State == api.StateFailed {
+		if st.State == api.StateStopped || st.State == api.StateFailed || st.State == api.StateSuspended {
+			return st, nil
+		}
+		if st.State == api.StateRunning && st.Desired == api.StateRunning && strings.HasPrefix(st.Reason, "suspend failed") {
 			return st, nil
 		}
 		var poll *time.Timer
@@ -402,6 +443,9 @@ func outcome(name string, st api.Status, err error, t0 time.Time, forced bool) s
 			r.Error = err.Error()
 		}
 		return r
+	case err == nil && st.State == api.StateSuspended:
+		r.Result = endSuspended
+		return r
 	case err != nil || st.State != api.StateStopped:
 		r.Result = endNotStopped
 		if err != nil {
@@ -425,7 +469,7 @@ func outcome(name string, st api.Status, err error, t0 time.Time, forced bool) s
 // describeEnd is one VM's line of the report.
 func describeEnd(r shutdownVM) string {
 	s := r.Result
-	if r.Result != endAlreadyStopped && r.Result != endAlreadyFailed {
+	if r.Result != endAlreadyStopped && r.Result != endAlreadyFailed && r.Result != endAlreadySusp {
 		s += fmt.Sprintf(" in %.2fs", r.Seconds)
 	}
 	var notes []string
@@ -451,7 +495,7 @@ func printShutdown(e *env, rep shutdownReport) {
 	count := map[string]int{}
 	for _, r := range rep.VMs {
 		secs, exit := "-", "-"
-		if r.Result != endAlreadyStopped && r.Result != endAlreadyFailed {
+		if r.Result != endAlreadyStopped && r.Result != endAlreadyFailed && r.Result != endAlreadySusp {
 			secs = fmt.Sprintf("%.2f", r.Seconds)
 		}
 		if r.Exit != nil {

@@ -110,7 +110,7 @@ func (e *env) waitFor(name string, g goal, act func() error) (api.Status, error)
 			// The hook the VM waited for in its state finished; a failure
 			// is followed by the transition it causes.
 			// The hooks of stopped and failed move nothing either way.
-			resting := ev.To == api.StateStopped || ev.To == api.StateFailed
+			resting := ev.To == api.StateStopped || ev.To == api.StateFailed || ev.To == api.StateSuspended
 			if (ev.Reason == "" || resting) && ev.To == st.State && st.Hook == ev.To {
 				st.Hook = ""
 				if done, err := g.check(st, true); done || err != nil {
@@ -136,6 +136,12 @@ func (e *env) waitFor(name string, g goal, act func() error) (api.Status, error)
 			}
 			if done, err := g.check(st, true); done || err != nil {
 				return settled(err)
+			}
+		case api.KindProgress:
+			if !g.quiet && !e.json() {
+				progressMu.Lock()
+				fmt.Fprintf(e.stdout, "%s: %s\n", name, ev.Reason)
+				progressMu.Unlock()
 			}
 		case api.KindAdopted:
 			// Taken over after a daemon restart: no longer recovering.
@@ -171,6 +177,10 @@ func (g goal) check(st api.Status, moved bool) (bool, error) {
 	}
 	if st.State == api.StateFailed && g.target != api.StateFailed {
 		return true, failedErr(st)
+	}
+	// A suspend whose save failed leaves the guest running.
+	if moved && g.target == api.StateSuspended && st.State == api.StateRunning {
+		return true, fmt.Errorf("%s was not suspended: %s; it runs on", st.Name, st.Reason)
 	}
 	// A VM waiting for the VMs it depends on is stopped but wants to run.
 	if moved && g.target == api.StateRunning && st.State == api.StateStopped && st.Desired != api.StateRunning {

@@ -102,6 +102,12 @@ func Version(ctx context.Context, binary string) (string, error) {
 // Start launches QEMU for spec and returns once QMP is connected and the
 // guest runs.
 func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Instance, error) {
+	return d.start(ctx, spec, nil)
+}
+
+// start launches QEMU; with incoming, it loads the guest's state from that
+// file instead of booting.
+func (d *Driver) start(ctx context.Context, spec hypervisor.Spec, incoming *os.File) (hypervisor.Instance, error) {
 	if spec.Name == "" || spec.RunDir == "" {
 		return nil, fmt.Errorf("%w: Spec needs a Name and a RunDir", ErrInvalidOptions)
 	}
@@ -156,6 +162,10 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 		}
 	}
 	args := buildArgs(spec, o, accel, readConfig)
+	if incoming != nil {
+		// The state arrives through QMP once QEMU listens (see restore).
+		args = append(args, "-incoming", "defer")
+	}
 
 	var outStart int64
 	if fi, err := os.Stat(p.Output); err == nil {
@@ -196,6 +206,15 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 			return fail(startError(proc, p.Output, outStart))
 		}
 		return fail(fmt.Errorf("qemu: connecting to QMP: %w%s", err, tailNote(p.Output, outStart)))
+	}
+	if incoming != nil {
+		if err := restore(ctx, c, proc, incoming); err != nil {
+			c.Close()
+			if errors.Is(err, errExited) {
+				return fail(restoreError(proc, p.Output, outStart))
+			}
+			return fail(fmt.Errorf("qemu: restoring the saved state: %w%s", err, tailNote(p.Output, outStart)))
+		}
 	}
 	if err := waitRunning(ctx, c, proc); err != nil {
 		c.Close()

@@ -361,3 +361,53 @@ func writeCPIO(w *gzip.Writer, files []cpioFile) {
 		pad(len(f.data))
 	}
 }
+
+// TickPrefix starts the line the ticking guest prints every second: its
+// count of ticks since boot and its uptime, as "VMSTATED-TICK 12 13.05".
+// A guest restored from a saved state goes on counting; one booted again
+// starts from 1.
+const TickPrefix = "VMSTATED-TICK"
+
+// BootLine is what the ticking guest prints once at boot, before its
+// first tick.
+const BootLine = "VMSTATED-GUEST-BOOTED"
+
+const tickInit = `#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+echo ` + BootLine + `
+echo ` + ReadyLine + `
+i=0
+while true; do
+	i=$((i+1))
+	read up idle </proc/uptime
+	echo "` + TickPrefix + ` $i $up"
+	sleep 1
+done
+`
+
+// Ticking returns a kernel and an initramfs whose init prints BootLine and
+// ReadyLine, then a TickPrefix line every second, for tests of suspend and
+// restore (whether the guest carries on or starts again).
+func Ticking(tb testing.TB) (kernel, initrd string) {
+	tb.Helper()
+	return Custom(tb, tickInit)
+}
+
+// LastTick returns the tick count of the last TickPrefix line in lines,
+// 0 when there is none.
+func LastTick(lines []string) int {
+	n := 0
+	for _, l := range lines {
+		i := strings.Index(l, TickPrefix+" ")
+		if i < 0 {
+			continue
+		}
+		var c int
+		if _, err := fmt.Sscanf(l[i+len(TickPrefix)+1:], "%d", &c); err == nil {
+			n = c
+		}
+	}
+	return n
+}

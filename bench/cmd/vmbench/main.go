@@ -33,7 +33,7 @@ func run() int {
 	scaleN := flag.Int("scale", 0, "VMs of the scale scenario (0: default)")
 	idle := flag.Duration("idle", 0, "idle CPU measuring time (0: default)")
 	qemuN := flag.Int("qemu", -1, "QEMU VMs (0 skips the scenario; -1: default)")
-	only := flag.String("only", "", "comma-separated scenarios to run: lifecycle,scale,crash,qemu (crash includes reload)")
+	only := flag.String("only", "", "comma-separated scenarios to run: lifecycle,scale,crash,qemu,suspend (crash includes reload)")
 	flag.Parse()
 
 	wd, _ := os.Getwd()

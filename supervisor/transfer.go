@@ -1,0 +1,164 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/vmstated/vmstated/hypervisor"
+	"github.com/vmstated/vmstated/savefile"
+	"github.com/vmstated/vmstated/statemachine"
+)
+
+// ErrBadStream is matched by the error of a received stream that is not a
+// whole saved guest fit for the VM; nothing was restored.
+var ErrBadStream = errors.New("the stream cannot be restored")
+
+// opReceive puts a received saved guest in place and starts the VM from
+// it; it is the supervisor's own command, not the user's.
+const opReceive statemachine.Event = "receive"
+
+// receiveSlack is what a saved guest may hold beyond its memory (device
+// state, the header).
+const receiveSlack = 256 << 20
+
+// OpenSaved opens a suspended VM's saved guest, to send it; the caller
+// closes it. It returns the file's size too.
+func (s *Supervisor) OpenSaved(name string) (*os.File, int64, error) {
+	st, err := s.Get(name)
+	if err != nil {
+		return nil, 0, err
+	}
+	if st.State != statemachine.Suspended || st.Saved == nil {
+		return nil, 0, fmt.Errorf("%w: %s is %s, not suspended, so it has no saved guest to send; 'vmstatedctl send' suspends a running VM first", statemachine.ErrNotAllowed, name, st.State)
+	}
+	f, err := os.Open(s.savePath(name))
+	if err != nil {
+		return nil, 0, fmt.Errorf("saved guest of %s: %w", name, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, fi.Size(), nil
+}
+
+// Receive reads a saved guest that send wrote (header, state, trailer)
+// into the state directory of the stopped VM name, then starts the VM
+// from it. The header must name this VM and match what this host would
+// restore it with (hypervisor version, virtual hardware), and the stream
+// must arrive whole; otherwise nothing is restored, the VM stays stopped,
+// and the error wraps ErrBadStream.
+func (s *Supervisor) Receive(ctx context.Context, name string, r io.Reader) error {
+	v, err := s.lookup(name)
+	if err != nil {
+		return err
+	}
+	if s.stateDir == "" {
+		return fmt.Errorf("cannot receive %s: the daemon runs without a state directory (-S) to keep the guest in", name)
+	}
+	var cfg *settings
+	var state statemachine.State
+	peek := inspect{fn: func() { cfg, state = v.cfg, v.m.State() }, done: make(chan struct{})}
+	if err := v.send(ctx, peek); err != nil {
+		return err
+	}
+	select {
+	case <-peek.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if state != statemachine.Stopped {
+		return &statemachine.NotAllowedError{VM: name, Event: opReceive, State: state}
+	}
+	if cfg == nil {
+		return fmt.Errorf("%w: %s has no valid config: %s", ErrInvalidConfig, name, v.status.Load().ConfigError)
+	}
+	rs, ok := s.drivers[cfg.driver].(hypervisor.Restorer)
+	if !ok {
+		return fmt.Errorf("%w: the %s driver cannot restore a saved guest (vm %s)", hypervisor.ErrNotSupported, cfg.driver, name)
+	}
+	by, digest, err := rs.Compat(ctx, v.specFor(cfg))
+	if err != nil {
+		return fmt.Errorf("receive %s: %w", name, err)
+	}
+
+	tmp := s.saveTemp(name) + ".recv"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("receive %s: %w", name, err)
+	}
+	placed := false
+	defer func() {
+		f.Close()
+		if !placed {
+			os.Remove(tmp)
+		}
+	}()
+	ver := savefile.NewVerifier(f)
+	limit := cfg.spec.MemoryMB<<20*2 + receiveSlack
+	in := io.LimitReader(r, limit+1)
+	h, err := savefile.Read(io.TeeReader(in, ver))
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBadStream, err)
+	}
+	switch {
+	case h.Name != name:
+		err = fmt.Errorf("it holds VM %q, not %s", h.Name, name)
+	case h.Hypervisor != cfg.driver:
+		err = fmt.Errorf("it was saved by hypervisor %s, and %s here is a %s VM", h.Hypervisor, name, cfg.driver)
+	case h.SavedBy != by:
+		err = fmt.Errorf("it was saved by %s, and this host would restore it with %s; install the same version", h.SavedBy, by)
+	case h.ConfigDigest != digest:
+		err = fmt.Errorf("the VM's virtual hardware differs between the hosts (config digest %.12s there, %.12s here): give %s the same config (memory, CPUs, machine, devices) on both", h.ConfigDigest, digest, name)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v; nothing was restored", ErrBadStream, err)
+	}
+	n, err := io.Copy(ver, in)
+	if err != nil {
+		return fmt.Errorf("%w: reading the stream: %v; nothing was restored", ErrBadStream, err)
+	}
+	if n >= limit {
+		return fmt.Errorf("%w: the stream is larger than a saved guest of %s (%d MiB of memory) can be; nothing was restored", ErrBadStream, name, cfg.spec.MemoryMB)
+	}
+	if err := ver.Check(); err != nil {
+		return fmt.Errorf("%w: %v; nothing was restored", ErrBadStream, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("receive %s: %w", name, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	err = v.do(ctx, command{op: opReceive, received: &received{tmp: tmp,
+		saved: &SavedState{Size: fi.Size(), Time: h.Time, SavedBy: h.SavedBy}}})
+	placed = err == nil
+	return err
+}
+
+// received is a saved guest received whole, in its temporary file.
+type received struct {
+	tmp   string
+	saved *SavedState
+}
+
+// cmdReceive puts a received guest in place and starts the VM from it.
+func (v *vm) cmdReceive(ctx context.Context, c command) error {
+	if v.m.State() != statemachine.Stopped || v.desired == statemachine.Running || v.cfg == nil {
+		return v.notAllowed(c)
+	}
+	if err := os.Rename(c.received.tmp, v.sup.savePath(v.name)); err != nil {
+		return fmt.Errorf("receive %s: %w", v.name, err)
+	}
+	v.setSaved(c.received.saved)
+	v.desired = statemachine.Suspended
+	if err := v.fire(ctx, statemachine.Saved, "saved guest received"); err != nil {
+		return err
+	}
+	return v.cmdStart(ctx, command{op: statemachine.Start, reason: "restoring the received guest"})
+}
