@@ -81,30 +81,7 @@ func actAsDaemon(runDir string) int {
 // the other left off, and stops it.
 func TestRecoverAfterDaemonExit(t *testing.T) {
 	runDir := filepath.Join(t.TempDir(), "run")
-	cmd := osexec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), daemonEnv+"="+runDir)
-	stdout, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("first daemon: %v: %s", err, stdout)
-	}
-	var h hypervisor.Handle
-	sc := bufio.NewScanner(strings.NewReader(string(stdout)))
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "HANDLE "); ok {
-			if err := json.Unmarshal([]byte(rest), &h); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if h.PID == 0 {
-		t.Fatalf("first daemon printed no handle: %s", stdout)
-	}
-	t.Cleanup(func() {
-		if p, err := process.Attach(h.PID, h.StartTime); err == nil {
-			p.Signal(9)
-		}
-		groupOf(h).EndLeftovers()
-	})
+	h := firstDaemon(t, daemonEnv, runDir)
 
 	out := &drivertest.Output{}
 	spec := hypervisor.Spec{Name: "r", RunDir: runDir, Output: out, Options: &Options{Command: []string{"/bin/sh", "-c", restartScript}}}
@@ -140,4 +117,36 @@ func TestRecoverAfterDaemonExit(t *testing.T) {
 	if got := out.String(); got != "second\nbye\n" && got != "second\nTerminated\nbye\n" {
 		t.Errorf("output after the restart = %q, want %q", got, "second\nbye\n")
 	}
+}
+
+// firstDaemon runs this test binary as a daemon that starts a VM in runDir
+// (the role env selects) and exits leaving it running, and returns the
+// VM's handle, which it printed. The VM is killed when the test ends.
+func firstDaemon(t *testing.T, env, runDir string) hypervisor.Handle {
+	t.Helper()
+	cmd := osexec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), env+"="+runDir)
+	stdout, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("first daemon: %v: %s", err, stdout)
+	}
+	var h hypervisor.Handle
+	sc := bufio.NewScanner(strings.NewReader(string(stdout)))
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "HANDLE "); ok {
+			if err := json.Unmarshal([]byte(rest), &h); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if h.PID == 0 {
+		t.Fatalf("first daemon printed no handle: %s", stdout)
+	}
+	t.Cleanup(func() {
+		if p, err := process.Attach(h.PID, h.StartTime); err == nil {
+			p.Signal(9)
+		}
+		groupOf(h).EndLeftovers()
+	})
+	return h
 }

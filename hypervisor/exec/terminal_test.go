@@ -3,14 +3,12 @@
 package exec
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	osexec "os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,7 +16,6 @@ import (
 
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/hypervisor/drivertest"
-	"github.com/vmstated/vmstated/hypervisor/process"
 )
 
 // ptyDaemonEnv makes the test binary a short-lived daemon that starts a
@@ -179,30 +176,7 @@ func TestTerminalAfterDaemonExit(t *testing.T) {
 		t.Skip("taking the terminal back from a process that is not one's descendant needs ptrace rights: run as root")
 	}
 	runDir := filepath.Join(t.TempDir(), "run")
-	cmd := osexec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), ptyDaemonEnv+"="+runDir)
-	stdout, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("first daemon: %v: %s", err, stdout)
-	}
-	var h hypervisor.Handle
-	sc := bufio.NewScanner(strings.NewReader(string(stdout)))
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "HANDLE "); ok {
-			if err := json.Unmarshal([]byte(rest), &h); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if h.PID == 0 {
-		t.Fatalf("first daemon printed no handle: %s", stdout)
-	}
-	t.Cleanup(func() {
-		if p, err := process.Attach(h.PID, h.StartTime); err == nil {
-			p.Signal(9)
-		}
-		groupOf(h).EndLeftovers()
-	})
+	h := firstDaemon(t, ptyDaemonEnv, runDir)
 	// No daemon reads the terminal now: the VM writes into it all the same.
 	if err := os.WriteFile(filepath.Join(runDir, "go"), nil, 0o644); err != nil {
 		t.Fatal(err)
