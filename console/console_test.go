@@ -2,6 +2,7 @@ package console
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -335,5 +336,35 @@ func TestResizePayload(t *testing.T) {
 	}
 	if _, _, err := ParseResize([]byte{0, 1}); err == nil || !strings.Contains(err.Error(), "4 bytes") {
 		t.Errorf("short payload: %v", err)
+	}
+}
+
+// A ring takes memory only for what was written to it, up to its size.
+func TestRingGrowsWithUse(t *testing.T) {
+	r := newRing(RingSize)
+	if cap(r.buf) != 0 {
+		t.Fatalf("an unused ring holds %d bytes", cap(r.buf))
+	}
+	r.Write([]byte("boot\n"))
+	if cap(r.buf) >= RingSize {
+		t.Errorf("a ring holding 5 bytes took %d", cap(r.buf))
+	}
+	chunk := []byte(strings.Repeat("x", 1000) + "\n")
+	var all []byte
+	for len(all) < 2*RingSize {
+		r.Write(chunk)
+		all = append(all, chunk...)
+	}
+	all = append([]byte("boot\n"), all...)
+	if got := r.bytes(); !bytes.Equal(got, all[len(all)-RingSize:]) {
+		t.Errorf("after wrapping the ring holds %d bytes that are not the last %d written", len(got), RingSize)
+	}
+	r.reset()
+	if len(r.bytes()) != 0 {
+		t.Errorf("reset ring holds %q", r.bytes())
+	}
+	r.Write([]byte("again\n"))
+	if got := string(r.bytes()); got != "again\n" {
+		t.Errorf("after reset: %q", got)
 	}
 }

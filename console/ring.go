@@ -2,16 +2,34 @@ package console
 
 import "bytes"
 
-// ring keeps the last bytes written to it, for replay.
+// ring keeps the last bytes written to it, for replay. Its buffer grows
+// with what is written, up to the ring's size, and wraps from then on: a
+// VM whose console never writes (an exec VM without a terminal, a QEMU
+// guest with serial = false) costs nothing.
 type ring struct {
-	buf  []byte // capacity is the ring's size
+	size int
+	buf  []byte // valid: buf[:next] until full, all of it after
 	full bool
 	next int
 }
 
-func newRing(size int) *ring { return &ring{buf: make([]byte, size)} }
+func newRing(size int) *ring { return &ring{size: size} }
 
 func (r *ring) Write(p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	if len(r.buf) < r.size {
+		if len(r.buf)+len(p) < r.size {
+			r.buf = append(r.buf, p...)
+			r.next = len(r.buf)
+			return
+		}
+		// Full size from now on.
+		b := make([]byte, r.size)
+		r.next = copy(b, r.buf)
+		r.buf = b
+	}
 	if len(p) >= len(r.buf) {
 		copy(r.buf, p[len(p)-len(r.buf):])
 		r.next, r.full = 0, true
@@ -23,7 +41,7 @@ func (r *ring) Write(p []byte) {
 		r.full = true
 	}
 	r.next = (r.next + len(p)) % len(r.buf)
-	if r.next == 0 && len(p) > 0 {
+	if r.next == 0 {
 		r.full = true
 	}
 }
@@ -67,4 +85,9 @@ func (r *ring) lastLines(n int) []byte {
 	return b
 }
 
-func (r *ring) reset() { r.next, r.full = 0, false }
+func (r *ring) reset() {
+	r.next, r.full = 0, false
+	if len(r.buf) < r.size {
+		r.buf = r.buf[:0]
+	}
+}
