@@ -155,7 +155,8 @@ func (r *rig) start() {
 		}
 		if time.Now().After(deadline) {
 			out, _ := os.ReadFile(filepath.Join(r.base, "daemon.out"))
-			r.t.Fatalf("daemon not ready:\n%s\nholders of the pidfile: %s", tail(string(out), 5), holders(filepath.Join(r.base, "pid")))
+			r.t.Fatalf("daemon not ready:\n%s\nholders of the pidfile: %s\nholders of the control socket: %s",
+				tail(string(out), 5), holders(filepath.Join(r.base, "pid")), socketHolders(r.socket))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -317,6 +318,34 @@ func holders(path string) string {
 			if l, _ := os.Readlink(filepath.Join("/proc", e.Name(), "fd", fd.Name())); l == path {
 				cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
 				out = append(out, e.Name()+" "+strings.ReplaceAll(string(cmd), "\x00", " "))
+			}
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+// socketHolders lists the processes holding the unix socket bound at
+// path (found by its inode in /proc/net/unix).
+func socketHolders(path string) string {
+	b, _ := os.ReadFile("/proc/net/unix")
+	var links []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 8 && f[7] == path {
+			links = append(links, "socket:["+f[6]+"]")
+		}
+	}
+	var out []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		fds, _ := os.ReadDir(filepath.Join("/proc", e.Name(), "fd"))
+		for _, fd := range fds {
+			l, _ := os.Readlink(filepath.Join("/proc", e.Name(), "fd", fd.Name()))
+			for _, want := range links {
+				if l == want {
+					cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+					out = append(out, e.Name()+" fd "+fd.Name()+" "+strings.ReplaceAll(string(cmd), "\x00", " "))
+				}
 			}
 		}
 	}
