@@ -86,7 +86,11 @@ func (s *Supervisor) Receive(ctx context.Context, name string, r io.Reader) erro
 		return fmt.Errorf("receive %s: %w", name, err)
 	}
 
-	tmp := s.saveTemp(name) + ".recv"
+	if !v.receiving.CompareAndSwap(false, true) {
+		return fmt.Errorf("%w: a stream is already being received into %s; wait until that receive has ended", statemachine.ErrNotAllowed, name)
+	}
+	defer v.receiving.Store(false)
+	tmp := s.receiveTemp(name)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("receive %s: %w", name, err)
@@ -140,6 +144,10 @@ func (s *Supervisor) Receive(ctx context.Context, name string, r io.Reader) erro
 	placed = err == nil
 	return err
 }
+
+// receiveTemp is where a received stream is written before it is whole
+// and checked.
+func (s *Supervisor) receiveTemp(name string) string { return s.saveTemp(name) + ".recv" }
 
 // received is a saved guest received whole, in its temporary file.
 type received struct {

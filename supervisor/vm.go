@@ -45,6 +45,10 @@ type vm struct {
 	inbox  chan message
 	done   chan struct{} // closed when run returns
 	status atomic.Pointer[Status]
+	// receiving is held by the one Receive that may write the VM's
+	// receive file: a second would truncate it under the first, or
+	// remove it when refused.
+	receiving atomic.Bool
 
 	// ---- owned by run ----
 	m          *statemachine.Machine

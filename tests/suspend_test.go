@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -429,4 +430,57 @@ func TestSendReceive(t *testing.T) {
 		t.Fatal(err)
 	}
 	d1.waitState(vm, api.StateStopped)
+}
+
+// slowReceive starts a receive into vm whose stream stalls after the
+// magic, and waits until its file is in the state directory; closing the
+// writer ends the stream.
+func (e *env) slowReceive(d *daemonProc, vm string) (*io.PipeWriter, <-chan error) {
+	t := e.t
+	pr, pw := io.Pipe()
+	t.Cleanup(func() { pw.Close() })
+	done := make(chan error, 1)
+	go func() {
+		_, err := d.c.Receive(ctx(t), vm, pr)
+		done <- err
+	}()
+	go pw.Write([]byte("vmstated-save\n"))
+	waitUntil(t, "the stream's file in the state directory", func() bool { return exists(e.receivePath(vm)) })
+	return pw, done
+}
+
+// receivePath is where the daemon writes a stream before it is checked.
+func (e *env) receivePath(vm string) string {
+	return filepath.Join(e.stateDir, "."+vm+".save.tmp.recv")
+}
+
+// Two streams received into one VM at once: the second is refused (409)
+// and leaves the first's file alone, which then goes on to be checked on
+// its own.
+func TestReceiveOneAtATime(t *testing.T) {
+	body := tickingVM(t, 128, "")
+	t.Parallel()
+	e := newEnv(t)
+	vm := e.addVM("recvone", body)
+	d := e.start()
+
+	pw, first := e.slowReceive(d, vm)
+	_, err := d.c.Receive(ctx(t), vm, strings.NewReader("not a saved guest at all"))
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Status != 409 || !strings.Contains(ae.Message, "already being received") {
+		t.Errorf("a second receive while one runs: %v", err)
+	}
+	if !exists(e.receivePath(vm)) {
+		t.Errorf("the second receive removed the first one's file")
+	}
+	pw.Close()
+	if err := <-first; err == nil || !strings.Contains(err.Error(), "truncated") {
+		t.Errorf("the first stream, cut after its magic: %v", err)
+	}
+	if exists(e.receivePath(vm)) {
+		t.Errorf("the refused stream's file is left behind")
+	}
+	if st := d.get(vm); st.State != api.StateStopped || st.Saved != nil {
+		t.Errorf("after the refused streams: %+v", st)
+	}
 }
