@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/savefile"
@@ -148,6 +150,30 @@ func (s *Supervisor) Receive(ctx context.Context, name string, r io.Reader) erro
 // receiveTemp is where a received stream is written before it is whole
 // and checked.
 func (s *Supervisor) receiveTemp(name string) string { return s.saveTemp(name) + ".recv" }
+
+// sweepPartialSaves removes the files of saves and receives that an
+// earlier daemon had not finished when it ended: only the daemon that
+// began one writes it, a killed one leaves it behind as large as the
+// guest, and no later step uses it (a save file is renamed into place
+// only once whole).
+func (s *Supervisor) sweepPartialSaves() {
+	if s.stateDir == "" {
+		return
+	}
+	entries, _ := os.ReadDir(s.stateDir)
+	for _, e := range entries {
+		n := e.Name()
+		if !strings.HasPrefix(n, ".") || !strings.HasSuffix(n, ".save.tmp") && !strings.HasSuffix(n, ".save.tmp.recv") {
+			continue
+		}
+		m := filepath.Join(s.stateDir, n)
+		if err := os.Remove(m); err != nil {
+			s.logf("removing the unfinished save %s: %v", m, err)
+		} else {
+			s.logf("removed %s, a save or receive an earlier daemon did not finish", m)
+		}
+	}
+}
 
 // received is a saved guest received whole, in its temporary file.
 type received struct {

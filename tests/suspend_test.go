@@ -484,3 +484,25 @@ func TestReceiveOneAtATime(t *testing.T) {
 		t.Errorf("after the refused streams: %+v", st)
 	}
 }
+
+// A daemon killed (SIGKILL) while it receives a stream leaves a partial
+// file as large as what had arrived; the next daemon removes it when it
+// starts.
+func TestReceiveDaemonKilled(t *testing.T) {
+	body := tickingVM(t, 128, "")
+	t.Parallel()
+	e := newEnv(t)
+	vm := e.addVM("recvkill", body)
+	d := e.start()
+	e.slowReceive(d, vm)
+	_ = d.cmd.Process.Kill()
+	<-d.done
+
+	d = e.start()
+	if st := d.get(vm); st.State != api.StateStopped || st.Saved != nil {
+		t.Errorf("after the killed receive: %+v", st)
+	}
+	if exists(e.receivePath(vm)) {
+		t.Errorf("the killed daemon's partial stream is left in the state directory")
+	}
+}
