@@ -101,6 +101,9 @@ type vm struct {
 	// guestSave is the guest state a suspend left (suspend.go), until a
 	// restore has used it or it is discarded.
 	guestSave *SavedState
+	// suspendPaused: the suspend in progress began in paused, so a save
+	// that fails leaves the guest paused.
+	suspendPaused bool
 }
 
 // opReset is the reset command; it changes no state by itself.

@@ -506,3 +506,39 @@ func TestReceiveDaemonKilled(t *testing.T) {
 		t.Errorf("the killed daemon's partial stream is left in the state directory")
 	}
 }
+
+// A paused VM whose suspend fails (here its suspending hook) stays paused,
+// its guest frozen as its user left it, rather than running on.
+func TestSuspendFailsPaused(t *testing.T) {
+	body := tickingVM(t, 128, "")
+	t.Parallel()
+	e := newEnv(t)
+	vm := e.addVM("susppaused", body)
+	d := e.start()
+	d.do(vm, api.ActionStart)
+	d.waitUp(vm)
+	d.do(vm, api.ActionPause)
+	d.waitStatus(vm, "paused, its hook done", func(st api.Status) bool { return st.State == api.StatePaused && st.Hook == "" })
+	e.control(vm, "suspending", "fail", true)
+
+	out, errOut, code := e.ctl("suspend", vm)
+	if code != 1 || !strings.Contains(errOut, "stays paused") {
+		t.Errorf("suspend of a paused VM whose hook fails: exit %d: %s%s", code, out, errOut)
+	}
+	st := d.waitStatus(vm, "paused again, its hook done", func(st api.Status) bool {
+		return st.State != api.StateSuspending && st.Hook == ""
+	})
+	if st.State != api.StatePaused || st.Desired != api.StateRunning || !strings.Contains(st.Reason, "stays paused") {
+		t.Errorf("after the failed suspend: %+v", st)
+	}
+	info, err := d.c.Info(ctx(t), vm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if qs, _ := info["status"].(map[string]any); qs["status"] != "paused" {
+		t.Errorf("QEMU's run state after the failed suspend: %v", info["status"])
+	}
+	if exists(e.savePath(vm)) {
+		t.Errorf("a save file is left after the failed suspend")
+	}
+}
