@@ -104,11 +104,20 @@ func (s *Supervisor) Receive(ctx context.Context, name string, r io.Reader) erro
 			os.Remove(tmp)
 		}
 	}()
-	ver := savefile.NewVerifier(f)
+	out := &fileWriter{f: f}
+	ver := savefile.NewVerifier(out)
 	limit := cfg.spec.MemoryMB<<20*2 + receiveSlack
+	// The host's own failure to keep the stream is not the stream's
+	// fault: it says so, and where to make room.
+	hostErr := func() error {
+		return fmt.Errorf("receive %s: keeping the stream in the state directory: %w; nothing was restored: make room in %s (up to %d MiB for this VM) and send it again", name, out.err, s.stateDir, limit>>20)
+	}
 	in := io.LimitReader(r, limit+1)
 	h, err := savefile.Read(io.TeeReader(in, ver))
 	if err != nil {
+		if out.err != nil {
+			return hostErr()
+		}
 		return fmt.Errorf("%w: %v", ErrBadStream, err)
 	}
 	switch {
@@ -126,6 +135,9 @@ func (s *Supervisor) Receive(ctx context.Context, name string, r io.Reader) erro
 	}
 	n, err := io.Copy(ver, in)
 	if err != nil {
+		if out.err != nil {
+			return hostErr()
+		}
 		return fmt.Errorf("%w: reading the stream: %v; nothing was restored", ErrBadStream, err)
 	}
 	if n >= limit {
@@ -145,6 +157,21 @@ func (s *Supervisor) Receive(ctx context.Context, name string, r io.Reader) erro
 		saved: &SavedState{Size: fi.Size(), Time: h.Time, SavedBy: h.SavedBy}}})
 	placed = err == nil
 	return err
+}
+
+// fileWriter writes to f and keeps the first error, so that a failed
+// write to the state directory is told from a failed read of the stream.
+type fileWriter struct {
+	f   *os.File
+	err error
+}
+
+func (w *fileWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	return n, err
 }
 
 // receiveTemp is where a received stream is written before it is whole

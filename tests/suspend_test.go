@@ -3,6 +3,7 @@
 package tests
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/vmstated/vmstated/api"
 	"github.com/vmstated/vmstated/internal/testguest"
+	"github.com/vmstated/vmstated/savefile"
 )
 
 // tickingVM is the config body of a QEMU VM booting the ticking test
@@ -540,5 +542,38 @@ func TestSuspendFailsPaused(t *testing.T) {
 	}
 	if exists(e.savePath(vm)) {
 		t.Errorf("a save file is left after the failed suspend")
+	}
+}
+
+// A receive into a full state directory says that the host ran out of
+// room, and where, rather than blaming the stream; nothing is left behind
+// and the VM stays stopped.
+func TestReceiveStateDirFull(t *testing.T) {
+	body := tickingVM(t, 128, "")
+	t.Parallel()
+	e := newEnv(t)
+	stateDirOnTmpfs(t, e)
+	vm := e.addVM("recvfull", body)
+	d := e.start()
+	d.get(vm)
+	free := fill(t, e.stateDir)
+	defer free()
+
+	var stream bytes.Buffer
+	if err := savefile.Write(&stream, savefile.Header{Name: vm, Hypervisor: "qemu", SavedBy: strings.Repeat("qemu ", 40)}); err != nil {
+		t.Fatal(err)
+	}
+	stream.WriteString(strings.Repeat("x", 4096))
+	_, err := d.c.Receive(ctx(t), vm, &stream)
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Status < 500 || !strings.Contains(ae.Message, "no space left") ||
+		!strings.Contains(ae.Message, "make room in "+e.stateDir) || strings.Contains(ae.Message, "cannot be restored") {
+		t.Errorf("a receive into a full state directory: %v", err)
+	}
+	if exists(e.receivePath(vm)) {
+		t.Errorf("the stream's file is left behind")
+	}
+	if st := d.get(vm); st.State != api.StateStopped || st.Saved != nil {
+		t.Errorf("after the receive: %+v", st)
 	}
 }
