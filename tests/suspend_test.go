@@ -313,6 +313,8 @@ func TestSendReceive(t *testing.T) {
 
 	// The reader goes away after a little: the sender stays suspended.
 	cut := e1.ctlCmd("send", vm)
+	var cutErr lockedBuffer
+	cut.Stderr = &cutErr
 	r, err := cut.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -327,6 +329,8 @@ func TestSendReceive(t *testing.T) {
 	r.Close()
 	if err := cut.Wait(); err == nil {
 		t.Fatal("a send whose reader went away succeeded")
+	} else if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(cutErr.String(), "stays suspended here") {
+		t.Errorf("a send whose reader went away: %v: %s", err, cutErr.String())
 	}
 	if st := d1.waitState(vm, api.StateSuspended); st.Saved == nil {
 		t.Fatalf("after the cut send: %+v", st)
