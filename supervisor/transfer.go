@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/vmstated/vmstated/hypervisor"
+	"github.com/vmstated/vmstated/hypervisor/qemu"
 	"github.com/vmstated/vmstated/savefile"
 	"github.com/vmstated/vmstated/statemachine"
 )
@@ -46,6 +47,33 @@ func (s *Supervisor) OpenSaved(name string) (*os.File, int64, error) {
 		return nil, 0, err
 	}
 	return f, fi.Size(), nil
+}
+
+// ConfinedUser returns the account that the hypervisor of name drops to
+// once set up ("" when it keeps the daemon's user): a received stream is
+// parsed by that process, so who may send one depends on it.
+func (s *Supervisor) ConfinedUser(ctx context.Context, name string) (string, error) {
+	v, err := s.lookup(name)
+	if err != nil {
+		return "", err
+	}
+	var user string
+	peek := inspect{fn: func() {
+		if v.cfg != nil {
+			if o, ok := v.cfg.spec.Options.(*qemu.Options); ok && o != nil {
+				user = o.User
+			}
+		}
+	}, done: make(chan struct{})}
+	if err := v.send(ctx, peek); err != nil {
+		return "", err
+	}
+	select {
+	case <-peek.done:
+		return user, nil
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
 }
 
 // Receive reads a saved guest that send wrote (header, state, trailer)

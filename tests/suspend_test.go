@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/vmstated/vmstated/api"
@@ -579,5 +580,42 @@ func TestReceiveStateDirFull(t *testing.T) {
 	}
 	if st := d.get(vm); st.State != api.StateStopped || st.Saved != nil {
 		t.Errorf("after the receive: %+v", st)
+	}
+}
+
+// A VM's owner who is not root may receive a stream only into a VM whose
+// QEMU drops to an account of its own (qemu { user }): QEMU parses what
+// the sender wrote, and must not do so with root's rights.
+func TestReceiveNotRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run vmstatedctl as another user")
+	}
+	body := tickingVM(t, 128, "    owner = 65534;\n")
+	t.Parallel()
+	e := newEnv(t)
+	ctl := e.public()
+	asRoot := e.addVM("recvroot", body)
+	confined := e.addVM("recvuser", strings.Replace(body, "qemu { accel = tcg;", "qemu { accel = tcg; user = nobody;", 1))
+	e.start()
+
+	receive := func(vm string) (string, int) {
+		t.Helper()
+		cmd := exec.Command(ctl, "-s", e.socket, "receive", vm)
+		cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/"}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		cmd.Stdin = strings.NewReader("not a saved guest at all")
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatal(err)
+		}
+		return string(out), cmd.ProcessState.ExitCode()
+	}
+	if out, code := receive(asRoot); code != 1 || !strings.Contains(out, "only root may receive") || !strings.Contains(out, "user = ") {
+		t.Errorf("the owner receiving into a VM whose QEMU runs as root: exit %d: %s", code, out)
+	}
+	// Past the check: the stream itself is what is refused.
+	if out, code := receive(confined); code != 1 || !strings.Contains(out, "not a saved guest") {
+		t.Errorf("the owner receiving into a VM whose QEMU runs as nobody: exit %d: %s", code, out)
 	}
 }
