@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/hypervisor/qemu"
@@ -28,25 +29,76 @@ const opReceive statemachine.Event = "receive"
 const receiveSlack = 256 << 20
 
 // OpenSaved opens a suspended VM's saved guest, to send it; the caller
-// closes it. It returns the file's size too.
-func (s *Supervisor) OpenSaved(name string) (*os.File, int64, error) {
-	st, err := s.Get(name)
+// closes it. It returns the file's size too. Until it is closed the VM
+// is not started here: the guest would run on this host and on the one
+// the stream goes to.
+func (s *Supervisor) OpenSaved(ctx context.Context, name string) (io.ReadCloser, int64, error) {
+	v, err := s.lookup(name)
 	if err != nil {
 		return nil, 0, err
 	}
-	if st.State != statemachine.Suspended || st.Saved == nil {
-		return nil, 0, fmt.Errorf("%w: %s is %s, not suspended, so it has no saved guest to send; 'vmstatedctl send' suspends a running VM first", statemachine.ErrNotAllowed, name, st.State)
+	var state statemachine.State
+	var held bool
+	peek := inspect{fn: func() {
+		state = v.m.State()
+		if state == statemachine.Suspended && v.guestSave != nil && len(v.waitingFor) == 0 {
+			v.sending.Add(1)
+			held = true
+		}
+	}, done: make(chan struct{})}
+	if err := v.send(ctx, peek); err != nil {
+		return nil, 0, err
+	}
+	select {
+	case <-peek.done:
+	case <-v.done:
+		return nil, 0, ErrShuttingDown
+	case <-ctx.Done():
+		// Whether the actor took it or not, the hold it may take is
+		// given back once it has.
+		go func() {
+			select {
+			case <-peek.done:
+				if held {
+					v.sending.Add(-1)
+				}
+			case <-v.done:
+			}
+		}()
+		return nil, 0, ctx.Err()
+	}
+	if !held {
+		if state == statemachine.Suspended {
+			return nil, 0, fmt.Errorf("%w: %s is starting from its saved guest, which cannot be sent now", statemachine.ErrNotAllowed, name)
+		}
+		return nil, 0, fmt.Errorf("%w: %s is %s, not suspended, so it has no saved guest to send; 'vmstatedctl send' suspends a running VM first", statemachine.ErrNotAllowed, name, state)
 	}
 	f, err := os.Open(s.savePath(name))
 	if err != nil {
+		v.sending.Add(-1)
 		return nil, 0, fmt.Errorf("saved guest of %s: %w", name, err)
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
+		v.sending.Add(-1)
 		return nil, 0, err
 	}
-	return f, fi.Size(), nil
+	return &sendingFile{File: f, v: v}, fi.Size(), nil
+}
+
+// sendingFile is a saved guest being sent; closing it lets the VM start
+// again.
+type sendingFile struct {
+	*os.File
+	v    *vm
+	once sync.Once
+}
+
+func (f *sendingFile) Close() error {
+	err := f.File.Close()
+	f.once.Do(func() { f.v.sending.Add(-1) })
+	return err
 }
 
 // ConfinedUser returns the account that the hypervisor of name drops to

@@ -49,6 +49,10 @@ type vm struct {
 	// receive file: a second would truncate it under the first, or
 	// remove it when refused.
 	receiving atomic.Bool
+	// sending counts the sends of the VM's saved guest under way
+	// (OpenSaved); it is raised only by the actor, which starts no
+	// restore while it is above zero.
+	sending atomic.Int32
 
 	// ---- owned by run ----
 	m          *statemachine.Machine

@@ -619,3 +619,41 @@ func TestReceiveNotRoot(t *testing.T) {
 		t.Errorf("the owner receiving into a VM whose QEMU runs as nobody: exit %d: %s", code, out)
 	}
 }
+
+// While a suspended VM's saved guest is being sent, the VM is not started
+// here (the guest would run on two hosts); once the send has gone, it is.
+func TestStartDuringSend(t *testing.T) {
+	body := tickingVM(t, 128, "")
+	t.Parallel()
+	e := newEnv(t)
+	vm := e.addVM("sendstart", body)
+	d := e.start()
+	d.do(vm, api.ActionStart)
+	d.waitUp(vm)
+	if out, errOut, code := e.ctl("suspend", vm); code != 0 {
+		t.Fatalf("suspend: exit %d: %s%s", code, out, errOut)
+	}
+	stream, err := d.c.Saved(ctx(t), vm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(stream, make([]byte, 4096)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.c.Do(ctx(t), vm, api.ActionStart, nil)
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Status != 409 || !strings.Contains(ae.Message, "being sent") {
+		t.Errorf("a start during the send: %v", err)
+	}
+	if st := d.get(vm); st.State != api.StateSuspended || st.Saved == nil {
+		t.Errorf("during the send: %+v", st)
+	}
+	stream.Close()
+	waitUntil(t, "a start once the send has gone", func() bool {
+		_, err := d.c.Do(ctx(t), vm, api.ActionStart, nil)
+		return err == nil
+	})
+	if st := d.waitUp(vm); !strings.Contains(st.Reason, "restored") {
+		t.Errorf("after the send: %+v", st)
+	}
+}

@@ -27,7 +27,7 @@ func (s *Server) saved(w http.ResponseWriter, r *http.Request, name string) {
 	if _, ok := s.lookup(w, r, name); !ok {
 		return
 	}
-	f, size, err := s.sup.OpenSaved(name)
+	f, size, err := s.sup.OpenSaved(r.Context(), name)
 	if err != nil {
 		s.failErr(w, r, err)
 		return
