@@ -51,6 +51,9 @@ func (v *vm) cmdStart(ctx context.Context, c command) error {
 	if len(v.waitingFor) > 0 {
 		return nil // already waiting for its dependencies
 	}
+	if v.m.State() == statemachine.Suspended && v.sending.Load() > 0 {
+		return fmt.Errorf("%w: %s's saved guest is being sent to another host; started here too, the guest would run twice: wait until 'vmstatedctl send' has ended (it stops the VM here once the stream is out; cut short, it leaves it suspended)", statemachine.ErrNotAllowed, v.name)
+	}
 	v.applyPending()
 	v.desired = statemachine.Running
 	reason := c.reason

@@ -45,6 +45,7 @@ type LoadOptions struct {
 // start on the first daemon start of a boot.
 func (s *Supervisor) Load(snap *config.Snapshot, opts LoadOptions) {
 	records := s.readRecords()
+	s.sweepPartialSaves()
 	names := make(map[string]*settings)
 	errs := make(map[string]string)
 	if snap.RootErr == nil {

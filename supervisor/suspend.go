@@ -70,6 +70,7 @@ func (v *vm) cmdSuspend(ctx context.Context, c command) error {
 		return fmt.Errorf("cannot suspend %s: the daemon runs without a state directory (-S) to save the guest in", v.name)
 	}
 	v.desired = statemachine.Suspended
+	v.suspendPaused = v.m.State() == statemachine.Paused
 	reason := "suspend requested"
 	if c.suspend.Resume {
 		v.desired = statemachine.Running
@@ -224,9 +225,18 @@ func suspendResult(v *vm, ctx context.Context, r workResult) {
 		v.fire(ctx, statemachine.Fail, "suspend failed, and the hypervisor is gone: "+r.reason)
 		return
 	}
-	// The guest is paused, its state unsaved: it carries on.
-	v.resumeGuest(ctx, r.inst)
+	// The guest is paused, its state unsaved: it carries on, or, when its
+	// user had paused it, stays paused (a save that fails must not let a
+	// guest held frozen run).
 	v.desired = statemachine.Running
+	if v.suspendPaused {
+		reason := "suspend failed, the guest stays paused: " + r.reason
+		if v.fire(ctx, statemachine.Abort, reason) == nil {
+			v.fire(ctx, statemachine.Pause, reason)
+		}
+		return
+	}
+	v.resumeGuest(ctx, r.inst)
 	v.fire(ctx, statemachine.Abort, "suspend failed, the guest runs on: "+r.reason)
 }
 

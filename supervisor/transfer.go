@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
+	"sync"
 
 	"github.com/vmstated/vmstated/hypervisor"
+	"github.com/vmstated/vmstated/hypervisor/qemu"
 	"github.com/vmstated/vmstated/savefile"
 	"github.com/vmstated/vmstated/statemachine"
 )
@@ -25,25 +29,103 @@ const opReceive statemachine.Event = "receive"
 const receiveSlack = 256 << 20
 
 // OpenSaved opens a suspended VM's saved guest, to send it; the caller
-// closes it. It returns the file's size too.
-func (s *Supervisor) OpenSaved(name string) (*os.File, int64, error) {
-	st, err := s.Get(name)
+// closes it. It returns the file's size too. Until it is closed the VM
+// is not started here: the guest would run on this host and on the one
+// the stream goes to.
+func (s *Supervisor) OpenSaved(ctx context.Context, name string) (io.ReadCloser, int64, error) {
+	v, err := s.lookup(name)
 	if err != nil {
 		return nil, 0, err
 	}
-	if st.State != statemachine.Suspended || st.Saved == nil {
-		return nil, 0, fmt.Errorf("%w: %s is %s, not suspended, so it has no saved guest to send; 'vmstatedctl send' suspends a running VM first", statemachine.ErrNotAllowed, name, st.State)
+	var state statemachine.State
+	var held bool
+	peek := inspect{fn: func() {
+		state = v.m.State()
+		if state == statemachine.Suspended && v.guestSave != nil && len(v.waitingFor) == 0 {
+			v.sending.Add(1)
+			held = true
+		}
+	}, done: make(chan struct{})}
+	if err := v.send(ctx, peek); err != nil {
+		return nil, 0, err
+	}
+	select {
+	case <-peek.done:
+	case <-v.done:
+		return nil, 0, ErrShuttingDown
+	case <-ctx.Done():
+		// Whether the actor took it or not, the hold it may take is
+		// given back once it has.
+		go func() {
+			select {
+			case <-peek.done:
+				if held {
+					v.sending.Add(-1)
+				}
+			case <-v.done:
+			}
+		}()
+		return nil, 0, ctx.Err()
+	}
+	if !held {
+		if state == statemachine.Suspended {
+			return nil, 0, fmt.Errorf("%w: %s is starting from its saved guest, which cannot be sent now", statemachine.ErrNotAllowed, name)
+		}
+		return nil, 0, fmt.Errorf("%w: %s is %s, not suspended, so it has no saved guest to send; 'vmstatedctl send' suspends a running VM first", statemachine.ErrNotAllowed, name, state)
 	}
 	f, err := os.Open(s.savePath(name))
 	if err != nil {
+		v.sending.Add(-1)
 		return nil, 0, fmt.Errorf("saved guest of %s: %w", name, err)
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
+		v.sending.Add(-1)
 		return nil, 0, err
 	}
-	return f, fi.Size(), nil
+	return &sendingFile{File: f, v: v}, fi.Size(), nil
+}
+
+// sendingFile is a saved guest being sent; closing it lets the VM start
+// again.
+type sendingFile struct {
+	*os.File
+	v    *vm
+	once sync.Once
+}
+
+func (f *sendingFile) Close() error {
+	err := f.File.Close()
+	f.once.Do(func() { f.v.sending.Add(-1) })
+	return err
+}
+
+// ConfinedUser returns the account that the hypervisor of name drops to
+// once set up ("" when it keeps the daemon's user): a received stream is
+// parsed by that process, so who may send one depends on it.
+func (s *Supervisor) ConfinedUser(ctx context.Context, name string) (string, error) {
+	v, err := s.lookup(name)
+	if err != nil {
+		return "", err
+	}
+	var user string
+	peek := inspect{fn: func() {
+		if v.cfg != nil {
+			if o, ok := v.cfg.spec.Options.(*qemu.Options); ok && o != nil {
+				user = o.User
+			}
+		}
+	}, done: make(chan struct{})}
+	if err := v.send(ctx, peek); err != nil {
+		return "", err
+	}
+	select {
+	case <-peek.done:
+		return user, nil
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
 }
 
 // Receive reads a saved guest that send wrote (header, state, trailer)
@@ -86,7 +168,11 @@ func (s *Supervisor) Receive(ctx context.Context, name string, r io.Reader) erro
 		return fmt.Errorf("receive %s: %w", name, err)
 	}
 
-	tmp := s.saveTemp(name) + ".recv"
+	if !v.receiving.CompareAndSwap(false, true) {
+		return fmt.Errorf("%w: a stream is already being received into %s; wait until that receive has ended", statemachine.ErrNotAllowed, name)
+	}
+	defer v.receiving.Store(false)
+	tmp := s.receiveTemp(name)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("receive %s: %w", name, err)
@@ -98,11 +184,20 @@ func (s *Supervisor) Receive(ctx context.Context, name string, r io.Reader) erro
 			os.Remove(tmp)
 		}
 	}()
-	ver := savefile.NewVerifier(f)
+	out := &fileWriter{f: f}
+	ver := savefile.NewVerifier(out)
 	limit := cfg.spec.MemoryMB<<20*2 + receiveSlack
+	// The host's own failure to keep the stream is not the stream's
+	// fault: it says so, and where to make room.
+	hostErr := func() error {
+		return fmt.Errorf("receive %s: keeping the stream in the state directory: %w; nothing was restored: make room in %s (up to %d MiB for this VM) and send it again", name, out.err, s.stateDir, limit>>20)
+	}
 	in := io.LimitReader(r, limit+1)
 	h, err := savefile.Read(io.TeeReader(in, ver))
 	if err != nil {
+		if out.err != nil {
+			return hostErr()
+		}
 		return fmt.Errorf("%w: %v", ErrBadStream, err)
 	}
 	switch {
@@ -120,6 +215,9 @@ func (s *Supervisor) Receive(ctx context.Context, name string, r io.Reader) erro
 	}
 	n, err := io.Copy(ver, in)
 	if err != nil {
+		if out.err != nil {
+			return hostErr()
+		}
 		return fmt.Errorf("%w: reading the stream: %v; nothing was restored", ErrBadStream, err)
 	}
 	if n >= limit {
@@ -139,6 +237,49 @@ func (s *Supervisor) Receive(ctx context.Context, name string, r io.Reader) erro
 		saved: &SavedState{Size: fi.Size(), Time: h.Time, SavedBy: h.SavedBy}}})
 	placed = err == nil
 	return err
+}
+
+// fileWriter writes to f and keeps the first error, so that a failed
+// write to the state directory is told from a failed read of the stream.
+type fileWriter struct {
+	f   *os.File
+	err error
+}
+
+func (w *fileWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	return n, err
+}
+
+// receiveTemp is where a received stream is written before it is whole
+// and checked.
+func (s *Supervisor) receiveTemp(name string) string { return s.saveTemp(name) + ".recv" }
+
+// sweepPartialSaves removes the files of saves and receives that an
+// earlier daemon had not finished when it ended: only the daemon that
+// began one writes it, a killed one leaves it behind as large as the
+// guest, and no later step uses it (a save file is renamed into place
+// only once whole).
+func (s *Supervisor) sweepPartialSaves() {
+	if s.stateDir == "" {
+		return
+	}
+	entries, _ := os.ReadDir(s.stateDir)
+	for _, e := range entries {
+		n := e.Name()
+		if !strings.HasPrefix(n, ".") || !strings.HasSuffix(n, ".save.tmp") && !strings.HasSuffix(n, ".save.tmp.recv") {
+			continue
+		}
+		m := filepath.Join(s.stateDir, n)
+		if err := os.Remove(m); err != nil {
+			s.logf("removing the unfinished save %s: %v", m, err)
+		} else {
+			s.logf("removed %s, a save or receive an earlier daemon did not finish", m)
+		}
+	}
 }
 
 // received is a saved guest received whole, in its temporary file.

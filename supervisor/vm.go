@@ -45,6 +45,14 @@ type vm struct {
 	inbox  chan message
 	done   chan struct{} // closed when run returns
 	status atomic.Pointer[Status]
+	// receiving is held by the one Receive that may write the VM's
+	// receive file: a second would truncate it under the first, or
+	// remove it when refused.
+	receiving atomic.Bool
+	// sending counts the sends of the VM's saved guest under way
+	// (OpenSaved); it is raised only by the actor, which starts no
+	// restore while it is above zero.
+	sending atomic.Int32
 
 	// ---- owned by run ----
 	m          *statemachine.Machine
@@ -97,6 +105,9 @@ type vm struct {
 	// guestSave is the guest state a suspend left (suspend.go), until a
 	// restore has used it or it is discarded.
 	guestSave *SavedState
+	// suspendPaused: the suspend in progress began in paused, so a save
+	// that fails leaves the guest paused.
+	suspendPaused bool
 }
 
 // opReset is the reset command; it changes no state by itself.

@@ -3,17 +3,21 @@
 package tests
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/vmstated/vmstated/api"
 	"github.com/vmstated/vmstated/internal/testguest"
+	"github.com/vmstated/vmstated/savefile"
 )
 
 // tickingVM is the config body of a QEMU VM booting the ticking test
@@ -310,6 +314,8 @@ func TestSendReceive(t *testing.T) {
 
 	// The reader goes away after a little: the sender stays suspended.
 	cut := e1.ctlCmd("send", vm)
+	var cutErr lockedBuffer
+	cut.Stderr = &cutErr
 	r, err := cut.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -324,6 +330,8 @@ func TestSendReceive(t *testing.T) {
 	r.Close()
 	if err := cut.Wait(); err == nil {
 		t.Fatal("a send whose reader went away succeeded")
+	} else if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(cutErr.String(), "stays suspended here") {
+		t.Errorf("a send whose reader went away: %v: %s", err, cutErr.String())
 	}
 	if st := d1.waitState(vm, api.StateSuspended); st.Saved == nil {
 		t.Fatalf("after the cut send: %+v", st)
@@ -429,4 +437,223 @@ func TestSendReceive(t *testing.T) {
 		t.Fatal(err)
 	}
 	d1.waitState(vm, api.StateStopped)
+}
+
+// slowReceive starts a receive into vm whose stream stalls after the
+// magic, and waits until its file is in the state directory; closing the
+// writer ends the stream.
+func (e *env) slowReceive(d *daemonProc, vm string) (*io.PipeWriter, <-chan error) {
+	t := e.t
+	pr, pw := io.Pipe()
+	t.Cleanup(func() { pw.Close() })
+	done := make(chan error, 1)
+	go func() {
+		_, err := d.c.Receive(ctx(t), vm, pr)
+		done <- err
+	}()
+	go pw.Write([]byte("vmstated-save\n"))
+	waitUntil(t, "the stream's file in the state directory", func() bool { return exists(e.receivePath(vm)) })
+	return pw, done
+}
+
+// receivePath is where the daemon writes a stream before it is checked.
+func (e *env) receivePath(vm string) string {
+	return filepath.Join(e.stateDir, "."+vm+".save.tmp.recv")
+}
+
+// Two streams received into one VM at once: the second is refused (409)
+// and leaves the first's file alone, which then goes on to be checked on
+// its own.
+func TestReceiveOneAtATime(t *testing.T) {
+	body := tickingVM(t, 128, "")
+	t.Parallel()
+	e := newEnv(t)
+	vm := e.addVM("recvone", body)
+	d := e.start()
+
+	pw, first := e.slowReceive(d, vm)
+	_, err := d.c.Receive(ctx(t), vm, strings.NewReader("not a saved guest at all"))
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Status != 409 || !strings.Contains(ae.Message, "already being received") {
+		t.Errorf("a second receive while one runs: %v", err)
+	}
+	if !exists(e.receivePath(vm)) {
+		t.Errorf("the second receive removed the first one's file")
+	}
+	pw.Close()
+	if err := <-first; err == nil || !strings.Contains(err.Error(), "truncated") {
+		t.Errorf("the first stream, cut after its magic: %v", err)
+	}
+	if exists(e.receivePath(vm)) {
+		t.Errorf("the refused stream's file is left behind")
+	}
+	if st := d.get(vm); st.State != api.StateStopped || st.Saved != nil {
+		t.Errorf("after the refused streams: %+v", st)
+	}
+}
+
+// A daemon killed (SIGKILL) while it receives a stream leaves a partial
+// file as large as what had arrived; the next daemon removes it when it
+// starts.
+func TestReceiveDaemonKilled(t *testing.T) {
+	body := tickingVM(t, 128, "")
+	t.Parallel()
+	e := newEnv(t)
+	vm := e.addVM("recvkill", body)
+	d := e.start()
+	e.slowReceive(d, vm)
+	_ = d.cmd.Process.Kill()
+	<-d.done
+
+	d = e.start()
+	if st := d.get(vm); st.State != api.StateStopped || st.Saved != nil {
+		t.Errorf("after the killed receive: %+v", st)
+	}
+	if exists(e.receivePath(vm)) {
+		t.Errorf("the killed daemon's partial stream is left in the state directory")
+	}
+}
+
+// A paused VM whose suspend fails (here its suspending hook) stays paused,
+// its guest frozen as its user left it, rather than running on.
+func TestSuspendFailsPaused(t *testing.T) {
+	body := tickingVM(t, 128, "")
+	t.Parallel()
+	e := newEnv(t)
+	vm := e.addVM("susppaused", body)
+	d := e.start()
+	d.do(vm, api.ActionStart)
+	d.waitUp(vm)
+	d.do(vm, api.ActionPause)
+	d.waitStatus(vm, "paused, its hook done", func(st api.Status) bool { return st.State == api.StatePaused && st.Hook == "" })
+	e.control(vm, "suspending", "fail", true)
+
+	out, errOut, code := e.ctl("suspend", vm)
+	if code != 1 || !strings.Contains(errOut, "stays paused") {
+		t.Errorf("suspend of a paused VM whose hook fails: exit %d: %s%s", code, out, errOut)
+	}
+	st := d.waitStatus(vm, "paused again, its hook done", func(st api.Status) bool {
+		return st.State != api.StateSuspending && st.Hook == ""
+	})
+	if st.State != api.StatePaused || st.Desired != api.StateRunning || !strings.Contains(st.Reason, "stays paused") {
+		t.Errorf("after the failed suspend: %+v", st)
+	}
+	info, err := d.c.Info(ctx(t), vm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if qs, _ := info["status"].(map[string]any); qs["status"] != "paused" {
+		t.Errorf("QEMU's run state after the failed suspend: %v", info["status"])
+	}
+	if exists(e.savePath(vm)) {
+		t.Errorf("a save file is left after the failed suspend")
+	}
+}
+
+// A receive into a full state directory says that the host ran out of
+// room, and where, rather than blaming the stream; nothing is left behind
+// and the VM stays stopped.
+func TestReceiveStateDirFull(t *testing.T) {
+	body := tickingVM(t, 128, "")
+	t.Parallel()
+	e := newEnv(t)
+	stateDirOnTmpfs(t, e)
+	vm := e.addVM("recvfull", body)
+	d := e.start()
+	d.get(vm)
+	free := fill(t, e.stateDir)
+	defer free()
+
+	var stream bytes.Buffer
+	if err := savefile.Write(&stream, savefile.Header{Name: vm, Hypervisor: "qemu", SavedBy: strings.Repeat("qemu ", 40)}); err != nil {
+		t.Fatal(err)
+	}
+	stream.WriteString(strings.Repeat("x", 4096))
+	_, err := d.c.Receive(ctx(t), vm, &stream)
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Status < 500 || !strings.Contains(ae.Message, "no space left") ||
+		!strings.Contains(ae.Message, "make room in "+e.stateDir) || strings.Contains(ae.Message, "cannot be restored") {
+		t.Errorf("a receive into a full state directory: %v", err)
+	}
+	if exists(e.receivePath(vm)) {
+		t.Errorf("the stream's file is left behind")
+	}
+	if st := d.get(vm); st.State != api.StateStopped || st.Saved != nil {
+		t.Errorf("after the receive: %+v", st)
+	}
+}
+
+// A VM's owner who is not root may receive a stream only into a VM whose
+// QEMU drops to an account of its own (qemu { user }): QEMU parses what
+// the sender wrote, and must not do so with root's rights.
+func TestReceiveNotRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run vmstatedctl as another user")
+	}
+	body := tickingVM(t, 128, "    owner = 65534;\n")
+	t.Parallel()
+	e := newEnv(t)
+	ctl := e.public()
+	asRoot := e.addVM("recvroot", body)
+	confined := e.addVM("recvuser", strings.Replace(body, "qemu { accel = tcg;", "qemu { accel = tcg; user = nobody;", 1))
+	e.start()
+
+	receive := func(vm string) (string, int) {
+		t.Helper()
+		cmd := exec.Command(ctl, "-s", e.socket, "receive", vm)
+		cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/"}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		cmd.Stdin = strings.NewReader("not a saved guest at all")
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatal(err)
+		}
+		return string(out), cmd.ProcessState.ExitCode()
+	}
+	if out, code := receive(asRoot); code != 1 || !strings.Contains(out, "only root may receive") || !strings.Contains(out, "user = ") {
+		t.Errorf("the owner receiving into a VM whose QEMU runs as root: exit %d: %s", code, out)
+	}
+	// Past the check: the stream itself is what is refused.
+	if out, code := receive(confined); code != 1 || !strings.Contains(out, "not a saved guest") {
+		t.Errorf("the owner receiving into a VM whose QEMU runs as nobody: exit %d: %s", code, out)
+	}
+}
+
+// While a suspended VM's saved guest is being sent, the VM is not started
+// here (the guest would run on two hosts); once the send has gone, it is.
+func TestStartDuringSend(t *testing.T) {
+	body := tickingVM(t, 128, "")
+	t.Parallel()
+	e := newEnv(t)
+	vm := e.addVM("sendstart", body)
+	d := e.start()
+	d.do(vm, api.ActionStart)
+	d.waitUp(vm)
+	if out, errOut, code := e.ctl("suspend", vm); code != 0 {
+		t.Fatalf("suspend: exit %d: %s%s", code, out, errOut)
+	}
+	stream, err := d.c.Saved(ctx(t), vm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(stream, make([]byte, 4096)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.c.Do(ctx(t), vm, api.ActionStart, nil)
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Status != 409 || !strings.Contains(ae.Message, "being sent") {
+		t.Errorf("a start during the send: %v", err)
+	}
+	if st := d.get(vm); st.State != api.StateSuspended || st.Saved == nil {
+		t.Errorf("during the send: %+v", st)
+	}
+	stream.Close()
+	waitUntil(t, "a start once the send has gone", func() bool {
+		_, err := d.c.Do(ctx(t), vm, api.ActionStart, nil)
+		return err == nil
+	})
+	if st := d.waitUp(vm); !strings.Contains(st.Reason, "restored") {
+		t.Errorf("after the send: %+v", st)
+	}
 }

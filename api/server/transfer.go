@@ -3,6 +3,7 @@ package server
 import (
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -26,7 +27,7 @@ func (s *Server) saved(w http.ResponseWriter, r *http.Request, name string) {
 	if _, ok := s.lookup(w, r, name); !ok {
 		return
 	}
-	f, size, err := s.sup.OpenSaved(name)
+	f, size, err := s.sup.OpenSaved(r.Context(), name)
 	if err != nil {
 		s.failErr(w, r, err)
 		return
@@ -66,6 +67,23 @@ func (s *Server) receive(w http.ResponseWriter, r *http.Request, name string) {
 	}
 	if _, ok := s.lookup(w, r, name); !ok {
 		return
+	}
+	if p := peerOf(r); !s.isAdmin(p) {
+		// QEMU parses the stream as it loads it, and its sender made
+		// it: a user may hand one only to a QEMU that runs as a user
+		// of its own, never to one with the daemon's rights.
+		user, err := s.sup.ConfinedUser(r.Context(), name)
+		if err != nil {
+			s.failErr(w, r, err)
+			return
+		}
+		if user == "" {
+			w.Header().Set("Connection", "close")
+			s.fail(w, http.StatusForbidden, api.CodeForbidden, fmt.Sprintf(
+				"permission denied: only root may receive a stream into %s, whose QEMU keeps the daemon's rights while it loads the stream; "+
+					"to let its owner and group receive, give it 'qemu { user = ACCOUNT; }' so that QEMU drops to that account", name))
+			return
+		}
 	}
 	rc := http.NewResponseController(w)
 	body := &deadlineReader{r: r.Body, rc: rc, timeout: s.bodyTO}

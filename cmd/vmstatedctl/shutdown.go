@@ -402,7 +402,7 @@ func (w *restWatch) wait(ctx context.Context, name string) (api.Status, error) {
 		if st.State == api.StateStopped || st.State == api.StateFailed || st.State == api.StateSuspended {
 			return st, nil
 		}
-		if st.State == api.StateRunning && st.Desired == api.StateRunning && strings.HasPrefix(st.Reason, "suspend failed") {
+		if (st.State == api.StateRunning || st.State == api.StatePaused) && st.Desired == api.StateRunning && strings.HasPrefix(st.Reason, "suspend failed") {
 			return st, nil
 		}
 		var poll *time.Timer

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"syscall"
 
 	"golang.org/x/term"
@@ -28,6 +29,10 @@ func cmdSend(e *env, args []string) error {
 	if f, ok := e.stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		return usagef("send writes a binary stream: redirect standard output to a file or a pipe (vmstatedctl send %s | ssh host vmstatedctl receive %s)", name, name)
 	}
+	// A reader that goes away early (| head, a dropped ssh) must get the
+	// message below, saying where the guest is, not a silent death by
+	// SIGPIPE: writes to a closed pipe fail with EPIPE instead.
+	signal.Ignore(syscall.SIGPIPE)
 	c := e.client()
 	st, err := c.Get(e.ctx, name)
 	if err != nil {

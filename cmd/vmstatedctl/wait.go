@@ -178,9 +178,10 @@ func (g goal) check(st api.Status, moved bool) (bool, error) {
 	if st.State == api.StateFailed && g.target != api.StateFailed {
 		return true, failedErr(st)
 	}
-	// A suspend whose save failed leaves the guest running.
-	if moved && g.target == api.StateSuspended && st.State == api.StateRunning {
-		return true, fmt.Errorf("%s was not suspended: %s; it runs on", st.Name, st.Reason)
+	// A suspend whose save failed leaves the guest running (or paused,
+	// as it was); the reason says which.
+	if moved && g.target == api.StateSuspended && (st.State == api.StateRunning || st.State == api.StatePaused) {
+		return true, fmt.Errorf("%s was not suspended: %s", st.Name, st.Reason)
 	}
 	// A VM waiting for the VMs it depends on is stopped but wants to run.
 	if moved && g.target == api.StateRunning && st.State == api.StateStopped && st.Desired != api.StateRunning {
