@@ -122,3 +122,28 @@ func TestTeardownNothing(t *testing.T) {
 		t.Errorf("the state directory was made: %v", err)
 	}
 }
+
+// Release frees the leases of the VMs it is told are gone, and only
+// theirs: a full pool has room again, the others keep their /31s.
+func TestRelease(t *testing.T) {
+	m := New(t.TempDir(), nil)
+	small := netip.MustParsePrefix("10.1.0.0/30") // two /31s
+	a, _, _ := m.lease("a", 0, small)
+	b, _, _ := m.lease("b", 0, small)
+	if _, _, err := m.lease("c", 0, small); err == nil {
+		t.Fatal("a third /31 from a /30 was handed out")
+	}
+	freed, err := m.Release(func(vm string) bool { return vm == "a" || vm == "x" })
+	if err != nil || len(freed) != 1 || freed[0] != "a" {
+		t.Fatalf("Release: %v, %v; want [a]", freed, err)
+	}
+	if c, _, err := m.lease("c", 0, small); err != nil || c != a {
+		t.Errorf("c after a's release: %s, %v; want a's %s", c, err, a)
+	}
+	if b2, _, _ := New(m.dir, nil).lease("b", 0, small); b2 != b {
+		t.Errorf("b's lease changed to %s, was %s", b2, b)
+	}
+	if freed, err := m.Release(func(string) bool { return false }); err != nil || freed != nil {
+		t.Errorf("a release of nothing: %v, %v", freed, err)
+	}
+}
