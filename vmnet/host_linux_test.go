@@ -148,3 +148,56 @@ func BenchmarkHostLocal(b *testing.B) {
 		}
 	}
 }
+
+// Two VMs whose configs name the same ifname: the one that comes second
+// is refused, even while the first has only recorded the tap (it is
+// being made, or the daemon died before making it) and when both start
+// at once; its failed start leaves the first one's tap alone.
+func TestHostSameIfname(t *testing.T) {
+	needNetns(t)
+	sh(t, "ip", "link", "add", "vmbr1", "type", "bridge")
+	defer exec.Command("ip", "link", "del", "vmbr1").Run()
+	ctx := context.Background()
+	m := New(t.TempDir(), t.Logf)
+	nics := []NIC{{Type: TypeBridge, Tap: "vmtest5", Bridge: "vmbr1"}}
+
+	if err := m.save(&State{Version: stateVersion, VM: "a", Links: []Link{{Type: TypeBridge, Tap: "vmtest5", Bridge: "vmbr1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Setup(ctx, Spec{VM: "b", NICs: nics}); err == nil || !strings.Contains(err.Error(), "is VM a's") {
+		t.Errorf("b took the tap a recorded: %v", err)
+	}
+	if err := m.Teardown(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Teardown(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+
+	for range 5 {
+		errs := make(chan error, 2)
+		for _, vm := range []string{"a", "b"} {
+			go func() {
+				_, err := m.Setup(ctx, Spec{VM: vm, NICs: nics})
+				errs <- err
+			}()
+		}
+		e1, e2 := <-errs, <-errs
+		if (e1 == nil) == (e2 == nil) {
+			t.Fatalf("two VMs set up the same tap at once: %v, %v", e1, e2)
+		}
+		owner, loser := "a", "b"
+		if s, _ := m.Load("b"); s != nil {
+			owner, loser = "b", "a"
+		}
+		if err := m.Teardown(ctx, loser); err != nil {
+			t.Fatal(err)
+		}
+		if out := sh(t, "ip", "-o", "link", "show", "master", "vmbr1"); !strings.Contains(out, "vmtest5") {
+			t.Fatalf("the failed start of %s removed %s's tap", loser, owner)
+		}
+		if err := m.Teardown(ctx, owner); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -121,6 +121,11 @@ type Manager struct {
 	logf func(string, ...any)
 	ops  ops
 
+	// claim serialises the part of Setup that decides which taps are
+	// whose, up to the state file that records it: two VMs whose configs
+	// name the same ifname cannot both take it.
+	claim sync.Mutex
+
 	mu      sync.Mutex // guards leases, servers and current
 	servers map[string]*dhcpServer
 	current map[string]*State // by VM: what is set up, for the status
@@ -204,10 +209,18 @@ func (m *Manager) Setup(ctx context.Context, spec Spec) (*State, error) {
 	if len(spec.NICs) == 0 {
 		return nil, nil
 	}
+	m.claim.Lock()
+	claimed := true
+	defer func() {
+		if claimed {
+			m.claim.Unlock()
+		}
+	}()
 	old, err := m.Load(spec.VM)
 	if err != nil {
 		return nil, err
 	}
+	others := m.othersTaps(spec.VM)
 	s := &State{Version: stateVersion, VM: spec.VM}
 	host := spec.Hostname
 	if host == "" {
@@ -220,6 +233,9 @@ func (m *Manager) Setup(ctx context.Context, spec Spec) (*State, error) {
 		// would hand it to this guest, and the teardown would remove it.
 		if m.ops.exists(n.Tap) && !slices.Contains(old.Taps(), n.Tap) {
 			return nil, fmt.Errorf("nic %d: an interface %s exists already and is not this VM's; set nic { ifname = ...; } to a name no other interface has, or remove it", i+1, n.Tap)
+		}
+		if vm, ok := others[n.Tap]; ok {
+			return nil, fmt.Errorf("nic %d: tap %s is VM %s's; give one of the two another nic { ifname = ...; }", i+1, n.Tap, vm)
 		}
 		switch n.Type {
 		case TypeBridge:
@@ -262,6 +278,8 @@ func (m *Manager) Setup(ctx context.Context, spec Spec) (*State, error) {
 	if err := m.save(s); err != nil {
 		return nil, fmt.Errorf("network state not saved, so nothing was set up: %w", err)
 	}
+	claimed = false
+	m.claim.Unlock()
 	for _, l := range s.Links {
 		if err := m.makeLink(l); err != nil {
 			if errors.Is(err, os.ErrPermission) {
@@ -275,6 +293,25 @@ func (m *Manager) Setup(ctx context.Context, spec Spec) (*State, error) {
 	}
 	m.setCurrent(spec.VM, s)
 	return s, nil
+}
+
+// othersTaps are the taps the state files of VMs other than vm name, by
+// tap: set up, or being set up, for them.
+func (m *Manager) othersTaps(vm string) map[string]string {
+	out := map[string]string{}
+	for _, other := range m.Known() {
+		if other == vm {
+			continue
+		}
+		s, err := m.Load(other)
+		if err != nil {
+			continue
+		}
+		for _, t := range s.Taps() {
+			out[t] = other
+		}
+	}
+	return out
 }
 
 // makeLink makes one link, taking what already exists.
