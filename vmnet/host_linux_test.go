@@ -2,12 +2,18 @@ package vmnet
 
 import (
 	"context"
+	"encoding/binary"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // needNetns skips a test that does not run inside its own namespace.
@@ -200,4 +206,112 @@ func TestHostSameIfname(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// A guest cannot send as another: a packet arriving on a local tap from
+// an address not routed out of it (here another VM's) is dropped by the
+// kernel's reverse-path filter, which counts it.
+func TestHostNoSpoofing(t *testing.T) {
+	needNetns(t)
+	ctx := context.Background()
+	m := New(t.TempDir(), t.Logf)
+	pool := netip.MustParsePrefix("10.201.0.0/24")
+	a, err := m.Setup(ctx, Spec{VM: "a", NICs: []NIC{{Type: TypeLocal, Tap: "vmtest6", Pool: pool}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Teardown(ctx, "a")
+	b, err := m.Setup(ctx, Spec{VM: "b", NICs: []NIC{{Type: TypeLocal, Tap: "vmtest7", Pool: pool}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Teardown(ctx, "b")
+	m.stopServing("vmtest6") // the guest's side of the tap is opened below
+
+	guest := openTap(t, "vmtest6")
+	defer guest.Close()
+	mac, err := net.ParseMAC(strings.TrimSpace(sh(t, "cat", "/sys/class/net/vmtest6/address")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := rpFiltered(t)
+	frame := icmpEcho(mac, b.Links[0].Address, a.Links[0].Gateway)
+	deadline := time.Now().Add(10 * time.Second)
+	for rpFiltered(t) == before {
+		if time.Now().After(deadline) {
+			t.Fatalf("a packet from %s (b's address) arriving on a's tap was not dropped by the reverse-path filter", b.Links[0].Address)
+		}
+		if _, err := guest.Write(frame); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// openTap attaches to a tap as its guest would: what is written is what
+// the guest sends.
+func openTap(t *testing.T, name string) *os.File {
+	t.Helper()
+	f, err := os.OpenFile("/dev/net/tun", os.O_RDWR, 0)
+	if err != nil {
+		t.Skipf("no /dev/net/tun: %v", err)
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI)
+	if err := unix.IoctlIfreq(int(f.Fd()), unix.TUNSETIFF, ifr); err != nil {
+		f.Close()
+		t.Fatalf("attaching to %s: %v", name, err)
+	}
+	return f
+}
+
+// rpFiltered is the namespace's count of packets the reverse-path filter
+// dropped.
+func rpFiltered(t *testing.T) int {
+	t.Helper()
+	data, err := os.ReadFile("/proc/net/netstat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(data), "\n")
+	for i := 0; i+1 < len(lines); i += 2 {
+		keys, vals := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		for j, k := range keys {
+			if k == "IPReversePathFilter" && j < len(vals) {
+				n, _ := strconv.Atoi(vals[j])
+				return n
+			}
+		}
+	}
+	t.Fatal("/proc/net/netstat has no IPReversePathFilter counter")
+	return 0
+}
+
+// icmpEcho is an Ethernet frame to dst (MAC) holding an ICMP echo
+// request from src to to.
+func icmpEcho(dst net.HardwareAddr, src, to netip.Addr) []byte {
+	sum := func(b []byte) uint16 {
+		var s uint32
+		for i := 0; i+1 < len(b); i += 2 {
+			s += uint32(binary.BigEndian.Uint16(b[i:]))
+		}
+		for s > 0xffff {
+			s = s>>16 + s&0xffff
+		}
+		return ^uint16(s)
+	}
+	icmp := []byte{8, 0, 0, 0, 0, 1, 0, 1, 'v', 'm', 's', 't'}
+	binary.BigEndian.PutUint16(icmp[2:], sum(icmp))
+	ip := make([]byte, 20)
+	ip[0], ip[8], ip[9] = 0x45, 64, 1
+	binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)+len(icmp)))
+	s4, t4 := src.As4(), to.As4()
+	copy(ip[12:], s4[:])
+	copy(ip[16:], t4[:])
+	binary.BigEndian.PutUint16(ip[10:], sum(ip))
+	frame := append(append([]byte{}, dst...), 0x52, 0x54, 0, 0x12, 0x34, 0x56, 0x08, 0x00)
+	return append(append(frame, ip...), icmp...)
 }
