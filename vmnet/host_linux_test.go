@@ -315,3 +315,25 @@ func icmpEcho(dst net.HardwareAddr, src, to netip.Addr) []byte {
 	frame := append(append([]byte{}, dst...), 0x52, 0x54, 0, 0x12, 0x34, 0x56, 0x08, 0x00)
 	return append(append(frame, ip...), icmp...)
 }
+
+// A teardown removes taps only: an interface of another kind (here a
+// bridge) that took the name of a tap recorded for a VM, after the tap
+// went, stays.
+func TestHostTeardownLeavesOthers(t *testing.T) {
+	needNetns(t)
+	sh(t, "ip", "link", "add", "vmtest8", "type", "bridge")
+	defer exec.Command("ip", "link", "del", "vmtest8").Run()
+	m := New(t.TempDir(), t.Logf)
+	if err := m.save(&State{Version: stateVersion, VM: "x", Links: []Link{{Type: TypeBridge, Tap: "vmtest8", Bridge: "vmbr9"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Teardown(context.Background(), "x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec.Command("ip", "link", "show", "vmtest8").Run(); err != nil {
+		t.Error("the teardown removed a bridge that had taken a tap's name")
+	}
+	if s, err := m.Load("x"); s != nil || err != nil {
+		t.Errorf("state after the teardown: %+v, %v", s, err)
+	}
+}

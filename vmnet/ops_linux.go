@@ -105,6 +105,11 @@ func (hostOps) deleteTap(tap string) error {
 	if err != nil {
 		return err
 	}
+	if l.Type() != "tuntap" {
+		// Not the tap that was made under that name (it went, and
+		// something else took the name): not the daemon's to remove.
+		return nil
+	}
 	return netlink.LinkDel(l)
 }
 
