@@ -152,12 +152,23 @@ func (m *Manager) Load(vm string) (*State, error) {
 	}
 	var s State
 	if err := json.Unmarshal(data, &s); err != nil {
-		return nil, fmt.Errorf("%s: %w", m.statePath(vm), err)
+		return nil, fmt.Errorf("%s: %w; %s", m.statePath(vm), err, m.unreadable(vm))
 	}
 	if s.Version != stateVersion {
-		return nil, fmt.Errorf("%s: version %d, this daemon reads %d", m.statePath(vm), s.Version, stateVersion)
+		return nil, fmt.Errorf("%s: version %d, this daemon reads %d; %s", m.statePath(vm), s.Version, stateVersion, m.unreadable(vm))
+	}
+	if s.VM != vm {
+		return nil, fmt.Errorf("%s: it is the record of VM %q; %s", m.statePath(vm), s.VM, m.unreadable(vm))
 	}
 	return &s, nil
+}
+
+// unreadable is what to do about a state file that cannot be used: what
+// it recorded is left for a person to remove.
+func (m *Manager) unreadable(vm string) string {
+	tap := strings.TrimSuffix(TapName(vm, 0), "0")
+	return fmt.Sprintf("the VM's network can be neither set up nor removed while it is there: remove what is left of it (its taps, %sN unless the config names them, and the nftables tables ip %s), then the file",
+		tap, natTable(vm, 0)[:len(natTable(vm, 0))-1]+"N")
 }
 
 func (m *Manager) save(s *State) error {

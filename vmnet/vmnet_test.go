@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -145,5 +146,26 @@ func TestRelease(t *testing.T) {
 	}
 	if freed, err := m.Release(func(string) bool { return false }); err != nil || freed != nil {
 		t.Errorf("a release of nothing: %v, %v", freed, err)
+	}
+}
+
+// A state file that cannot be used (torn, of another version, another
+// VM's) is an error that says what to do, for the set-up and the
+// teardown alike, and nothing is made or removed.
+func TestUnusableState(t *testing.T) {
+	for _, text := range []string{"{", `{"version": 9, "vm": "web"}`, `{"version": 1, "vm": "db", "links": [{"type": "bridge", "tap": "eth0"}]}`} {
+		m := New(t.TempDir(), nil)
+		if err := os.WriteFile(m.statePath("web"), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// A bridge that does not exist: should the state be taken, nothing
+		// is made either.
+		_, err := m.Setup(t.Context(), Spec{VM: "web", NICs: []NIC{{Type: TypeBridge, Tap: "vmtest9", Bridge: "nobr-test"}}})
+		if err == nil || !strings.Contains(err.Error(), "remove what is left of it") || !strings.Contains(err.Error(), TapName("web", 0)[:10]) {
+			t.Errorf("set-up with a state file %s: %v", text, err)
+		}
+		if err := m.Teardown(t.Context(), "web"); err == nil || !strings.Contains(err.Error(), "then the file") {
+			t.Errorf("teardown with a state file %s: %v", text, err)
+		}
 	}
 }
