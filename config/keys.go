@@ -505,6 +505,9 @@ func (d *decoder) nic(key string, n *ucl.Node) (NIC, bool) {
 				case p.Bits() > 31:
 					d.errf(v.Pos, full, "%s holds no /31; give a prefix of /31 or larger, such as 100.64.0.0/10", s)
 					good = false
+				case unusablePool(p) != "":
+					d.errf(v.Pos, full, "%s overlaps %s, which a tap and a guest cannot use; give a private prefix such as 100.64.0.0/10 (the default) or 10.200.0.0/16", s, unusablePool(p))
+					good = false
 				default:
 					nic.Pool = p.Masked().String()
 				}
@@ -578,6 +581,19 @@ func (d *decoder) nic(key string, n *ucl.Node) (NIC, bool) {
 		}
 	}
 	return nic, true
+}
+
+// unusablePool names the special-purpose range p overlaps that no tap
+// address and no guest could have ("this network", loopback, link-local,
+// multicast, the reserved block and the broadcast address); empty when
+// it overlaps none.
+func unusablePool(p netip.Prefix) string {
+	for _, r := range []string{"0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "240.0.0.0/4"} {
+		if netip.MustParsePrefix(r).Overlaps(p) {
+			return r
+		}
+	}
+	return ""
 }
 
 // validIfname applies the rules both Linux and FreeBSD put on interface

@@ -2,7 +2,9 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 
@@ -160,5 +162,28 @@ func (s *Supervisor) sweepNetworks(claimed func(string) bool) {
 		} else {
 			s.logf("%s: removed a network no record claims", name)
 		}
+	}
+}
+
+// releaseLeases frees the /31s of VMs whose config directory is gone and
+// which are at rest, so that deleted VMs do not fill the pools. A VM with
+// a saved guest state keeps its lease: the restored guest still uses the
+// address.
+func (s *Supervisor) releaseLeases(gone func(string) bool) {
+	if s.net == nil {
+		return
+	}
+	freed, err := s.net.Release(func(name string) bool {
+		if !gone(name) {
+			return false
+		}
+		_, err := os.Stat(s.savePath(name))
+		return errors.Is(err, os.ErrNotExist)
+	})
+	if err != nil {
+		s.logf("%v", err)
+	}
+	for _, name := range freed {
+		s.logf("%s: its config directory is gone: its address lease is free again", name)
 	}
 }

@@ -114,6 +114,18 @@ func (s *Supervisor) Load(snap *config.Snapshot, opts LoadOptions) {
 		_, ok := records[name]
 		return ok
 	})
+	// Leases of VMs whose directory went away while the daemon was down.
+	// Only when every directory could be read: a name a broken config
+	// hides still holds its address.
+	if snap.RootErr == nil && len(snap.Invalid) == 0 {
+		s.releaseLeases(func(name string) bool {
+			if _, ok := names[name]; ok {
+				return false
+			}
+			r, ok := records[name]
+			return !ok || r.err != nil || r.rec.Handle == nil
+		})
+	}
 }
 
 // loaded is one record read from the state directory.

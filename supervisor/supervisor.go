@@ -212,8 +212,12 @@ func (s *Supervisor) forget(v *vm) {
 	if s.vms[v.name] == v {
 		delete(s.vms, v.name)
 	}
+	_, again := s.vms[v.name] // a directory of that name came back
 	s.mu.Unlock()
 	s.removeRecord(v.name)
+	if !again {
+		s.releaseLeases(func(name string) bool { return name == v.name })
+	}
 	s.bus.Publish(Event{Kind: KindConfig, VM: v.name, Reason: "dropped"})
 }
 

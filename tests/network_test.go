@@ -327,3 +327,63 @@ func TestNetworkBridge(t *testing.T) {
 		t.Errorf("the bridge went with the tap:\n%s", out)
 	}
 }
+
+// The /31 of a VM whose config directory is removed is free again once
+// the VM is at rest, whether the directory goes while the daemon runs or
+// while it is down: deleted VMs do not fill a pool. The pool here has a
+// single /31, so each VM can only start once the one before it is gone.
+func TestNetworkLeaseFreed(t *testing.T) {
+	needNetTools(t)
+	t.Parallel()
+	host := newNetns(t, "lf")
+	e := newEnv(t)
+	e.netns = string(host)
+	body := "    hypervisor = qemu;\n    memory = 64;\n    stop_timeout = 1;\n" +
+		"    qemu { accel = tcg; serial = false; nic { type = local; pool = 100.64.9.0/31; } }\n"
+	first, second := e.addVM("lfa", body), e.addVM("lfb", body)
+
+	d := e.start()
+	d.do(first, api.ActionStart)
+	addr := d.waitUp(first).Networks[0].Address
+	if _, err := d.c.Stop(ctx(t), first, api.StopOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	d.waitStatus(first, "stopped and settled", func(s api.Status) bool { return s.State == api.StateStopped && s.Hook == "" })
+	d.do(second, api.ActionStart)
+	st := d.waitStatus(second, "failed", func(s api.Status) bool { return s.State == api.StateFailed && s.Hook == "" })
+	if !strings.Contains(st.Reason, "is full") {
+		t.Fatalf("%s, with the pool's one /31 leased to %s, failed with %q", second, first, st.Reason)
+	}
+	d.do(second, api.ActionFailReset)
+
+	// Removed while the daemon runs.
+	if err := os.RemoveAll(e.root + "/" + first); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.c.Reload(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, first+" dropped", func() bool { _, err := d.c.Get(ctx(t), first); return err != nil })
+	d.do(second, api.ActionStart)
+	if got := d.waitUp(second).Networks[0].Address; got != addr {
+		t.Errorf("%s got %s, the pool's one /31 is %s", second, got, addr)
+	}
+	if _, err := d.c.Stop(ctx(t), second, api.StopOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	d.waitStatus(second, "stopped and settled", func(s api.Status) bool { return s.State == api.StateStopped && s.Hook == "" })
+
+	// Removed while no daemon runs.
+	if code := d.term(); code != 0 {
+		t.Fatalf("vmstated exited %d on SIGTERM", code)
+	}
+	if err := os.RemoveAll(e.root + "/" + second); err != nil {
+		t.Fatal(err)
+	}
+	third := e.addVM("lfc", body)
+	d = e.start()
+	d.do(third, api.ActionStart)
+	if got := d.waitUp(third).Networks[0].Address; got != addr {
+		t.Errorf("%s got %s, the pool's one /31 is %s", third, got, addr)
+	}
+}

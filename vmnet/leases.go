@@ -9,14 +9,17 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/vmstated/vmstated/atomicfile"
 )
 
 // leaseFile holds every local NIC's /31, by "vm/index". A lease outlives
 // the VM's teardown: the guest gets the same address at every start, and
-// across daemon restarts.
+// across daemon restarts. It goes with the VM's config directory
+// (Release), else the /31s of deleted VMs would fill the pool.
 const leaseFile = "leases"
 
 func (m *Manager) leasePath() string { return filepath.Join(m.dir, leaseFile) }
@@ -79,17 +82,52 @@ func (m *Manager) lease(vm string, index int, pool netip.Prefix) (gw, guest neti
 			continue
 		}
 		leases[key] = a
-		data, err := json.MarshalIndent(leases, "", "  ")
-		if err != nil {
-			return gw, guest, err
-		}
-		if err := os.MkdirAll(m.dir, 0o700); err != nil {
-			return gw, guest, err
-		}
-		if err := atomicfile.Write(m.leasePath(), append(data, '\n'), atomicfile.Options{Durable: true}); err != nil {
+		if err := m.writeLeases(leases); err != nil {
 			return gw, guest, fmt.Errorf("recording the address lease: %w", err)
 		}
 		return a, a.Next(), nil
 	}
 	return gw, guest, fmt.Errorf("pool %s is full (%d VMs hold a /31 of it); give this NIC a larger pool = ...;", pool, slots)
+}
+
+func (m *Manager) writeLeases(leases map[string]netip.Addr) error {
+	data, err := json.MarshalIndent(leases, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(m.dir, 0o700); err != nil {
+		return err
+	}
+	return atomicfile.Write(m.leasePath(), append(data, '\n'), atomicfile.Options{Durable: true})
+}
+
+// Release frees the /31s of the VMs for which gone is true (their config
+// directories went away and they are at rest), so that other NICs can
+// have them. It returns the VMs whose leases were freed.
+func (m *Manager) Release(gone func(vm string) bool) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	leases, err := m.readLeases()
+	if err != nil {
+		return nil, err
+	}
+	var freed []string
+	for k := range leases {
+		vm, _, ok := strings.Cut(k, "/")
+		if !ok || !gone(vm) {
+			continue
+		}
+		delete(leases, k)
+		if !slices.Contains(freed, vm) {
+			freed = append(freed, vm)
+		}
+	}
+	if len(freed) == 0 {
+		return nil, nil
+	}
+	if err := m.writeLeases(leases); err != nil {
+		return nil, fmt.Errorf("freeing the address leases of %s: %w", strings.Join(freed, ", "), err)
+	}
+	slices.Sort(freed)
+	return freed, nil
 }

@@ -77,6 +77,14 @@ func (hostOps) setAddr(tap string, gw netip.Addr) error {
 	if err := netlink.AddrAdd(l, a); err != nil && !errors.Is(err, unix.EEXIST) {
 		return err
 	}
+	// Strict reverse-path filtering: what arrives on the tap must come
+	// from an address routed out of it (the guest's end of the /31), so
+	// a guest cannot send as another VM or as any other host. DHCP's
+	// 0.0.0.0 is not checked by it.
+	p := "/proc/sys/net/ipv4/conf/" + tap + "/rp_filter"
+	if err := os.WriteFile(p, []byte("1\n"), 0o644); err != nil {
+		return fmt.Errorf("turning on reverse-path filtering (%s): %w", p, err)
+	}
 	return nil
 }
 
@@ -96,6 +104,11 @@ func (hostOps) deleteTap(tap string) error {
 	}
 	if err != nil {
 		return err
+	}
+	if l.Type() != "tuntap" {
+		// Not the tap that was made under that name (it went, and
+		// something else took the name): not the daemon's to remove.
+		return nil
 	}
 	return netlink.LinkDel(l)
 }

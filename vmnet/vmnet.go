@@ -121,6 +121,11 @@ type Manager struct {
 	logf func(string, ...any)
 	ops  ops
 
+	// claim serialises the part of Setup that decides which taps are
+	// whose, up to the state file that records it: two VMs whose configs
+	// name the same ifname cannot both take it.
+	claim sync.Mutex
+
 	mu      sync.Mutex // guards leases, servers and current
 	servers map[string]*dhcpServer
 	current map[string]*State // by VM: what is set up, for the status
@@ -147,12 +152,23 @@ func (m *Manager) Load(vm string) (*State, error) {
 	}
 	var s State
 	if err := json.Unmarshal(data, &s); err != nil {
-		return nil, fmt.Errorf("%s: %w", m.statePath(vm), err)
+		return nil, fmt.Errorf("%s: %w; %s", m.statePath(vm), err, m.unreadable(vm))
 	}
 	if s.Version != stateVersion {
-		return nil, fmt.Errorf("%s: version %d, this daemon reads %d", m.statePath(vm), s.Version, stateVersion)
+		return nil, fmt.Errorf("%s: version %d, this daemon reads %d; %s", m.statePath(vm), s.Version, stateVersion, m.unreadable(vm))
+	}
+	if s.VM != vm {
+		return nil, fmt.Errorf("%s: it is the record of VM %q; %s", m.statePath(vm), s.VM, m.unreadable(vm))
 	}
 	return &s, nil
+}
+
+// unreadable is what to do about a state file that cannot be used: what
+// it recorded is left for a person to remove.
+func (m *Manager) unreadable(vm string) string {
+	tap := strings.TrimSuffix(TapName(vm, 0), "0")
+	return fmt.Sprintf("the VM's network can be neither set up nor removed while it is there: remove what is left of it (its taps, %sN unless the config names them, and the nftables tables ip %s), then the file",
+		tap, natTable(vm, 0)[:len(natTable(vm, 0))-1]+"N")
 }
 
 func (m *Manager) save(s *State) error {
@@ -204,10 +220,18 @@ func (m *Manager) Setup(ctx context.Context, spec Spec) (*State, error) {
 	if len(spec.NICs) == 0 {
 		return nil, nil
 	}
+	m.claim.Lock()
+	claimed := true
+	defer func() {
+		if claimed {
+			m.claim.Unlock()
+		}
+	}()
 	old, err := m.Load(spec.VM)
 	if err != nil {
 		return nil, err
 	}
+	others := m.othersTaps(spec.VM)
 	s := &State{Version: stateVersion, VM: spec.VM}
 	host := spec.Hostname
 	if host == "" {
@@ -220,6 +244,9 @@ func (m *Manager) Setup(ctx context.Context, spec Spec) (*State, error) {
 		// would hand it to this guest, and the teardown would remove it.
 		if m.ops.exists(n.Tap) && !slices.Contains(old.Taps(), n.Tap) {
 			return nil, fmt.Errorf("nic %d: an interface %s exists already and is not this VM's; set nic { ifname = ...; } to a name no other interface has, or remove it", i+1, n.Tap)
+		}
+		if vm, ok := others[n.Tap]; ok {
+			return nil, fmt.Errorf("nic %d: tap %s is VM %s's; give one of the two another nic { ifname = ...; }", i+1, n.Tap, vm)
 		}
 		switch n.Type {
 		case TypeBridge:
@@ -262,6 +289,8 @@ func (m *Manager) Setup(ctx context.Context, spec Spec) (*State, error) {
 	if err := m.save(s); err != nil {
 		return nil, fmt.Errorf("network state not saved, so nothing was set up: %w", err)
 	}
+	claimed = false
+	m.claim.Unlock()
 	for _, l := range s.Links {
 		if err := m.makeLink(l); err != nil {
 			if errors.Is(err, os.ErrPermission) {
@@ -275,6 +304,25 @@ func (m *Manager) Setup(ctx context.Context, spec Spec) (*State, error) {
 	}
 	m.setCurrent(spec.VM, s)
 	return s, nil
+}
+
+// othersTaps are the taps the state files of VMs other than vm name, by
+// tap: set up, or being set up, for them.
+func (m *Manager) othersTaps(vm string) map[string]string {
+	out := map[string]string{}
+	for _, other := range m.Known() {
+		if other == vm {
+			continue
+		}
+		s, err := m.Load(other)
+		if err != nil {
+			continue
+		}
+		for _, t := range s.Taps() {
+			out[t] = other
+		}
+	}
+	return out
 }
 
 // makeLink makes one link, taking what already exists.

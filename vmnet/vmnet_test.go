@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -120,5 +121,51 @@ func TestTeardownNothing(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("the state directory was made: %v", err)
+	}
+}
+
+// Release frees the leases of the VMs it is told are gone, and only
+// theirs: a full pool has room again, the others keep their /31s.
+func TestRelease(t *testing.T) {
+	m := New(t.TempDir(), nil)
+	small := netip.MustParsePrefix("10.1.0.0/30") // two /31s
+	a, _, _ := m.lease("a", 0, small)
+	b, _, _ := m.lease("b", 0, small)
+	if _, _, err := m.lease("c", 0, small); err == nil {
+		t.Fatal("a third /31 from a /30 was handed out")
+	}
+	freed, err := m.Release(func(vm string) bool { return vm == "a" || vm == "x" })
+	if err != nil || len(freed) != 1 || freed[0] != "a" {
+		t.Fatalf("Release: %v, %v; want [a]", freed, err)
+	}
+	if c, _, err := m.lease("c", 0, small); err != nil || c != a {
+		t.Errorf("c after a's release: %s, %v; want a's %s", c, err, a)
+	}
+	if b2, _, _ := New(m.dir, nil).lease("b", 0, small); b2 != b {
+		t.Errorf("b's lease changed to %s, was %s", b2, b)
+	}
+	if freed, err := m.Release(func(string) bool { return false }); err != nil || freed != nil {
+		t.Errorf("a release of nothing: %v, %v", freed, err)
+	}
+}
+
+// A state file that cannot be used (torn, of another version, another
+// VM's) is an error that says what to do, for the set-up and the
+// teardown alike, and nothing is made or removed.
+func TestUnusableState(t *testing.T) {
+	for _, text := range []string{"{", `{"version": 9, "vm": "web"}`, `{"version": 1, "vm": "db", "links": [{"type": "bridge", "tap": "eth0"}]}`} {
+		m := New(t.TempDir(), nil)
+		if err := os.WriteFile(m.statePath("web"), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// A bridge that does not exist: should the state be taken, nothing
+		// is made either.
+		_, err := m.Setup(t.Context(), Spec{VM: "web", NICs: []NIC{{Type: TypeBridge, Tap: "vmtest9", Bridge: "nobr-test"}}})
+		if err == nil || !strings.Contains(err.Error(), "remove what is left of it") || !strings.Contains(err.Error(), TapName("web", 0)[:10]) {
+			t.Errorf("set-up with a state file %s: %v", text, err)
+		}
+		if err := m.Teardown(t.Context(), "web"); err == nil || !strings.Contains(err.Error(), "then the file") {
+			t.Errorf("teardown with a state file %s: %v", text, err)
+		}
 	}
 }
