@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"time"
 
 	"github.com/vmstated/vmstated/api/peercred"
 )
@@ -10,4 +11,11 @@ import (
 // the handler without a socket.
 func WithPeer(ctx context.Context, cred peercred.Cred) context.Context {
 	return context.WithValue(ctx, credKey{}, peer{cred: cred, known: true})
+}
+
+// SetProbeWait shortens how long Listen waits for a silent socket to go.
+func SetProbeWait(d time.Duration) func() {
+	old := probeWait
+	probeWait = d
+	return func() { probeWait = old }
 }

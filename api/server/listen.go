@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -37,13 +38,8 @@ func Listen(path string) (net.Listener, error) {
 		if fi.Mode().Type() != os.ModeSocket {
 			return nil, fmt.Errorf("control socket: %s exists and is not a socket; remove it or choose another path with -s", path)
 		}
-		c, err := net.DialTimeout("unix", path, 2*time.Second)
-		if err == nil {
-			c.Close()
-			return nil, fmt.Errorf("%w: another vmstated answers on %s; stop it first or choose another path with -s", ErrInUse, path)
-		}
-		if !errors.Is(err, syscall.ECONNREFUSED) {
-			return nil, fmt.Errorf("control socket: cannot tell whether %s is in use: %w", path, err)
+		if err := probe(path); err != nil {
+			return nil, err
 		}
 		if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
 			return nil, fmt.Errorf("control socket: removing the stale %s: %w", path, err)
@@ -58,4 +54,48 @@ func Listen(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	return l, nil
+}
+
+// probeWait bounds how long Listen waits for a socket that takes
+// connections but does not answer to go away.
+var probeWait = 10 * time.Second
+
+// probe tells whether a daemon serves the socket at path: nil when nothing
+// listens on it (the socket file is stale), ErrInUse when something
+// answers HTTP on it. A socket that takes connections without answering
+// is asked again until probeWait passes: right after a daemon was killed
+// such a socket has been seen to take connections for a moment, and a
+// new daemon that gave up at once would not start.
+func probe(path string) error {
+	deadline := time.Now().Add(probeWait)
+	for {
+		c, err := net.DialTimeout("unix", path, time.Second)
+		switch {
+		case errors.Is(err, syscall.ECONNREFUSED):
+			return nil
+		case err == nil:
+			ok := answers(c)
+			c.Close()
+			if ok {
+				return fmt.Errorf("%w: another vmstated answers on %s; stop it first or choose another path with -s", ErrInUse, path)
+			}
+		case !errors.Is(err, syscall.EAGAIN) && !errors.Is(err, os.ErrDeadlineExceeded):
+			return fmt.Errorf("control socket: cannot tell whether %s is in use: %w", path, err)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: %s takes connections but nothing answers on it; if no vmstated runs, remove it, or choose another path with -s", ErrInUse, path)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// answers reports whether an HTTP server answers on c within a second.
+func answers(c net.Conn) bool {
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := io.WriteString(c, "HEAD / HTTP/1.1\r\nHost: vmstated\r\nConnection: close\r\n\r\n"); err != nil {
+		return false
+	}
+	buf := make([]byte, 5)
+	_, err := io.ReadFull(c, buf)
+	return err == nil && string(buf) == "HTTP/"
 }

@@ -635,12 +635,51 @@ func TestListen(t *testing.T) {
 	if fi.Mode().Perm() != server.SocketMode {
 		t.Fatalf("mode %v, want %v", fi.Mode().Perm(), server.SocketMode)
 	}
-	// In use: refused, and the live socket stays.
-	if _, err := server.Listen(path); !errors.Is(err, server.ErrInUse) {
+	// Taking connections but answering nothing: refused once the wait
+	// is over, and the socket stays.
+	defer server.SetProbeWait(300 * time.Millisecond)()
+	if _, err := server.Listen(path); !errors.Is(err, server.ErrInUse) || !strings.Contains(err.Error(), "nothing answers") {
+		t.Fatalf("Listen over a silent socket: %v, want ErrInUse saying nothing answers", err)
+	}
+	// Served: refused at once, and the live socket stays.
+	hs := &http.Server{Handler: http.NotFoundHandler()}
+	go hs.Serve(l)
+	if _, err := server.Listen(path); !errors.Is(err, server.ErrInUse) || !strings.Contains(err.Error(), "another vmstated answers") {
 		t.Fatalf("second Listen: %v, want ErrInUse", err)
 	}
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("live socket removed: %v", err)
+	}
+	hs.Close()
+	// A socket that takes connections for a moment and then goes (as one
+	// seen right after its daemon was killed): Listen waits it out.
+	silent, err := net.Listen("unix", path+".2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	silent.(*net.UnixListener).SetUnlinkOnClose(false)
+	undo := server.SetProbeWait(time.Minute)
+	got := make(chan error, 1)
+	go func() {
+		l, err := server.Listen(path + ".2")
+		if err == nil {
+			l.Close()
+		}
+		got <- err
+	}()
+	probe, err := silent.Accept() // the probe came, and gets no answer
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe.Close()
+	silent.Close()
+	if err := <-got; err != nil {
+		t.Fatalf("Listen over a socket that went away while probed: %v", err)
+	}
+	undo()
+	l, err = server.Listen(path)
+	if err != nil {
+		t.Fatal(err)
 	}
 	// Stale: a socket file nobody listens on is replaced.
 	l.(*net.UnixListener).SetUnlinkOnClose(false)
