@@ -48,11 +48,13 @@ func TestRelayOutOfDescriptors(t *testing.T) {
 	}
 	var held []*os.File
 	release := func() {
+		// The limit first: the relay and the echo server behind it may
+		// take descriptors the moment there are some.
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)
 		for _, f := range held {
 			f.Close()
 		}
 		held = nil
-		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)
 	}
 	defer release()
 	for {
