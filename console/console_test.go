@@ -233,6 +233,10 @@ func TestRelaySlowSession(t *testing.T) {
 		if slow.end.Code != EndTooSlow {
 			t.Errorf("slow session ended with %+v", slow.end)
 		}
+		// What it could not keep up with is not held for it any more.
+		if f := slow.take(); len(f) != 0 {
+			t.Errorf("the ended slow session still holds %d frames", len(f))
+		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the slow session was not ended")
 	}

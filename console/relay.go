@@ -269,7 +269,13 @@ func (r *Relay) noticeLocked(msg string) {
 // it, and ends s when more than MaxPending waits.
 func (r *Relay) sendLocked(s *Session, kind byte, p []byte) {
 	if s.pendingBytes+len(p) > MaxPending {
-		r.endLocked(s, End{Code: EndTooSlow, Message: "the client did not keep up with the console's output"})
+		// What waits is let go now, not after the client has read it:
+		// it is what the client could not keep up with, and a client
+		// that reads nothing holds it until its write times out (for
+		// each of MaxSessions sessions). The end frame still comes;
+		// an attach again replays from the ring.
+		s.pending, s.pendingBytes = nil, 0
+		r.endLocked(s, End{Code: EndTooSlow, Message: "the client did not keep up with the console's output; attach again (-n replays the last lines)"})
 		return
 	}
 	s.pendingBytes += len(p)

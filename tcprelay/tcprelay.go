@@ -62,15 +62,22 @@ func (r *Relay) Close() error {
 
 func (r *Relay) accept() {
 	defer r.wg.Done()
+	var pause time.Duration
 	for {
 		c, err := r.ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return
 			}
-			return
+			// Out of descriptors (EMFILE, ENFILE), or a connection
+			// that went before it was taken: the port still looks
+			// open to clients, so it must be served again once it
+			// can be. The pause keeps a lasting error from spinning.
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			time.Sleep(pause)
+			continue
 		}
+		pause = 0
 		if !r.track(c) {
 			c.Close()
 			continue

@@ -2,6 +2,7 @@ package tcprelay
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -26,8 +27,13 @@ func echoSocket(t *testing.T) string {
 	go func() {
 		for {
 			c, err := ln.Accept()
-			if err != nil {
+			if errors.Is(err, net.ErrClosed) {
 				return
+			}
+			if err != nil {
+				// Out of descriptors (TestRelayOutOfDescriptors).
+				time.Sleep(time.Millisecond)
+				continue
 			}
 			go func() { io.Copy(c, c); c.Close() }()
 		}

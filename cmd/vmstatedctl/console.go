@@ -142,9 +142,15 @@ func (e *env) attachConsole(name string, opts api.ConsoleOptions, escape byte) e
 					return
 				}
 			}
-			if i >= 0 || err != nil {
-				// End of input detaches too: nothing more to type.
+			if i >= 0 || (err != nil && opts.Mode != api.ConsoleReadOnly) {
+				// End of input detaches a writer too: nothing more to
+				// type.
 				close(detached)
+				return
+			}
+			if err != nil {
+				// A watcher types nothing: the end of its input (a
+				// script's /dev/null) leaves it watching.
 				return
 			}
 		}

@@ -116,6 +116,10 @@ type extra struct {
 	// TerminalFD is the descriptor of the VM's process that holds the
 	// terminal's duplicate (console = pty), 0 when it has none.
 	TerminalFD int `json:"terminal_fd,omitempty"`
+	// TerminalIndex is the terminal's number (/dev/pts/N): a new daemon
+	// takes back only that one from TerminalFD. Handles written before
+	// it was recorded lack it.
+	TerminalIndex *uint32 `json:"terminal_index,omitempty"`
 }
 
 // Start launches the command. The process counts as running once it has
@@ -159,6 +163,13 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 		}
 		cfg.Terminal, cfg.Inherit = tty, []*os.File{dup}
 		x.TerminalFD = cfg.InheritFD(0)
+		if x.TerminalIndex, err = terminalIndex(master); err != nil {
+			master.Close()
+			tty.Close()
+			dup.Close()
+			fl.Stop()
+			return nil, err
+		}
 	}
 	p, err := process.Start(cfg)
 	if master != nil {
@@ -273,7 +284,7 @@ func (d *Driver) Recover(ctx context.Context, spec hypervisor.Spec, h hypervisor
 	if x.TerminalFD > 0 {
 		// What the program wrote while no daemon read its terminal
 		// waits in it, and comes out now.
-		master, err := takeTerminal(p, x.TerminalFD)
+		master, err := takeTerminal(p, x.TerminalFD, x.TerminalIndex)
 		if err != nil && spec.Output != nil {
 			fmt.Fprintf(spec.Output, "the console cannot be had until the VM restarts: %v\n", err)
 		}

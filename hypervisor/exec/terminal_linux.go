@@ -66,9 +66,27 @@ func restoreNonblock(master *os.File) error {
 	return serr
 }
 
+// terminalIndex returns the number of master's terminal (/dev/pts/N).
+func terminalIndex(master *os.File) (*uint32, error) {
+	rc, err := master.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var n uint32
+	var serr error
+	if err := rc.Control(func(fd uintptr) { n, serr = unix.IoctlGetUint32(int(fd), unix.TIOCGPTN) }); err != nil {
+		return nil, err
+	}
+	if serr != nil {
+		return nil, fmt.Errorf("exec: console = pty: the terminal's number: %w", serr)
+	}
+	return &n, nil
+}
+
 // takeTerminal takes the daemon's side of the terminal back from the VM's
-// process, which holds a duplicate at descriptor fd.
-func takeTerminal(p *process.Process, fd int) (*os.File, error) {
+// process, which holds a duplicate at descriptor fd. With index set, it
+// must be that terminal (see extra.TerminalIndex).
+func takeTerminal(p *process.Process, fd int, index *uint32) (*os.File, error) {
 	f, err := p.DupFD(fd)
 	if err != nil {
 		return nil, err
@@ -82,9 +100,18 @@ func takeTerminal(p *process.Process, fd int) (*os.File, error) {
 	}
 	// The descriptor must still be a terminal's controlling side: a
 	// program that closed it may have opened something else there.
-	if _, err := unix.IoctlGetUint32(n, unix.TIOCGPTN); err != nil {
+	got, err := unix.IoctlGetUint32(n, unix.TIOCGPTN)
+	if err != nil {
 		unix.Close(n)
 		return nil, fmt.Errorf("descriptor %d of pid %d is no longer the terminal (did the program close it?): %w", fd, p.PID(), err)
+	}
+	// A program that closed it may also have opened a terminal of its
+	// own there: the console would then read and type into that one.
+	// The VM's terminal lives as long as the program keeps its stdio, so
+	// its number is not given to another meanwhile.
+	if index != nil && got != *index {
+		unix.Close(n)
+		return nil, fmt.Errorf("descriptor %d of pid %d is another terminal (/dev/pts/%d, not the VM's /dev/pts/%d): the program closed its console's and opened one of its own; it must leave descriptor %d open", fd, p.PID(), got, *index, fd)
 	}
 	if err := unix.SetNonblock(n, true); err != nil {
 		unix.Close(n)

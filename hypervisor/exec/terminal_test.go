@@ -242,3 +242,37 @@ func TestTerminalLost(t *testing.T) {
 		t.Errorf("the log does not say so: %q", out.String())
 	}
 }
+
+// A program that put another terminal at TerminalFD (it closed the
+// descriptor, then opened a pseudo-terminal of its own, as a launcher
+// running a child on a terminal may) is not taken at its word: the
+// daemon's terminal is the one the handle names, and a console joined to
+// any other would read what is not the VM's console and type into it.
+func TestTerminalReplaced(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("taking a terminal from a process needs ptrace rights: run as root")
+	}
+	cons := &drivertest.Output{}
+	spec := hypervisor.Spec{Name: "r", RunDir: filepath.Join(t.TempDir(), "run"), Output: io.Discard, Console: cons,
+		Options: &Options{Command: []string{"/bin/sh", "-c", fmt.Sprintf("exec %d<&-; exec %d<>/dev/ptmx; echo ready; sleep 100", TerminalFD, TerminalFD)}, Console: ConsolePTY}}
+	inst, err := New().Start(context.Background(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { inst.Kill(); <-inst.Done() })
+	waitFor(t, cons, "ready\r\n", "the console")
+
+	out := &drivertest.Output{}
+	rec, err := New().Recover(context.Background(), hypervisor.Spec{Name: "r", RunDir: spec.RunDir, Output: out, Options: spec.Options}, inst.Handle())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rec.Kill(); <-rec.Done() })
+	_, err = rec.(hypervisor.Consoler).Console(context.Background())
+	if !errors.Is(err, hypervisor.ErrNotSupported) || !strings.Contains(err.Error(), "another terminal") {
+		t.Errorf("console of a VM whose descriptor %d is another terminal: %v", TerminalFD, err)
+	}
+	if !strings.Contains(out.String(), "console cannot be had until the VM restarts") {
+		t.Errorf("the log does not say so: %q", out.String())
+	}
+}
