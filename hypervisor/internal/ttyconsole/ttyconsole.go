@@ -3,7 +3,9 @@
 // VM's nmdm pair. One goroutine reads the device all the time, so the VM
 // never waits for a reader while the daemon runs: every line goes to the
 // VM's log, and everything to the console's one connection (the daemon's
-// relay) while there is one.
+// relay) while there is one. What comes while there is none (before the
+// relay has connected, after a daemon restart) waits, up to maxBacklog,
+// for the next connection, so that a replay of the console shows it.
 package ttyconsole
 
 import (
@@ -30,6 +32,10 @@ const DrainWait = 5 * time.Second
 // the daemon hold its output without end.
 const maxLine = 4096
 
+// maxBacklog bounds the output kept while no connection reads: the last
+// bytes are kept.
+const maxBacklog = 64 << 10
+
 // Resize sets a device's window size.
 type Resize func(dev *os.File, rows, cols uint16) error
 
@@ -41,8 +47,9 @@ type Console struct {
 	log    lineWriter
 	done   chan struct{} // closed when the device hung up or was closed
 
-	mu   sync.Mutex
-	conn *conn
+	mu      sync.Mutex
+	conn    *conn
+	backlog []byte // output read while conn was nil, for the next one
 }
 
 // New starts reading dev into log (nil drops the output). A nil dev is a
@@ -72,6 +79,9 @@ func (c *Console) read() {
 			c.log.Write(buf[:n])
 			c.mu.Lock()
 			cn := c.conn
+			if cn == nil {
+				c.backlog = appendBounded(c.backlog, buf[:n], maxBacklog)
+			}
 			c.mu.Unlock()
 			if cn != nil {
 				// The relay reads all the time; a closed connection
@@ -146,6 +156,7 @@ func (c *Console) Connect(ctx context.Context) (io.ReadWriteCloser, error) {
 		c.conn.pw.Close()
 	}
 	c.conn = cn
+	cn.pending, c.backlog = c.backlog, nil
 	c.mu.Unlock()
 	if c.resize != nil {
 		return sizedConn{cn}, nil
@@ -160,9 +171,19 @@ type conn struct {
 	pr     *io.PipeReader
 	pw     *io.PipeWriter
 	closed sync.Once
+	// pending is what the device said before this connection, read
+	// first (only Read touches it).
+	pending []byte
 }
 
-func (cn *conn) Read(p []byte) (int, error) { return cn.pr.Read(p) }
+func (cn *conn) Read(p []byte) (int, error) {
+	if len(cn.pending) > 0 {
+		n := copy(p, cn.pending)
+		cn.pending = cn.pending[n:]
+		return n, nil
+	}
+	return cn.pr.Read(p)
+}
 
 // Write types p into the device. A guest that does not read its console
 // lets the device fill up; the relay's write deadline bounds the wait.
@@ -231,4 +252,13 @@ func (l *lineWriter) flush() {
 func (l *lineWriter) emit(line []byte) {
 	// A log that cannot be written must not stop the console.
 	_, _ = l.w.Write(line)
+}
+
+// appendBounded appends p to b and keeps the last max bytes.
+func appendBounded(b, p []byte, max int) []byte {
+	b = append(b, p...)
+	if len(b) > max {
+		b = append(b[:0:0], b[len(b)-max:]...)
+	}
+	return b
 }

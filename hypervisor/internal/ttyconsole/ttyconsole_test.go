@@ -151,3 +151,48 @@ func TestConsoleMissing(t *testing.T) {
 		t.Errorf("Close: %q", msg)
 	}
 }
+
+// What the VM writes while no connection reads (before the relay has
+// connected, or between two) comes first on the next connection, the
+// last maxBacklog bytes of it.
+func TestConsoleBacklog(t *testing.T) {
+	dev, vm := pair(t)
+	log := &writes{}
+	c := New(dev, nil, log, nil)
+	vm.Write([]byte("early\r\n"))
+	waitLogged := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(strings.Join(log.all(), ""), want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%q never reached the log", want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitLogged("early")
+	cn, err := c.Connect(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	readUntil(t, cn, "early\r\n")
+	cn.Close()
+	big := strings.Repeat("y", maxBacklog) + "tail\r\n"
+	vm.Write([]byte(big))
+	waitLogged("tail")
+	cn, err = c.Connect(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, maxBacklog)
+	if _, err := io.ReadFull(cn, got); err != nil {
+		t.Fatal(err)
+	}
+	if want := big[len(big)-maxBacklog:]; string(got) != want {
+		t.Errorf("the backlog is not the last %d bytes written", maxBacklog)
+	}
+	vm.Write([]byte("live"))
+	readUntil(t, cn, "live")
+	vm.Close()
+	c.Close()
+}
