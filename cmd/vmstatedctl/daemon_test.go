@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/vmstated/vmstated/supervisor"
 	"os"
 	"os/exec"
 	"os/user"
@@ -111,5 +112,47 @@ func TestRealDaemon(t *testing.T) {
 	}
 	if code, out := ctl("status"); code != exitUnreachable || !strings.Contains(out, sock) {
 		t.Fatalf("status with the daemon gone: %d\n%s", code, out)
+	}
+}
+
+// stop -w of a running VM whose directory was removed returns once the VM
+// stopped, although the daemon drops the VM at that moment.
+func TestStopWaitOfRemovedVM(t *testing.T) {
+	d := startDaemon(t, map[string]string{"gone": sleeper("gone", "")})
+	if code, _, errs := d.ctl(t, "start", "-w", "gone"); code != 0 {
+		t.Fatalf("start -w: exit %d: %s", code, errs)
+	}
+	sub := d.sup.Bus().Subscribe(0)
+	defer sub.Close()
+	if err := os.RemoveAll(filepath.Join(d.root, "gone")); err != nil {
+		t.Fatal(err)
+	}
+	timer := time.NewTimer(guard)
+	defer timer.Stop()
+	for removed := false; !removed; {
+		select {
+		case e := <-sub.C():
+			removed = e.VM == "gone" && e.Kind == supervisor.KindConfig && e.Reason == "removed"
+		case <-timer.C:
+			t.Fatal("the daemon never saw the directory go")
+		}
+	}
+	done := make(chan int, 1)
+	var out, errs string
+	go func() {
+		var code int
+		code, out, errs = d.ctl(t, "stop", "-w", "gone")
+		done <- code
+	}()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("stop -w: exit %d: %s%s", code, out, errs)
+		}
+	case <-timer.C:
+		t.Fatal("stop -w of a VM whose directory is gone never returned")
+	}
+	if _, err := d.sup.Get("gone"); err == nil {
+		t.Errorf("the VM is still known after it stopped with its directory gone")
 	}
 }

@@ -128,9 +128,15 @@ func (e *env) waitFor(name string, g goal, act func() error) (api.Status, error)
 			if ev.To.Steady() {
 				// Up, or settled, only once the state's hook has
 				// finished: ask.
-				if fresh, gerr := c.Get(e.ctx, name); gerr == nil && fresh.State == ev.To {
+				fresh, gerr := c.Get(e.ctx, name)
+				switch {
+				case gerr == nil && fresh.State == ev.To:
 					st.Hook, st.Recovering = fresh.Hook, fresh.Recovering
-				} else {
+				case errors.Is(gerr, api.ErrNotFound):
+					// Dropped as it came to rest (its directory is
+					// gone): nothing more happens to it.
+					st.Hook = ""
+				default:
 					st.Hook = ev.To
 				}
 			}
