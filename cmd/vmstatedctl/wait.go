@@ -43,6 +43,18 @@ func (e *env) waitFor(name string, g goal, act func() error) (api.Status, error)
 		}
 	}
 	st, err := c.Get(e.ctx, name)
+	if errors.Is(err, api.ErrNotFound) && act != nil && (g.target == api.StateStopped || g.target == "") {
+		// Found before the action and gone after it: its directory was
+		// gone, the action brought it to rest at once, and the daemon
+		// dropped it there.
+		before.State, before.Desired = api.StateStopped, api.StateStopped
+		if !g.quiet && !e.json() {
+			progressMu.Lock()
+			fmt.Fprintf(e.stdout, "%s: %s (and dropped: its directory is gone)\n", name, before.State)
+			progressMu.Unlock()
+		}
+		return before, nil
+	}
 	if err != nil {
 		return st, err
 	}
@@ -99,7 +111,9 @@ func (e *env) waitFor(name string, g goal, act func() error) (api.Status, error)
 				return st, err
 			}
 		case api.KindConfig:
-			if ev.Reason == "removed" {
+			// Removed: its directory is gone; dropped: it came to rest
+			// so, and the daemon forgot it (no more events come).
+			if ev.Reason == "removed" || ev.Reason == "dropped" {
 				if g.target == api.StateStopped || g.target == "" {
 					st.State = api.StateStopped
 					return st, nil
