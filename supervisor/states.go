@@ -36,12 +36,8 @@ func init() {
 		// stopped: at rest. Its hook tells that the VM is down; a start
 		// that waits for its dependencies reports here.
 		statemachine.Stopped: {
-			enter: enterResting,
-			result: func(v *vm, ctx context.Context, r workResult) {
-				if r.step == stepDeps {
-					v.onDeps(ctx, r)
-				}
-			},
+			enter:  enterResting,
+			result: restingResult,
 			recover: func(v *vm, ctx context.Context, _ hypervisor.Instance, rec recovering) {
 				v.resumeNotice(ctx, statemachine.Stopped)
 				if rec.autostart || rec.rec.Desired == statemachine.Running {
@@ -208,12 +204,8 @@ func init() {
 		// may wait for dependencies here, and a start the user wanted
 		// (a host shutdown's suspend) is made again after a restart.
 		statemachine.Suspended: {
-			enter: enterResting,
-			result: func(v *vm, ctx context.Context, r workResult) {
-				if r.step == stepDeps {
-					v.onDeps(ctx, r)
-				}
-			},
+			enter:  enterResting,
+			result: restingResult,
 			recover: func(v *vm, ctx context.Context, _ hypervisor.Instance, rec recovering) {
 				v.resumeNotice(ctx, statemachine.Suspended)
 				if rec.autostart || rec.rec.Desired == statemachine.Running {
@@ -381,5 +373,13 @@ func (v *vm) rearmStop(inst hypervisor.Instance) {
 		} else {
 			v.stopOpts = StopOptions{Timeout: left}
 		}
+	}
+}
+
+// restingResult handles work results at rest (stopped, suspended): only
+// the wait for dependencies of a start reports there.
+func restingResult(v *vm, ctx context.Context, r workResult) {
+	if r.step == stepDeps {
+		v.onDeps(ctx, r)
 	}
 }
