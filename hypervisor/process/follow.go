@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -209,20 +210,14 @@ func (fl *Follower) replaced() bool {
 // also passes on a trailing line without newline.
 func (fl *Follower) copy(final bool) {
 	if fl.f == nil {
-		// Read-write only to give copied blocks back; a file the daemon
-		// may only read is still followed, untrimmed.
-		f, err := os.OpenFile(fl.path, os.O_RDWR, 0)
-		fl.noTrim = err != nil
-		if err != nil {
-			f, err = os.Open(fl.path)
-		}
+		f, writable, err := openFollowed(fl.path)
 		if err != nil {
 			if !errors.Is(err, os.ErrNotExist) {
 				fl.setErr(fmt.Errorf("follow %s: %w", fl.path, err))
 			}
 			return
 		}
-		fl.f = f
+		fl.f, fl.noTrim = f, !writable
 		if fi, err := f.Stat(); err == nil {
 			ino := inode(fi)
 			switch {
@@ -271,6 +266,23 @@ func (fl *Follower) copy(final bool) {
 	if end := fl.off - int64(len(fl.partial)); end-fl.trimmed >= trimChunk || (final && end > fl.trimmed) {
 		fl.trim(end)
 	}
+}
+
+// openFollowed opens the followed file read-write, to give copied blocks
+// back, or read-only where the daemon may only read it (followed, then,
+// untrimmed). A file that does not exist yet is not opened either way:
+// one that appeared between the two attempts would be followed without
+// trimming for good.
+func openFollowed(path string) (f *os.File, writable bool, err error) {
+	f, err = os.OpenFile(path, os.O_RDWR, 0)
+	if err == nil {
+		return f, true, nil
+	}
+	if !errors.Is(err, fs.ErrPermission) && !errors.Is(err, syscall.EROFS) {
+		return nil, false, err
+	}
+	f, err = os.Open(path)
+	return f, false, err
 }
 
 // trim gives back the blocks of the bytes before end, which have been

@@ -2,6 +2,7 @@ package process
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -162,4 +163,43 @@ func TestTruncateCopiedKeepsUncopied(t *testing.T) {
 	if fi, _ := os.Stat(out); fi.Size() == 0 {
 		t.Fatal("a replaced file was truncated by the old file's offset")
 	}
+}
+
+// The followed file is opened for trimming where it may be written, read
+// only where it may not, and not at all before it exists: a file created
+// between the two attempts was once followed without trimming for good,
+// and a capture on /run grew to the whole guest output.
+func TestOpenFollowed(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "output.log")
+	if f, _, err := openFollowed(path); !errors.Is(err, os.ErrNotExist) {
+		if f != nil {
+			f.Close()
+		}
+		t.Fatalf("missing file: err %v, want it not to exist (no read-only fallback)", err)
+	}
+	appendFile(t, path, "one\n")
+	f, writable, err := openFollowed(path)
+	if err != nil || !writable {
+		t.Fatalf("writable file: writable %v, err %v", writable, err)
+	}
+	f.Close()
+
+	if os.Geteuid() != 0 {
+		t.Skip("not root: no read-only mount to try the read-only fallback on")
+	}
+	mnt := t.TempDir()
+	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatalf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
+	appendFile(t, filepath.Join(mnt, "output.log"), "one\n")
+	if err := unix.Mount("", mnt, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+		t.Fatalf("remount read-only: %v", err)
+	}
+	f, writable, err = openFollowed(filepath.Join(mnt, "output.log"))
+	if err != nil || writable {
+		t.Fatalf("file on a read-only mount: writable %v, err %v; want it opened read-only", writable, err)
+	}
+	f.Close()
 }
