@@ -203,3 +203,24 @@ func TestOpenFollowed(t *testing.T) {
 	}
 	f.Close()
 }
+
+// A follower started before its file exists trims it, however the file's
+// creation falls against the follower's first open. Before openFollowed,
+// about one follower in 200 to 300 lost that race and never trimmed.
+func TestFollowTrimsAFileCreatedAtItsOpen(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 1000 {
+		path := filepath.Join(dir, "output"+strconv.Itoa(i)+".log")
+		fl, err := Follow(context.Background(), path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		appendFile(t, path, "line\n")
+		if err := fl.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if fl.noTrim {
+			t.Fatalf("follower %d: a writable file created as it was opened is followed untrimmed", i)
+		}
+	}
+}
