@@ -138,6 +138,11 @@ func TestDemoRuns(t *testing.T) {
 			t.Errorf("after SIGINT the demo never printed %q:\n%s", w, log.String())
 		}
 	}
+	// The pretend guest powers off cleanly: nothing of it is left for
+	// the driver to kill, which would read as something gone wrong.
+	if strings.Contains(log.String(), "left behind") {
+		t.Errorf("the demo guest left a process behind at its power-off:\n%s", log.String())
+	}
 	// The daemon's farewell comes after the last hook line.
 	if i, j := strings.LastIndex(log.String(), "[hook stopped]"), strings.Index(log.String(), "exiting;"); i < 0 || j < i {
 		t.Errorf("the daemon exited before the last stopped hook was shown:\n%s", log.String())
