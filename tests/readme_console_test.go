@@ -1,0 +1,155 @@
+//go:build linux
+
+package tests
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vmstated/vmstated/internal/testguest"
+)
+
+// readmeBlocks returns the code blocks of the README section title.
+func readmeBlocks(t *testing.T, title string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(b)
+	i := strings.Index(text, "\n## "+title+"\n")
+	if i < 0 {
+		t.Fatalf("README.md has no section %q", title)
+	}
+	text = text[i+1:]
+	if j := strings.Index(text, "\n## "); j >= 0 {
+		text = text[:j+1]
+	}
+	var blocks []string
+	for {
+		start := strings.Index(text, "\n```\n")
+		if start < 0 {
+			return blocks
+		}
+		text = text[start+5:]
+		end := strings.Index(text, "\n```")
+		if end < 0 {
+			t.Fatalf("section %q: a code block does not end", title)
+		}
+		blocks = append(blocks, text[:end])
+		text = text[end+4:]
+	}
+}
+
+// readmeBlockWith returns the first code block of section title that
+// holds the text with.
+func readmeBlockWith(t *testing.T, title, with string) string {
+	t.Helper()
+	for _, b := range readmeBlocks(t, title) {
+		if strings.Contains(b, with) {
+			return b
+		}
+	}
+	t.Fatalf("README.md, section %q: no code block with %q", title, with)
+	return ""
+}
+
+// reTermControl is what a terminal takes as control rather than text:
+// escape sequences (the guest's shell asks for the cursor position) and
+// carriage returns.
+var reTermControl = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]|\r`)
+
+// TestReadmeConsoleSession runs the README's console transcript: the VM
+// lab of its config block, booted from the test guest's kernel (under
+// TCG, which this host needs), then "vmstatedctl console -n 0 lab" on a
+// terminal, the line the README types, and Ctrl-]. The terminal must show
+// the README's lines, in order, one for one.
+func TestReadmeConsoleSession(t *testing.T) {
+	guestVM(t) // the skips: no QEMU, -short
+	const title = "A guest's console"
+	config := readmeBlockWith(t, title, "lab {")
+	session := strings.Split(readmeBlockWith(t, title, "$ vmstatedctl console"), "\n")
+
+	// The config's body, with the test guest's kernel and initrd.
+	kernel, initrd := testguest.Build(t)
+	open, end := strings.Index(config, "{"), strings.LastIndex(config, "}")
+	body := config[open+1 : end]
+	for _, r := range [][2]string{
+		{"kernel = vmlinuz;", fmt.Sprintf("kernel = %q;", kernel)},
+		{"initrd = initrd.gz;", fmt.Sprintf("initrd = %q;", initrd)},
+		{"qemu {", "qemu { accel = tcg;"},
+	} {
+		if !strings.Contains(body, r[0]) {
+			t.Fatalf("the README's lab config no longer has %q; this test puts the test guest there:\n%s", r[0], config)
+		}
+		body = strings.Replace(body, r[0], r[1], 1)
+	}
+
+	// The transcript: the command, the greeting, the typed line, what the
+	// guest answers, the end of the detach.
+	cmd, ok := strings.CutPrefix(session[0], "$ vmstatedctl ")
+	if !ok || len(session) < 4 || session[len(session)-1] != "[detached]" {
+		t.Fatalf("the README's console transcript is not a vmstatedctl console session ending in [detached]:\n%s", strings.Join(session, "\n"))
+	}
+	args := strings.Fields(cmd)
+	if args[len(args)-1] != "lab" {
+		t.Fatalf("the README's console transcript attaches to %q, its config is lab", args[len(args)-1])
+	}
+	typed := session[2]
+
+	e := newEnv(t)
+	vm := e.addVM("lab", body)
+	e.start()
+	if _, errs, code := e.ctl("start", "-w", vm); code != 0 {
+		t.Fatalf("start -w: %d %s", code, errs)
+	}
+	// -n 0 replays nothing: attach once the shell's banner and prompt
+	// are out (QEMU's copy of the console has them), as a user does who
+	// attaches to a guest that has booted.
+	prompt := session[len(session)-2]
+	consoleLog := filepath.Join(e.runDir, vm, "console.log")
+	waitUntil(t, "the guest's shell prompt in "+consoleLog, func() bool {
+		b, _ := os.ReadFile(consoleLog)
+		text := strings.TrimSpace(reTermControl.ReplaceAllString(string(b), ""))
+		return strings.Contains(text, testguest.ReadyLine) && strings.HasSuffix(text, prompt)
+	})
+
+	args[len(args)-1] = vm
+	p := e.ptyCtl(args...)
+	p.wait("Connected", guard)
+	// Type once vmstatedctl has the terminal in raw mode: before that,
+	// the terminal itself echoes what is typed.
+	waitUntil(t, "vmstatedctl's terminal in raw mode", func() bool {
+		tio, err := unix.IoctlGetTermios(int(p.slave.Fd()), unix.TCGETS)
+		return err == nil && tio.Lflag&unix.ECHO == 0
+	})
+	p.typeIn(typed + "\r")
+	p.wait(session[3], guard)
+	// The shell's prompt after the answer, then detach.
+	p.wait(prompt, guard)
+	p.typeIn("\x1d") // Ctrl-]
+	if code := p.exit(); code != 0 {
+		t.Errorf("detach exited %d; it showed:\n%s", code, p.out.String())
+	}
+	p.wait("[detached]", guard)
+
+	var got []string
+	for _, l := range strings.Split(reTermControl.ReplaceAllString(p.out.String(), ""), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			got = append(got, l)
+		}
+	}
+	var want []string
+	for _, l := range session[1:] {
+		want = append(want, strings.TrimSpace(strings.ReplaceAll(l, "console of lab;", "console of "+vm+";")))
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("the terminal showed:\n%s\nthe README shows:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
