@@ -5,13 +5,16 @@ package tests
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vmstated/vmstated/api"
 	"github.com/vmstated/vmstated/internal/testguest"
 )
 
@@ -151,5 +154,95 @@ func TestReadmeConsoleSession(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("the terminal showed:\n%s\nthe README shows:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// What changes from run to run in the README's VNC lines: the port the
+// daemon picked, the password it made up (base32, 8 characters).
+var (
+	reVNCPort     = regexp.MustCompile(`127\.0\.0\.1:\d+`)
+	reVNCPassword = regexp.MustCompile(`^password: [A-Z2-7]{8}$`)
+)
+
+// TestReadmeAgentVNCSession runs the README's guest agent and VNC
+// transcript against its web config, booted from the agent test guest
+// (real qemu-ga; its init configures the address the README shows). Each
+// command runs through sh as written, with the test's vmstatedctl first
+// in PATH; the output must match the README's line for line, but for the
+// port and the password, which change from run to run.
+func TestReadmeAgentVNCSession(t *testing.T) {
+	guestVM(t) // the skips: no QEMU, -short
+	if _, err := exec.LookPath("jq"); err != nil {
+		t.Skip("jq is not installed (apt-get install jq); the README's transcript uses it")
+	}
+	const title = "Guest agent and VNC"
+	config := readmeBlockWith(t, title, "web {")
+	session := strings.Split(readmeBlockWith(t, title, "$ vmstatedctl vnc web"), "\n")
+
+	kernel, initrd := testguest.Agent(t)
+	open, end := strings.Index(config, "{"), strings.LastIndex(config, "}")
+	body := config[open+1 : end]
+	if !strings.Contains(body, "qemu {") {
+		t.Fatalf("the README's web config has no qemu section; this test boots the test guest there:\n%s", config)
+	}
+	body = strings.Replace(body, "qemu {", fmt.Sprintf("qemu { accel = tcg; kernel = %q; initrd = %q; append = \"console=ttyS0 quiet\";", kernel, initrd), 1)
+
+	e := newEnv(t)
+	vm := e.addVM("web", body)
+	d := e.start()
+	d.do(vm, api.ActionStart)
+	d.waitUp(vm)
+	d.waitStatus(vm, "showing the guest's address", func(st api.Status) bool {
+		return slices.Contains(st.IPAddresses, testguest.AgentAddress)
+	})
+
+	type step struct {
+		cmd  string
+		want []string
+	}
+	var steps []step
+	for _, l := range session {
+		if c, ok := strings.CutPrefix(l, "$ "); ok {
+			steps = append(steps, step{cmd: c})
+		} else if len(steps) > 0 {
+			steps[len(steps)-1].want = append(steps[len(steps)-1].want, l)
+		} else {
+			t.Fatalf("the README's transcript has output %q before any command", l)
+		}
+	}
+	environ := append(append([]string(nil), e.environ...), "VMSTATED_SOCKET="+e.socket)
+	for i, v := range environ {
+		if p, ok := strings.CutPrefix(v, "PATH="); ok {
+			environ[i] = "PATH=" + filepath.Dir(ctlBin) + ":" + p
+		}
+	}
+	ports := map[string]bool{}
+	for _, st := range steps {
+		cmd := strings.ReplaceAll(st.cmd, " web", " "+vm)
+		sh := exec.Command("sh", "-c", cmd)
+		sh.Env = environ
+		out, err := sh.CombinedOutput()
+		if err != nil {
+			t.Fatalf("$ %s: %v\n%s", cmd, err, out)
+		}
+		got := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+		if len(got) != len(st.want) {
+			t.Fatalf("$ %s: %d lines, the README shows %d:\n%s", st.cmd, len(got), len(st.want), out)
+		}
+		for j := range got {
+			for _, p := range reVNCPort.FindAllString(got[j], -1) {
+				ports[p] = true
+			}
+			g, w := reVNCPort.ReplaceAllString(got[j], "PORT"), reVNCPort.ReplaceAllString(st.want[j], "PORT")
+			if reVNCPassword.MatchString(g) && reVNCPassword.MatchString(w) {
+				continue
+			}
+			if g != w {
+				t.Errorf("$ %s, line %d:\n got %q\nshows %q", st.cmd, j+1, got[j], st.want[j])
+			}
+		}
+	}
+	if len(ports) != 1 {
+		t.Errorf("the transcript shows VNC addresses %v; want one, the same in status and vnc", ports)
 	}
 }
