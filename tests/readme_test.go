@@ -246,3 +246,103 @@ func TestReadmeAgentVNCSession(t *testing.T) {
 		t.Errorf("the transcript shows VNC addresses %v; want one, the same in status and vnc", ports)
 	}
 }
+
+// What differs between runs of a README transcript, as the examples'
+// session test takes it: durations, pids and other numbers of two digits
+// or more, column widths.
+var (
+	reShapeDur   = regexp.MustCompile(`\b\d+(\.\d+)?(ns|µs|us|ms|s|m|h)\b`)
+	reShapeNum   = regexp.MustCompile(`\b\d{2,}\b`)
+	reShapeSpace = regexp.MustCompile(`\s+`)
+)
+
+func shapeOf(line string) string {
+	line = reShapeDur.ReplaceAllString(line, "DUR")
+	line = reShapeNum.ReplaceAllString(line, "N")
+	return strings.TrimSpace(reShapeSpace.ReplaceAllString(line, " "))
+}
+
+// TestReadmeRemoteSession runs the README's -H transcript: hv1 and hv2
+// are two daemons of the test's own behind a real sshd, reached through an
+// ssh config that names them; ops is a real user of the test's own, who
+// owns web on hv1 and db on hv2 (db runs already), diskless QEMU guests. The commands run
+// through sh as written but for the test's names (user, VMs, the sshd's
+// port for 2222, the sockets), put back in the output before it is
+// compared with the README's, in shape.
+func TestReadmeRemoteSession(t *testing.T) {
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
+	}
+	session := strings.Split(readmeBlockWith(t, "Other hosts, and monitoring", "$ vmstatedctl -H ssh://ops@hv1"), "\n")
+	r1 := newRemoteEnv(t)
+	e2 := newEnv(t)
+	e2.public()
+	u := addUser(t)
+	r1.ssh.authorize(u.Username)
+	f, err := os.OpenFile(r1.ssh.config, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "Host hv1 hv2\n  HostName 127.0.0.1\n  Port %d\n", r1.ssh.port)
+	f.Close()
+
+	// Diskless QEMU guests (TCG, which this host needs): the README's
+	// hosts run QEMU.
+	vmBody := func(cpus int, memory string) string {
+		return fmt.Sprintf("    hypervisor = qemu;\n    cpus = %d;\n    memory = %s;\n    owner = %s;\n    qemu { accel = tcg; }\n", cpus, memory, u.Username)
+	}
+	web := r1.addVM("web", vmBody(2, "2GB"))
+	db := e2.addVM("db", vmBody(4, "8GB"))
+	r1.d = r1.start()
+	d2 := e2.start()
+	d2.do(db, api.ActionStart)
+	d2.waitUp(db)
+
+	hv1 := fmt.Sprintf("ssh://%s@hv1%s", u.Username, r1.socket)
+	hv2 := fmt.Sprintf("ssh://%s@hv2:%d%s", u.Username, r1.ssh.port, e2.socket)
+	toTest := strings.NewReplacer("ssh://ops@hv1", hv1, "ssh://ops@hv2:2222", hv2, " web", " "+web, " db", " "+db)
+	toREADME := strings.NewReplacer(hv1, "ssh://ops@hv1", hv2, "ssh://ops@hv2:2222", web, "web", db, "db", u.Username, "ops")
+
+	environ := append(append([]string(nil), r1.environ...),
+		"VMSTATED_SSH_COMMAND=ssh -F "+r1.ssh.config,
+		"VMSTATED_REMOTE_VMSTATEDCTL="+r1.ctlPub)
+	for i, v := range environ {
+		if p, ok := strings.CutPrefix(v, "PATH="); ok {
+			environ[i] = "PATH=" + filepath.Dir(ctlBin) + ":" + p
+		}
+	}
+	type step struct {
+		cmd  string
+		want []string
+	}
+	var steps []step
+	for _, l := range session {
+		if c, ok := strings.CutPrefix(l, "$ "); ok {
+			steps = append(steps, step{cmd: c})
+		} else if len(steps) > 0 {
+			steps[len(steps)-1].want = append(steps[len(steps)-1].want, l)
+		} else {
+			t.Fatalf("the README's transcript has output %q before any command", l)
+		}
+	}
+	for _, st := range steps {
+		sh := exec.Command("sh", "-c", toTest.Replace(st.cmd))
+		sh.Env = environ
+		out, err := sh.CombinedOutput()
+		if err != nil {
+			t.Fatalf("$ %s: %v\n%s", st.cmd, err, out)
+		}
+		var got []string
+		if s := strings.TrimSuffix(string(out), "\n"); s != "" {
+			got = strings.Split(toREADME.Replace(s), "\n")
+		}
+		if len(got) != len(st.want) {
+			t.Fatalf("$ %s: %d lines, the README shows %d:\n%s", st.cmd, len(got), len(st.want), strings.Join(got, "\n"))
+		}
+		for j := range got {
+			if g, w := shapeOf(got[j]), shapeOf(st.want[j]); g != w {
+				t.Errorf("$ %s, line %d:\n got %q\nshows %q\n(in shape: %q, %q)", st.cmd, j+1, got[j], st.want[j], g, w)
+			}
+		}
+	}
+}
