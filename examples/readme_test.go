@@ -38,3 +38,33 @@ func TestReadmeCodeBlocksClosed(t *testing.T) {
 		t.Errorf("README.md:%d: a code block that never ends", open)
 	}
 }
+
+// The README sections whose transcripts ("$ command" and its output) a
+// test runs: TestReadmeSession and TestReadmeMetricsSession here,
+// TestReadmeRemoteSession, TestReadmeConsoleSession and
+// TestReadmeAgentVNCSession in tests/.
+var testedTranscripts = map[string]bool{
+	"A short session":             true,
+	"Other hosts, and monitoring": true,
+	"A guest's console":           true,
+	"Guest agent and VNC":         true,
+}
+
+// A transcript in any other section would show output no test checks.
+func TestReadmeTranscriptsAreTested(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	section, inBlock := "", false
+	for i, line := range strings.Split(string(b), "\n") {
+		switch {
+		case strings.HasPrefix(line, "```"):
+			inBlock = !inBlock
+		case !inBlock && strings.HasPrefix(line, "## "):
+			section = strings.TrimPrefix(line, "## ")
+		case inBlock && strings.HasPrefix(line, "$ ") && !testedTranscripts[section]:
+			t.Errorf("README.md:%d: a transcript in section %q that no test runs; run it in a test (see examples/session_test.go, tests/readme_test.go) and name the section in testedTranscripts", i+1, section)
+		}
+	}
+}
