@@ -91,6 +91,28 @@ func TestDemoRuns(t *testing.T) {
 		t.Errorf("status = %+v, want running with one restart", st)
 	}
 
+	// CPUS and MEMORY as the README says the demo shows them: "-" for the
+	// exec VM, which sets neither; the QEMU one's config sets 1 and 64.
+	table := ctl(t, top, bin, "status")
+	_, noQEMU := exec.LookPath("qemu-system-x86_64")
+	qemuInstalled := noQEMU == nil
+	for _, want := range [][3]string{{"demo", "-", "-"}, {"demo-qemu", "1", "64M"}} {
+		found := false
+		for _, line := range strings.Split(table, "\n") {
+			f := strings.Fields(line)
+			if len(f) <= 5 || f[0] != want[0] {
+				continue
+			}
+			found = true
+			if f[4] != want[1] || f[5] != want[2] {
+				t.Errorf("status shows %s with CPUS %s MEMORY %s, want %s %s:\n%s", f[0], f[4], f[5], want[1], want[2], table)
+			}
+		}
+		if !found && (want[0] == "demo" || qemuInstalled) {
+			t.Errorf("status has no row for %s:\n%s", want[0], table)
+		}
+	}
+
 	// The hypervisor processes, to see that the interrupt ends them.
 	var pids []int
 	out = ctl(t, top, bin, "-o", "json", "status")
@@ -137,6 +159,11 @@ func TestDemoRuns(t *testing.T) {
 		if !strings.Contains(log.String(), w) {
 			t.Errorf("after SIGINT the demo never printed %q:\n%s", w, log.String())
 		}
+	}
+	// The pretend guest powers off cleanly: nothing of it is left for
+	// the driver to kill, which would read as something gone wrong.
+	if strings.Contains(log.String(), "left behind") || strings.Contains(log.String(), "[exec] Terminated") {
+		t.Errorf("the demo guest's power-off was not clean (a process left behind, or the shell's report of its killed sleep):\n%s", log.String())
 	}
 	// The daemon's farewell comes after the last hook line.
 	if i, j := strings.LastIndex(log.String(), "[hook stopped]"), strings.Index(log.String(), "exiting;"); i < 0 || j < i {

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,6 +26,13 @@ type sessionStep struct {
 // README heading title.
 func readmeSession(t *testing.T, title string) []sessionStep {
 	t.Helper()
+	return readmeBlock(t, title, "")
+}
+
+// readmeBlock returns the steps of the first code block under the README
+// heading title that holds the text with.
+func readmeBlock(t *testing.T, title, with string) []sessionStep {
+	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "README.md"))
 	if err != nil {
 		t.Fatal(err)
@@ -34,18 +42,28 @@ func readmeSession(t *testing.T, title string) []sessionStep {
 	if i < 0 {
 		t.Fatalf("README.md has no section %q", title)
 	}
-	text = text[i:]
-	start := strings.Index(text, "\n```\n")
-	if start < 0 {
-		t.Fatalf("section %q has no code block", title)
+	text = text[i+1:]
+	if j := strings.Index(text, "\n## "); j >= 0 {
+		text = text[:j+1]
 	}
-	text = text[start+5:]
-	end := strings.Index(text, "\n```")
-	if end < 0 {
-		t.Fatalf("section %q: the code block does not end", title)
+	var block string
+	for {
+		start := strings.Index(text, "\n```\n")
+		if start < 0 {
+			t.Fatalf("section %q has no code block with %q", title, with)
+		}
+		text = text[start+5:]
+		end := strings.Index(text, "\n```")
+		if end < 0 {
+			t.Fatalf("section %q: the code block does not end", title)
+		}
+		block, text = text[:end], text[end+4:]
+		if strings.Contains(block, with) {
+			break
+		}
 	}
 	var steps []sessionStep
-	for _, line := range strings.Split(text[:end], "\n") {
+	for _, line := range strings.Split(block, "\n") {
 		if cmd, ok := strings.CutPrefix(line, "$ "); ok {
 			steps = append(steps, sessionStep{cmd: cmd})
 			continue
@@ -80,13 +98,39 @@ func shape(line string) string {
 // TestReadmeSession runs the README's "A short session", command by
 // command, against the VMs of examples/session and freshly built binaries,
 // and compares the output line by line with what the README shows, in
-// shape. /tmp/s in the README becomes a directory of the test's own, and
-// $PWD/bin the built binaries.
+// shape.
 func TestReadmeSession(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the daemon; skipped with -short")
 	}
-	steps := readmeSession(t, "A short session")
+	runReadmeSteps(t, readmeSession(t, "A short session"))
+}
+
+// TestReadmeMetricsSession runs the README's scrape of /metrics where the
+// README places it: in the short session, right after db failed to start.
+func TestReadmeMetricsSession(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the daemon; skipped with -short")
+	}
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl is not installed (apt-get install curl); the README's scrape uses it")
+	}
+	short := readmeSession(t, "A short session")
+	k := slices.IndexFunc(short, func(s sessionStep) bool { return s.cmd == "vmstatedctl start -w db" })
+	if k < 0 {
+		t.Fatal("the short session no longer starts db; say in the README where the scrape of /metrics comes from")
+	}
+	scrape := readmeBlock(t, "Other hosts, and monitoring", "/metrics")
+	runReadmeSteps(t, append(short[:k+1:k+1], scrape...))
+}
+
+// runReadmeSteps runs the steps of a README session one by one, against
+// the VMs of examples/session and freshly built binaries, and compares
+// each step's output line by line with what the README shows, in shape.
+// /tmp/s in the README becomes a directory of the test's own, and $PWD/bin
+// the built binaries.
+func runReadmeSteps(t *testing.T, steps []sessionStep) {
+	t.Helper()
 	top, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -234,6 +235,11 @@ func TestCrashLoop(t *testing.T) {
 	}
 	if !strings.Contains(strings.ToLower(st.Reason), "restart") {
 		t.Errorf("failure reason %q does not say the restart budget is spent", st.Reason)
+	}
+	// The status says what happened to the restart that found the budget
+	// spent, rather than "3 of 2".
+	if out, _, _ := e.ctl("status", vm); !regexp.MustCompile(`restarts:\s+2 of 2; restart 3 was refused`).MatchString(out) {
+		t.Errorf("status of a VM whose third restart was refused:\n%s", out)
 	}
 
 	if err := os.Remove(crash); err != nil {

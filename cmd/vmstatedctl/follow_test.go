@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestLogFollow: log -f shows new lines until interrupted, then exits 0.
@@ -21,6 +22,40 @@ func TestLogFollow(t *testing.T) {
 	cancel()
 	if code := <-done; code != 0 {
 		t.Fatalf("log -f ended with %d:\n%s", code, out.String())
+	}
+}
+
+// TestLogFollowNewOnly: log -f -n 0 shows only lines written after it
+// began, none of the log before.
+func TestLogFollowNewOnly(t *testing.T) {
+	d := startDaemon(t, map[string]string{"vm": sleeper("vm", "")})
+	if code, _, errs := d.ctl(t, "start", "-w", "vm"); code != 0 {
+		t.Fatalf("start: %d %s", code, errs)
+	}
+	_, last, _ := d.ctl(t, "log", "-n", "1", "vm")
+	if last == "" {
+		t.Fatal("the log is empty after a start")
+	}
+	var out syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	go func() { done <- run(ctx, []string{"-s", d.socket, "log", "-f", "-n", "0", "vm"}, &out, &out) }()
+	// Write new lines until the follow shows one: it may be in place
+	// only after the first of them.
+	deadline := time.Now().Add(guard)
+	for !strings.Contains(out.String(), "stop requested") {
+		if time.Now().After(deadline) {
+			t.Fatalf("log -f -n 0 never showed a new line:\n%s", out.String())
+		}
+		d.ctl(t, "stop", "-w", "vm")
+		d.ctl(t, "start", "-w", "vm")
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("log -f -n 0 ended with %d:\n%s", code, out.String())
+	}
+	if strings.Contains(out.String(), strings.TrimSpace(last)) {
+		t.Fatalf("log -f -n 0 showed %q, written before it began:\n%s", last, out.String())
 	}
 }
 

@@ -565,3 +565,24 @@ func TestDependants(t *testing.T) {
 		t.Fatalf("dependants of other: %v", got)
 	}
 }
+
+// The API's stop stops only the VM it names, as api/README.md says: the
+// ordering of dependants is vmstatedctl's, which reads the status first.
+func TestAPIStopLeavesDependants(t *testing.T) {
+	d := startDaemon(t, map[string]string{
+		"db":  sleeper("db", ""),
+		"web": sleeper("web", "depends = db;"),
+	})
+	if code, _, errs := d.ctl(t, "start", "-w", "web"); code != 0 {
+		t.Fatalf("start -w web: %d %s", code, errs)
+	}
+	if _, err := api.NewClient(d.socket).Stop(context.Background(), "db", api.StopOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := d.ctl(t, "wait", "db", "stopped"); code != 0 {
+		t.Fatal("db never stopped")
+	}
+	if st, err := d.sup.Get("web"); err != nil || api.State(st.State) != api.StateRunning {
+		t.Fatalf("web after the API stopped db: %v %v, want running", st.State, err)
+	}
+}
