@@ -327,3 +327,41 @@ func TestTrustQEMUDefaultUser(t *testing.T) {
 	d.do(vm, api.ActionStop)
 	d.waitState(vm, api.StateStopped)
 }
+
+// A program named in a config is checked again when it is launched, not
+// only when the config loaded: a directory on its path handed to a user
+// afterwards (nothing in a VM directory changed, so no reload) makes the
+// next start fail with the rule in the reason, and nothing of the user's
+// runs as root.
+func TestTrustProgramCheckedAtLaunch(t *testing.T) {
+	bob := newUser(t, "b")
+	t.Parallel()
+	e := newEnv(t)
+	bin := filepath.Join(e.dir, "bin")
+	if err := os.Mkdir(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(e.work, "ran-as-root")
+	prog := filepath.Join(bin, "prog")
+	e.writeFile(prog, "#!/bin/sh\nid -u >> "+marker+"\nexec sleep 1000\n")
+	if err := os.Chmod(prog, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	vm := e.addVM("late", execVM([]string{prog}, ""))
+	d := e.start()
+	if st := d.get(vm); st.ConfigError != "" {
+		t.Fatalf("%s: config error %q while the program is root's", vm, st.ConfigError)
+	}
+	// Now the directory is Bob's, and so is what it holds.
+	chownTo(t, bob, bin, prog)
+	if _, err := d.c.Start(ctx(t), vm); err != nil {
+		t.Fatal(err)
+	}
+	st := d.waitState(vm, api.StateFailed)
+	if want := "directory " + bin + " is owned by uid " + strconv.Itoa(bob.uid); !strings.Contains(st.Reason, want) {
+		t.Errorf("%s failed with %q, which does not say %q", vm, st.Reason, want)
+	}
+	if b, err := os.ReadFile(marker); err == nil {
+		t.Fatalf("the user's program ran as uid %s", strings.Fields(string(b)))
+	}
+}

@@ -138,6 +138,9 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 	if spec.RunDir == "" {
 		return nil, fmt.Errorf("%w: Spec.RunDir is empty", ErrBadOptions)
 	}
+	if err := checkProgram(o.Command[0]); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(spec.RunDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create run directory: %w", err)
 	}
