@@ -219,3 +219,23 @@ func TestMalformedRequestsGetJSON(t *testing.T) {
 		t.Fatalf("log: %d %q, want %q", code, data, fake)
 	}
 }
+
+// TestIdleConnectionClosed: a kept-alive connection on which no next
+// request comes is closed once IdleTimeout has passed, so an idle client
+// never holds its slot for good.
+func TestIdleConnectionClosed(t *testing.T) {
+	d := startDaemon(t, map[string]string{"vm": sleeper("vm", "")}, server.Options{IdleTimeout: 200 * time.Millisecond})
+	conn, err := net.Dial("unix", d.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	if _, err := io.WriteString(conn, "GET /v1/vms HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if resp, eb := readReply(t, br, "GET"); resp.StatusCode != 200 || resp.Close {
+		t.Fatalf("first request: %d %+v, close %v", resp.StatusCode, eb, resp.Close)
+	}
+	closedAfter(t, conn, br)
+}
