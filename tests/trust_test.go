@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/vmstated/vmstated/api"
+	"github.com/vmstated/vmstated/config"
 )
 
 // testUser is an account made for one test with useradd and removed
@@ -363,5 +364,35 @@ func TestTrustProgramCheckedAtLaunch(t *testing.T) {
 	}
 	if b, err := os.ReadFile(marker); err == nil {
 		t.Fatalf("the user's program ran as uid %s", strings.Fields(string(b)))
+	}
+}
+
+// A config that passes the caps on values gives hooks that start: values
+// right at the limit for one environment string, and together right at
+// the limit for all of them, reach every hook of a start.
+func TestHookEnvAtTheLimits(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	// Three VMSTATED_CFG_BGn=... strings of config.MaxHookVar bytes, and
+	// a fourth that brings all of them within 4 KiB of config.MaxHookEnv
+	// (the VM's other values take some of the rest).
+	value := strings.Repeat("v", config.MaxHookVar-len("VMSTATED_CFG_bg1="))
+	last := strings.Repeat("v", config.MaxHookEnv-3*(config.MaxHookVar+1)-4096)
+	vm := e.addVM("envmax", sleeper("    .include \"a.conf\"\n    .include \"b.conf\"\n"))
+	e.writeFile(filepath.Join(e.root, vm, "a.conf"), "bg1 = \""+value+"\";\nbg2 = \""+value+"\";\n")
+	e.writeFile(filepath.Join(e.root, vm, "b.conf"), "bg3 = \""+value+"\";\nbg4 = \""+last+"\";\n")
+	d := e.start()
+	if st := d.get(vm); st.ConfigError != "" {
+		t.Fatalf("%s: config error %q", vm, st.ConfigError)
+	}
+	if _, errOut, code := e.run(vmstatedBin, "-n", "-c", e.root); code != 0 {
+		t.Fatalf("vmstated -n: exit %d: %s", code, errOut)
+	}
+	d.do(vm, api.ActionStart)
+	d.waitUp(vm)
+	for _, st := range []string{"start_network", "start_storage", "running"} {
+		if !strings.Contains(e.readLog(vm), "hook "+st+" of "+vm+" says hello") {
+			t.Errorf("the %s hook did not run:\n%s", st, e.readLog(vm))
+		}
 	}
 }
