@@ -159,6 +159,43 @@ func TestCorruptRecordMovedAside(t *testing.T) {
 	f.waitState("vm0", sRunning)
 }
 
+// A record path that is a directory is not a record of a stopped VM: it
+// is moved aside like a corrupt one and the VM waits in failed, saying
+// what it found, and a failreset lets it start (its record then written
+// in the directory's place).
+func TestRecordThatIsADirectory(t *testing.T) {
+	f := newFixture(t)
+	f.addVM("vm0", sleeper)
+	f.sync()
+	f.stop()
+	path := filepath.Join(f.base, "state", "vm0.json")
+	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(path, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f.start()
+	f.sup.Load(f.w.Initial(), LoadOptions{})
+	st := f.waitState("vm0", sFailed)
+	if !strings.Contains(st.Reason, "not a regular file") || !strings.Contains(st.Reason, "failreset") {
+		t.Fatalf("reason %q", st.Reason)
+	}
+	if aside, _ := filepath.Glob(path + ".corrupt-*"); len(aside) != 1 {
+		t.Fatalf("moved-aside files: %v", aside)
+	}
+	if err := f.sup.FailReset(ctx(t), "vm0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.sup.Start(ctx(t), "vm0"); err != nil {
+		t.Fatal(err)
+	}
+	f.waitState("vm0", sRunning)
+	if fi, err := os.Lstat(path); err != nil || !fi.Mode().IsRegular() {
+		t.Fatalf("the record after the start: %v, %v", fi, err)
+	}
+}
+
 func TestCorruptRecordAfterRebootMeansStopped(t *testing.T) {
 	f := newFixture(t)
 	f.addVM("vm0", sleeper+"\nautostart = true;")

@@ -108,3 +108,49 @@ func TestCaptureTrimmed(t *testing.T) {
 		t.Errorf("the run directory holds %d bytes after %d MB of output, want under %d (twice the VM log size)", run, size>>20, 2*limit)
 	}
 }
+
+// chattyInit is a test guest's init that prints chattySize bytes of
+// 1000-byte lines on its serial console, a last line to find, and powers
+// off.
+const chattySize = 3 << 20
+
+var chattyInit = fmt.Sprintf(`#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t devtmpfs dev /dev
+yes "$(printf '%%0999d' 0)" | head -c %d > /dev/ttyS0
+echo end-of-output > /dev/ttyS0
+poweroff -f
+`, chattySize)
+
+// QEMU's captures (its serial console log and its own output) are trimmed
+// as they are copied into the VM log, as the exec driver's are: a guest
+// printing three times its VM log's size leaves its run directory under
+// twice that size, with the last line in the log.
+func TestQEMUCaptureTrimmed(t *testing.T) {
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
+	}
+	if testing.Short() {
+		t.Skip("boots a Linux guest; skipped with -short")
+	}
+	t.Parallel()
+	kernel, initrd := testguest.Custom(t, chattyInit)
+	e := newEnv(t)
+	vm := e.addVM("qchat", fmt.Sprintf(`    hypervisor = qemu;
+    memory = 128;
+    log_max_size = 1;
+    qemu { accel = tcg; kernel = %q; initrd = %q; append = "console=ttyS0 quiet"; }
+`, kernel, initrd))
+	d := e.start()
+	ev := d.events(vm)
+	d.do(vm, api.ActionStart)
+	ev.waitEnter(t, api.StateStopped, 1)
+	waitUntil(t, "the last line in the log", func() bool { return strings.Contains(e.readLog(vm), "end-of-output") })
+	const limit = 1 << 20
+	run := allocated(t, filepath.Join(e.runDir, vm))
+	t.Logf("the guest printed %d MB; the run directory holds %d bytes; VM log limit %d bytes", chattySize>>20, run, limit)
+	if run >= 2*limit {
+		t.Errorf("the run directory holds %d bytes after %d MB on the console, want under %d (twice the VM log size)", run, chattySize>>20, 2*limit)
+	}
+}

@@ -28,6 +28,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(floodEnv) != "" {
+		os.Exit(floodMain())
+	}
 	os.Exit(testMain(m))
 }
 

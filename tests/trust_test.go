@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/vmstated/vmstated/api"
+	"github.com/vmstated/vmstated/config"
 )
 
 // testUser is an account made for one test with useradd and removed
@@ -326,4 +327,72 @@ func TestTrustQEMUDefaultUser(t *testing.T) {
 	}
 	d.do(vm, api.ActionStop)
 	d.waitState(vm, api.StateStopped)
+}
+
+// A program named in a config is checked again when it is launched, not
+// only when the config loaded: a directory on its path handed to a user
+// afterwards (nothing in a VM directory changed, so no reload) makes the
+// next start fail with the rule in the reason, and nothing of the user's
+// runs as root.
+func TestTrustProgramCheckedAtLaunch(t *testing.T) {
+	bob := newUser(t, "b")
+	t.Parallel()
+	e := newEnv(t)
+	bin := filepath.Join(e.dir, "bin")
+	if err := os.Mkdir(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(e.work, "ran-as-root")
+	prog := filepath.Join(bin, "prog")
+	e.writeFile(prog, "#!/bin/sh\nid -u >> "+marker+"\nexec sleep 1000\n")
+	if err := os.Chmod(prog, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	vm := e.addVM("late", execVM([]string{prog}, ""))
+	d := e.start()
+	if st := d.get(vm); st.ConfigError != "" {
+		t.Fatalf("%s: config error %q while the program is root's", vm, st.ConfigError)
+	}
+	// Now the directory is Bob's, and so is what it holds.
+	chownTo(t, bob, bin, prog)
+	if _, err := d.c.Start(ctx(t), vm); err != nil {
+		t.Fatal(err)
+	}
+	st := d.waitState(vm, api.StateFailed)
+	if want := "directory " + bin + " is owned by uid " + strconv.Itoa(bob.uid); !strings.Contains(st.Reason, want) {
+		t.Errorf("%s failed with %q, which does not say %q", vm, st.Reason, want)
+	}
+	if b, err := os.ReadFile(marker); err == nil {
+		t.Fatalf("the user's program ran as uid %s", strings.Fields(string(b)))
+	}
+}
+
+// A config that passes the caps on values gives hooks that start: values
+// right at the limit for one environment string, and together right at
+// the limit for all of them, reach every hook of a start.
+func TestHookEnvAtTheLimits(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	// Three VMSTATED_CFG_BGn=... strings of config.MaxHookVar bytes, and
+	// a fourth that brings all of them within 4 KiB of config.MaxHookEnv
+	// (the VM's other values take some of the rest).
+	value := strings.Repeat("v", config.MaxHookVar-len("VMSTATED_CFG_bg1="))
+	last := strings.Repeat("v", config.MaxHookEnv-3*(config.MaxHookVar+1)-4096)
+	vm := e.addVM("envmax", sleeper("    .include \"a.conf\"\n    .include \"b.conf\"\n"))
+	e.writeFile(filepath.Join(e.root, vm, "a.conf"), "bg1 = \""+value+"\";\nbg2 = \""+value+"\";\n")
+	e.writeFile(filepath.Join(e.root, vm, "b.conf"), "bg3 = \""+value+"\";\nbg4 = \""+last+"\";\n")
+	d := e.start()
+	if st := d.get(vm); st.ConfigError != "" {
+		t.Fatalf("%s: config error %q", vm, st.ConfigError)
+	}
+	if _, errOut, code := e.run(vmstatedBin, "-n", "-c", e.root); code != 0 {
+		t.Fatalf("vmstated -n: exit %d: %s", code, errOut)
+	}
+	d.do(vm, api.ActionStart)
+	d.waitUp(vm)
+	for _, st := range []string{"start_network", "start_storage", "running"} {
+		if !strings.Contains(e.readLog(vm), "hook "+st+" of "+vm+" says hello") {
+			t.Errorf("the %s hook did not run:\n%s", st, e.readLog(vm))
+		}
+	}
 }

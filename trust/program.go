@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -123,4 +125,36 @@ func (p *Program) Command(first int, args []string) (path string, argv []string,
 	}
 	argv = append(argv, "/dev/fd/"+fd(1))
 	return "/proc/self/fd/" + fd(0), append(argv, args...), []*os.File{p.Interp, p.File}
+}
+
+// CheckProgram applies the rule, when strict, to the program prog names
+// (a bare name is looked up in PATH), as a driver does right before it
+// runs one: the config's load checked it too, but a directory on its path
+// may have been handed to a user since. A program that is not there
+// passes: starting it reports that.
+func CheckProgram(prog string) error {
+	if !Strict() {
+		return nil
+	}
+	path := prog
+	if !strings.Contains(prog, "/") {
+		p, err := exec.LookPath(prog)
+		if err != nil {
+			return nil
+		}
+		path = p
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", prog, err)
+	}
+	p, err := OpenProgram(abs, true)
+	if err != nil {
+		if IsNotExist(err) {
+			return nil
+		}
+		return err
+	}
+	p.Close()
+	return nil
 }

@@ -229,3 +229,31 @@ func link(t *testing.T, target, p string) {
 		t.Fatal(err)
 	}
 }
+
+// CheckProgram is the check a driver makes right before it runs a
+// program by name: a root daemon refuses one on a path a user can change,
+// and lets pass one that is not there (the start says so).
+func TestCheckProgram(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the rule applies to a root daemon, and the user's directory must belong to another user")
+	}
+	dir := t.TempDir()
+	mkdir(t, dir, "root", 0o755)
+	mkdir(t, dir, "user", 0o755)
+	if err := os.Lchown(filepath.Join(dir, "user"), 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	good := write(t, filepath.Join(dir, "root"), "prog", 0o755)
+	bad := write(t, filepath.Join(dir, "user"), "prog", 0o755)
+	for prog, want := range map[string]string{
+		good:                    "",
+		"sh":                    "",
+		filepath.Join(dir, "x"): "",
+		bad:                     "directory " + filepath.Join(dir, "user") + " is owned by uid 65534",
+	} {
+		err := CheckProgram(prog)
+		if (want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), want) {
+			t.Errorf("CheckProgram(%s) = %v, want %q", prog, err, want)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -218,4 +219,79 @@ func TestMalformedRequestsGetJSON(t *testing.T) {
 	if code != 200 || string(data) != fake {
 		t.Fatalf("log: %d %q, want %q", code, data, fake)
 	}
+}
+
+// TestIdleConnectionClosed: a kept-alive connection on which no next
+// request comes is closed once IdleTimeout has passed, so an idle client
+// never holds its slot for good.
+func TestIdleConnectionClosed(t *testing.T) {
+	d := startDaemon(t, map[string]string{"vm": sleeper("vm", "")}, server.Options{IdleTimeout: 200 * time.Millisecond})
+	conn, err := net.Dial("unix", d.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	if _, err := io.WriteString(conn, "GET /v1/vms HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if resp, eb := readReply(t, br, "GET"); resp.StatusCode != 200 || resp.Close {
+		t.Fatalf("first request: %d %+v, close %v", resp.StatusCode, eb, resp.Close)
+	}
+	closedAfter(t, conn, br)
+}
+
+// TestStalledReaderCutOff: a client that asks for a large answer (a VM
+// log of megabytes) and never reads it is cut off once a write has not
+// gone through within WriteTimeout; its connection does not stay open.
+func TestStalledReaderCutOff(t *testing.T) {
+	const size = 8 << 20
+	prog := fmt.Sprintf(`yes "$(printf '%%0999d' 0)" | head -c %d; echo end-of-output; exec sleep 100000`, size)
+	d := startDaemon(t, map[string]string{"vm": fmt.Sprintf("vm {\n hypervisor = exec;\n stop_timeout = 20s;\n exec { command = [\"/bin/sh\", \"-c\", %q]; }\n}\n", prog)},
+		server.Options{WriteTimeout: 2 * time.Second})
+	d.run("vm")
+	// The log holds the whole output once its last line is there.
+	end := time.Now().Add(guard)
+	for {
+		rc, err := d.client.Log(context.Background(), "vm", api.LogOptions{Lines: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tail, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(tail, []byte("end-of-output")) {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the output never reached the log: %q", tail)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	before := d.srv.Connections().Open
+	conn, err := net.Dial("unix", d.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "GET /v1/vms/vm/log HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// Not reading: the server's write stalls, and the connection is
+	// closed from its side (after it was counted: the write timeout is
+	// long enough to see it open).
+	waitConns(t, d, "the stalled reader's connection open", func(st server.ConnStats) bool { return st.Open > before })
+	waitConns(t, d, "the stalled reader's connection closed", func(st server.ConnStats) bool { return st.Open <= before })
+	_ = conn.SetReadDeadline(time.Now().Add(guard))
+	n, err := io.Copy(io.Discard, conn)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("the connection stayed open after %d bytes", n)
+	}
+	if n >= size {
+		t.Fatalf("the whole log (%d bytes) came through to a reader that stalled", n)
+	}
+	t.Logf("%d bytes reached the stalled reader before the cut", n)
 }

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"net/http"
 	"os/exec"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/vmstated/vmstated/api"
 	"github.com/vmstated/vmstated/api/server"
@@ -97,4 +99,44 @@ func keys(m map[string]any) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// TestActionTimeout: work on the daemon's side that does not finish, here
+// an info of a QEMU that cannot answer (stopped with SIGSTOP), gets 504
+// once the action timeout has passed, and the daemon carries on once QEMU
+// runs again.
+func TestActionTimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts QEMU")
+	}
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 is not installed")
+	}
+	d := startDaemon(t, map[string]string{
+		"q": "q {\n hypervisor = qemu;\n memory = 64;\n cpus = 1;\n stop_timeout = 2s;\n qemu { accel = tcg; serial = false; }\n}\n",
+	}, server.Options{ActionTimeout: 500 * time.Millisecond})
+	ctx := context.Background()
+	c := d.client
+	d.run("q")
+	st, err := c.Get(ctx, "q")
+	if err != nil || st.PID == 0 {
+		t.Fatalf("status: %+v, %v", st, err)
+	}
+	if err := syscall.Kill(st.PID, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	cont := func() { _ = syscall.Kill(st.PID, syscall.SIGCONT) }
+	t.Cleanup(cont)
+	var ae *api.Error
+	if _, err := c.Info(ctx, "q"); !errors.As(err, &ae) || ae.Status != http.StatusGatewayTimeout || ae.Code != api.CodeTimeout {
+		t.Fatalf("info of a stopped QEMU: %v, want 504 %s", err, api.CodeTimeout)
+	}
+	cont()
+	if _, err := c.Info(ctx, "q"); err != nil {
+		t.Fatalf("info once QEMU runs again: %v", err)
+	}
+	if _, err := c.Stop(ctx, "q", api.StopOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	d.waitState("q", api.StateStopped)
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/vmstated/vmstated/hypervisor/internal/ttyconsole"
 	"github.com/vmstated/vmstated/hypervisor/internal/vmproc"
 	"github.com/vmstated/vmstated/hypervisor/process"
+	"github.com/vmstated/vmstated/trust"
 )
 
 // Name is the driver's name in configs.
@@ -208,6 +209,12 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 	}
 	if spec.RunDir == "" {
 		return nil, fmt.Errorf("%w: Spec.RunDir is empty", ErrBadSpec)
+	}
+	// Checked again at each launch: the config's load is not enough.
+	for _, prog := range []string{o.Binary, o.Bhyvectl} {
+		if err := trust.CheckProgram(prog); err != nil {
+			return nil, fmt.Errorf("%w: program refused: %w", ErrBadSpec, err)
+		}
 	}
 	if err := os.MkdirAll(spec.RunDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create run directory: %w", err)

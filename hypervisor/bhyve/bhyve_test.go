@@ -323,6 +323,28 @@ func TestBadSpec(t *testing.T) {
 			}
 		})
 	}
+	t.Run("binary a user can change", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("needs root: the trust rule applies to a root daemon")
+		}
+		user := filepath.Join(t.TempDir(), "user")
+		if err := os.Mkdir(user, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		bin := filepath.Join(user, "bhyve")
+		if err := os.WriteFile(bin, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Lchown(user, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		o := standinOptions()
+		o.Binary = bin
+		_, err := New().Start(context.Background(), hypervisor.Spec{Name: "a", RunDir: t.TempDir(), Options: o})
+		if !errors.Is(err, ErrBadSpec) || !strings.Contains(err.Error(), "program refused") || !strings.Contains(err.Error(), user) {
+			t.Errorf("err = %v, want the binary refused under the trust rule", err)
+		}
+	})
 	t.Run("malformed user config", func(t *testing.T) {
 		spec := specWith(t, "cpus=1\nnot a setting\n")
 		spec.RunDir = t.TempDir()

@@ -33,6 +33,7 @@ import (
 	"github.com/vmstated/vmstated/hypervisor/internal/ttyconsole"
 	"github.com/vmstated/vmstated/hypervisor/internal/vmproc"
 	"github.com/vmstated/vmstated/hypervisor/process"
+	"github.com/vmstated/vmstated/trust"
 )
 
 // Name is the driver's name in configs.
@@ -137,6 +138,10 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 	}
 	if spec.RunDir == "" {
 		return nil, fmt.Errorf("%w: Spec.RunDir is empty", ErrBadOptions)
+	}
+	// Checked again at each launch: the config's load is not enough.
+	if err := trust.CheckProgram(o.Command[0]); err != nil {
+		return nil, fmt.Errorf("%w: program refused: %w", ErrBadOptions, err)
 	}
 	if err := os.MkdirAll(spec.RunDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create run directory: %w", err)
