@@ -291,7 +291,7 @@ func TestMetricsQEMUBlock(t *testing.T) {
 		v, ok := s.value("libvirt_domain_info_cpu_time_seconds_total", "domain", vm)
 		return ok && v > 0
 	})
-	if v, _ := s.value("vmstated_vm_process_resident_memory_bytes", "vm", vm); v < 1<<20 {
+	if v, _ := s.value("libvirt_domain_memory_stats_rss_bytes", "domain", vm); v < 1<<20 {
 		t.Errorf("QEMU's resident memory %v bytes", v)
 	}
 	s.want(t, "running", 64<<20, "libvirt_domain_info_maximum_memory_bytes", "domain", vm)
@@ -374,7 +374,7 @@ func TestMetricsAfterDaemonRestart(t *testing.T) {
 	if _, ok := s.value("libvirt_domain_info_cpu_time_seconds_total", "domain", vm); !ok {
 		t.Errorf("no CPU time for the re-adopted process")
 	}
-	if v, _ := s.value("vmstated_vm_process_resident_memory_bytes", "vm", vm); v <= 0 {
+	if v, _ := s.value("libvirt_domain_memory_stats_rss_bytes", "domain", vm); v <= 0 {
 		t.Errorf("resident memory of the re-adopted process: %v", v)
 	}
 }
