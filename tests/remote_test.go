@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -575,5 +576,77 @@ func TestRemoteSeveralHosts(t *testing.T) {
 	}
 	if code := stopEvents(); code != 0 {
 		t.Errorf("events with two hosts ended with exit %d", code)
+	}
+}
+
+// vmstatedctl -H ... console: what is typed reaches the VM's terminal
+// through ssh and what it prints comes back; the end of input detaches a
+// writer; a read-only watcher beside it, over its own ssh, sees the same
+// output and is ended by the VM's stop, saying so.
+func TestRemoteConsole(t *testing.T) {
+	t.Parallel()
+	r := newRemoteEnv(t)
+	r.ssh.authorize("root")
+	// An interactive shell ignores SIGTERM; SIGHUP ends it.
+	vm := r.addVM("rcons", execVM([]string{"/bin/sh"}, "stop_signal = HUP; console = pty;"))
+	r.d = r.start()
+	r.d.do(vm, api.ActionStart)
+	r.d.waitUp(vm)
+	host := r.ssh.host("root", r.socket)
+
+	c, cancel := context.WithTimeout(context.Background(), guard)
+	defer cancel()
+	watcher := r.remoteCmd(c, host, "console", "-r", "-n", "0", vm)
+	var wout lockedBuffer
+	watcher.Stdout, watcher.Stderr = &wout, &wout
+	if err := watcher.Start(); err != nil {
+		t.Fatal(err)
+	}
+	watched := make(chan error, 1)
+	go func() { watched <- watcher.Wait() }()
+	waitUntil(t, "the watcher to attach over ssh", func() bool { return strings.Contains(wout.String(), "Connected") })
+
+	writer := r.remoteCmd(c, host, "console", "-n", "0", vm)
+	in, err := writer.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut lockedBuffer
+	writer.Stdout, writer.Stderr = &out, &errOut
+	if err := writer.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the writer to attach over ssh", func() bool { return strings.Contains(errOut.String(), "Connected") })
+	// The terminal echoes the line as typed; only the shell's answer has
+	// the product.
+	if _, err := io.WriteString(in, "echo remote-$((6*7))\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the shell's answer over ssh", func() bool { return strings.Contains(out.String(), "remote-42") })
+	waitUntil(t, "the watcher to see the answer", func() bool { return strings.Contains(wout.String(), "remote-42") })
+	in.Close()
+	if err := writer.Wait(); err != nil {
+		t.Errorf("console over ssh after the end of input: %v: %s", err, errOut.String())
+	}
+	if !strings.Contains(errOut.String(), "[detached]") {
+		t.Errorf("the writer did not detach at the end of its input: %s", errOut.String())
+	}
+	if st := r.d.get(vm); st.State != api.StateRunning {
+		t.Errorf("%s is %s after the console detached", vm, st.State)
+	}
+
+	if _, errOut, code := r.remote(host, "stop", "-w", vm); code != 0 {
+		t.Fatalf("stop -w over ssh: exit %d: %s", code, errOut)
+	}
+	select {
+	case err := <-watched:
+		if err != nil {
+			t.Errorf("the watcher ended with %v when the VM stopped: %s", err, wout.String())
+		}
+	case <-time.After(guard):
+		t.Fatalf("the watcher over ssh did not end when the VM stopped: %s", wout.String())
+	}
+	if !strings.Contains(wout.String(), "has stopped") {
+		t.Errorf("the watcher's end does not say the VM stopped: %s", wout.String())
 	}
 }
