@@ -345,6 +345,38 @@ func waitLine(t *testing.T, lines <-chan string, what, want string) string {
 	}
 }
 
+// waitStreaming returns once lines, a remote events stream of r's daemon
+// (with host before each line when host is set), carries vm's events: it
+// gives vm (config body) a new description and reloads until the stream
+// shows the change, so that nothing done after it can happen before the
+// stream is there. The VM must be at rest, so that the config applies now.
+func (r *remoteEnv) waitStreaming(t *testing.T, lines <-chan string, host, vm, body string) {
+	t.Helper()
+	deadline := time.Now().Add(guard)
+	for i := 0; time.Now().Before(deadline); i++ {
+		r.writeConfig(vm, body+fmt.Sprintf("    description = \"stream probe %d\";\n", i))
+		if _, err := r.d.c.Reload(ctx(t)); err != nil {
+			t.Fatalf("reload: %v", err)
+		}
+		next := time.After(time.Second)
+	read:
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("the events stream over ssh ended before it showed %s's config change", vm)
+				}
+				if strings.HasPrefix(l, host) && strings.Contains(l, vm+": config") {
+					return
+				}
+			case <-next:
+				break read
+			}
+		}
+	}
+	t.Fatalf("the events stream over ssh did not show %s's config change", vm)
+}
+
 // vmstatedctl -H drives a real daemon through a real sshd: status,
 // start -w, events and log -f, as root.
 func TestRemoteControl(t *testing.T) {
@@ -362,9 +394,7 @@ func TestRemoteControl(t *testing.T) {
 	}
 
 	events, stopEvents := r.follow(host, "events", vm)
-	// The stream is up once the ssh connection is; an event after that
-	// arrives. A reload makes none for an unchanged VM, so the start is
-	// what the stream must show.
+	r.waitStreaming(t, events, "", vm, sleeper(""))
 	if out, errOut, code := r.remote(host, "start", "-w", vm); code != 0 {
 		t.Fatalf("start -w over ssh: exit %d: %s%s", code, out, errOut)
 	}
@@ -548,13 +578,18 @@ func TestRemoteSeveralHosts(t *testing.T) {
 		}
 	}
 
+	// A probe VM on each host, at rest, shows when its host's stream is
+	// there; the stops below come after both.
+	var probes []string
+	for i, r := range []*remoteEnv{r1, r2} {
+		probes = append(probes, r.addVM(fmt.Sprintf("mprobe%d", i), sleeper("")))
+		if _, err := r.d.c.Reload(ctx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	events, stopEvents := r1.follow(hosts[0], append(two, "events")...)
-	// Each stream is open once its host's daemon has a subscriber; the
-	// stops below come after both.
-	for _, r := range []*remoteEnv{r1, r2} {
-		waitUntil(t, "the remote events stream to subscribe", func() bool {
-			return strings.Contains(scrapeText(t, r.socket), "vmstated_api_requests_total{code=\"200\"}")
-		})
+	for i, r := range []*remoteEnv{r1, r2} {
+		r.waitStreaming(t, events, hosts[i]+" ", probes[i], sleeper(""))
 	}
 	out, errOut, code = r1.remote(hosts[0], append(two, "stop", "-a")...)
 	if code != 0 {
