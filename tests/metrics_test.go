@@ -357,6 +357,7 @@ func TestMetricsAfterDaemonRestart(t *testing.T) {
 	d.do(vm, api.ActionStart)
 	st := d.waitUp(vm)
 	e.waitLastHook(vm, "running")
+	scrape(t, e.socket).want(t, "first daemon", 0, "vmstated_vm_readoptions_total", "vm", vm)
 	if code := d.term(); code != 0 {
 		t.Fatalf("vmstated exited %d on SIGTERM", code)
 	}
@@ -368,6 +369,7 @@ func TestMetricsAfterDaemonRestart(t *testing.T) {
 	s.want(t, "second daemon", 1, "vmstated_vm_state", "vm", vm, "state", "running")
 	s.want(t, "second daemon", 0, "vmstated_vm_restarts_total", "vm", vm)
 	s.want(t, "second daemon", 0, "vmstated_vm_failures_total", "vm", vm)
+	s.want(t, "second daemon", 1, "vmstated_vm_readoptions_total", "vm", vm)
 	if _, ok := s.value("vmstated_vm_exits_total", "vm", vm); ok {
 		t.Errorf("the take-over counted as an exit")
 	}
