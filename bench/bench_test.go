@@ -39,7 +39,7 @@ func TestShortRun(t *testing.T) {
 	}
 	var out bytes.Buffer
 	rep.WriteText(&out)
-	for _, want := range []string{"1. lifecycle", "2. scale", "3. crash detection", "4. reload", "start → running", "commit:"} {
+	for _, want := range []string{"1. lifecycle", "2. scale", "3. crash detection", "4. reload", "start → running", "GET /metrics", "between scrapes", "commit:"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}

@@ -40,11 +40,11 @@ var (
 	descHookTOs     = desc("vmstated_vm_hook_timeouts_total", "Hook runs stopped at hook_timeout, by state.", "vm", "state")
 	descHookDur     = desc("vmstated_vm_hook_duration_seconds", "How long hooks took, by state.", "vm", "state")
 	descReadopted   = desc("vmstated_vm_readoptions_total", "Times a running hypervisor of the VM was taken over: after a daemon restart, or found running before a launch.", "vm")
-	descRSS         = desc("vmstated_vm_process_resident_memory_bytes", "Resident memory of the hypervisor process.", "vm")
 
 	descCPUs   = desc("libvirt_domain_info_virtual_cpus", "Number of virtual CPUs for the domain.", "domain")
 	descMaxMem = desc("libvirt_domain_info_maximum_memory_bytes", "Maximum allowed memory of the domain, in bytes.", "domain")
 	descCPU    = desc("libvirt_domain_info_cpu_time_seconds_total", "Amount of CPU time used by the domain's hypervisor process, in seconds.", "domain")
+	descRSS    = desc("libvirt_domain_memory_stats_rss_bytes", "Resident Set Size of the process running the domain, in bytes.", "domain")
 
 	descBlkRdBytes = desc("libvirt_domain_block_stats_read_bytes_total", "Number of bytes read from a block device, in bytes.", "domain", "target_device")
 	descBlkRdReqs  = desc("libvirt_domain_block_stats_read_requests_total", "Number of read requests from a block device.", "domain", "target_device")

@@ -11,9 +11,10 @@
 // With nobody scraping, the cost is that goroutine reading events.
 //
 // Series whose meaning is the same as in the libvirt exporters carry their
-// names and labels (libvirt_domain_info_*, libvirt_domain_block_stats_*,
-// libvirt_domain_interface_stats_*, label domain), so existing dashboards
-// work; the rest are vmstated_* with label vm.
+// names and labels (libvirt_domain_info_*, libvirt_domain_memory_stats_rss_bytes,
+// libvirt_domain_block_stats_*, libvirt_domain_interface_stats_*, label
+// domain), so existing dashboards work; the rest are vmstated_* with label
+// vm.
 package metrics
 
 import (

@@ -291,7 +291,7 @@ func TestMetricsQEMUBlock(t *testing.T) {
 		v, ok := s.value("libvirt_domain_info_cpu_time_seconds_total", "domain", vm)
 		return ok && v > 0
 	})
-	if v, _ := s.value("vmstated_vm_process_resident_memory_bytes", "vm", vm); v < 1<<20 {
+	if v, _ := s.value("libvirt_domain_memory_stats_rss_bytes", "domain", vm); v < 1<<20 {
 		t.Errorf("QEMU's resident memory %v bytes", v)
 	}
 	s.want(t, "running", 64<<20, "libvirt_domain_info_maximum_memory_bytes", "domain", vm)
@@ -357,6 +357,7 @@ func TestMetricsAfterDaemonRestart(t *testing.T) {
 	d.do(vm, api.ActionStart)
 	st := d.waitUp(vm)
 	e.waitLastHook(vm, "running")
+	scrape(t, e.socket).want(t, "first daemon", 0, "vmstated_vm_readoptions_total", "vm", vm)
 	if code := d.term(); code != 0 {
 		t.Fatalf("vmstated exited %d on SIGTERM", code)
 	}
@@ -368,13 +369,14 @@ func TestMetricsAfterDaemonRestart(t *testing.T) {
 	s.want(t, "second daemon", 1, "vmstated_vm_state", "vm", vm, "state", "running")
 	s.want(t, "second daemon", 0, "vmstated_vm_restarts_total", "vm", vm)
 	s.want(t, "second daemon", 0, "vmstated_vm_failures_total", "vm", vm)
+	s.want(t, "second daemon", 1, "vmstated_vm_readoptions_total", "vm", vm)
 	if _, ok := s.value("vmstated_vm_exits_total", "vm", vm); ok {
 		t.Errorf("the take-over counted as an exit")
 	}
 	if _, ok := s.value("libvirt_domain_info_cpu_time_seconds_total", "domain", vm); !ok {
 		t.Errorf("no CPU time for the re-adopted process")
 	}
-	if v, _ := s.value("vmstated_vm_process_resident_memory_bytes", "vm", vm); v <= 0 {
+	if v, _ := s.value("libvirt_domain_memory_stats_rss_bytes", "domain", vm); v <= 0 {
 		t.Errorf("resident memory of the re-adopted process: %v", v)
 	}
 }

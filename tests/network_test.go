@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -283,6 +284,7 @@ func TestNetworkBridge(t *testing.T) {
 		t.Errorf("tap %s is not on br0:\n%s", n.Tap, out)
 	}
 	e.waitLog(vm, testguest.GatewayLine)
+	checkTapMetrics(t, e, host, vm, n.Tap)
 	if env := e.hookEnv(vm, "start_network"); env["VMSTATED_TAPS"] != n.Tap || env["VMSTATED_NIC0_BRIDGE"] != "br0" {
 		t.Errorf("start_network hook saw VMSTATED_TAPS=%q VMSTATED_NIC0_BRIDGE=%q", env["VMSTATED_TAPS"], env["VMSTATED_NIC0_BRIDGE"])
 	}
@@ -385,5 +387,41 @@ func TestNetworkLeaseFreed(t *testing.T) {
 	d.do(third, api.ActionStart)
 	if got := d.waitUp(third).Networks[0].Address; got != addr {
 		t.Errorf("%s got %s, the pool's one /31 is %s", third, got, addr)
+	}
+}
+
+// checkTapMetrics scrapes the tap's counters of a guest that pinged its
+// gateway: both directions moved, and each is the host's count of the
+// other direction (what the host's end of a tap receives, the guest
+// sent), read before and after the scrape.
+func checkTapMetrics(t *testing.T, e *env, ns netns, vm, tap string) {
+	t.Helper()
+	hostCount := func(f string) float64 {
+		v, err := strconv.ParseFloat(strings.TrimSpace(ns.run(t, "cat", "/sys/class/net/"+tap+"/statistics/"+f)), 64)
+		if err != nil {
+			t.Fatalf("%s of %s: %v", f, tap, err)
+		}
+		return v
+	}
+	rx0, tx0 := hostCount("rx_packets"), hostCount("tx_packets")
+	s := scrape(t, e.socket)
+	rx1, tx1 := hostCount("rx_packets"), hostCount("tx_packets")
+	for _, c := range []struct {
+		series   string
+		min, max float64
+	}{
+		{"libvirt_domain_interface_stats_transmit_packets_total", rx0, rx1},
+		{"libvirt_domain_interface_stats_receive_packets_total", tx0, tx1},
+	} {
+		v, ok := s.value(c.series, "domain", vm, "target_device", tap)
+		if !ok || v < 2 || v < c.min || v > c.max {
+			t.Errorf("%s{domain=%s,target_device=%s} = %v (present %v), want at least 2 (an ARP and a ping) and within the host's %v..%v",
+				c.series, vm, tap, v, ok, c.min, c.max)
+		}
+	}
+	for _, name := range []string{"libvirt_domain_interface_stats_transmit_bytes_total", "libvirt_domain_interface_stats_receive_bytes_total"} {
+		if v, _ := s.value(name, "domain", vm, "target_device", tap); v <= 0 {
+			t.Errorf("%s of %s: %v", name, tap, v)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -344,6 +345,38 @@ func waitLine(t *testing.T, lines <-chan string, what, want string) string {
 	}
 }
 
+// waitStreaming returns once lines, a remote events stream of r's daemon
+// (with host before each line when host is set), carries vm's events: it
+// gives vm (config body) a new description and reloads until the stream
+// shows the change, so that nothing done after it can happen before the
+// stream is there. The VM must be at rest, so that the config applies now.
+func (r *remoteEnv) waitStreaming(t *testing.T, lines <-chan string, host, vm, body string) {
+	t.Helper()
+	deadline := time.Now().Add(guard)
+	for i := 0; time.Now().Before(deadline); i++ {
+		r.writeConfig(vm, body+fmt.Sprintf("    description = \"stream probe %d\";\n", i))
+		if _, err := r.d.c.Reload(ctx(t)); err != nil {
+			t.Fatalf("reload: %v", err)
+		}
+		next := time.After(time.Second)
+	read:
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("the events stream over ssh ended before it showed %s's config change", vm)
+				}
+				if strings.HasPrefix(l, host) && strings.Contains(l, vm+": config") {
+					return
+				}
+			case <-next:
+				break read
+			}
+		}
+	}
+	t.Fatalf("the events stream over ssh did not show %s's config change", vm)
+}
+
 // vmstatedctl -H drives a real daemon through a real sshd: status,
 // start -w, events and log -f, as root.
 func TestRemoteControl(t *testing.T) {
@@ -361,9 +394,7 @@ func TestRemoteControl(t *testing.T) {
 	}
 
 	events, stopEvents := r.follow(host, "events", vm)
-	// The stream is up once the ssh connection is; an event after that
-	// arrives. A reload makes none for an unchanged VM, so the start is
-	// what the stream must show.
+	r.waitStreaming(t, events, "", vm, sleeper(""))
 	if out, errOut, code := r.remote(host, "start", "-w", vm); code != 0 {
 		t.Fatalf("start -w over ssh: exit %d: %s%s", code, out, errOut)
 	}
@@ -547,13 +578,18 @@ func TestRemoteSeveralHosts(t *testing.T) {
 		}
 	}
 
+	// A probe VM on each host, at rest, shows when its host's stream is
+	// there; the stops below come after both.
+	var probes []string
+	for i, r := range []*remoteEnv{r1, r2} {
+		probes = append(probes, r.addVM(fmt.Sprintf("mprobe%d", i), sleeper("")))
+		if _, err := r.d.c.Reload(ctx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	events, stopEvents := r1.follow(hosts[0], append(two, "events")...)
-	// Each stream is open once its host's daemon has a subscriber; the
-	// stops below come after both.
-	for _, r := range []*remoteEnv{r1, r2} {
-		waitUntil(t, "the remote events stream to subscribe", func() bool {
-			return strings.Contains(scrapeText(t, r.socket), "vmstated_api_requests_total{code=\"200\"}")
-		})
+	for i, r := range []*remoteEnv{r1, r2} {
+		r.waitStreaming(t, events, hosts[i]+" ", probes[i], sleeper(""))
 	}
 	out, errOut, code = r1.remote(hosts[0], append(two, "stop", "-a")...)
 	if code != 0 {
@@ -575,5 +611,77 @@ func TestRemoteSeveralHosts(t *testing.T) {
 	}
 	if code := stopEvents(); code != 0 {
 		t.Errorf("events with two hosts ended with exit %d", code)
+	}
+}
+
+// vmstatedctl -H ... console: what is typed reaches the VM's terminal
+// through ssh and what it prints comes back; the end of input detaches a
+// writer; a read-only watcher beside it, over its own ssh, sees the same
+// output and is ended by the VM's stop, saying so.
+func TestRemoteConsole(t *testing.T) {
+	t.Parallel()
+	r := newRemoteEnv(t)
+	r.ssh.authorize("root")
+	// An interactive shell ignores SIGTERM; SIGHUP ends it.
+	vm := r.addVM("rcons", execVM([]string{"/bin/sh"}, "stop_signal = HUP; console = pty;"))
+	r.d = r.start()
+	r.d.do(vm, api.ActionStart)
+	r.d.waitUp(vm)
+	host := r.ssh.host("root", r.socket)
+
+	c, cancel := context.WithTimeout(context.Background(), guard)
+	defer cancel()
+	watcher := r.remoteCmd(c, host, "console", "-r", "-n", "0", vm)
+	var wout lockedBuffer
+	watcher.Stdout, watcher.Stderr = &wout, &wout
+	if err := watcher.Start(); err != nil {
+		t.Fatal(err)
+	}
+	watched := make(chan error, 1)
+	go func() { watched <- watcher.Wait() }()
+	waitUntil(t, "the watcher to attach over ssh", func() bool { return strings.Contains(wout.String(), "Connected") })
+
+	writer := r.remoteCmd(c, host, "console", "-n", "0", vm)
+	in, err := writer.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut lockedBuffer
+	writer.Stdout, writer.Stderr = &out, &errOut
+	if err := writer.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the writer to attach over ssh", func() bool { return strings.Contains(errOut.String(), "Connected") })
+	// The terminal echoes the line as typed; only the shell's answer has
+	// the product.
+	if _, err := io.WriteString(in, "echo remote-$((6*7))\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the shell's answer over ssh", func() bool { return strings.Contains(out.String(), "remote-42") })
+	waitUntil(t, "the watcher to see the answer", func() bool { return strings.Contains(wout.String(), "remote-42") })
+	in.Close()
+	if err := writer.Wait(); err != nil {
+		t.Errorf("console over ssh after the end of input: %v: %s", err, errOut.String())
+	}
+	if !strings.Contains(errOut.String(), "[detached]") {
+		t.Errorf("the writer did not detach at the end of its input: %s", errOut.String())
+	}
+	if st := r.d.get(vm); st.State != api.StateRunning {
+		t.Errorf("%s is %s after the console detached", vm, st.State)
+	}
+
+	if _, errOut, code := r.remote(host, "stop", "-w", vm); code != 0 {
+		t.Fatalf("stop -w over ssh: exit %d: %s", code, errOut)
+	}
+	select {
+	case err := <-watched:
+		if err != nil {
+			t.Errorf("the watcher ended with %v when the VM stopped: %s", err, wout.String())
+		}
+	case <-time.After(guard):
+		t.Fatalf("the watcher over ssh did not end when the VM stopped: %s", wout.String())
+	}
+	if !strings.Contains(wout.String(), "has stopped") {
+		t.Errorf("the watcher's end does not say the VM stopped: %s", wout.String())
 	}
 }

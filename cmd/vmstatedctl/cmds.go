@@ -407,8 +407,16 @@ func dependants(list []api.Status, name string) []string {
 	return out
 }
 
+// waitsAtOnce bounds the VMs a stop of many follows at once: each wait
+// holds an event stream, a connection of its own (over ssh, an ssh
+// process), and the daemon lets a user other than root hold only a few
+// (vmstated -C, 64 by default).
+const waitsAtOnce = 4
+
 // stopInWaves stops each wave's VMs in parallel and waits for them before
 // the next wave begins; it returns the statuses of those that stopped.
+// Every VM of a wave is asked to stop before any is waited for, so that
+// they all stop at once in the daemon however few are followed at a time.
 func (e *env) stopInWaves(waves [][]string, opts api.StopOptions) ([]api.Status, error) {
 	var (
 		errs    []error
@@ -416,33 +424,62 @@ func (e *env) stopInWaves(waves [][]string, opts api.StopOptions) ([]api.Status,
 		mu      sync.Mutex
 	)
 	for _, wave := range waves {
-		var wg sync.WaitGroup
-		for _, name := range wave {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				st, err := e.waitFor(name, goal{target: api.StateStopped, quiet: e.json()}, func() error {
-					_, err := e.client().Stop(e.ctx, name, opts)
-					if errors.Is(err, api.ErrConflict) {
-						return nil // already on its way down, or not running
-					}
-					return err
-				})
-				mu.Lock()
-				defer mu.Unlock()
-				if err != nil {
-					errs = append(errs, err)
-				} else {
-					results = append(results, st)
+		var asked []string
+		forEachAtOnce(wave, waitsAtOnce, func(name string) {
+			_, err := e.client().Stop(e.ctx, name, opts)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && !errors.Is(err, api.ErrConflict) { // conflict: already on its way down, or not running
+				errs = append(errs, err)
+				return
+			}
+			asked = append(asked, name)
+		})
+		forEachAtOnce(asked, waitsAtOnce, func(name string) {
+			st, err := e.waitFor(name, goal{target: api.StateStopped, quiet: e.json()}, nil)
+			if errors.Is(err, api.ErrNotFound) {
+				// Asked to stop and gone since: its directory was gone,
+				// and the daemon dropped it as it came to rest.
+				st, err = api.Status{Name: name, State: api.StateStopped, Desired: api.StateStopped}, nil
+				if !e.json() {
+					progressMu.Lock()
+					fmt.Fprintf(e.stdout, "%s: %s (and dropped: its directory is gone)\n", name, st.State)
+					progressMu.Unlock()
 				}
-			}()
-		}
-		wg.Wait()
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+			} else {
+				results = append(results, st)
+			}
+		})
 		if e.ctx.Err() != nil {
 			break
 		}
 	}
 	return results, errors.Join(errs...)
+}
+
+// forEachAtOnce calls fn for every name, n calls at a time.
+func forEachAtOnce(names []string, n int, fn func(name string)) {
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for i := 0; i < n && i < len(names); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for name := range work {
+				fn(name)
+			}
+		}()
+	}
+	for _, name := range names {
+		work <- name
+	}
+	close(work)
+	wg.Wait()
 }
 
 // activeNames lists the VMs that are not at rest (stopped, failed or
