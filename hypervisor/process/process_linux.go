@@ -20,6 +20,7 @@ import (
 type attachHandle struct {
 	pidfd int
 	open  bool
+	own   bool // the daemon started the process: it reaps it by pid
 }
 
 // StartTimeOf returns the start time of process pid: field 22 of
@@ -136,15 +137,56 @@ func waitReadable(fd int) {
 // without a goroutine or thread of its own while it runs: its pidfd waits
 // in the shared exit poller, and wait(2) runs only when it will not block.
 // Without pidfds a goroutine blocks a thread in wait(2) instead.
+//
+// The pidfd is the process's only descriptor in the daemon: the runtime's
+// own (os.Process keeps one) is released, and this one signals the
+// process and reaps it by its pid. Every fork copies the daemon's
+// descriptor table and every exec closes the copy, so with a thousand
+// VMs a descriptor per VM costs each launch a thousand copies and closes.
 func (p *Process) reapWhenExited(child *os.Process) {
 	fd, err := unix.PidfdOpen(p.pid, 0)
-	if err == nil {
-		if exits.add(fd, func() { unix.Close(fd); p.reap(child) }) == nil {
-			return
-		}
-		unix.Close(fd)
+	if err != nil {
+		go p.reap(child)
+		return
 	}
-	go p.reap(child)
+	// The child is not reaped before wait4 below, so its pid cannot be
+	// reused while the pidfd is taken: it is this process's.
+	p.mu.Lock()
+	p.attached = attachHandle{pidfd: fd, open: true, own: true}
+	p.child = nil
+	p.mu.Unlock()
+	_ = child.Release()
+	if exits.add(fd, p.reapOwn) != nil {
+		go func() {
+			waitReadable(fd)
+			p.reapOwn()
+		}()
+	}
+}
+
+// reapOwn reaps a child whose pidfd said it has exited, and records how
+// it ended; finish closes the pidfd.
+func (p *Process) reapOwn() {
+	var ws unix.WaitStatus
+	s := Status{Code: -1}
+	for {
+		_, err := unix.Wait4(p.pid, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			s.Why = fmt.Sprintf("wait for pid %d: %v", p.pid, err)
+			break
+		}
+		s.Known = true
+		if ws.Signaled() {
+			s.Signal = ws.Signal()
+		} else {
+			s.Code = ws.ExitStatus()
+		}
+		break
+	}
+	p.finish(s)
 }
 
 // releaseAttached closes the pidfd; p.mu is held.
@@ -179,7 +221,7 @@ func (p *Process) DupFD(fd int) (*os.File, error) {
 	if p.exited {
 		return nil, fmt.Errorf("descriptor %d of pid %d: %w", fd, p.pid, hypervisor.ErrExited)
 	}
-	if !p.attached.open {
+	if !p.attached.open || p.attached.own {
 		// The daemon that started a process keeps what it gave it.
 		return nil, fmt.Errorf("descriptor %d of pid %d: %w: only a re-adopted process's descriptors are taken", fd, p.pid, hypervisor.ErrNotSupported)
 	}

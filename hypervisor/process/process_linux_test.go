@@ -375,3 +375,47 @@ func TestDupFD(t *testing.T) {
 		t.Error("DupFD of a descriptor the process does not have worked")
 	}
 }
+
+// pidfds counts this process's pidfd descriptors.
+func pidfds(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && l == "anon_inode:[pidfd]" {
+			n++
+		}
+	}
+	return n
+}
+
+// A started process costs the daemon one descriptor, its pidfd, which
+// signals it and reaps it: every fork copies the descriptor table, so a
+// thousand VMs with two each made every launch copy a thousand more.
+func TestStartedProcessHoldsOnePidfd(t *testing.T) {
+	before := pidfds(t)
+	p, err := Start(Config{Path: "/bin/sleep", Args: []string{"60"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := pidfds(t) - before; n != 1 {
+		t.Errorf("a started process holds %d pidfds, want 1", n)
+	}
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	s := waitDone(t, p)
+	if !s.Known || s.Signal != syscall.SIGTERM {
+		t.Errorf("status %+v, want known, ended by SIGTERM", s)
+	}
+	if n := pidfds(t) - before; n != 0 {
+		t.Errorf("%d pidfds left once the process was reaped", n)
+	}
+	// Reaped: the pid is gone, not a zombie.
+	if _, err := StartTimeOf(p.PID()); err == nil {
+		t.Errorf("pid %d still exists after Done", p.PID())
+	}
+}
