@@ -267,9 +267,19 @@ func TestFailResetSurvivesRestart(t *testing.T) {
 	vm := e.addVM("failreset", sleeper(""))
 	e.control(vm, "start_network", "fail", true)
 	d := e.start()
+	evs := d.events(vm)
 	d.do(vm, api.ActionStart)
 	d.waitState(vm, api.StateFailed)
 	e.waitLastHook(vm, "failed")
+	// The failed hook's end is an event too.
+	evs.waitFor(t, "the failed hook's end", func(evs []api.Event) bool {
+		for _, ev := range evs {
+			if ev.Kind == api.KindHook && ev.To == api.StateFailed {
+				return true
+			}
+		}
+		return false
+	})
 	if r := e.diskRecord(vm); r["desired"] != "stopped" {
 		t.Errorf("record of a failed VM says desired %v, want stopped", r["desired"])
 	}
