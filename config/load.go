@@ -439,13 +439,13 @@ func (d *decoder) finish(fallbackName string) {
 		vm.HookTimeout = DefaultHookTimeout
 	}
 	if vm.OnPoweroff == "" {
-		vm.OnPoweroff = ActionStop
+		vm.OnPoweroff = DefaultOnPoweroff
 	}
 	if vm.OnReboot == "" {
-		vm.OnReboot = ActionRestart
+		vm.OnReboot = DefaultOnReboot
 	}
 	if vm.OnCrash == "" {
-		vm.OnCrash = ActionRestart
+		vm.OnCrash = DefaultOnCrash
 	}
 	if vm.OnHostShutdown == "" {
 		vm.OnHostShutdown = ActionStop

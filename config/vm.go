@@ -44,6 +44,11 @@ const (
 	DefaultHookTimeout    = 60 * time.Second
 	DefaultLogMaxSizeMB   = 10
 	DefaultLogMaxFiles    = 5
+	// What follows a guest's poweroff, reboot and crash when on_poweroff,
+	// on_reboot and on_crash are not set.
+	DefaultOnPoweroff = ActionStop
+	DefaultOnReboot   = ActionRestart
+	DefaultOnCrash    = ActionRestart
 	// DefaultQEMUMemoryMB and DefaultQEMUCPUs apply to hypervisor = qemu
 	// when memory or cpus are not set; bhyve keeps its configfile's value.
 	DefaultQEMUMemoryMB = 512

@@ -363,3 +363,50 @@ func TestWatcherMissingRoot(t *testing.T) {
 		t.Error("NewWatcher on a missing root succeeded")
 	}
 }
+
+// Writes to a VM directory's other files (a disk image, a hook, a log)
+// schedule no reload of its config; the config, an include next to it and
+// the directory itself do. The watcher is not run, so its state can be
+// read without a race: event is called as Run would call it.
+func TestWatcherSchedulesOnlyConfigFiles(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "vm1")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"config":        "vm1 {\n  .include \"" + filepath.Join(dir, "shared.conf") + "\"\n  cpus = 1;\n}\n",
+		"shared.conf":   "memory = 512;\n",
+		"disk.img":      "",
+		"start_network": "#!/bin/sh\n",
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, err := NewWatcher(root, WatchOptions{LoadOptions: LoadOptions{DefaultHypervisor: HypervisorQEMU}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.fsw.Close()
+	if _, ok := w.Initial().VMs["vm1"]; !ok {
+		t.Fatalf("vm1 not loaded: %+v", w.Initial())
+	}
+	for _, tt := range []struct {
+		file     string
+		schedule bool
+	}{
+		{"disk.img", false},
+		{"start_network", false},
+		{"vm1.log", false},
+		{"config", true},
+		{"shared.conf", true},
+	} {
+		clear(w.pending)
+		w.event(fsnotify.Event{Name: filepath.Join(dir, tt.file), Op: fsnotify.Write})
+		if _, got := w.pending[dir]; got != tt.schedule {
+			t.Errorf("a write to %s: reload scheduled %v, want %v", tt.file, got, tt.schedule)
+		}
+	}
+}

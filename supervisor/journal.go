@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vmstated/vmstated/atomicfile"
 	"github.com/vmstated/vmstated/hooks"
 	"github.com/vmstated/vmstated/hypervisor/process"
 	"github.com/vmstated/vmstated/statemachine"
@@ -65,7 +66,9 @@ func (j journal) started(pid int) {
 	if err != nil {
 		return
 	}
-	_ = os.WriteFile(j.pid, []byte(fmt.Sprintf("%d %d\n", pid, st)), 0o600)
+	// Whole or not at all: a torn pid file would make the next daemon run
+	// the hook again beside the one still running.
+	_ = atomicfile.Write(j.pid, []byte(fmt.Sprintf("%d %d\n", pid, st)), atomicfile.Options{})
 }
 
 // outcome is what a journal says of a hook run.

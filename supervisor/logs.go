@@ -41,11 +41,7 @@ func logLimits(cfg *settings) (sizeMB, files int) {
 	if cfg == nil {
 		return config.DefaultLogMaxSizeMB, config.DefaultLogMaxFiles
 	}
-	sizeMB = cfg.logMaxSizeMB
-	if sizeMB <= 0 {
-		sizeMB = config.DefaultLogMaxSizeMB
-	}
-	return sizeMB, cfg.logMaxFiles
+	return cfg.logMaxSizeMB, cfg.logMaxFiles
 }
 
 // setLimits changes the rotation settings; the next write follows them.

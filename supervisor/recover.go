@@ -101,8 +101,12 @@ func (s *Supervisor) Load(snap *config.Snapshot, opts LoadOptions) {
 			s.removeRecord(name)
 			continue
 		}
+		// Settings of a VM known from its record alone: the config's
+		// defaults where a loaded config would have had them.
 		cfg := &settings{name: name, driver: r.rec.Handle.Driver, spec: hypervisor.Spec{Name: name},
-			stopTimeout: config.DefaultStopTimeout, maxRestartTime: config.DefaultMaxRestartTime}
+			stopTimeout: config.DefaultStopTimeout, hookTimeout: config.DefaultHookTimeout, maxRestartTime: config.DefaultMaxRestartTime,
+			onPoweroff: Policy(config.DefaultOnPoweroff), onReboot: Policy(config.DefaultOnReboot), onCrash: Policy(config.DefaultOnCrash),
+			logMaxSizeMB: config.DefaultLogMaxSizeMB}
 		v := s.addRecovered(name, cfg, "", r.rec)
 		_ = v.send(s.ctx, recovering{rec: r.rec})
 		_ = v.send(s.ctx, configUpdate{removed: true})

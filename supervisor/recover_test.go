@@ -392,16 +392,9 @@ func TestOrphanReported(t *testing.T) {
 	}
 	f.start()
 	f.sup.Load(f.w.Initial(), LoadOptions{})
-	deadline := time.Now().Add(waitLimit)
-	for {
-		st, _ := f.sup.Get("vm0")
-		if strings.Contains(st.Reason, "orphan: process 1") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no orphan note: %+v", st)
-		}
-		time.Sleep(5 * time.Millisecond)
+	var st Status
+	if !f.waitFor(func() bool { st, _ = f.sup.Get("vm0"); return strings.Contains(st.Reason, "orphan: process 1") }) {
+		t.Fatalf("no orphan note: %+v", st)
 	}
 }
 

@@ -66,49 +66,40 @@ type settings struct {
 }
 
 // hookTimeoutFor returns the time limit of the hook for state. The config
-// has applied its defaults; without a config (a VM known only from its
-// record) they are the config's defaults too.
+// has applied its defaults (every timeout is at least a second once
+// loaded); a VM with no settings at all takes the config's default.
 func (s *settings) hookTimeoutFor(state statemachine.State) time.Duration {
 	if s == nil {
 		return config.DefaultHookTimeout
 	}
-	if d, ok := s.hookTimeouts[string(state)]; ok && d > 0 {
+	if d, ok := s.hookTimeouts[string(state)]; ok {
 		return d
 	}
-	if s.hookTimeout > 0 {
-		return s.hookTimeout
-	}
-	return config.DefaultHookTimeout
+	return s.hookTimeout
 }
 
 // stopWait returns how long a graceful stop waits before it forces.
 func (s *settings) stopWait() time.Duration {
-	if s == nil || s.stopTimeout <= 0 {
+	if s == nil {
 		return config.DefaultStopTimeout
 	}
 	return s.stopTimeout
 }
 
-// policyFor returns what follows an exit.
+// policyFor returns what follows an exit. The config has applied the
+// defaults of on_poweroff, on_reboot and on_crash.
 func (s *settings) policyFor(r hypervisor.ExitReason) Policy {
 	switch r {
 	case hypervisor.ExitPoweroff:
-		return orDefault(s.onPoweroff, PolicyStop)
+		return s.onPoweroff
 	case hypervisor.ExitReboot:
-		return orDefault(s.onReboot, PolicyRestart)
+		return s.onReboot
 	case hypervisor.ExitKilled:
 		// Someone on the host ended the process on purpose (a signal,
 		// QMP quit): honour that, as systemd does not restart a unit
 		// whose main process got SIGTERM.
 		return PolicyStop
 	default:
-		return orDefault(s.onCrash, PolicyRestart)
+		return s.onCrash
 	}
-}
-
-func orDefault(p, def Policy) Policy {
-	if p == "" {
-		return def
-	}
-	return p
 }

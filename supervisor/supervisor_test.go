@@ -848,31 +848,24 @@ func TestConfigChangeWhileRunningIsPending(t *testing.T) {
 	if st.CPUs != 2 {
 		t.Fatalf("stopped VM did not take the new config: %+v", st)
 	}
-	// While stopped, a change applies at once.
+	// While stopped, a change applies at once: in force by the time
+	// the reload returns.
 	f.writeConfig("vm0", sleeper+"\ncpus = 3;")
 	f.sync()
-	deadline := time.Now().Add(waitLimit)
-	for {
-		st, _ = f.sup.Get("vm0")
-		if st.CPUs == 3 && !st.Pending {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("change while stopped not applied: %+v", st)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if st, _ = f.sup.Get("vm0"); st.CPUs != 3 || st.Pending {
+		t.Fatalf("change while stopped not applied when the reload returned: %+v", st)
 	}
 }
 
 func (f *fixture) waitPending(vm string, want bool) Status {
 	f.t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for time.Now().Before(deadline) {
-		st, _ := f.sup.Get(vm)
-		if st.Pending == want {
-			return st
-		}
-		time.Sleep(5 * time.Millisecond)
+	var st Status
+	if f.waitFor(func() bool {
+		var err error
+		st, err = f.sup.Get(vm)
+		return err == nil && st.Pending == want
+	}) {
+		return st
 	}
 	f.t.Fatalf("%s pending never became %v", vm, want)
 	return Status{}
@@ -887,15 +880,8 @@ func TestBrokenConfigKeepsOldOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.sync()
-	deadline := time.Now().Add(waitLimit)
-	var st Status
-	for time.Now().Before(deadline) {
-		st, _ = f.sup.Get("vm0")
-		if st.ConfigError != "" {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	// The reload has returned: the error is in the status by now.
+	st, _ := f.sup.Get("vm0")
 	if !strings.Contains(st.ConfigError, "config:1:") || st.Hypervisor != "exec" {
 		t.Fatalf("status %+v", st)
 	}
@@ -923,31 +909,15 @@ func TestRemovedWhileRunningKeepsRunningUntilStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.sync()
-	deadline := time.Now().Add(waitLimit)
-	for {
-		st, _ := f.sup.Get("vm0")
-		if st.Removed {
-			if st.State != sRunning || st.PID == 0 {
-				t.Fatalf("removed VM not running: %+v", st)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("never marked removed")
-		}
-		time.Sleep(5 * time.Millisecond)
+	// The reload has returned: the removal is in the status by now.
+	if st, _ := f.sup.Get("vm0"); !st.Removed || st.State != sRunning || st.PID == 0 {
+		t.Fatalf("removed VM when the reload returned: %+v, want it marked removed and running", st)
 	}
 	if err := f.sup.Stop(ctx(t), "vm0", StopOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		if _, err := f.sup.Get("vm0"); err != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("never dropped")
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !f.waitFor(func() bool { _, err := f.sup.Get("vm0"); return err != nil }) {
+		t.Fatal("never dropped")
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/vmstated/vmstated/atomicfile"
 	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/hypervisor/qemu"
 	"github.com/vmstated/vmstated/tcprelay"
@@ -120,7 +121,7 @@ func (v *vm) listenVNC(sock, host string) (*tcprelay.Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", host, err)
 	}
-	if err := os.WriteFile(portFile, []byte(strconv.Itoa(r.Addr().Port)+"\n"), 0o640); err != nil {
+	if err := atomicfile.Write(portFile, []byte(strconv.Itoa(r.Addr().Port)+"\n"), atomicfile.Options{Mode: 0o640}); err != nil {
 		v.log.Printf("VNC relay: recording the port: %v (it may change after a restart)", err)
 	}
 	return r, nil

@@ -169,12 +169,24 @@ func TestStopWhileWaitingForDependency(t *testing.T) {
 	if st := d.get(app); st.State != api.StateStopped || st.Desired != api.StateRunning {
 		t.Errorf("%s while its dependency starts: %+v", app, st)
 	}
+	// The wait is a field of the status, not a state to decode.
+	if st := d.get(app); len(st.WaitingFor) != 1 || st.WaitingFor[0] != db {
+		t.Errorf("%s while its dependency starts: waiting_for %v, want [%s]", app, st.WaitingFor, db)
+	}
+	out, _, _ := e.ctl("status", app)
+	said := false
+	for _, line := range strings.Split(out, "\n") {
+		said = said || strings.HasPrefix(strings.TrimSpace(line), "waiting for") && strings.Contains(line, db)
+	}
+	if !said {
+		t.Errorf("vmstatedctl status does not say what %s waits for:\n%s", app, out)
+	}
 	d.do(app, api.ActionStop)
 	e.control(db, "start_network", "release", true)
 	st := d.waitState(db, api.StateRunning)
 	e.waitHookRan(db, "running")
 	appSt := d.get(app)
-	if appSt.State != api.StateStopped || appSt.Desired != api.StateStopped {
+	if appSt.State != api.StateStopped || appSt.Desired != api.StateStopped || len(appSt.WaitingFor) != 0 {
 		t.Errorf("%s after its cancelled start: %+v", app, appSt)
 	}
 	if recs := e.records(app); len(recs) != 0 {

@@ -238,10 +238,10 @@ func TestSIGHUPRescan(t *testing.T) {
 		t.Errorf("reloading notice %q lacks MONOTONIC_USEC", n)
 	}
 	d.waitNote("READY=1")
-	waitUntil(t, vm+" to appear", func() bool {
-		_, err := d.c.Get(ctx(t), vm)
-		return err == nil
-	})
+	// READY=1 follows the reload only once its changes reached the VMs.
+	if _, err := d.c.Get(ctx(t), vm); err != nil {
+		t.Fatalf("%s not there when the daemon said READY=1 after SIGHUP: %v", vm, err)
+	}
 	// The API's reload and vmstatedctl reload do the same.
 	third := e.addVM("third", sleeper(""))
 	if out, errOut, code := e.ctl("reload"); code != 0 {

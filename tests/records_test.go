@@ -267,9 +267,19 @@ func TestFailResetSurvivesRestart(t *testing.T) {
 	vm := e.addVM("failreset", sleeper(""))
 	e.control(vm, "start_network", "fail", true)
 	d := e.start()
+	evs := d.events(vm)
 	d.do(vm, api.ActionStart)
 	d.waitState(vm, api.StateFailed)
 	e.waitLastHook(vm, "failed")
+	// The failed hook's end is an event too.
+	evs.waitFor(t, "the failed hook's end", func(evs []api.Event) bool {
+		for _, ev := range evs {
+			if ev.Kind == api.KindHook && ev.To == api.StateFailed {
+				return true
+			}
+		}
+		return false
+	})
 	if r := e.diskRecord(vm); r["desired"] != "stopped" {
 		t.Errorf("record of a failed VM says desired %v, want stopped", r["desired"])
 	}
@@ -439,4 +449,55 @@ func TestStopWaitsForStoppedHook(t *testing.T) {
 			t.Errorf("no hook-end event for %s", st)
 		}
 	}
+}
+
+// A record that lost track of a running VM (it still says stopped: the
+// write that would have said running never reached the disk) sends no
+// second process beside the first after a daemon restart: the start finds
+// the live process the run directory's handle names and adopts it.
+func TestStartAdoptsProcessTheRecordLost(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	vm := e.addVM("lostrec", sleeper(""))
+	d := e.start()
+	// A first start and stop leave a record that says stopped.
+	d.do(vm, api.ActionStart)
+	d.waitUp(vm)
+	d.do(vm, api.ActionStop)
+	d.waitState(vm, api.StateStopped)
+	recPath := filepath.Join(e.stateDir, vm+".json")
+	stopped, err := os.ReadFile(recPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.do(vm, api.ActionStart)
+	st := d.waitUp(vm)
+	_ = d.cmd.Process.Kill()
+	<-d.done
+	if !alive(st.PID) {
+		t.Fatalf("VM process %d died with the daemon", st.PID)
+	}
+	// The record as a daemon that could not write it left it.
+	if err := os.WriteFile(recPath, stopped, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	d2 := e.start()
+	if got := d2.get(vm); got.State != api.StateStopped {
+		t.Fatalf("%s after the restart is %s, want stopped as its record says", vm, got.State)
+	}
+	d2.do(vm, api.ActionStart)
+	got := d2.waitUp(vm)
+	if got.PID != st.PID {
+		t.Errorf("%s runs as pid %d after the start, want the adopted %d", vm, got.PID, st.PID)
+	}
+	if p := e.vmProcs(vm); len(p) != 1 {
+		t.Errorf("%s has processes %v, want exactly one", vm, p)
+	}
+	if log := e.readLog(vm); !strings.Contains(log, "adopted it instead of launching another") {
+		t.Errorf("log does not say the process was adopted:\n%s", log)
+	}
+	d2.do(vm, api.ActionStop)
+	d2.waitState(vm, api.StateStopped)
+	waitGone(t, st.PID)
 }

@@ -483,14 +483,14 @@ func forEachAtOnce(names []string, n int, fn func(name string)) {
 }
 
 // activeNames lists the VMs that are not at rest (stopped, failed or
-// suspended). A
-// stopped VM that waits for its dependencies to start counts as active:
+// suspended). A stopped VM that waits for its dependencies to start (the
+// status says what it waits for) counts as active:
 // stopping it cancels that start, where leaving it would have it fail once
 // the VMs it waits for are stopped.
 func activeNames(list []api.Status) []string {
 	var active []string
 	for _, st := range list {
-		waiting := st.State == api.StateStopped && st.Desired == api.StateRunning
+		waiting := st.State == api.StateStopped && len(st.WaitingFor) > 0
 		if waiting || (st.State != api.StateStopped && st.State != api.StateFailed && st.State != api.StateSuspended) {
 			active = append(active, st.Name)
 		}

@@ -553,7 +553,7 @@ func TestDependants(t *testing.T) {
 	list := []api.Status{
 		{Name: "db", State: api.StateRunning},
 		{Name: "web", State: api.StateRunning, Depends: []string{"db"}},
-		{Name: "app", State: api.StateStopped, Desired: api.StateRunning, Depends: []string{"web"}}, // waits to start
+		{Name: "app", State: api.StateStopped, Desired: api.StateRunning, Depends: []string{"web"}, WaitingFor: []string{"web"}}, // waits to start
 		{Name: "idle", State: api.StateStopped, Desired: api.StateStopped, Depends: []string{"db"}},
 		{Name: "batch", State: api.StateRunning, Depends: []string{"idle"}}, // idle is down already
 		{Name: "other", State: api.StateRunning},

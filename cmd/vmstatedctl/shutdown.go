@@ -128,7 +128,7 @@ func (e *env) shutdown(timeout time.Duration) (shutdownReport, error) {
 	active := map[string]bool{}
 	var results []shutdownVM
 	for _, st := range list {
-		waiting := st.State == api.StateStopped && st.Desired == api.StateRunning
+		waiting := st.State == api.StateStopped && len(st.WaitingFor) > 0
 		switch {
 		case st.State == api.StateStopped && !waiting:
 			results = append(results, shutdownVM{Name: st.Name, Result: endAlreadyStopped, State: st.State})

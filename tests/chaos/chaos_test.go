@@ -360,6 +360,15 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
+// writeFailures counts the record writes the daemons reported failed: a
+// daemon logs a VM's record it could not write once, and again only when
+// the error changes, so this counts failed writes per VM and fault, not
+// every retry.
+func (r *rig) writeFailures() int {
+	b, _ := os.ReadFile(filepath.Join(r.base, "daemon.out"))
+	return strings.Count(string(b), ": state not saved: ")
+}
+
 // hookCounts counts the finished runs of each hook per VM.
 func (r *rig) hookCounts() map[string]int {
 	b, _ := os.ReadFile(r.record)
@@ -494,6 +503,12 @@ func TestChaosKillDaemonAtRandomPoints(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("cycles %d, daemon kills %d, write faults injected %d (starts refused for an unsaved record %d), orphans found %d, double launches %d, VMs not where their user left them %d, unbalanced setup/teardown hook pairs %d, hook runs %v",
-		done, kills, faults, refused, orphans, doubles, lost, dup, counts)
+	failed := r.writeFailures()
+	if faults > 0 && failed == 0 {
+		// The faults must reach the records, or the run proves nothing
+		// about them.
+		t.Errorf("%d write faults injected, but no daemon reported a record it could not write", faults)
+	}
+	t.Logf("cycles %d, daemon kills %d, write faults injected %d (record writes the daemons reported failed %d, starts refused for an unsaved record %d), orphans found %d, double launches %d, VMs not where their user left them %d, unbalanced setup/teardown hook pairs %d, hook runs %v",
+		done, kills, faults, failed, refused, orphans, doubles, lost, dup, counts)
 }
