@@ -87,6 +87,7 @@ func (s *Supervisor) Load(snap *config.Snapshot, opts LoadOptions) {
 			s.add(name, cfg, errs[name], statemachine.Failed).setFailure(r.err.Error())
 		default:
 			v := s.addRecovered(name, cfg, errs[name], r.rec)
+			v.kept = r.kept
 			_ = v.send(s.ctx, recovering{rec: r.rec, autostart: opts.FirstStartThisBoot && cfg != nil && cfg.autostart})
 		}
 	}
@@ -108,6 +109,7 @@ func (s *Supervisor) Load(snap *config.Snapshot, opts LoadOptions) {
 			onPoweroff: Policy(config.DefaultOnPoweroff), onReboot: Policy(config.DefaultOnReboot), onCrash: Policy(config.DefaultOnCrash),
 			logMaxSizeMB: config.DefaultLogMaxSizeMB}
 		v := s.addRecovered(name, cfg, "", r.rec)
+		v.kept = r.kept
 		_ = v.send(s.ctx, recovering{rec: r.rec})
 		_ = v.send(s.ctx, configUpdate{removed: true})
 	}
@@ -136,6 +138,9 @@ func (s *Supervisor) Load(snap *config.Snapshot, opts LoadOptions) {
 type loaded struct {
 	rec Record
 	err error // the record was unreadable and has been moved aside
+	// kept is set when a copy of an unsaved record lies in the run
+	// directory (see store.keep), whether or not it was the newer.
+	kept bool
 }
 
 // readRecords reads every state record. An unreadable one is moved aside
@@ -176,7 +181,48 @@ func (s *Supervisor) readRecords() map[string]loaded {
 		}
 		out[name] = loaded{rec: rec}
 	}
+	s.readKept(out)
 	return out
+}
+
+// readKept goes by the copies of records the last daemon could not write
+// to the state directory, where they are newer than the record there.
+// A copy that cannot be read is left alone: the record goes.
+func (s *Supervisor) readKept(out map[string]loaded) {
+	if s.store == nil || s.store.keepDir == "" {
+		return
+	}
+	entries, err := os.ReadDir(s.store.keepDir)
+	if err != nil {
+		if !os.IsNotExist(err) {
+			s.logf("reading the copies of unsaved state records: %v", err)
+		}
+		return
+	}
+	for _, e := range entries {
+		n := e.Name()
+		if !strings.HasSuffix(n, ".json") {
+			continue
+		}
+		name := strings.TrimSuffix(n, ".json")
+		path := filepath.Join(s.store.keepDir, n)
+		rec, err := readRecord(path)
+		if err == nil && rec.Name != name {
+			err = fmt.Errorf("%s: record is for %q", path, rec.Name)
+		}
+		if err != nil {
+			s.logf("copy of an unsaved state record %s is unreadable (%v); going by the state directory", path, err)
+			continue
+		}
+		l, ok := out[name]
+		if ok && l.err == nil && l.rec.Seq >= rec.Seq {
+			l.kept = true
+			out[name] = l
+			continue
+		}
+		s.logf("%s: the last daemon could not save its state record; going by the copy it kept in %s (%s, wanted %s)", name, path, rec.State, rec.Desired)
+		out[name] = loaded{rec: rec, kept: true}
+	}
 }
 
 // addRecovered creates an actor in the state its record names.
@@ -188,6 +234,7 @@ func (s *Supervisor) addRecovered(name string, cfg *settings, configErr string, 
 		v.desired = statemachine.Stopped
 	}
 	v.lastExit, v.lastReason, v.deadline, v.stopForce = r.LastExit, r.Reason, r.StopDeadline, r.StopForce
+	v.recSeq = r.Seq
 	v.vncAuto = r.VNCPassword
 	v.showVNCPassword(v.vncPasswordFor(cfg, false))
 	v.recovering = true

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/vmstated/vmstated/atomicfile"
@@ -46,6 +48,11 @@ type Record struct {
 	// Saved describes the guest state a suspend saved, until a restore
 	// used it or it was discarded.
 	Saved *SavedState `json:"saved,omitempty"`
+	// Seq numbers the versions of the record, upwards: of the record in
+	// the state directory and the copy kept in the run directory while
+	// the state directory would not take it (see store.keep), the one
+	// with the higher number is the newer.
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 // record captures the actor's current state.
@@ -88,18 +95,39 @@ func (v *vm) save() error {
 	if v.sup.store == nil {
 		return nil
 	}
-	data, err := encodeRecord(v.record())
+	r := v.record()
+	r.Seq = v.recSeq
+	data, err := encodeRecord(r)
 	if err != nil {
 		return err
 	}
 	if v.saveErr == nil && bytes.Equal(data, v.saved) {
 		return nil
 	}
+	// A new version of the record.
+	v.recSeq++
+	r.Seq = v.recSeq
+	if data, err = encodeRecord(r); err != nil {
+		return err
+	}
 	err = v.sup.store.write(v.name, data, v.m.State().Steady())
 	if err != nil {
+		// What the state directory would not take is kept in the run
+		// directory, where the next daemon of this boot finds it: a
+		// stop or a failreset done meanwhile is not undone by a crash
+		// of the daemon before the record could be written.
+		kept, keepErr := v.sup.store.keep(v.name, data)
+		v.kept = v.kept || kept != ""
 		first := v.saveErr == nil
-		if first || v.saveErr.Error() != err.Error() {
-			v.log.Printf("state not saved: %v; retrying until it is", err)
+		if first || !sameFailure(v.saveErr, err) {
+			switch {
+			case kept != "":
+				v.log.Printf("state not saved: %v; retrying until it is, meanwhile kept in %s", err, kept)
+			case keepErr != nil:
+				v.log.Printf("state not saved: %v; retrying until it is (no copy kept either: %v)", err, keepErr)
+			default:
+				v.log.Printf("state not saved: %v; retrying until it is", err)
+			}
 			v.sup.logf("%s: state not saved: %v", v.name, err)
 			v.saveErr = err
 			v.publishStatus() // before the event: whoever reacts finds it
@@ -114,6 +142,11 @@ func (v *vm) save() error {
 		v.retryAt = v.sup.now().Add(v.retryDelay)
 		return err
 	}
+	if v.kept {
+		// The record is newer than the copy; the copy only confuses.
+		v.sup.store.dropKept(v.name)
+		v.kept = false
+	}
 	if v.saveErr != nil {
 		v.log.Printf("state saved again")
 		v.sup.logf("%s: state saved again", v.name)
@@ -124,6 +157,17 @@ func (v *vm) save() error {
 	}
 	v.saveErr, v.saved = nil, data
 	return nil
+}
+
+// sameFailure reports whether two failed writes failed alike: by the same
+// system error where there is one, as the names of temporary files in
+// their messages differ from one try to the next.
+func sameFailure(a, b error) bool {
+	var ea, eb syscall.Errno
+	if errors.As(a, &ea) && errors.As(b, &eb) {
+		return ea == eb
+	}
+	return a.Error() == b.Error()
 }
 
 // retryC returns a channel that fires when a failed record write is due
@@ -158,19 +202,57 @@ func encodeRecord(r Record) ([]byte, error) {
 // stop steps, restarting) are never flushed: they matter only while the
 // VM's process lives, and a host crash ends that process too.
 type store struct {
-	dir  string
-	logf func(string, ...any)
+	dir string
+	// keepDir holds copies of records the state directory would not take
+	// (read-only, full), in the run directory; "" keeps none.
+	keepDir string
+	logf    func(string, ...any)
 
 	mu      sync.Mutex
 	pending map[string]struct{} // paths to flush
 	kick    chan struct{}
 }
 
-func newStore(dir string, logf func(string, ...any)) *store {
-	return &store{dir: dir, logf: logf, pending: make(map[string]struct{}), kick: make(chan struct{}, 1)}
+func newStore(dir, keepDir string, logf func(string, ...any)) *store {
+	return &store{dir: dir, keepDir: keepDir, logf: logf, pending: make(map[string]struct{}), kick: make(chan struct{}, 1)}
 }
 
 func (st *store) path(name string) string { return filepath.Join(st.dir, name+".json") }
+
+// keptDirName is the directory of the run directory that holds the copies
+// of unsaved records; VM names start with a letter, so no VM's run
+// directory has its name.
+const keptDirName = ".unsaved-records"
+
+// keptPath is where the copy of a VM's unsaved record is kept.
+func (st *store) keptPath(name string) string { return filepath.Join(st.keepDir, name+".json") }
+
+// keep writes a copy of a record the state directory would not take and
+// returns its path. The run directory lives as long as the boot (it is on
+// /run), as long as a VM process the record speaks of can live.
+func (st *store) keep(name string, data []byte) (string, error) {
+	if st.keepDir == "" {
+		return "", nil
+	}
+	if err := os.MkdirAll(st.keepDir, 0o700); err != nil {
+		return "", err
+	}
+	path := st.keptPath(name)
+	if err := atomicfile.Overwrite(path, data, atomicfile.Options{}); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+// dropKept removes the copy of a record once the record itself is saved.
+func (st *store) dropKept(name string) {
+	if st.keepDir == "" {
+		return
+	}
+	if err := os.Remove(st.keptPath(name)); err != nil && !os.IsNotExist(err) {
+		st.logf("removing the kept copy of the state record of %s: %v", name, err)
+	}
+}
 
 // write replaces a VM's record; durable records are queued for the next
 // flush.

@@ -131,7 +131,11 @@ func New(ctx context.Context, opts Options) *Supervisor {
 	}
 	if s.stateDir != "" {
 		s.bus.keepSeqIn(filepath.Join(s.stateDir, "events.seq"), s.logf)
-		s.store = newStore(s.stateDir, s.logf)
+		keep := ""
+		if s.runDir != "" {
+			keep = filepath.Join(s.runDir, keptDirName)
+		}
+		s.store = newStore(s.stateDir, keep, s.logf)
 		s.net = vmnet.New(filepath.Join(s.stateDir, "network"), s.logf)
 		s.wg.Add(1)
 		go func() {
@@ -535,5 +539,8 @@ func (s *Supervisor) removeRecord(name string) {
 	}
 	if err := os.Remove(filepath.Join(s.stateDir, name+".json")); err != nil && !os.IsNotExist(err) {
 		s.logf("removing state record of %s: %v", name, err)
+	}
+	if s.store != nil {
+		s.store.dropKept(name)
 	}
 }

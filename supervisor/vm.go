@@ -85,6 +85,11 @@ type vm struct {
 	saveErr    error
 	retryAt    time.Time
 	retryDelay time.Duration
+	// recSeq is the version of the record last written (Record.Seq);
+	// kept is set while a copy of an unsaved record may lie in the run
+	// directory.
+	recSeq uint64
+	kept   bool
 	// recovery is the record being recovered from after a daemon restart;
 	// recovering is set from the actor's creation from a record until the
 	// hypervisor was found again or found gone, so that the status never

@@ -193,6 +193,78 @@ func TestStateDirReadOnlyThenFull(t *testing.T) {
 	d2.waitState(b, api.StateStopped)
 }
 
+// A stop and a failreset done while the state directory takes no record
+// are not undone when the daemon is killed before the records could be
+// written: the next daemon goes by the copies kept in the run directory,
+// and the records are written once the directory takes them again.
+func TestUnsavedStopSurvivesDaemonKill(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	stateDirOnTmpfs(t, e)
+	up := e.addVM("unsaved-stop", sleeper(""))
+	bad := e.addVM("unsaved-reset", sleeper(""))
+	e.control(bad, "start_network", "fail", true)
+	d := e.start()
+	d.do(up, api.ActionStart)
+	st := d.waitUp(up)
+	d.do(bad, api.ActionStart)
+	d.waitState(bad, api.StateFailed)
+	e.waitLastHook(bad, "failed")
+	e.control(bad, "start_network", "fail", false)
+
+	remount(t, e.stateDir, true)
+	t.Cleanup(func() { remount(t, e.stateDir, false) })
+	d.do(up, api.ActionStop)
+	d.waitStatus(up, "stopped, record not saved", func(s api.Status) bool {
+		return s.State == api.StateStopped && s.Hook == "" && s.RecordError != ""
+	})
+	waitGone(t, st.PID)
+	d.do(bad, api.ActionFailReset)
+	d.waitStatus(bad, "reset, record not saved", func(s api.Status) bool {
+		return s.State == api.StateStopped && s.Hook == "" && s.RecordError != ""
+	})
+	if r := e.diskRecord(up); r["desired"] != "running" {
+		t.Fatalf("the state directory took the record of %s although it is read-only: %v", up, r)
+	}
+	_ = d.cmd.Process.Kill()
+	<-d.done
+	d.c.Close()
+
+	// The directory is still read-only for the next daemon, which goes
+	// by the copies. Then the directory takes records again: a marker VM
+	// started now is up only after every actor has handled its record.
+	before := len(e.records(bad))
+	marker := e.addVM("unsaved-marker", sleeper(""))
+	d2 := e.start()
+	d2.waitStatus(up, "recovered", func(s api.Status) bool { return s.State == api.StateStopped && s.Hook == "" })
+	remount(t, e.stateDir, false)
+	d2.do(marker, api.ActionStart)
+	d2.waitUp(marker)
+	for _, vm := range []string{up, bad} {
+		if st := d2.get(vm); st.State != api.StateStopped || st.Desired != api.StateStopped {
+			t.Errorf("%s is %s desired %s after the daemon was killed, want stopped as its user left it", vm, st.State, st.Desired)
+		}
+		if p := e.vmProcs(vm); len(p) != 0 {
+			t.Errorf("%s has processes %v after the restart, want none", vm, p)
+		}
+	}
+	if recs := e.records(bad)[before:]; len(recs) != 0 {
+		t.Errorf("hooks of %s ran after the restart: %v", bad, states(recs))
+	}
+
+	for _, vm := range []string{up, bad} {
+		d2.waitStatus(vm, "record saved", func(s api.Status) bool { return s.RecordError == "" })
+		if r := e.diskRecord(vm); r["state"] != "stopped" || r["desired"] != "stopped" {
+			t.Errorf("record of %s once saved: state %v desired %v, want stopped/stopped", vm, r["state"], r["desired"])
+		}
+		if exists(filepath.Join(e.runDir, ".unsaved-records", vm+".json")) {
+			t.Errorf("the copy of %s's record is still kept after the record was saved", vm)
+		}
+	}
+	d2.do(marker, api.ActionStop)
+	d2.waitState(marker, api.StateStopped)
+}
+
 // A daemon out of file descriptors cannot write records: the status says
 // so, and they are written once descriptors are free again.
 func TestRecordWrittenAfterDescriptorsRunOut(t *testing.T) {

@@ -1,0 +1,82 @@
+package supervisor
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/vmstated/vmstated/statemachine"
+)
+
+// Retries of a write that fails the same way are one failure, whatever
+// temporary file each try named.
+func TestSameFailure(t *testing.T) {
+	ro := func(name string) error {
+		return fmt.Errorf("write: %w", &fs.PathError{Op: "open", Path: name, Err: syscall.EROFS})
+	}
+	if !sameFailure(ro("/s/.a.json.tmp1"), ro("/s/.a.json.tmp2")) {
+		t.Error("two read-only failures taken for different ones")
+	}
+	full := fmt.Errorf("write: %w", &fs.PathError{Op: "write", Path: "/s/a.json", Err: syscall.ENOSPC})
+	if sameFailure(ro("/s/a.json"), full) {
+		t.Error("a read-only and a full directory taken for one failure")
+	}
+}
+
+// Of a record and the copy kept while the state directory took none, the
+// newer goes; a copy older than the record (left by a daemon that died
+// right after the record was saved) does not.
+func TestReadKeptGoesByTheNewer(t *testing.T) {
+	dir := t.TempDir()
+	s := &Supervisor{stateDir: filepath.Join(dir, "state"), logf: t.Logf}
+	s.store = newStore(s.stateDir, filepath.Join(dir, "run", keptDirName), t.Logf)
+	write := func(path string, r Record) {
+		t.Helper()
+		r.Version = recordVersion
+		data, err := encodeRecord(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	running := func(name string, seq uint64) Record {
+		return Record{Name: name, State: statemachine.Running, Desired: statemachine.Running, Seq: seq}
+	}
+	stopped := func(name string, seq uint64) Record {
+		return Record{Name: name, State: statemachine.Stopped, Desired: statemachine.Stopped, Seq: seq}
+	}
+	write(s.store.path("newer"), running("newer", 3))
+	write(s.store.keptPath("newer"), stopped("newer", 5))
+	write(s.store.path("older"), stopped("older", 7))
+	write(s.store.keptPath("older"), running("older", 6))
+	write(s.store.keptPath("only"), stopped("only", 1))
+	write(s.store.path("none"), running("none", 2))
+
+	got := s.readRecords()
+	for name, want := range map[string]struct {
+		state statemachine.State
+		kept  bool
+	}{
+		"newer": {statemachine.Stopped, true},
+		"older": {statemachine.Stopped, true},
+		"only":  {statemachine.Stopped, true},
+		"none":  {statemachine.Running, false},
+	} {
+		l, ok := got[name]
+		if !ok || l.err != nil {
+			t.Errorf("%s: not read (%v)", name, l.err)
+			continue
+		}
+		if l.rec.State != want.state || l.kept != want.kept {
+			t.Errorf("%s: state %s kept %v, want %s kept %v", name, l.rec.State, l.kept, want.state, want.kept)
+		}
+	}
+}
