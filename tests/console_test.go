@@ -120,6 +120,10 @@ export PATH=/bin
 mount -t devtmpfs dev /dev
 yes "$(printf '%%0999d' 0)" | head -c %d > /dev/ttyS0
 echo end-of-output > /dev/ttyS0
+# poweroff -f does not wait for the serial port to send what its buffer
+# holds (ttyS0 stays open as the console, so no close waits for it);
+# stty sets the port with TCSADRAIN, which does.
+stty -F /dev/ttyS0 -tostop
 poweroff -f
 `, chattySize)
 

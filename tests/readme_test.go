@@ -64,9 +64,9 @@ func readmeBlockWith(t *testing.T, title, with string) string {
 }
 
 // reTermControl is what a terminal takes as control rather than text:
-// escape sequences (the guest's shell asks for the cursor position) and
-// carriage returns.
-var reTermControl = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]|\r`)
+// escape sequences (the guest's shell asks for the cursor position),
+// carriage returns and the other C0 characters.
+var reTermControl = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]|\x1b[^\[]|[\x00-\x08\x0b-\x1f\x7f]`)
 
 // TestReadmeConsoleSession runs the README's console transcript: the VM
 // lab of its config block, booted from the test guest's kernel (under
@@ -153,7 +153,7 @@ func TestReadmeConsoleSession(t *testing.T) {
 		want = append(want, strings.TrimSpace(strings.ReplaceAll(l, "console of lab;", "console of "+vm+";")))
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("the terminal showed:\n%s\nthe README shows:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		t.Errorf("the terminal showed:\n%s\nthe README shows:\n%s\n(as bytes: %q)", strings.Join(got, "\n"), strings.Join(want, "\n"), got)
 	}
 }
 
