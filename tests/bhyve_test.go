@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -77,32 +76,7 @@ func TestReadoptedBhyveExitStatus(t *testing.T) {
 			}
 			vm := e.addVM(tc.short, fmt.Sprintf("    hypervisor = bhyve;\n    memory = 256;\n    configfile = %q;\n    maxrestart = 3;\n    maxrestarttime = 1h;\n    bhyve { binary = %q; bhyvectl = %q; }\n",
 				cfgFile, bhyve, bhyvectl))
-			d := e.start()
-			d.do(vm, api.ActionStart)
-			st := d.waitUp(vm)
-			d.term()
-			d2 := e.start()
-			if got := waitAdopted(d2, vm); got.PID != st.PID {
-				t.Fatalf("after the restart the VM runs as pid %d, want the re-adopted %d", got.PID, st.PID)
-			}
-			if err := os.WriteFile(fifo, []byte(strconv.Itoa(tc.code)+"\n"), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			waitGone(t, st.PID)
-			var got api.Status
-			if tc.reason == "poweroff" {
-				got = d2.waitState(vm, api.StateStopped)
-				if got.Restarts != 0 {
-					t.Errorf("restarts = %d after a poweroff, want 0", got.Restarts)
-				}
-			} else {
-				got = d2.waitStatus(vm, "running again with a new process", func(s api.Status) bool {
-					return s.State == api.StateRunning && s.PID != 0 && s.PID != st.PID
-				})
-				if got.Restarts != 1 {
-					t.Errorf("restarts = %d after a crash, want 1", got.Restarts)
-				}
-			}
+			d2, got := readoptedExit(t, e, vm, fifo, tc.code, tc.reason)
 			if x := got.LastExit; x == nil || x.Reason != tc.reason || x.Code != tc.code || x.StatusUnknown {
 				t.Errorf("last exit = %+v, want %s with code %d", x, tc.reason, tc.code)
 			}
