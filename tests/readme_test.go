@@ -196,20 +196,7 @@ func TestReadmeAgentVNCSession(t *testing.T) {
 		return slices.Contains(st.IPAddresses, testguest.AgentAddress)
 	})
 
-	type step struct {
-		cmd  string
-		want []string
-	}
-	var steps []step
-	for _, l := range session {
-		if c, ok := strings.CutPrefix(l, "$ "); ok {
-			steps = append(steps, step{cmd: c})
-		} else if len(steps) > 0 {
-			steps[len(steps)-1].want = append(steps[len(steps)-1].want, l)
-		} else {
-			t.Fatalf("the README's transcript has output %q before any command", l)
-		}
-	}
+	steps := transcriptSteps(t, session)
 	environ := append(append([]string(nil), e.environ...), "VMSTATED_SOCKET="+e.socket)
 	for i, v := range environ {
 		if p, ok := strings.CutPrefix(v, "PATH="); ok {
@@ -311,20 +298,7 @@ func TestReadmeRemoteSession(t *testing.T) {
 			environ[i] = "PATH=" + filepath.Dir(ctlBin) + ":" + p
 		}
 	}
-	type step struct {
-		cmd  string
-		want []string
-	}
-	var steps []step
-	for _, l := range session {
-		if c, ok := strings.CutPrefix(l, "$ "); ok {
-			steps = append(steps, step{cmd: c})
-		} else if len(steps) > 0 {
-			steps[len(steps)-1].want = append(steps[len(steps)-1].want, l)
-		} else {
-			t.Fatalf("the README's transcript has output %q before any command", l)
-		}
-	}
+	steps := transcriptSteps(t, session)
 	for _, st := range steps {
 		sh := exec.Command("sh", "-c", toTest.Replace(st.cmd))
 		sh.Env = environ
@@ -345,4 +319,27 @@ func TestReadmeRemoteSession(t *testing.T) {
 			}
 		}
 	}
+}
+
+// step is one command of a README transcript and the lines it prints.
+type step struct {
+	cmd  string
+	want []string
+}
+
+// transcriptSteps splits a transcript into its "$ " commands, each with
+// the output lines under it.
+func transcriptSteps(t *testing.T, session []string) []step {
+	t.Helper()
+	var steps []step
+	for _, l := range session {
+		if c, ok := strings.CutPrefix(l, "$ "); ok {
+			steps = append(steps, step{cmd: c})
+		} else if len(steps) > 0 {
+			steps[len(steps)-1].want = append(steps[len(steps)-1].want, l)
+		} else {
+			t.Fatalf("the README's transcript has output %q before any command", l)
+		}
+	}
+	return steps
 }
