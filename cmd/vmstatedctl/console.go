@@ -101,19 +101,23 @@ func (e *env) attachConsole(name string, opts api.ConsoleOptions, escape byte) e
 		return err
 	}
 	defer conn.Close()
-	fmt.Fprintf(e.stderr, "Connected to the console of %s%s; detach with %s\n", name,
-		map[bool]string{true: " (read-only)"}[opts.Mode == api.ConsoleReadOnly], escapeName(escape))
 
 	// Raw mode, so that every key reaches the guest; restored on every
-	// way out of here, including a signal (it cancels e.ctx).
+	// way out of here, including a signal (it cancels e.ctx). Before the
+	// greeting: what is typed once it shows goes to the guest alone, not
+	// echoed by the terminal too.
 	in := int(os.Stdin.Fd())
+	eol := "\n"
 	if term.IsTerminal(in) {
 		old, err := term.MakeRaw(in)
 		if err != nil {
 			return fmt.Errorf("the terminal cannot be put in raw mode: %w", err)
 		}
 		defer term.Restore(in, old)
+		eol = "\r\n" // raw mode: no carriage return comes with a newline
 	}
+	fmt.Fprintf(e.stderr, "Connected to the console of %s%s; detach with %s%s", name,
+		map[bool]string{true: " (read-only)"}[opts.Mode == api.ConsoleReadOnly], escapeName(escape), eol)
 
 	// Input and window sizes are written from two goroutines.
 	var wmu sync.Mutex
