@@ -25,9 +25,12 @@ type traceGate struct {
 	pid      int
 	release  chan struct{} // closed by open
 	dropped  chan struct{} // closed by drop
+	gone     chan struct{} // closed by ended, once the process has exited
 	result   chan error    // the detach's outcome, once open
+	kill     func()        // ends the process through its pidfd
 	openOnce sync.Once
 	dropOnce sync.Once
+	goneOnce sync.Once
 }
 
 // traceRefused is set once the host refused PTRACE_TRACEME (Yama's
@@ -43,7 +46,8 @@ func newTraceGate() (*traceGate, bool) {
 	if traceRefused.Load() {
 		return nil, false
 	}
-	return &traceGate{release: make(chan struct{}), dropped: make(chan struct{}), result: make(chan error, 1)}, true
+	return &traceGate{release: make(chan struct{}), dropped: make(chan struct{}), gone: make(chan struct{}),
+		result: make(chan error, 1), kill: func() {}}, true
 }
 
 // start starts cmd traced, from a thread locked to the goroutine that
@@ -64,17 +68,24 @@ func (g *traceGate) start(cmd *exec.Cmd) error {
 		}
 		g.pid = cmd.Process.Pid
 		started <- nil
+		// Dropped or gone, the process never runs the program: the
+		// tracer need not stay.
 		select {
 		case <-g.release:
 			g.result <- detachAtExec(g.pid)
 		case <-g.dropped:
-			// Killed where it stopped; the tracer need not stay for a
-			// process that never runs again.
-			_ = unix.Kill(g.pid, unix.SIGKILL)
+		case <-g.gone:
 		}
 		runtime.UnlockOSThread()
 	}()
 	return <-started
+}
+
+// attach ties the gate to the process it holds: dropping the gate kills
+// it, its exit frees the tracer.
+func (g *traceGate) attach(p *Process) {
+	g.kill = func() { _ = p.Signal(syscall.SIGKILL) }
+	p.OnExit(func() { g.goneOnce.Do(func() { close(g.gone) }) })
 }
 
 // errTraceRefused marks a start that failed because the host refused to
@@ -83,10 +94,23 @@ var errTraceRefused = errors.New("tracing the process at its start was refused")
 
 func (g *traceGate) open() error {
 	g.openOnce.Do(func() { close(g.release) })
-	return <-g.result
+	select {
+	case err := <-g.result:
+		return err
+	case <-g.dropped:
+		return fmt.Errorf("pid %d: its gate was dropped", g.pid)
+	case <-g.gone:
+		return fmt.Errorf("pid %d ended before its program ran", g.pid)
+	}
 }
 
-func (g *traceGate) drop() { g.dropOnce.Do(func() { close(g.dropped) }) }
+// drop kills the process where it waits.
+func (g *traceGate) drop() {
+	g.dropOnce.Do(func() {
+		close(g.dropped)
+		g.kill()
+	})
+}
 
 // CLD_TRAPPED: waitid's code for a tracee's stop (<asm-generic/siginfo.h>).
 const cldTrapped = 4

@@ -226,6 +226,9 @@ func Start(cfg Config) (*Process, error) {
 		return nil, fmt.Errorf("start %s: %w", cfg.Path, err)
 	}
 	p := &Process{pid: cmd.Process.Pid, done: make(chan struct{}), child: cmd.Process, gate: g, cgroup: cgroup}
+	if tg != nil {
+		tg.attach(p)
+	}
 	// The child cannot be reaped before we Wait, so its stat entry exists.
 	st, err := StartTimeOf(p.pid)
 	if err != nil {
