@@ -409,9 +409,11 @@ func dependants(list []api.Status, name string) []string {
 
 // waitsAtOnce bounds the VMs a stop of many follows at once: each wait
 // holds an event stream, a connection of its own (over ssh, an ssh
-// process), and the daemon lets a user other than root hold only a few
-// (vmstated -C, 64 by default).
-const waitsAtOnce = 4
+// process), and a second one for the status it reads beside the stream;
+// the daemon lets a user other than root hold only a few (vmstated -C, 64
+// by default), and counts a closed connection until it has seen it
+// closed. With 4, a cap of 8 was reached now and then.
+const waitsAtOnce = 2
 
 // stopInWaves stops each wave's VMs in parallel and waits for them before
 // the next wave begins; it returns the statuses of those that stopped.
