@@ -69,12 +69,14 @@ func (g *traceGate) start(cmd *exec.Cmd) error {
 		g.pid = cmd.Process.Pid
 		started <- nil
 		// Dropped or gone, the process never runs the program: the
-		// tracer need not stay.
+		// tracer need not stay. Every way out leaves open its answer.
 		select {
 		case <-g.release:
 			g.result <- detachAtExec(g.pid)
 		case <-g.dropped:
+			g.result <- fmt.Errorf("pid %d: its gate was dropped", g.pid)
 		case <-g.gone:
+			g.result <- fmt.Errorf("pid %d ended before its program ran", g.pid)
 		}
 		runtime.UnlockOSThread()
 	}()
@@ -92,16 +94,12 @@ func (g *traceGate) attach(p *Process) {
 // trace the process.
 var errTraceRefused = errors.New("tracing the process at its start was refused")
 
+// open lets the process run. Its answer comes from the tracer alone: a
+// program that exits at once must not look like a process that ended
+// before it ran.
 func (g *traceGate) open() error {
 	g.openOnce.Do(func() { close(g.release) })
-	select {
-	case err := <-g.result:
-		return err
-	case <-g.dropped:
-		return fmt.Errorf("pid %d: its gate was dropped", g.pid)
-	case <-g.gone:
-		return fmt.Errorf("pid %d ended before its program ran", g.pid)
-	}
+	return <-g.result
 }
 
 // drop kills the process where it waits.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -151,5 +152,35 @@ func TestGatedProcessEndsWithItsStarter(t *testing.T) {
 	}
 	if _, err := os.Stat(path); err == nil {
 		t.Errorf("the program ran although its gate was never opened")
+	}
+}
+
+// A program that exits at once after its release is released, not taken
+// for a process that ended before it ran: the release's answer once raced
+// the exit (about one start in a hundred of /bin/true, eight at a time).
+func TestGatedProgramThatExitsAtOnce(t *testing.T) {
+	var wg sync.WaitGroup
+	errs := make(chan error, 400)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				p, err := Start(Config{Path: "/bin/true", Gated: true})
+				if err != nil {
+					errs <- err
+					return
+				}
+				if err := p.Release(); err != nil {
+					errs <- fmt.Errorf("release: %w", err)
+				}
+				<-p.Done()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
