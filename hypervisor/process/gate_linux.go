@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -114,7 +115,10 @@ func (g *traceGate) drop() {
 const cldTrapped = 4
 
 // detachAtExec waits for the process's stop at its exec (already there,
-// or soon) and lets it go on without the stop's SIGTRAP.
+// or soon) and lets it go on without the stop's SIGTRAP. A signal that
+// reached it first (someone killed it as it started) stopped it first: it
+// is passed on, as it would have been untraced, and the exec's stop
+// waited for again.
 func detachAtExec(pid int) error {
 	for {
 		var info unix.Siginfo
@@ -130,9 +134,24 @@ func detachAtExec(pid int) error {
 		if info.Code != cldTrapped {
 			return fmt.Errorf("pid %d ended before its program ran", pid)
 		}
+		if sig := childStatus(&info); sig != int32(unix.SIGTRAP) {
+			if err := unix.PtraceCont(pid, int(sig)); err != nil {
+				return fmt.Errorf("pid %d: passing on signal %d: ptrace: %w", pid, sig, err)
+			}
+			continue
+		}
 		if err := unix.PtraceDetach(pid); err != nil {
 			return fmt.Errorf("letting pid %d run its program: ptrace detach: %w", pid, err)
 		}
 		return nil
 	}
+}
+
+// childStatus is si_status of a SIGCHLD siginfo (the signal of a stop),
+// which x/sys leaves in the union: after si_signo, si_errno and si_code,
+// aligned to a pointer, come si_pid, si_uid and si_status.
+func childStatus(info *unix.Siginfo) int32 {
+	const ptr = unsafe.Sizeof(uintptr(0))
+	union := (unsafe.Offsetof(info.Code) + 4 + ptr - 1) &^ (ptr - 1)
+	return *(*int32)(unsafe.Add(unsafe.Pointer(info), union+8))
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -182,5 +183,35 @@ func TestGatedProgramThatExitsAtOnce(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// A signal that reaches a gated process before its release is delivered
+// once it is released, as to a process that was never held: SIGTERM ends
+// it by SIGTERM, neither swallowed by the gate nor turned into its SIGTRAP.
+func TestSignalToAGatedProcessIsPassedOn(t *testing.T) {
+	for _, pipe := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pipe=%v", pipe), func(t *testing.T) {
+			run := func(t *testing.T) {
+				cfg := sh(t, "exec /bin/sleep 60")
+				cfg.Gated = true
+				p, err := Start(cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := p.Signal(syscall.SIGTERM); err != nil {
+					t.Fatal(err)
+				}
+				_ = p.Release() // the process may be gone by the answer
+				if s := waitDone(t, p); s.Signal != syscall.SIGTERM && s.Code != 125 {
+					t.Errorf("status %+v, want ended by SIGTERM (or, behind a pipe gate, its shell's 125)", s)
+				}
+			}
+			if pipe {
+				withPipeGate(t, run)
+			} else {
+				run(t)
+			}
+		})
 	}
 }
