@@ -726,7 +726,7 @@ func (v *vm) onExit(ctx context.Context) {
 	v.resetAsked = nil
 	v.lastExit = &ex
 	v.inst = nil
-	v.log.Printf("hypervisor exited: %s (status %d%s)", ex, ex.Code, signalSuffix(ex.Signal))
+	v.log.Printf("hypervisor exited: %s%s", ex, statusSuffix(ex))
 	if wasReset && ex.Reason == hypervisor.ExitReboot && v.desired == statemachine.Running {
 		// The reset a user asked for: relaunch like a restart, outside
 		// the budget.
@@ -764,6 +764,15 @@ func (v *vm) afterExit(ctx context.Context, ex hypervisor.Exit) {
 		v.desired = statemachine.Stopped
 		v.fire(ctx, statemachine.Exited, why)
 	}
+}
+
+// statusSuffix gives an exit's status and signal for the log, unless its
+// detail says them already ("exit status 100").
+func statusSuffix(ex hypervisor.Exit) string {
+	if strings.Contains(ex.Detail, "status") || (ex.Signal != "" && strings.Contains(ex.Detail, ex.Signal)) {
+		return ""
+	}
+	return fmt.Sprintf(" (status %d%s)", ex.Code, signalSuffix(ex.Signal))
 }
 
 func signalSuffix(sig string) string {
