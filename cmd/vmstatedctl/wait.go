@@ -73,11 +73,20 @@ func (e *env) waitFor(name string, g goal, act func() error) (api.Status, error)
 		}
 		return st, err
 	}
+	// shown is set once a line about the VM was printed; a wait that
+	// ends on a hook's end (the VM was in its state already, its hook
+	// still running) says where it ended all the same.
+	shown := false
 	// settled ends the wait with the VM's full status, when it is still
 	// in the state the events brought it to.
 	settled := func(err error) (api.Status, error) {
 		if fresh, gerr := c.Get(e.ctx, name); gerr == nil && fresh.State == st.State {
 			st = fresh
+		}
+		if !shown && err == nil && !g.quiet && !e.json() {
+			progressMu.Lock()
+			fmt.Fprintf(e.stdout, "%s: %s\n", name, st.State)
+			progressMu.Unlock()
 		}
 		return st, err
 	}
@@ -134,6 +143,7 @@ func (e *env) waitFor(name string, g goal, act func() error) (api.Status, error)
 		case api.KindTransition:
 			if !g.quiet && !e.json() {
 				e.showTransition(name, ev)
+				shown = true
 			}
 			st.State, st.Reason, st.Since = ev.To, ev.Reason, ev.Time
 			if ev.To == api.StateStopped || ev.To == api.StateFailed {
@@ -162,6 +172,7 @@ func (e *env) waitFor(name string, g goal, act func() error) (api.Status, error)
 				progressMu.Lock()
 				fmt.Fprintf(e.stdout, "%s: %s\n", name, ev.Reason)
 				progressMu.Unlock()
+				shown = true
 			}
 		case api.KindAdopted:
 			// Taken over after a daemon restart: no longer recovering.
