@@ -39,14 +39,12 @@ type Config struct {
 	// restarts of the VM. Empty means /dev/null.
 	OutputPath string
 	// Gated holds the program back until Release is called: the process
-	// exists (same pid, same start time as the program will have) but
-	// runs nothing of the program yet. On Linux it is stopped at its
-	// exec by tracing it; elsewhere, or where tracing is refused, it
-	// starts as a small /bin/sh that waits on a pipe and then executes
-	// the program in its place. If the caller dies before releasing it,
-	// the process ends without running the program. A driver records the
-	// process (its handle file) between Start and Release, so no VM can
-	// run that a restarted daemon cannot find.
+	// starts as a small /bin/sh that waits on a pipe and then executes the
+	// program in its place (same pid, same start time). If the caller dies
+	// before releasing it, the pipe closes and the process exits without
+	// running the program. A driver records the process (its handle file)
+	// between Start and Release, so no VM can run that a restarted daemon
+	// cannot find.
 	Gated bool
 	// CgroupName, if not empty, starts the process in a cgroup of its own
 	// (named after it, made unique) under the daemon's cgroup, where one
@@ -64,14 +62,17 @@ type Config struct {
 }
 
 // InheritFD is the descriptor number Inherit[i] has in the process: from
-// 3 on, or from 4 on when Gated (descriptor 3 is the pipe gate's, and
-// closed in the program).
+// 3 on, after the gate's pipe when Gated.
 func (cfg Config) InheritFD(i int) int {
 	if cfg.Gated {
 		return 4 + i
 	}
 	return 3 + i
 }
+
+// gateScript waits for the word on fd 3, closes it and becomes the program
+// ($0 with its arguments). Exit status 125 means the gate was never opened.
+const gateScript = `read -r go <&3 || exit 125; exec 3<&-; exec "$0" "$@"`
 
 // DefaultEnv is the environment given to a process whose Config.Env is nil.
 var DefaultEnv = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
@@ -111,8 +112,8 @@ type Process struct {
 	// cgroup is the cgroup a started process runs in, "" if none.
 	cgroup string
 
-	// gate holds a Gated process back until Release.
-	gate     gate
+	// gate is the write end of a Gated process's pipe until Release.
+	gate     *os.File
 	gateOnce sync.Once
 	gateErr  error
 }
@@ -135,37 +136,26 @@ func Start(cfg Config) (*Process, error) {
 	defer out.Close() // the child holds its own copy
 
 	path, args := cfg.Path, cfg.Args
-	var (
-		g     gate
-		gate3 *os.File // descriptor 3 of a gated process, nil for closed
-		tg    *traceGate
-		start = (*exec.Cmd).Start
-	)
+	var gate, gateR *os.File
 	if cfg.Gated {
-		// The gate would report a missing program only as an exit
+		// The wrapper would report a missing program only as an exit
 		// status; check now so the caller gets a real error.
 		lp, err := exec.LookPath(cfg.Path)
 		if err != nil {
 			return nil, fmt.Errorf("start %s: %w", cfg.Path, err)
 		}
-		var ok bool
-		if tg, ok = newTraceGate(); ok {
-			// Descriptor 3 stays closed, as the pipe gate leaves it.
-			path, g, start = lp, tg, tg.start
-		} else {
-			r, w, err := os.Pipe()
-			if err != nil {
-				return nil, fmt.Errorf("start %s: %w", cfg.Path, err)
-			}
-			defer r.Close() // the child holds its own copy
-			g, gate3 = pipeGate{w}, r
-			path, args = "/bin/sh", append([]string{"-c", gateScript, lp}, cfg.Args...)
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, fmt.Errorf("start %s: %w", cfg.Path, err)
 		}
+		defer r.Close() // the child holds its own copy
+		gate, gateR = w, r
+		path, args = "/bin/sh", append([]string{"-c", gateScript, lp}, cfg.Args...)
 	}
 	command := func(cg *os.File) *exec.Cmd {
 		cmd := exec.Command(path, args...)
-		if cfg.Gated {
-			cmd.ExtraFiles = []*os.File{gate3}
+		if gateR != nil {
+			cmd.ExtraFiles = []*os.File{gateR}
 		}
 		cmd.ExtraFiles = append(cmd.ExtraFiles, cfg.Inherit...)
 		cmd.Dir = cfg.Dir
@@ -200,41 +190,28 @@ func Start(cfg Config) (*Process, error) {
 		cgroup, cg = makeCgroup(cfg.CgroupName)
 	}
 	cmd := command(cg)
-	err = start(cmd)
+	err = cmd.Start()
 	if cg != nil {
 		cg.Close()
-		if err != nil && !errors.Is(err, errTraceRefused) {
+		if err != nil {
 			// A kernel without CLONE_INTO_CGROUP (before 5.7): the VM
 			// runs with its process group only.
 			_ = Group{Cgroup: cgroup}.Remove()
 			cgroup = ""
 			cmd = command(nil)
-			err = start(cmd)
+			err = cmd.Start()
 		}
 	}
-	if errors.Is(err, errTraceRefused) {
-		// This host does not let a process be traced: gate with a pipe,
-		// now and from now on.
-		_ = Group{Cgroup: cgroup}.Remove()
-		tracingRefused()
-		return Start(cfg)
-	}
 	if err != nil {
-		if g != nil {
-			g.drop()
+		if gate != nil {
+			gate.Close()
 		}
 		return nil, fmt.Errorf("start %s: %w", cfg.Path, err)
 	}
-	p := &Process{pid: cmd.Process.Pid, done: make(chan struct{}), child: cmd.Process, gate: g, cgroup: cgroup}
-	if tg != nil {
-		tg.attach(p)
-	}
+	p := &Process{pid: cmd.Process.Pid, done: make(chan struct{}), child: cmd.Process, gate: gate, cgroup: cgroup}
 	// The child cannot be reaped before we Wait, so its stat entry exists.
 	st, err := StartTimeOf(p.pid)
 	if err != nil {
-		if g != nil {
-			g.drop()
-		}
 		_ = cmd.Process.Kill()
 		_, _ = cmd.Process.Wait()
 		_ = Group{Cgroup: cgroup}.Remove()
@@ -255,8 +232,12 @@ func (p *Process) Group() Group {
 // process that was not gated or was released already.
 func (p *Process) Release() error {
 	p.gateOnce.Do(func() {
-		if p.gate != nil {
-			p.gateErr = p.gate.open()
+		if p.gate == nil {
+			return
+		}
+		_, p.gateErr = p.gate.Write([]byte("go\n"))
+		if err := p.gate.Close(); p.gateErr == nil {
+			p.gateErr = err
 		}
 	})
 	return p.gateErr
