@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
 
 	"github.com/vmstated/vmstated/api"
@@ -64,10 +63,7 @@ func TestReadoptedBhyveExitStatus(t *testing.T) {
 		t.Run(tc.short, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
-			fifo := filepath.Join(e.work, tc.short+".fifo")
-			if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-				t.Fatal(err)
-			}
+			fifo := exitFifo(t, e, tc.short)
 			// The stand-in waits for its exit status on the fifo, as a
 			// guest runs until it powers off or crashes.
 			cfgFile := filepath.Join(e.work, tc.short+".bhyve.conf")

@@ -31,10 +31,7 @@ func TestReadoptedExitStatus(t *testing.T) {
 		t.Run(tc.short, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
-			fifo := filepath.Join(e.work, tc.short+".fifo")
-			if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-				t.Fatal(err)
-			}
+			fifo := exitFifo(t, e, tc.short)
 			// The guest waits for its exit code on the fifo.
 			vm := e.addVM(tc.short, execVM([]string{"/bin/sh", "-c", `read code < "$0"; exit "$code"`, fifo}, "")+
 				"    maxrestart = 3;\n    maxrestarttime = 1h;\n")
@@ -48,6 +45,16 @@ func TestReadoptedExitStatus(t *testing.T) {
 			}
 		})
 	}
+}
+
+// exitFifo makes the fifo a test guest reads its exit code from.
+func exitFifo(t *testing.T, e *env, short string) string {
+	t.Helper()
+	fifo := filepath.Join(e.work, short+".fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return fifo
 }
 
 // readoptedExit starts vm, restarts the daemon so that it re-adopts the
