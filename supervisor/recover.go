@@ -315,6 +315,8 @@ func (v *vm) resume(ctx context.Context, inst hypervisor.Instance, why string) {
 			v.publishStatus() // before the event: whoever reacts finds it
 			v.sup.bus.Publish(Event{Kind: KindAdopted, VM: v.name, Reason: what + " after a daemon restart"})
 		}()
+	} else if r.rec.Handle != nil && r.rec.Handle.PID == 0 {
+		v.log.Printf("%s", orUnknown(why)) // a launch never recorded: the driver says what became of it
 	} else if r.rec.Handle != nil {
 		v.log.Printf("hypervisor pid %d is gone (%s)", r.rec.Handle.PID, orUnknown(why))
 	}
@@ -398,6 +400,14 @@ func (s *Supervisor) reportOrphans(records map[string]loaded) {
 		if h, err := hypervisor.ReadHandleFile(filepath.Join(s.runDir, name)); err == nil && h.PID > 0 {
 			if st, err := process.StartTimeOf(h.PID); err == nil && st == h.StartTime && !slices.Contains(pids, h.PID) {
 				pids = append(pids, h.PID)
+			}
+		} else if err == nil && h.Cgroup != "" {
+			// A launch never recorded: what runs in its cgroup.
+			members, _ := process.Group{Cgroup: h.Cgroup}.Members()
+			for _, pid := range members {
+				if !slices.Contains(pids, pid) {
+					pids = append(pids, pid)
+				}
 			}
 		}
 		for _, pid := range pids {

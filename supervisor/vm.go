@@ -537,8 +537,19 @@ func (v *vm) launch(ctx context.Context, s *settings, vncPassword string, restor
 // cannot be adopted stops the launch.
 func (v *vm) adoptLeftover(ctx context.Context, drv hypervisor.Driver, driver string, spec hypervisor.Spec) (hypervisor.Instance, error) {
 	h, err := hypervisor.ReadHandleFile(spec.RunDir)
-	if err != nil || h.PID <= 0 || h.Driver != driver {
+	if err != nil || h.Driver != driver || h.PID < 0 || h.PID == 0 && h.Cgroup == "" {
 		return nil, nil
+	}
+	if h.PID == 0 {
+		// A launch into a cgroup whose process was never recorded: the
+		// driver ends what runs there.
+		_, err := drv.Recover(ctx, spec, h)
+		if errors.Is(err, hypervisor.ErrGone) {
+			v.log.Printf("%v", err)
+			return nil, nil
+		}
+		return nil, fmt.Errorf("a launch of this VM that was never recorded could not be ended (named by %s): %v; nothing was launched beside it: end what runs in cgroup %s by hand, then start again",
+			filepath.Join(spec.RunDir, hypervisor.HandleFile), err, h.Cgroup)
 	}
 	if st, err := process.StartTimeOf(h.PID); err != nil || st != h.StartTime {
 		return nil, nil // gone: its pid is free or taken by another process

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmstated/vmstated/api"
+	"github.com/vmstated/vmstated/hypervisor"
 )
 
 // stateDirOnTmpfs puts the env's state directory on a small tmpfs of its
@@ -572,4 +573,104 @@ func TestStartAdoptsProcessTheRecordLost(t *testing.T) {
 	d2.do(vm, api.ActionStop)
 	d2.waitState(vm, api.StateStopped)
 	waitGone(t, st.PID)
+}
+
+// A VM started in a cgroup runs at once, before its handle names its pid:
+// the cgroup, recorded in the run directory before the launch, names it
+// meanwhile. A daemon that died in that window leaves a record in
+// start_storage and a handle with the cgroup only; the next daemon must
+// end what runs there and launch the VM once, never beside it.
+func TestUnrecordedLaunchIsEnded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	vm := e.addVM("unrecorded", sleeper(""))
+	d := e.start()
+	d.do(vm, api.ActionStart)
+	st := d.waitUp(vm)
+	runDir := filepath.Join(e.runDir, vm)
+	h, err := hypervisor.ReadHandleFile(runDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Cgroup == "" {
+		t.Skip("no cgroup v2 the daemon may use here (needs root): every launch waits at the /bin/sh gate instead")
+	}
+	_ = d.cmd.Process.Kill()
+	<-d.done
+	if !alive(st.PID) {
+		t.Fatalf("VM process %d died with the daemon", st.PID)
+	}
+	// What a daemon killed right after the fork leaves: the handle of
+	// the launch, and the record of its intent.
+	unrecord(t, e, vm, h, "start_storage")
+	d2 := e.start()
+	got := d2.waitUp(vm)
+	waitGone(t, st.PID)
+	if got.PID == st.PID {
+		t.Fatalf("%s runs as pid %d, the process of the unrecorded launch", vm, got.PID)
+	}
+	if p := e.vmProcs(vm); len(p) != 1 || p[0] != got.PID {
+		t.Errorf("%s has processes %v, want exactly its new one %d", vm, p, got.PID)
+	}
+	if log := e.readLog(vm); strings.Count(log, "was never recorded; 1 process") != 1 {
+		t.Errorf("log does not say once that the unrecorded launch was ended:\n%s", log)
+	}
+
+	// The same handle beside a record that lost track of the launch (it
+	// says stopped): a start ends the process before it launches.
+	h, err = hypervisor.ReadHandleFile(runDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = d2.cmd.Process.Kill()
+	<-d2.done
+	unrecord(t, e, vm, h, "stopped")
+	d3 := e.start()
+	if s := d3.get(vm); s.State != api.StateStopped {
+		t.Fatalf("%s after the restart is %s, want stopped as its record says", vm, s.State)
+	}
+	d3.do(vm, api.ActionStart)
+	again := d3.waitUp(vm)
+	waitGone(t, got.PID)
+	if p := e.vmProcs(vm); len(p) != 1 || p[0] != again.PID {
+		t.Errorf("%s has processes %v, want exactly its new one %d", vm, p, again.PID)
+	}
+	if log := e.readLog(vm); strings.Count(log, "was never recorded; 1 process") != 2 {
+		t.Errorf("log does not say the second unrecorded launch was ended:\n%s", log)
+	}
+	d3.do(vm, api.ActionStop)
+	d3.waitState(vm, api.StateStopped)
+	waitGone(t, again.PID)
+}
+
+// unrecord makes the VM's handle h (of a live process in a cgroup) the
+// handle of a launch whose pid was never recorded, and its record say
+// state (and desired stopped, if stopped), without a handle: what a
+// daemon killed between the launch and its record leaves.
+func unrecord(t *testing.T, e *env, vm string, h hypervisor.Handle, state string) {
+	t.Helper()
+	h.PID, h.StartTime, h.PGID = 0, 0, 0
+	if err := hypervisor.WriteHandleFile(h); err != nil {
+		t.Fatal(err)
+	}
+	recPath := filepath.Join(e.stateDir, vm+".json")
+	var rec map[string]any
+	b, err := os.ReadFile(recPath)
+	if err == nil {
+		err = json.Unmarshal(b, &rec)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec["state"] = state
+	if state == "stopped" {
+		rec["desired"] = state
+	}
+	delete(rec, "handle")
+	if b, err = json.Marshal(rec); err == nil {
+		err = os.WriteFile(recPath, b, 0o600)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 }

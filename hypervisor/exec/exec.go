@@ -157,7 +157,7 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 	if dir == "" {
 		dir = spec.RunDir
 	}
-	cfg := process.Config{Path: o.Command[0], Args: o.Command[1:], Env: o.Env, Dir: dir, OutputPath: out, Gated: true, CgroupName: spec.Name}
+	cfg := process.Config{Path: o.Command[0], Args: o.Command[1:], Env: o.Env, Dir: dir, OutputPath: out, Gated: true}
 	var master *os.File
 	x := extra{Output: out}
 	if o.Console == ConsolePTY {
@@ -176,17 +176,30 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 			return nil, err
 		}
 	}
-	p, err := process.Start(cfg)
+	if cfg.Cgroup = process.MakeCgroup(spec.Name); cfg.Cgroup != "" {
+		// The kernel starts the program in its cgroup, which names it
+		// from its first instruction: recorded now, before it exists, a
+		// daemon that dies before the handle below is written finds it
+		// there (see Recover), and the program need not wait for it.
+		if err = hypervisor.WriteHandleFile(launchHandle(spec, cfg.Cgroup, x)); err != nil {
+			_ = process.Group{Cgroup: cfg.Cgroup}.Remove()
+			err = fmt.Errorf("start %s: record the launch in the run directory: %w", o.Command[0], err)
+		}
+	}
+	var p *process.Process
+	if err == nil {
+		if p, err = process.Start(cfg); err != nil && cfg.Cgroup != "" {
+			// Nothing was launched: the handle names nothing.
+			_ = os.Remove(filepath.Join(spec.RunDir, hypervisor.HandleFile))
+		}
+	}
 	if master != nil {
 		// The program holds its own; the daemon keeps only master.
 		cfg.Terminal.Close()
 		cfg.Inherit[0].Close()
 		if err == nil {
-			err = restoreNonblock(master)
-			if err != nil {
-				_ = p.Signal(syscall.SIGKILL)
-				<-p.Done()
-				_ = p.Group().Remove()
+			if err = restoreNonblock(master); err != nil {
+				vmproc.Abandon(p, nil)
 			}
 		}
 		if err != nil {
@@ -229,17 +242,21 @@ func terminalFiles() (master, tty, dup *os.File, err error) {
 }
 
 func handle(spec hypervisor.Spec, p *process.Process, ex extra) hypervisor.Handle {
+	h := launchHandle(spec, p.Group().Cgroup, ex)
+	h.PID, h.StartTime, h.PGID = p.PID(), p.StartTime(), p.Group().PGID
+	return h
+}
+
+// launchHandle is the handle of a launch whose process does not exist
+// yet: no pid, only the cgroup it will start in.
+func launchHandle(spec hypervisor.Spec, cgroup string, ex extra) hypervisor.Handle {
 	x, _ := json.Marshal(ex)
-	g := p.Group()
 	return hypervisor.Handle{
-		Version:   hypervisor.HandleVersion,
-		Driver:    Name,
-		PID:       p.PID(),
-		StartTime: p.StartTime(),
-		PGID:      g.PGID,
-		Cgroup:    g.Cgroup,
-		RunDir:    spec.RunDir,
-		Extra:     x,
+		Version: hypervisor.HandleVersion,
+		Driver:  Name,
+		Cgroup:  cgroup,
+		RunDir:  spec.RunDir,
+		Extra:   x,
 	}
 }
 
@@ -274,6 +291,18 @@ func (d *Driver) Recover(ctx context.Context, spec hypervisor.Spec, h hypervisor
 		x.Output = filepath.Join(h.RunDir, OutputFile)
 	}
 	g := groupOf(h)
+	if h.PID == 0 && h.Cgroup != "" {
+		// The daemon ended between the launch into the cgroup and the
+		// handle that names its process: the program may run, not
+		// known to anyone. It is ended, as a launch never finished.
+		msg := g.EndLeftovers()
+		if msg == "" {
+			msg = "it never ran or has ended"
+		}
+		// The handle names nothing any more.
+		_ = os.Remove(filepath.Join(h.RunDir, hypervisor.HandleFile))
+		return nil, fmt.Errorf("%w: the launch the last daemon made in cgroup %s was never recorded; %s", hypervisor.ErrGone, h.Cgroup, msg)
+	}
 	p, fl, err := vmproc.Reattach(h, x.Output, spec.Output)
 	if err != nil {
 		// Only when the handle's pid is not in the group: a handle whose

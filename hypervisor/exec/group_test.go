@@ -221,11 +221,11 @@ func startBare(t *testing.T, script string, old bool) (*process.Process, hypervi
 	if err := os.MkdirAll(runDir, 0o750); err != nil {
 		t.Fatal(err)
 	}
-	cg := "bare"
-	if old {
-		cg = "" // as processes were started before cgroups were used
+	cg := ""
+	if !old { // as processes were started before cgroups were used
+		cg = process.MakeCgroup("bare")
 	}
-	p, err := process.Start(process.Config{Path: "/bin/sh", Args: []string{"-c", script}, Dir: runDir, OutputPath: filepath.Join(runDir, OutputFile), CgroupName: cg})
+	p, err := process.Start(process.Config{Path: "/bin/sh", Args: []string{"-c", script}, Dir: runDir, OutputPath: filepath.Join(runDir, OutputFile), Cgroup: cg})
 	if err != nil {
 		t.Fatal(err)
 	}

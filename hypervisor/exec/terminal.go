@@ -22,5 +22,6 @@ const (
 // process.DupFD). The program must leave it open (a launcher that closes
 // every descriptor it did not open loses its console on the next daemon
 // restart). It is descriptor 4: descriptor 3 is the launch gate's,
-// closed before the program runs.
-var TerminalFD = process.Config{Gated: true}.InheritFD(0)
+// closed before the program runs (and never open in a program started in
+// a cgroup, which needs no gate).
+var TerminalFD = process.Config{}.InheritFD(0)

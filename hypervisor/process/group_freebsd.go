@@ -108,7 +108,7 @@ func (g Group) killRound(deadline time.Time) ([]int, error) {
 // Remove does nothing: there is no cgroup on FreeBSD.
 func (g Group) Remove() error { return nil }
 
-// makeCgroup: FreeBSD has no cgroups.
-func makeCgroup(string) (string, *os.File) { return "", nil }
+// MakeCgroup returns "": there are no cgroups here.
+func MakeCgroup(string) string { return "" }
 
 func intoCgroup(*syscall.SysProcAttr, *os.File) {}

@@ -342,27 +342,22 @@ func cgroup2Mount() string {
 	return ""
 }
 
-// makeCgroup creates a fresh cgroup for a VM named name and opens it, for
-// CLONE_INTO_CGROUP. It returns "" and nil when cgroups cannot be used
-// here; the VM then has its process group only.
-func makeCgroup(name string) (string, *os.File) {
+// MakeCgroup creates a fresh cgroup for the processes of a VM named name
+// (Config.Cgroup), under the daemon's own in the cgroup v2 hierarchy. It
+// returns "" when cgroups cannot be used here (not root, no cgroup2
+// mount): the VM then has its process group only.
+func MakeCgroup(name string) string {
 	parent := cgroupParent()
 	if parent == "" {
-		return "", nil
+		return ""
 	}
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	leaf := "vm-" + cgroupSafe(name) + "-" + hex.EncodeToString(b[:])
-	dir := filepath.Join(parent, leaf)
+	dir := filepath.Join(parent, "vm-"+cgroupSafe(name)+"-"+hex.EncodeToString(b[:]))
 	if err := os.Mkdir(dir, 0o755); err != nil {
-		return "", nil
+		return ""
 	}
-	f, err := os.Open(dir)
-	if err != nil {
-		_ = unix.Rmdir(dir)
-		return "", nil
-	}
-	return dir, f
+	return dir
 }
 
 // cgroupSafe makes a VM name usable in a cgroup's directory name.

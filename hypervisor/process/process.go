@@ -38,19 +38,24 @@ type Config struct {
 	// opened O_APPEND (created 0640 if missing), so it keeps output across
 	// restarts of the VM. Empty means /dev/null.
 	OutputPath string
-	// Gated holds the program back until Release is called: the process
-	// starts as a small /bin/sh that waits on a pipe and then executes the
-	// program in its place (same pid, same start time). If the caller dies
-	// before releasing it, the pipe closes and the process exits without
-	// running the program. A driver records the process (its handle file)
-	// between Start and Release, so no VM can run that a restarted daemon
-	// cannot find.
+	// Gated keeps the program from running before the caller has recorded
+	// where a restarted daemon finds the process (a driver's handle file),
+	// so that no VM can run that such a daemon cannot find. A process
+	// started in a cgroup (Cgroup) needs no wait: the kernel places it
+	// there as it creates it, so the cgroup, recorded by the caller before
+	// Start, names it from its first instruction. Any other gated process
+	// starts as a small /bin/sh that waits on a pipe until Release and
+	// then executes the program in its place (same pid, same start time);
+	// if the caller dies before releasing it, the pipe closes and the
+	// process exits without running the program.
 	Gated bool
-	// CgroupName, if not empty, starts the process in a cgroup of its own
-	// (named after it, made unique) under the daemon's cgroup, where one
-	// can be made: Linux, as root, with a cgroup v2 hierarchy. Group then
-	// names it; Group.EndLeftovers removes it.
-	CgroupName string
+	// Cgroup, if not empty, is the cgroup (made by MakeCgroup) the
+	// process starts in (CLONE_INTO_CGROUP); Group then names it and
+	// Group.EndLeftovers removes it. Where the kernel cannot start a
+	// process in a cgroup (before Linux 5.7), Start removes the cgroup
+	// and starts the process without one, through the /bin/sh gate when
+	// Gated.
+	Cgroup string
 	// Terminal, if not nil, is the terminal side of a pseudo-terminal:
 	// the process gets it as stdin, stdout and stderr and as the
 	// controlling terminal of its new session, instead of /dev/null and
@@ -62,13 +67,10 @@ type Config struct {
 }
 
 // InheritFD is the descriptor number Inherit[i] has in the process: from
-// 3 on, after the gate's pipe when Gated.
-func (cfg Config) InheritFD(i int) int {
-	if cfg.Gated {
-		return 4 + i
-	}
-	return 3 + i
-}
+// 4 on. Descriptor 3 is the gate's pipe, closed before the program runs
+// (and not open at all in a process started without the gate), so that
+// the numbers are the same either way.
+func (cfg Config) InheritFD(i int) int { return 4 + i }
 
 // gateScript waits for the word on fd 3, closes it and becomes the program
 // ($0 with its arguments). Exit status 125 means the gate was never opened.
@@ -135,72 +137,35 @@ func Start(cfg Config) (*Process, error) {
 	}
 	defer out.Close() // the child holds its own copy
 
-	path, args := cfg.Path, cfg.Args
-	var gate, gateR *os.File
-	if cfg.Gated {
-		// The wrapper would report a missing program only as an exit
-		// status; check now so the caller gets a real error.
-		lp, err := exec.LookPath(cfg.Path)
-		if err != nil {
-			return nil, fmt.Errorf("start %s: %w", cfg.Path, err)
-		}
-		r, w, err := os.Pipe()
-		if err != nil {
-			return nil, fmt.Errorf("start %s: %w", cfg.Path, err)
-		}
-		defer r.Close() // the child holds its own copy
-		gate, gateR = w, r
-		path, args = "/bin/sh", append([]string{"-c", gateScript, lp}, cfg.Args...)
-	}
-	command := func(cg *os.File) *exec.Cmd {
-		cmd := exec.Command(path, args...)
-		if gateR != nil {
-			cmd.ExtraFiles = []*os.File{gateR}
-		}
-		cmd.ExtraFiles = append(cmd.ExtraFiles, cfg.Inherit...)
-		cmd.Dir = cfg.Dir
-		if cmd.Dir == "" {
-			cmd.Dir = "/"
-		}
-		cmd.Env = cfg.Env
-		if cmd.Env == nil {
-			cmd.Env = DefaultEnv
-		}
-		cmd.Stdin = nil // /dev/null
-		cmd.Stdout = out
-		cmd.Stderr = out
-		// A new session, and with it a process group the process leads:
-		// terminal and process-group signals aimed at the daemon (Ctrl-C,
-		// kill -- -pgid) do not reach the VM, and the VM's own group
-		// holds what it starts.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-		if cfg.Terminal != nil {
-			cmd.Stdin, cmd.Stdout, cmd.Stderr = cfg.Terminal, cfg.Terminal, cfg.Terminal
-			// Ctty is the process's descriptor 0, the terminal.
-			cmd.SysProcAttr.Setctty = true
-		}
-		if cg != nil {
-			intoCgroup(cmd.SysProcAttr, cg)
-		}
-		return cmd
-	}
-	var cgroup string
+	cgroup := cfg.Cgroup
 	var cg *os.File
-	if cfg.CgroupName != "" {
-		cgroup, cg = makeCgroup(cfg.CgroupName)
+	if cgroup != "" {
+		if cg, err = os.Open(cgroup); err != nil {
+			_ = Group{Cgroup: cgroup}.Remove()
+			cgroup = ""
+		}
 	}
-	cmd := command(cg)
+	cmd, gate, err := command(cfg, out, cg)
+	if err != nil {
+		return nil, err
+	}
 	err = cmd.Start()
 	if cg != nil {
 		cg.Close()
 		if err != nil {
 			// A kernel without CLONE_INTO_CGROUP (before 5.7): the VM
-			// runs with its process group only.
+			// runs with its process group only, and waits at the gate.
 			_ = Group{Cgroup: cgroup}.Remove()
 			cgroup = ""
-			cmd = command(nil)
+			if cmd, gate, err = command(cfg, out, nil); err != nil {
+				return nil, err
+			}
 			err = cmd.Start()
 		}
+	}
+	if gate != nil {
+		// The child holds its own copy of the read end.
+		cmd.ExtraFiles[0].Close()
 	}
 	if err != nil {
 		if gate != nil {
@@ -222,6 +187,57 @@ func Start(cfg Config) (*Process, error) {
 	return p, nil
 }
 
+// command prepares the start of cfg's process, in the cgroup open as cg
+// if not nil. A gated process started outside a cgroup runs the gate
+// first: gate is then the write end of its pipe, whose read end is the
+// command's first extra file (descriptor 3).
+func command(cfg Config, out *os.File, cg *os.File) (cmd *exec.Cmd, gate *os.File, err error) {
+	path, args := cfg.Path, cfg.Args
+	// A nil extra file is a descriptor closed in the child.
+	extra := append([]*os.File{nil}, cfg.Inherit...)
+	if cfg.Gated && cg == nil {
+		// The wrapper would report a missing program only as an exit
+		// status; check now so the caller gets a real error.
+		lp, err := exec.LookPath(cfg.Path)
+		if err != nil {
+			return nil, nil, fmt.Errorf("start %s: %w", cfg.Path, err)
+		}
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, nil, fmt.Errorf("start %s: %w", cfg.Path, err)
+		}
+		gate, extra[0] = w, r
+		path, args = "/bin/sh", append([]string{"-c", gateScript, lp}, cfg.Args...)
+	}
+	cmd = exec.Command(path, args...)
+	cmd.ExtraFiles = extra
+	cmd.Dir = cfg.Dir
+	if cmd.Dir == "" {
+		cmd.Dir = "/"
+	}
+	cmd.Env = cfg.Env
+	if cmd.Env == nil {
+		cmd.Env = DefaultEnv
+	}
+	cmd.Stdin = nil // /dev/null
+	cmd.Stdout = out
+	cmd.Stderr = out
+	// A new session, and with it a process group the process leads:
+	// terminal and process-group signals aimed at the daemon (Ctrl-C,
+	// kill -- -pgid) do not reach the VM, and the VM's own group holds
+	// what it starts.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if cfg.Terminal != nil {
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = cfg.Terminal, cfg.Terminal, cfg.Terminal
+		// Ctty is the process's descriptor 0, the terminal.
+		cmd.SysProcAttr.Setctty = true
+	}
+	if cg != nil {
+		intoCgroup(cmd.SysProcAttr, cg)
+	}
+	return cmd, gate, nil
+}
+
 // Group returns the process group a started process leads and the cgroup
 // it was started in (see Config.CgroupName).
 func (p *Process) Group() Group {
@@ -229,7 +245,7 @@ func (p *Process) Group() Group {
 }
 
 // Release lets a Gated process run its program. It does nothing for a
-// process that was not gated or was released already.
+// process that was not gated, started in a cgroup, or released already.
 func (p *Process) Release() error {
 	p.gateOnce.Do(func() {
 		if p.gate == nil {

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -348,14 +349,21 @@ func TestDupFD(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { p.Signal(syscall.SIGKILL); <-p.Done() })
+	var a *Process
+	t.Cleanup(func() {
+		p.Signal(syscall.SIGKILL)
+		<-p.Done()
+		if a != nil {
+			<-a.Done() // and its pidfd closed: the next test counts them
+		}
+	})
 	if err := p.Release(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := p.DupFD(cfg.InheritFD(0)); err == nil {
 		t.Error("DupFD of a started process worked; it is for re-adopted ones")
 	}
-	a, err := Attach(p.PID(), p.StartTime())
+	a, err = Attach(p.PID(), p.StartTime())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,33 +384,39 @@ func TestDupFD(t *testing.T) {
 	}
 }
 
-// pidfds counts this process's pidfd descriptors.
-func pidfds(t *testing.T) int {
+// pidfdsOf returns this process's pidfd descriptors that name pid (their
+// fdinfo says so; -1 for a process that has been reaped): other tests'
+// processes, reaped at their own pace, do not count.
+func pidfdsOf(t *testing.T, pid int) []string {
 	t.Helper()
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
+	var fds []string
 	for _, e := range ents {
-		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && l == "anon_inode:[pidfd]" {
-			n++
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err != nil || l != "anon_inode:[pidfd]" {
+			continue
+		}
+		info, err := os.ReadFile("/proc/self/fdinfo/" + e.Name())
+		if err == nil && strings.Contains(string(info), fmt.Sprintf("\nPid:\t%d\n", pid)) {
+			fds = append(fds, e.Name())
 		}
 	}
-	return n
+	return fds
 }
 
 // A started process costs the daemon one descriptor, its pidfd, which
 // signals it and reaps it: every fork copies the descriptor table, so a
 // thousand VMs with two each made every launch copy a thousand more.
 func TestStartedProcessHoldsOnePidfd(t *testing.T) {
-	before := pidfds(t)
 	p, err := Start(Config{Path: "/bin/sleep", Args: []string{"60"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := pidfds(t) - before; n != 1 {
-		t.Errorf("a started process holds %d pidfds, want 1", n)
+	held := pidfdsOf(t, p.PID())
+	if len(held) != 1 {
+		t.Errorf("a started process holds pidfds %v, want 1", held)
 	}
 	if err := p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -411,11 +425,55 @@ func TestStartedProcessHoldsOnePidfd(t *testing.T) {
 	if !s.Known || s.Signal != syscall.SIGTERM {
 		t.Errorf("status %+v, want known, ended by SIGTERM", s)
 	}
-	if n := pidfds(t) - before; n != 0 {
-		t.Errorf("%d pidfds left once the process was reaped", n)
+	// A pidfd left open would now name pid -1.
+	for _, fd := range held {
+		if slices.Contains(pidfdsOf(t, -1), fd) {
+			t.Errorf("pidfd %s left open once the process was reaped", fd)
+		}
 	}
 	// Reaped: the pid is gone, not a zombie.
 	if _, err := StartTimeOf(p.PID()); err == nil {
 		t.Errorf("pid %d still exists after Done", p.PID())
+	}
+}
+
+// A gated process started in a cgroup needs no gate: the cgroup names it
+// from its first instruction, so it runs its program at once, with no
+// /bin/sh before it, and its descriptors are numbered as through the
+// gate (3 closed, Inherit from 4).
+func TestGatedStartInACgroupRunsAtOnce(t *testing.T) {
+	cg := MakeCgroup("gated-test")
+	if cg == "" {
+		t.Skip("no cgroup v2 hierarchy this process may use (needs root)")
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	cfg := sh(t, `[ -e /proc/self/fd/3 ] && echo "3 open"; echo ready >&4; exec sleep 100`)
+	cfg.Gated, cfg.Cgroup, cfg.Inherit = true, cg, []*os.File{w}
+	p, err := Start(cfg)
+	w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Group().Signal(syscall.SIGKILL); <-p.Done(); p.Group().EndLeftovers() })
+	if p.Group().Cgroup != cg {
+		t.Fatalf("process in cgroup %q, want %q", p.Group().Cgroup, cg)
+	}
+	// Not released: it runs all the same.
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil || line != "ready\n" {
+		t.Fatalf("read %q, %v from descriptor %d of the program", line, err, cfg.InheritFD(0))
+	}
+	if b, _ := os.ReadFile(cfg.OutputPath); len(b) != 0 {
+		t.Errorf("the program saw: %q", b)
+	}
+	if members, _ := p.Group().Members(); len(members) != 1 || members[0] != p.PID() {
+		t.Errorf("cgroup holds %v, want only pid %d", members, p.PID())
+	}
+	if err := p.Release(); err != nil {
+		t.Errorf("Release of a process that had no gate: %v", err)
 	}
 }

@@ -196,7 +196,9 @@ func (d *Driver) start(ctx context.Context, spec hypervisor.Spec, incoming *os.F
 	inst.accel = accel
 	// A daemon that dies from here on finds this QEMU through the file
 	// instead of starting a second one.
-	_ = hypervisor.WriteHandleFile(inst.Handle())
+	if err := hypervisor.WriteHandleFile(inst.Handle()); err != nil {
+		return fail(fmt.Errorf("qemu: starting %s: record its handle in the run directory: %w", bin, err))
+	}
 	if err := proc.Release(); err != nil {
 		return fail(fmt.Errorf("qemu: starting %s: %w", bin, err))
 	}

@@ -242,19 +242,34 @@ func ClassifySignalled(s process.Status, req Requests, stopSig syscall.Signal) (
 
 // Launch finishes a gated start: it leaves h in the run directory, where a
 // daemon that dies from here on finds the process, then lets the process
-// run. If that fails the process is killed and the follower stopped.
+// run. If either fails, the launch is abandoned (see Abandon): a process
+// that a new daemon could not find must not run.
 func Launch(p *process.Process, h hypervisor.Handle, fl *process.Follower) error {
-	_ = hypervisor.WriteHandleFile(h)
-	if err := p.Release(); err != nil {
-		_ = p.Signal(syscall.SIGKILL)
-		<-p.Done()
-		_ = p.Group().Remove()
-		if fl != nil {
-			_ = fl.Stop()
-		}
-		return err
+	err := hypervisor.WriteHandleFile(h)
+	if err != nil {
+		err = fmt.Errorf("record the hypervisor's handle in the run directory: %w", err)
+	} else {
+		err = p.Release()
 	}
-	return nil
+	if err != nil {
+		Abandon(p, fl)
+	}
+	return err
+}
+
+// Abandon ends a launch that cannot go on: it kills the process with
+// whatever it started already (a process started in a cgroup runs at
+// once), waits for it, removes its cgroup and stops the follower (if not
+// nil).
+func Abandon(p *process.Process, fl *process.Follower) {
+	g := p.Group()
+	_ = g.Signal(syscall.SIGKILL)
+	_ = p.Signal(syscall.SIGKILL)
+	<-p.Done()
+	_ = g.EndLeftovers()
+	if fl != nil {
+		_ = fl.Stop()
+	}
 }
 
 // DecodeHandle checks that h is a handle of driver this daemon can read and
