@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -95,21 +96,16 @@ func (v *vm) save() error {
 	if v.sup.store == nil {
 		return nil
 	}
-	r := v.record()
-	r.Seq = v.recSeq
-	data, err := encodeRecord(r)
+	body, err := json.Marshal(v.record())
 	if err != nil {
 		return err
 	}
-	if v.saveErr == nil && bytes.Equal(data, v.saved) {
+	if v.saveErr == nil && bytes.Equal(body, v.saved) {
 		return nil
 	}
 	// A new version of the record.
 	v.recSeq++
-	r.Seq = v.recSeq
-	if data, err = encodeRecord(r); err != nil {
-		return err
-	}
+	data := withSeq(body, v.recSeq)
 	err = v.sup.store.write(v.name, data, v.m.State().Steady())
 	if err != nil {
 		// What the state directory would not take is kept in the run
@@ -150,12 +146,12 @@ func (v *vm) save() error {
 	if v.saveErr != nil {
 		v.log.Printf("state saved again")
 		v.sup.logf("%s: state saved again", v.name)
-		v.saveErr, v.saved = nil, data
+		v.saveErr, v.saved = nil, body
 		v.publishStatus() // before the event: whoever reacts finds it
 		v.sup.bus.Publish(Event{Kind: KindRecord, VM: v.name, Reason: "saved"})
 		return nil
 	}
-	v.saveErr, v.saved = nil, data
+	v.saveErr, v.saved = nil, body
 	return nil
 }
 
@@ -180,12 +176,15 @@ func (v *vm) retryC() (<-chan time.Time, func()) {
 	return t.C, func() { t.Stop() }
 }
 
-func encodeRecord(r Record) ([]byte, error) {
-	data, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	return append(data, '\n'), nil
+// withSeq is the record encoded as body (with Seq zero, so left out) with
+// version seq added, and a newline. The actor compares bodies to tell
+// whether a record changed, and so encodes each record once.
+func withSeq(body []byte, seq uint64) []byte {
+	data := make([]byte, 0, len(body)+24)
+	data = append(data, body[:len(body)-1]...)
+	data = append(data, `,"seq":`...)
+	data = strconv.AppendUint(data, seq, 10)
+	return append(data, "}\n"...)
 }
 
 // store writes state records. Every record is replaced atomically

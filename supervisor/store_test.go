@@ -1,15 +1,44 @@
 package supervisor
 
 import (
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/vmstated/vmstated/hypervisor"
 	"github.com/vmstated/vmstated/statemachine"
 )
+
+// A record is encoded once, without its version number, which is added
+// to the encoding: the result reads back as the record with that version.
+func TestWithSeq(t *testing.T) {
+	r := Record{Version: recordVersion, Name: "vm0", State: statemachine.Running, Desired: statemachine.Running,
+		Since: time.Unix(1700000000, 5).UTC(), Handle: &hypervisor.Handle{Driver: "exec", PID: 42, StartTime: 7},
+		Restarts: []time.Time{time.Unix(1700000001, 0).UTC()}, Reason: "exec started, pid 42"}
+	body, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := withSeq(body, 12)
+	if data[len(data)-1] != '\n' {
+		t.Errorf("record %q does not end in a newline", data)
+	}
+	var got Record
+	if err := json.Unmarshal(data, &got); err != nil {
+		t.Fatalf("%q: %v", data, err)
+	}
+	r.Seq = 12
+	a, _ := json.Marshal(got)
+	b, _ := json.Marshal(r)
+	if string(a) != string(b) {
+		t.Errorf("read back %s, want %s", a, b)
+	}
+}
 
 // Retries of a write that fails the same way are one failure, whatever
 // temporary file each try named.
@@ -36,7 +65,7 @@ func TestReadKeptGoesByTheNewer(t *testing.T) {
 	write := func(path string, r Record) {
 		t.Helper()
 		r.Version = recordVersion
-		data, err := encodeRecord(r)
+		data, err := json.Marshal(r)
 		if err != nil {
 			t.Fatal(err)
 		}

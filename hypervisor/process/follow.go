@@ -26,8 +26,9 @@ const maxLine = 64 << 10
 
 // Follower copies the lines appended to a file into a writer. It is woken
 // by filesystem notifications, so it does no work while the file is idle,
-// and it has no goroutine then either: one runs only while there is
-// something to copy (a host may follow a thousand quiet VMs).
+// and it has no goroutine and no open file then either: it has them only
+// while there is something to copy (a host may follow a thousand quiet
+// VMs).
 //
 // How far it has copied is kept in path+OffsetSuffix, updated after every
 // batch, so a follower started after a daemon restart resumes where the
@@ -66,6 +67,7 @@ type Follower struct {
 	offFile     *os.File
 	err         error
 	trimmed     int64 // bytes of f before this offset have been given back
+	saved       int64 // the offset the sidecar holds
 	noTrim      bool  // the file cannot be trimmed (read-only, no hole support)
 }
 
@@ -96,7 +98,7 @@ func Follow(ctx context.Context, path string, w io.Writer) (*Follower, error) {
 	if err != nil {
 		return nil, err
 	}
-	fl.off, fl.ino = off, ino
+	fl.off, fl.ino, fl.saved = off, ino, off
 	if err := files.subscribe(fl.path, fl); err != nil {
 		return nil, fmt.Errorf("follow %s: %w", path, err)
 	}
@@ -146,12 +148,7 @@ func (fl *Follower) Stop() error {
 		}
 		fl.copy(true)
 		fl.stopped = true
-		if fl.f != nil {
-			fl.f.Close()
-		}
-		if fl.offFile != nil {
-			fl.offFile.Close()
-		}
+		fl.closeFiles()
 		fl.run.Unlock()
 		close(fl.done)
 	})
@@ -190,6 +187,23 @@ func (fl *Follower) catchUp() {
 		fl.f = nil
 		fl.copy(false)
 	}
+	// Idle, a follower holds no descriptor: every fork of the daemon
+	// copies its descriptor table and every exec closes the copy, so a
+	// thousand followed VMs would slow every launch. The next copy opens
+	// the file again, by its name.
+	fl.closeFiles()
+}
+
+// closeFiles closes the followed file and the offset sidecar, if open.
+func (fl *Follower) closeFiles() {
+	if fl.f != nil {
+		fl.f.Close()
+		fl.f = nil
+	}
+	if fl.offFile != nil {
+		fl.offFile.Close()
+		fl.offFile = nil
+	}
 }
 
 // replaced reports whether the open file no longer has the followed name
@@ -220,6 +234,9 @@ func (fl *Follower) copy(final bool) {
 		fl.f, fl.noTrim = f, !writable
 		if fi, err := f.Stat(); err == nil {
 			ino := inode(fi)
+			// A new file has no trims yet (nor does a new follower know
+			// of earlier ones; punching a hole again where there is one
+			// costs nothing).
 			switch {
 			case fl.ino != 0 && ino != 0 && ino != fl.ino:
 				// Another file now has the name: it starts afresh.
@@ -227,14 +244,11 @@ func (fl *Follower) copy(final bool) {
 				if len(fl.partial) > 0 {
 					fl.write(append(fl.partial, '\n'))
 				}
-				fl.off, fl.partial = 0, nil
+				fl.off, fl.partial, fl.trimmed, fl.saved = 0, nil, 0, 0
 			case fi.Size() < fl.off-int64(len(fl.partial)):
-				fl.off, fl.partial = 0, nil
+				fl.off, fl.partial, fl.trimmed, fl.saved = 0, nil, 0, 0
 			}
 			fl.ino = ino
-			// A new follower knows nothing of earlier trims; punching a
-			// hole again where there is one costs nothing.
-			fl.trimmed = 0
 		}
 	}
 	start := fl.off - int64(len(fl.partial))
@@ -286,12 +300,20 @@ func openFollowed(path string) (f *os.File, writable bool, err error) {
 }
 
 // trim gives back the blocks of the bytes before end, which have been
-// copied and saved as copied.
+// copied. Only bytes the sidecar says were copied go: a restart would
+// copy the others again, and find zeros.
 func (fl *Follower) trim(end int64) {
-	if fl.noTrim || fl.offFile == nil {
-		// Without a saved offset a restart would copy the bytes again,
-		// and find zeros.
+	end = min(end, fl.saved)
+	if fl.noTrim || end <= fl.trimmed {
 		return
+	}
+	if fl.offFile == nil {
+		// Saved by an earlier copy; the file was closed since.
+		f, err := os.OpenFile(fl.offPath, os.O_RDWR, 0)
+		if err != nil {
+			return
+		}
+		fl.offFile = f
 	}
 	// The offset must be on disk before its bytes are gone.
 	if err := fl.offFile.Sync(); err != nil {
@@ -364,7 +386,9 @@ func (fl *Follower) saveOffset(off int64) {
 	}
 	if _, err := fl.offFile.WriteAt(offsetRecord(off, fl.ino), 0); err != nil {
 		fl.setErr(fmt.Errorf("save follow offset: %w", err))
+		return
 	}
+	fl.saved = off
 }
 
 // offsetRecord is the sidecar's content: always the same width, so that an

@@ -326,3 +326,41 @@ func TestFollowMany(t *testing.T) {
 		t.Errorf("%d paths still subscribed after Stop", len(files.subs))
 	}
 }
+
+// An idle follower holds no descriptor, of the file or of its sidecar:
+// every fork of the daemon copies its descriptors, and a host follows a
+// thousand quiet VMs. It opens the file again for the next lines.
+func TestIdleFollowerHoldsNoDescriptor(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "out.log")
+	appendFile(t, path, "a\n")
+	w := newLines()
+	fl, err := Follow(context.Background(), path, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fl.Stop()
+	held := func() []string {
+		var open []string
+		ents, _ := os.ReadDir("/proc/self/fd")
+		for _, e := range ents {
+			if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(l, path) {
+				open = append(open, l)
+			}
+		}
+		return open
+	}
+	for i, line := range []string{"a\n", "b\n", "c\n"} {
+		if i > 0 {
+			appendFile(t, path, line)
+		}
+		w.waitCount(t, i+1)
+		for deadline := time.Now().Add(guard); len(held()) > 0; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("an idle follower holds %v", held())
+			}
+		}
+	}
+	if want := []string{"a\n", "b\n", "c\n"}; !reflect.DeepEqual(w.snapshot(), want) {
+		t.Fatalf("got %q, want %q", w.snapshot(), want)
+	}
+}
