@@ -170,8 +170,14 @@ type watcher struct {
 	stream *api.EventStream
 	cancel context.CancelFunc
 	mu     sync.Mutex
-	want   map[string]chan hit
+	want   map[string]*waiter
 	lost   bool
+}
+
+// waiter is one expect: its channel and the keys it is registered under.
+type waiter struct {
+	ch   chan hit
+	keys []string
 }
 
 // hit is an awaited event: when it was read, the state entered (or
@@ -189,7 +195,7 @@ func newWatcher(ctx context.Context, c *api.Client) (*watcher, error) {
 		cancel()
 		return nil, fmt.Errorf("opening the event stream: %w", err)
 	}
-	w := &watcher{stream: st, cancel: cancel, want: map[string]chan hit{}}
+	w := &watcher{stream: st, cancel: cancel, want: map[string]*waiter{}}
 	go w.read()
 	return w, nil
 }
@@ -217,14 +223,12 @@ func (w *watcher) read() {
 		}
 		key := e.VM + "/" + state
 		w.mu.Lock()
-		if ch, ok := w.want[key]; ok {
-			// One channel may wait for several states: unregister all.
-			for k, c := range w.want {
-				if c == ch {
-					delete(w.want, k)
-				}
+		if wt, ok := w.want[key]; ok {
+			// One waiter may wait for several states: unregister all.
+			for _, k := range wt.keys {
+				delete(w.want, k)
 			}
-			ch <- hit{t: now, state: state, reason: e.Reason}
+			wt.ch <- hit{t: now, state: state, reason: e.Reason}
 		}
 		w.mu.Unlock()
 	}
@@ -233,13 +237,16 @@ func (w *watcher) read() {
 // expect registers for the next event of vm entering one of states (or
 // "config" for a config event); register before causing it.
 func (w *watcher) expect(vm string, states ...string) <-chan hit {
-	ch := make(chan hit, 1)
-	w.mu.Lock()
+	wt := &waiter{ch: make(chan hit, 1)}
 	for _, st := range states {
-		w.want[vm+"/"+st] = ch
+		wt.keys = append(wt.keys, vm+"/"+st)
+	}
+	w.mu.Lock()
+	for _, k := range wt.keys {
+		w.want[k] = wt
 	}
 	w.mu.Unlock()
-	return ch
+	return wt.ch
 }
 
 // hadLoss reports whether the daemon said events were dropped.

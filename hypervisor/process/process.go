@@ -219,7 +219,9 @@ func command(cfg Config, out *os.File, cg *os.File) (cmd *exec.Cmd, gate *os.Fil
 	if cmd.Env == nil {
 		cmd.Env = DefaultEnv
 	}
-	cmd.Stdin = nil // /dev/null
+	if f := devNull(); f != nil {
+		cmd.Stdin = f
+	} // else os/exec opens /dev/null itself
 	cmd.Stdout = out
 	cmd.Stderr = out
 	// A new session, and with it a process group the process leads:
@@ -258,6 +260,13 @@ func (p *Process) Release() error {
 	})
 	return p.gateErr
 }
+
+// devNull is /dev/null open for reading, every VM's stdin: opened once,
+// not at every launch. Nil if it cannot be opened.
+var devNull = sync.OnceValue(func() *os.File {
+	f, _ := os.Open(os.DevNull)
+	return f
+})
 
 func openOutput(path string) (*os.File, error) {
 	if path == "" {
