@@ -25,7 +25,20 @@ type vmLog struct {
 	mu        sync.Mutex
 	out       *rotatingFile
 	followers map[chan []byte]struct{}
+	// The file is closed once no line came for idleClose (see closeIdle):
+	// lastWrite is when the last one came, closer the timer, armed while
+	// the file is open.
+	lastWrite time.Time
+	closer    *time.Timer
+	armed     bool
+	closed    bool
 }
+
+// idleClose is how long a VM's log stays open after its last line. Every
+// fork of the daemon copies its descriptor table and every exec closes
+// the copy, so a thousand quiet VMs holding their logs open made every
+// launch slower; a log written to steadily stays open.
+const idleClose = 50 * time.Millisecond
 
 func newVMLog(path string, maxSizeMB, maxFiles int) *vmLog {
 	return &vmLog{
@@ -59,6 +72,15 @@ func (l *vmLog) writeLine(line []byte) {
 	// A log that cannot be written (disk full) must not stop the VM; the
 	// line is lost, and so would be any report of it.
 	_, _ = l.out.Write(line)
+	l.lastWrite = time.Now()
+	if !l.armed && !l.closed {
+		l.armed = true
+		if l.closer == nil {
+			l.closer = time.AfterFunc(idleClose, l.closeIdle)
+		} else {
+			l.closer.Reset(idleClose)
+		}
+	}
 	for ch := range l.followers {
 		select {
 		case ch <- line:
@@ -67,6 +89,22 @@ func (l *vmLog) writeLine(line []byte) {
 			close(ch)
 		}
 	}
+}
+
+// closeIdle closes the file when no line came for idleClose, or waits
+// for the rest of that time; the next line opens it again.
+func (l *vmLog) closeIdle() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.armed {
+		return
+	}
+	if left := idleClose - time.Since(l.lastWrite); left > 0 {
+		l.closer.Reset(left)
+		return
+	}
+	l.armed = false
+	_ = l.out.Close()
 }
 
 // stamp formats one log line.
@@ -125,6 +163,10 @@ func (l *vmLog) Close() error {
 	for ch := range l.followers {
 		delete(l.followers, ch)
 		close(ch)
+	}
+	l.closed, l.armed = true, false
+	if l.closer != nil {
+		l.closer.Stop()
 	}
 	return l.out.Close()
 }

@@ -213,3 +213,36 @@ func TestBackupNamesAreUTC(t *testing.T) {
 		t.Fatalf("the later backup %s sorts before %s", b, a)
 	}
 }
+
+// A VM's log holds no descriptor once it has been quiet for a moment
+// (every fork of the daemon copies them all), and the next line opens it
+// again and lands after the others.
+func TestQuietLogHoldsNoDescriptor(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vm.log")
+	l := newVMLog(path, 1, 5)
+	defer l.Close()
+	open := func() bool {
+		ents, _ := os.ReadDir("/proc/self/fd")
+		for _, e := range ents {
+			if p, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && p == path {
+				return true
+			}
+		}
+		return false
+	}
+	for i := range 3 {
+		l.Printf("line %d", i)
+		for deadline := time.Now().Add(time.Minute); open(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the log is still open a minute after line %d", i)
+			}
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), "[vmstated] line "); n != 3 || !strings.HasSuffix(string(b), "line 2\n") {
+		t.Errorf("log holds:\n%s", b)
+	}
+}
