@@ -102,8 +102,12 @@ func Follow(ctx context.Context, path string, w io.Writer) (*Follower, error) {
 	if err := files.subscribe(fl.path, fl); err != nil {
 		return nil, fmt.Errorf("follow %s: %w", path, err)
 	}
-	// What the file holds already.
-	fl.wake()
+	// What the file holds already, unless it holds nothing new (a file
+	// that appears or grows from now on is noticed by the watch).
+	fi, err := os.Stat(fl.path)
+	if err == nil && (fi.Size() != off || ino != 0 && inode(fi) != ino) || err != nil && !errors.Is(err, fs.ErrNotExist) {
+		fl.wake()
+	}
 	fl.run.Lock()
 	fl.stopContext = context.AfterFunc(ctx, func() { _ = fl.Stop() })
 	fl.run.Unlock()
