@@ -477,3 +477,35 @@ func TestGatedStartInACgroupRunsAtOnce(t *testing.T) {
 		t.Errorf("Release of a process that had no gate: %v", err)
 	}
 }
+
+// Where the kernel cannot start the process in its cgroup (before Linux
+// 5.7; here a directory that is no cgroup), it starts without one and,
+// gated, waits at the gate: nothing runs that its cgroup does not name.
+func TestGatedStartWhereTheCgroupFails(t *testing.T) {
+	cg := filepath.Join(t.TempDir(), "not-a-cgroup")
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := sh(t, "echo ran")
+	cfg.Gated, cfg.Cgroup = true, cg
+	p, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := p.Group().Cgroup; g != "" {
+		t.Errorf("process in cgroup %q, want none", g)
+	}
+	if _, err := os.Stat(cg); !os.IsNotExist(err) {
+		t.Errorf("the cgroup that could not be used is still there: %v", err)
+	}
+	if b, _ := os.ReadFile(cfg.OutputPath); len(b) != 0 {
+		t.Fatalf("the program ran before Release: %q", b)
+	}
+	if err := p.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if s := waitDone(t, p); s.Code != 0 {
+		t.Fatalf("status %+v", s)
+	}
+	waitOutput(t, cfg.OutputPath, "ran")
+}
