@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -1052,5 +1053,65 @@ func TestDesiredStoppedWhenAtRest(t *testing.T) {
 		case <-timeout:
 			t.Fatal("vm0 never failed")
 		}
+	}
+}
+
+// A step of the start with nothing to run (no hook file, no network) is
+// done in the actor, with no work of its own, and gives the same events
+// in the same order as one that ran; a step with a hook still runs it.
+func TestStartStepsWithNothingToRun(t *testing.T) {
+	f := newFixture(t)
+	dir := f.addVM("vm0", sleeper)
+	for _, h := range []statemachine.State{statemachine.StartNetwork, statemachine.Running} {
+		if err := os.Remove(filepath.Join(dir, string(h))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.sync()
+	if err := f.sup.Start(ctx(t), "vm0"); err != nil {
+		t.Fatal(err)
+	}
+	f.waitState("vm0", sRunning)
+	f.waitHooks("vm0", sStartStorage)
+	var got []string
+	deadline := time.Now().Add(waitLimit)
+	for len(got) < 6 && time.Now().Before(deadline) {
+		got = got[:0]
+		f.mu.Lock()
+		for _, e := range f.seen {
+			if e.VM != "vm0" || e.Kind != KindTransition && e.Kind != KindHook {
+				continue
+			}
+			s := string(e.Kind) + " " + string(e.To)
+			if e.Skipped {
+				s += " skipped"
+			}
+			got = append(got, s)
+		}
+		f.mu.Unlock()
+		time.Sleep(5 * time.Millisecond)
+	}
+	want := []string{"transition start_network", "hook start_network skipped", "transition start_storage",
+		"hook start_storage", "transition running", "hook running skipped"}
+	if strings.Join(got, ", ") != strings.Join(want, ", ") {
+		t.Errorf("events\n%s\nwant\n%s", strings.Join(got, ", "), strings.Join(want, ", "))
+	}
+	// Which steps the actor found with nothing to run: asked in the actor.
+	v, err := f.sup.lookup("vm0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nothing := map[statemachine.State]bool{}
+	done := make(chan struct{})
+	if err := v.send(ctx(t), inspect{fn: func() {
+		for _, st := range []statemachine.State{sStartNetwork, sStartStorage, sRunning, sStopping, sStopped} {
+			nothing[st] = v.nothingToRun(ctx(t), st)
+		}
+	}, done: done}); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if want := map[statemachine.State]bool{sStartNetwork: true, sStartStorage: false, sRunning: true, sStopping: false, sStopped: false}; !reflect.DeepEqual(nothing, want) {
+		t.Errorf("nothing to run: %v, want %v", nothing, want)
 	}
 }
