@@ -43,7 +43,7 @@ func statOf(pid int) (uint64, byte, error) {
 	if pid <= 0 {
 		return 0, 0, fmt.Errorf("pid %d: %w: not a valid pid", pid, hypervisor.ErrGone)
 	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	b, err := readProcStat(pid)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
 			return 0, 0, fmt.Errorf("pid %d: %w", pid, hypervisor.ErrGone)
@@ -51,6 +51,29 @@ func statOf(pid int) (uint64, byte, error) {
 		return 0, 0, fmt.Errorf("read stat of pid %d: %w", pid, err)
 	}
 	return parseStat(pid, b)
+}
+
+// readProcStat reads /proc/PID/stat with one open, one read and one close
+// (a launch reads it twice; os.ReadFile adds a stat and the poller). The
+// kernel produces the whole line in one read of a page: the command name
+// is at most 16 bytes, and 52 numbers fill well under 4 KiB.
+func readProcStat(pid int) ([]byte, error) {
+	fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/stat", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	b := make([]byte, 4096)
+	for {
+		n, err := unix.Read(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return b[:n], nil
+	}
 }
 
 // parseStat parses /proc/PID/stat. The command name (field 2) is in
