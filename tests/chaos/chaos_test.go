@@ -24,6 +24,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmstated/vmstated/api"
+	"github.com/vmstated/vmstated/hypervisor"
+	"github.com/vmstated/vmstated/hypervisor/process"
 )
 
 var daemonBin string
@@ -185,6 +187,15 @@ func (r *rig) cleanup() {
 	}
 	for _, pid := range r.vmProcesses() {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	// As root the VMs have cgroups: whatever a daemon left, emptied and
+	// removed.
+	for _, vm := range r.vms {
+		if h, err := hypervisor.ReadHandleFile(filepath.Join(r.base, "run", vm)); err == nil && h.Cgroup != "" {
+			if msg := (process.Group{Cgroup: h.Cgroup}).EndLeftovers(); strings.Contains(msg, "remove") {
+				r.t.Errorf("%s: %s", vm, msg)
+			}
+		}
 	}
 }
 
