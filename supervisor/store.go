@@ -193,9 +193,9 @@ func withSeq(body []byte, seq uint64) []byte {
 // record or the new one. Records of resting states (stopped, running, paused,
 // failed) are also flushed to disk so that they survive a crash of the
 // host; the flush is not on the VM's path: a flusher flushes every record
-// written since its last round together, with one flush of the directory
-// for all of them, so that a thousand VMs settling at once (a host
-// shutdown) wait on no disk. A record torn by a host crash before its
+// written since its last round together, once they pause (flushQuiet),
+// with one flush of the directory for all of them, so that a thousand VMs
+// settling at once (a host shutdown) wait on no disk. A record torn by a host crash before its
 // flush is recognised after the reboot and taken for stopped (see Load),
 // which is what it is then. Records of transient states (the start and
 // stop steps, restarting) are never flushed: they matter only while the
@@ -272,15 +272,52 @@ func (st *store) write(name string, data []byte, durable bool) error {
 	return nil
 }
 
+// A flush round waits until records have stopped coming for flushQuiet,
+// or flushMaxDelay after the first: each record costs a flush of the disk
+// (on ext4 without a journal, of the device), and a thousand of them in
+// the middle of a start of all VMs kept the disk and the runtime busy
+// while the VMs were launched. A record written is on its way to disk at
+// once either way; what waits is only its surviving a crash of the host.
+const (
+	flushQuiet    = 100 * time.Millisecond
+	flushMaxDelay = time.Second
+)
+
 // run flushes queued records until ctx ends, then once more.
 func (st *store) run(ctx context.Context) {
 	for {
 		select {
 		case <-st.kick:
+			if !st.settle(ctx) {
+				st.flush()
+				return
+			}
 			st.flush()
 		case <-ctx.Done():
 			st.flush()
 			return
+		}
+	}
+}
+
+// settle waits for a pause in the records to flush (see flushQuiet); false
+// means ctx ended meanwhile.
+func (st *store) settle(ctx context.Context) bool {
+	deadline := time.Now().Add(flushMaxDelay)
+	t := time.NewTimer(flushQuiet)
+	defer t.Stop()
+	for {
+		select {
+		case <-st.kick:
+			left := time.Until(deadline)
+			if left <= 0 {
+				return true
+			}
+			t.Reset(min(flushQuiet, left))
+		case <-t.C:
+			return true
+		case <-ctx.Done():
+			return false
 		}
 	}
 }

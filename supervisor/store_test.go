@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -106,6 +107,32 @@ func TestReadKeptGoesByTheNewer(t *testing.T) {
 		}
 		if l.rec.State != want.state || l.kept != want.kept {
 			t.Errorf("%s: state %s kept %v, want %s kept %v", name, l.rec.State, l.kept, want.state, want.kept)
+		}
+	}
+}
+
+// Records of resting states written in a burst are flushed once the
+// burst pauses, every one of them.
+func TestFlusherFlushesABurst(t *testing.T) {
+	dir := t.TempDir()
+	st := newStore(dir, "", t.Logf)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); st.run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for i := range 200 {
+		if err := st.write(fmt.Sprintf("vm%d", i%50), []byte(`{"version":1}`+"\n"), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pending := func() int {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return len(st.pending)
+	}
+	for deadline := time.Now().Add(time.Minute); pending() > 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d records still wait for their flush a minute after the burst", pending())
 		}
 	}
 }
