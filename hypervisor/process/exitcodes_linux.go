@@ -60,11 +60,18 @@ type exitCodes struct {
 }
 
 type exitRecord struct {
-	refs int // the Attach calls watching the process
-	ws   syscall.WaitStatus
-	seen bool // an exit event of the process arrived
-	lost bool // events were dropped while the process was watched
+	refs  int // the Attach calls watching the process
+	ws    syscall.WaitStatus
+	seen  bool          // an exit event of the process arrived
+	seenC chan struct{} // closed when seen is first set
+	lost  bool          // events were dropped while the process was watched
 }
+
+// exitEventWait bounds how long take waits for the exit event of a process
+// whose pidfd already said it exited: the kernel wakes pidfd pollers
+// (exit_notify) before it sends the proc connector's event, so on another
+// CPU the exit can be seen a moment before its event is queued.
+const exitEventWait = time.Second
 
 // watch starts recording the exit of pid. Call it before checking that
 // the process is alive, so that no exit falls between the two. The error
@@ -77,7 +84,7 @@ func (c *exitCodes) watch(pid int) error {
 	c.mu.Lock()
 	r := c.watched[pid]
 	if r == nil {
-		r = &exitRecord{}
+		r = &exitRecord{seenC: make(chan struct{})}
 		c.watched[pid] = r
 	}
 	r.refs++
@@ -107,6 +114,19 @@ func (c *exitCodes) take(pid int) Status {
 	defer c.mu.Unlock()
 	c.drainLocked()
 	r := c.watched[pid]
+	if r != nil && !r.seen && !r.lost {
+		// Its event is on its way (see exitEventWait); whoever reads
+		// the socket records it.
+		c.mu.Unlock()
+		t := time.NewTimer(exitEventWait)
+		select {
+		case <-r.seenC:
+		case <-t.C:
+		}
+		t.Stop()
+		c.mu.Lock()
+		c.drainLocked()
+	}
 	c.releaseLocked(pid)
 	switch {
 	case r == nil:
@@ -341,7 +361,10 @@ func (c *exitCodes) recordLocked(b []byte) {
 		tgid := int(int32(ne.Uint32(d[4:])))
 		if r := c.watched[tgid]; r != nil {
 			r.ws = syscall.WaitStatus(ne.Uint32(d[8:]))
-			r.seen = true
+			if !r.seen {
+				r.seen = true
+				close(r.seenC)
+			}
 		}
 	}
 }

@@ -30,8 +30,8 @@ func procMsg(what, ack uint32, data ...uint32) []byte {
 
 func TestConnectorMessages(t *testing.T) {
 	c := &exitCodes{watched: map[int]*exitRecord{}}
-	c.watched[100] = &exitRecord{refs: 1}
-	c.watched[200] = &exitRecord{refs: 1}
+	c.watched[100] = &exitRecord{refs: 1, seenC: make(chan struct{})}
+	c.watched[200] = &exitRecord{refs: 1, seenC: make(chan struct{})}
 	// A thread of 100 ends with 0, then the whole process with exit 3
 	// (wait status 3<<8); 200 dies of SIGSEGV; 300 is not watched. Two
 	// messages in one datagram are both read.
@@ -71,6 +71,18 @@ func TestConnectorMessages(t *testing.T) {
 	c.watched[200].lost = true
 	if s := c.take(200); s.Known || !strings.Contains(s.Why, "lost") {
 		t.Errorf("take(200) after lost events = %+v, want unknown", s)
+	}
+
+	// An exit seen (its pidfd) before its event arrived: take waits for
+	// the event, which another reader of the socket records.
+	c.watched[400] = &exitRecord{refs: 1, seenC: make(chan struct{})}
+	go func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.recordLocked(procMsg(procEventExit, 0, 400, 400, 7<<8, 17))
+	}()
+	if s := c.take(400); s.Code != 7 || !s.Known {
+		t.Errorf("take(400) of an event that came late = %+v, want exit 7", s)
 	}
 
 	if errno, ok := ackOf(procMsg(procEventNone, 8, 0), 8); !ok || errno != 0 {
