@@ -30,6 +30,17 @@ func WriteHandleFile(h Handle) error {
 	return atomicfile.Overwrite(filepath.Join(h.RunDir, HandleFile), append(data, '\n'), atomicfile.Options{})
 }
 
+// RemoveHandleFile removes the handle in runDir, once it names nothing (a
+// launch that did not happen, or one that was ended). A missing file is
+// not an error.
+func RemoveHandleFile(runDir string) error {
+	err := os.Remove(filepath.Join(runDir, HandleFile))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	return err
+}
+
 // ReadHandleFile reads the handle a driver left in runDir.
 func ReadHandleFile(runDir string) (Handle, error) {
 	var h Handle

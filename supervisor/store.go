@@ -195,9 +195,9 @@ func withSeq(body []byte, seq uint64) []byte {
 // host; the flush is not on the VM's path: a flusher flushes every record
 // written since its last round together, once they pause (flushQuiet),
 // with one flush of the directory for all of them, so that a thousand VMs
-// settling at once (a host shutdown) wait on no disk. A record torn by a host crash before its
-// flush is recognised after the reboot and taken for stopped (see Load),
-// which is what it is then. Records of transient states (the start and
+// settling at once (a host shutdown) wait on no disk. A record torn by a
+// host crash before its flush is recognised after the reboot and taken for
+// stopped (see Load), which is what it is then. Records of transient states (the start and
 // stop steps, restarting) are never flushed: they matter only while the
 // VM's process lives, and a host crash ends that process too.
 type store struct {

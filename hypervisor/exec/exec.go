@@ -189,8 +189,7 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.In
 	var p *process.Process
 	if err == nil {
 		if p, err = process.Start(cfg); err != nil && cfg.Cgroup != "" {
-			// Nothing was launched: the handle names nothing.
-			_ = os.Remove(filepath.Join(spec.RunDir, hypervisor.HandleFile))
+			_ = hypervisor.RemoveHandleFile(spec.RunDir) // nothing was launched
 		}
 	}
 	if master != nil {
@@ -242,8 +241,9 @@ func terminalFiles() (master, tty, dup *os.File, err error) {
 }
 
 func handle(spec hypervisor.Spec, p *process.Process, ex extra) hypervisor.Handle {
-	h := launchHandle(spec, p.Group().Cgroup, ex)
-	h.PID, h.StartTime, h.PGID = p.PID(), p.StartTime(), p.Group().PGID
+	g := p.Group()
+	h := launchHandle(spec, g.Cgroup, ex)
+	h.PID, h.StartTime, h.PGID = p.PID(), p.StartTime(), g.PGID
 	return h
 }
 
@@ -299,8 +299,7 @@ func (d *Driver) Recover(ctx context.Context, spec hypervisor.Spec, h hypervisor
 		if msg == "" {
 			msg = "it never ran or has ended"
 		}
-		// The handle names nothing any more.
-		_ = os.Remove(filepath.Join(h.RunDir, hypervisor.HandleFile))
+		_ = hypervisor.RemoveHandleFile(h.RunDir)
 		return nil, fmt.Errorf("%w: the launch the last daemon made in cgroup %s was never recorded; %s", hypervisor.ErrGone, h.Cgroup, msg)
 	}
 	p, fl, err := vmproc.Reattach(h, x.Output, spec.Output)

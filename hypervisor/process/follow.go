@@ -102,16 +102,26 @@ func Follow(ctx context.Context, path string, w io.Writer) (*Follower, error) {
 	if err := files.subscribe(fl.path, fl); err != nil {
 		return nil, fmt.Errorf("follow %s: %w", path, err)
 	}
-	// What the file holds already, unless it holds nothing new (a file
-	// that appears or grows from now on is noticed by the watch).
-	fi, err := os.Stat(fl.path)
-	if err == nil && (fi.Size() != off || ino != 0 && inode(fi) != ino) || err != nil && !errors.Is(err, fs.ErrNotExist) {
+	// What the file holds already (a file that appears or grows from now
+	// on is noticed by the watch).
+	if mayHoldNew(fl.path, off, ino) {
 		fl.wake()
 	}
 	fl.run.Lock()
 	fl.stopContext = context.AfterFunc(ctx, func() { _ = fl.Stop() })
 	fl.run.Unlock()
 	return fl, nil
+}
+
+// mayHoldNew reports whether the file at path may hold what was not
+// copied yet: anything but a missing file or one of the saved offset's
+// size and inode (ino 0: unknown).
+func mayHoldNew(path string, off int64, ino uint64) bool {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return !errors.Is(err, fs.ErrNotExist) // a copy reports the error
+	}
+	return fi.Size() != off || ino != 0 && inode(fi) != ino
 }
 
 // readOffset reads a saved offset and the inode number of the file it
