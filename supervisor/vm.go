@@ -73,6 +73,9 @@ type vm struct {
 	// reported holds the results of steps that had nothing to run (see
 	// nothingToRun), handled after the message that entered them.
 	reported []workResult
+	// answer is the reply to the command of this turn of the actor loop,
+	// sent as the turn's last act (see run).
+	answer func()
 	// lastWork is closed when the most recently spawned ordered work has
 	// finished. Ordered work waits for its predecessor, so a VM's hooks run
 	// one at a time and in the order of the states entered.
@@ -252,6 +255,17 @@ func (v *vm) run(ctx context.Context) {
 			_ = v.save()
 		}
 		v.publishStatus()
+		// The answer goes last, after the record and the status: whoever
+		// asked, and whatever they do next, finds the VM as the command
+		// and the steps it went through at once left it. Last also for
+		// speed: the asker is the goroutine woken most recently, so it
+		// runs as soon as the actor waits again, ahead of the launch and
+		// the followers the command set off. Answered before them, it
+		// waited behind them, about 4 ms a request in a start of 1,000.
+		if v.answer != nil {
+			v.answer()
+			v.answer = nil
+		}
 	}
 }
 
@@ -282,11 +296,7 @@ type message interface {
 
 func (c command) deliver(ctx context.Context, v *vm) {
 	err := v.onCommand(ctx, c)
-	// Recorded and shown before the answer: whoever asked, and whatever
-	// they do next, finds the VM as the command left it.
-	_ = v.save()
-	v.publishStatus()
-	c.reply <- err
+	v.answer = func() { c.reply <- err }
 }
 
 func (r workResult) deliver(ctx context.Context, v *vm)   { v.onWork(ctx, r) }
