@@ -538,11 +538,19 @@ func TestStartAdoptsProcessTheRecordLost(t *testing.T) {
 	d.waitUp(vm)
 	d.do(vm, api.ActionStop)
 	d.waitState(vm, api.StateStopped)
+	// The status shows stopped as the VM enters it; the record that
+	// says so is written a moment later.
 	recPath := filepath.Join(e.stateDir, vm+".json")
-	stopped, err := os.ReadFile(recPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var stopped []byte
+	waitUntil(t, "a record that says stopped", func() bool {
+		b, err := os.ReadFile(recPath)
+		var r struct{ State api.State }
+		if err != nil || json.Unmarshal(b, &r) != nil || r.State != api.StateStopped {
+			return false
+		}
+		stopped = b
+		return true
+	})
 	d.do(vm, api.ActionStart)
 	st := d.waitUp(vm)
 	_ = d.cmd.Process.Kill()
